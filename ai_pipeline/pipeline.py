@@ -1,0 +1,227 @@
+"""One pipecat pipeline per call: link -> VAD -> STT -> context -> LLM + tools -> TTS -> link.
+
+``run_call`` is the :data:`~ai_pipeline.link.CallHandler` that ``ai_pipeline.server`` runs for
+every call. The models are shared by all calls in the process (:class:`ModelStore`); everything
+else (VAD state, context, services, transport) is per call, so one call's failure ends that call.
+
+What is left out on purpose, because the media core does it or it costs CPU for nothing here:
+pipecat's output transport (pacing sleeps, resampling), RTVI and the default observers (FINDINGS:
+~40% of the framework's own CPU), turn tracking and the idle timeout (the core owns call life).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from contextlib import suppress
+from functools import cache
+
+from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.observers.base_observer import BaseObserver
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.runner import WorkerRunner
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from ai_pipeline.agent_config import AgentConfig, AgentConfigError, parse_agent_config
+from ai_pipeline.engines.factory import (
+    CallServices,
+    EngineError,
+    build_services,
+    load_models_for,
+)
+from ai_pipeline.engines.models import ModelLoadError, ModelStore
+from ai_pipeline.engines.vad import SharedSileroVADAnalyzer
+from ai_pipeline.link import AgentLink, CallHandler, LinkClosed
+from ai_pipeline.tools import LinkToolRunner, tools_schema
+from ai_pipeline.transport import (
+    AgentTextTap,
+    CallerTranscriptTap,
+    LinkOutput,
+    LinkSender,
+    frame_from_link,
+)
+from proto.messages import CallStart, Error, FunctionCallResult, Hangup, LinkFrame, Mark
+
+log = logging.getLogger(__name__)
+
+LINK_RATE_HZ = 16000
+DTMF_FLUSH_SECS = 1.5
+"""How long after the last key press the digits go to the LLM ('#' sends them at once)."""
+
+
+@cache
+def default_models() -> ModelStore:
+    """The process's shared models (loaded lazily); one store per agent process."""
+    return ModelStore()
+
+
+def make_call_handler(models: ModelStore, env: Mapping[str, str] | None = None) -> CallHandler:
+    """A :data:`CallHandler` over the given models (tests and benches pass their own)."""
+
+    async def handler(start: CallStart, link: AgentLink) -> None:
+        await CallAgent(start, link, models, os.environ if env is None else env).run()
+
+    return handler
+
+
+async def run_call(start: CallStart, link: AgentLink) -> None:
+    """Run the agent for one call until the caller or the agent hangs up."""
+    await CallAgent(start, link, default_models(), os.environ).run()
+
+
+class CallAgent:
+    """Builds one call's pipeline from its agent config and runs it against the link."""
+
+    def __init__(
+        self,
+        start: CallStart,
+        link: AgentLink,
+        models: ModelStore,
+        env: Mapping[str, str],
+        *,
+        observers: list[BaseObserver] | None = None,
+    ) -> None:
+        self.start = start
+        self._observers = observers or []  # measurement only (turnbench); none in service
+        self._link = link
+        self._models = models
+        self._env = env
+        self.send = LinkSender(link.send)
+        self.output = LinkOutput(self.send)
+        self._worker: PipelineWorker | None = None
+        self._config: AgentConfig | None = None
+
+    async def run(self) -> None:
+        call_id = self.start.call_id
+        if (self.start.sample_rate_hz, self.start.num_channels) != (LINK_RATE_HZ, 1):
+            message = (
+                f"agent link audio must be {LINK_RATE_HZ} Hz mono, call_start says "
+                f"{self.start.sample_rate_hz} Hz x{self.start.num_channels}"
+            )
+            log.error("call %s: %s", call_id, message)
+            with suppress(LinkClosed):
+                await self.send(Error("unsupported_format", message, fatal=True))
+            return
+        try:
+            self._config = parse_agent_config(self.start.agent_config)
+            await asyncio.to_thread(load_models_for, self._config, self._models)
+            services = build_services(self._config, self._models, self._env)
+            vad = SharedSileroVADAnalyzer(
+                self._models.silero_session(), self._config.vad, sample_rate_hz=LINK_RATE_HZ
+            )
+        except (AgentConfigError, EngineError, ModelLoadError) as exc:
+            code = "bad_agent_config" if isinstance(exc, AgentConfigError) else "engine_unavailable"
+            log.error("call %s: %s: %s", call_id, code, exc)
+            with suppress(LinkClosed):
+                await self.send(Error(code, str(exc), fatal=True))
+            return
+        log.info(
+            "call %s: agent stt=%s llm=%s tts=%s",
+            call_id,
+            self._config.stt.name,
+            self._config.llm.name,
+            self._config.tts.name,
+        )
+        await self._run_pipeline(self._config, services, vad)
+
+    async def _run_pipeline(
+        self, cfg: AgentConfig, services: CallServices, vad: SharedSileroVADAnalyzer
+    ) -> None:
+        tools = LinkToolRunner(self.send, self._end_call, timeout_secs=cfg.tool_timeout_secs)
+        for spec in cfg.tools:
+            services.llm.register_function(spec.name, tools.handle)
+        context = LLMContext(tools=tools_schema(cfg.tools)) if cfg.tools else LLMContext()
+        strategies = UserTurnStrategies(
+            start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
+            stop=[
+                SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.user_turn_timeout_secs)
+            ],
+        )
+        aggregators = LLMContextAggregatorPair(
+            context, user_params=LLMUserAggregatorParams(user_turn_strategies=strategies)
+        )
+        self._llm = services.llm
+        self._goodbye = cfg.goodbye
+        pipeline = Pipeline(
+            [
+                VADProcessor(vad_analyzer=vad),
+                services.stt,
+                CallerTranscriptTap(self.send),
+                DTMFAggregator(timeout=DTMF_FLUSH_SECS, prefix="The caller pressed "),
+                aggregators.user(),
+                services.llm,
+                AgentTextTap(self.output),
+                services.tts,
+                self.output,
+                aggregators.assistant(),
+            ]
+        )
+        worker = PipelineWorker(
+            pipeline,
+            params=PipelineParams(
+                audio_in_sample_rate=LINK_RATE_HZ, audio_out_sample_rate=LINK_RATE_HZ
+            ),
+            enable_rtvi=False,
+            enable_turn_tracking=False,
+            idle_timeout_secs=None,
+            check_dangling_tasks=False,
+            conversation_id=self.start.call_id,
+            observers=list(self._observers),
+        )
+        self._worker = worker
+        runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
+        await runner.add_workers(worker)
+        if cfg.greeting.strip():
+            await worker.queue_frame(TTSSpeakFrame(cfg.greeting))
+        reader = asyncio.create_task(
+            self._read_link(worker, tools), name=f"link-reader-{self.start.call_id}"
+        )
+        try:
+            await runner.run()
+        finally:
+            reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await reader
+            tools.cancel_all()
+
+    async def _read_link(self, worker: PipelineWorker, tools: LinkToolRunner) -> None:
+        """Feed the caller's frames into the pipeline until the call ends, then stop it."""
+        try:
+            while True:
+                frame: LinkFrame = await self._link.recv()
+                if isinstance(frame, FunctionCallResult):
+                    tools.resolve(frame)
+                elif isinstance(frame, Hangup):
+                    log.info("call %s: hangup from core (%s)", self.start.call_id, frame.reason)
+                    break
+                elif isinstance(frame, Error) and frame.fatal:
+                    log.warning(
+                        "call %s: fatal error from core: %s", self.start.call_id, frame.message
+                    )
+                    break
+                elif isinstance(frame, Mark):
+                    continue  # playout acks: the pipeline estimates playout itself
+                elif (pipecat_frame := frame_from_link(frame)) is not None:
+                    await worker.queue_frame(pipecat_frame)
+        except LinkClosed:
+            log.info("call %s: link closed", self.start.call_id)
+        await worker.cancel(reason="call ended")
+
+    async def _end_call(self) -> None:
+        """The ``end_call`` tool: say the goodbye, then ask the core to hang up."""
+        goodbye = self._goodbye.strip()
+        await self.output.hang_up_after_speech("agent_end_call", speech_expected=bool(goodbye))
+        if goodbye:
+            await self._llm.push_frame(TTSSpeakFrame(goodbye, append_to_context=False))

@@ -1,0 +1,99 @@
+"""The agent server: accepts agent-link WebSockets (one per call) and runs a call handler on each.
+
+asyncio, because pipecat is. The first frame of a connection must be ``CallStart`` within
+``start_timeout_s``; after that the handler owns the call. A handler's crash ends that call with an
+``Error`` frame and a close code, and never the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ai_pipeline.link import CallHandler, LinkClosed
+from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
+from proto.messages import CallStart, Error, LinkFrame
+
+log = logging.getLogger(__name__)
+
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class WebSocketAgentLink:
+    """:class:`ai_pipeline.link.AgentLink` over one ``websockets`` server connection."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self._ws = ws
+
+    async def recv(self) -> LinkFrame:
+        while True:
+            try:
+                message = await self._ws.recv()
+            except ConnectionClosed as exc:
+                raise LinkClosed(str(exc)) from None
+            if isinstance(message, str):
+                raise LinkClosed("text message on the agent link")
+            try:
+                frame = decode(message)
+            except LinkDecodeError as exc:
+                raise LinkClosed(f"bad frame: {exc}") from None
+            if frame is not None:
+                return frame
+
+    async def send(self, frame: LinkFrame) -> None:
+        try:
+            await self._ws.send(encode(frame))
+        except ConnectionClosed as exc:
+            raise LinkClosed(str(exc)) from None
+
+
+class AgentServer:
+    def __init__(self, handler: CallHandler, start_timeout_s: float = 5.0) -> None:
+        self._handler = handler
+        self._start_timeout_s = start_timeout_s
+        self.calls_active = 0
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        link = WebSocketAgentLink(ws)
+        try:
+            first = await asyncio.wait_for(link.recv(), self._start_timeout_s)
+        except (TimeoutError, LinkClosed) as exc:
+            log.info("agent link refused", extra={"reason": str(exc) or "no call_start"})
+            await ws.close(CLOSE_PROTOCOL_ERROR, "expected call_start")
+            return
+        if not isinstance(first, CallStart):
+            await ws.close(CLOSE_PROTOCOL_ERROR, "expected call_start")
+            return
+        self.calls_active += 1
+        try:
+            await self._handler(first, link)
+        except LinkClosed:
+            pass
+        except Exception as exc:
+            log.exception("call handler failed", extra={"call_id": first.call_id})
+            await _send_quietly(link, Error("internal", type(exc).__name__, fatal=True))
+            await ws.close(CLOSE_INTERNAL_ERROR, "agent failed")
+        finally:
+            self.calls_active -= 1
+        await ws.close()
+
+    async def start(self, host: str, port: int) -> Server:
+        return await serve(
+            self._serve_connection,
+            host,
+            port,
+            max_size=MAX_LINK_FRAME_BYTES,
+            compression=None,  # PCM does not deflate; compression would only cost CPU
+            ping_interval=20,
+            ping_timeout=20,
+        )
+
+
+async def _send_quietly(link: WebSocketAgentLink, frame: LinkFrame) -> None:
+    with contextlib.suppress(LinkClosed):
+        await link.send(frame)

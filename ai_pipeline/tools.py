@@ -1,0 +1,193 @@
+"""The agent's tools: their schemas, and running them through the media core over the agent link.
+
+Tools are executed by the call, not by the agent: the agent sends a ``FunctionCall`` frame, the
+media core runs it through the control plane (transfer, DTMF, webhooks...) and answers with a
+``FunctionCallResult``. :class:`LinkToolRunner` is the pipecat function handler that does that
+round trip, so any pipecat LLM service (ours or ``OpenAILLMService``) calls tools the same way.
+
+A tool that does not answer in time gets an error result, so the LLM can tell the caller and the
+pipeline never waits forever. ``end_call`` is the one tool the agent runs itself: it has to say
+goodbye first and only then hang up, which only the agent's output knows how to order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.frames.frames import FunctionCallResultProperties
+from pipecat.services.llm_service import FunctionCallParams
+
+from proto.messages import FunctionCall, FunctionCallResult, LinkFrame
+
+log = logging.getLogger(__name__)
+
+DEPARTMENTS = ("sales", "billing", "support")
+
+END_CALL = "end_call"
+TRANSFER_CALL = "transfer_call"
+SEND_DTMF = "send_dtmf"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """One tool as the LLM sees it: JSON-schema ``properties`` and ``required``."""
+
+    name: str
+    description: str
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+    def to_function_schema(self) -> FunctionSchema:
+        return FunctionSchema(
+            name=self.name,
+            description=self.description,
+            properties=dict(self.properties),
+            required=list(self.required),
+        )
+
+
+BUILTIN_TOOLS: dict[str, ToolSpec] = {
+    TRANSFER_CALL: ToolSpec(
+        TRANSFER_CALL,
+        "Transfer the caller to a department.",
+        {"department": {"type": "string", "enum": list(DEPARTMENTS)}},
+        ("department",),
+    ),
+    END_CALL: ToolSpec(END_CALL, "Say goodbye and hang up when the caller is done."),
+    SEND_DTMF: ToolSpec(
+        SEND_DTMF,
+        "Send touch-tone digits on the call (e.g. to navigate a phone menu).",
+        {"digits": {"type": "string", "pattern": "^[0-9*#A-D]+$"}},
+        ("digits",),
+    ),
+}
+BUILTIN_TOOL_NAMES = tuple(BUILTIN_TOOLS)
+
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _parse_one(raw: Any) -> ToolSpec:
+    if isinstance(raw, str):
+        if raw not in BUILTIN_TOOLS:
+            raise ValueError(f"unknown built-in tool {raw!r}; known: {', '.join(BUILTIN_TOOLS)}")
+        return BUILTIN_TOOLS[raw]
+    if not isinstance(raw, Mapping):
+        raise ValueError("each tool must be a built-in name or an object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not set(name.lower()) <= _NAME_OK:
+        raise ValueError(f"tool name must be [A-Za-z0-9_-]+, got {name!r}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ValueError(f"{name}.description must be a string")
+    params = raw.get("parameters", {})
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{name}.parameters must be a JSON-schema object")
+    properties = params.get("properties", {})
+    required = params.get("required", [])
+    if not isinstance(properties, Mapping):
+        raise ValueError(f"{name}.parameters.properties must be an object")
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{name}.parameters.required must be a list of names")
+    missing = [r for r in required if r not in properties]
+    if missing:
+        raise ValueError(f"{name}: required {missing} not in properties")
+    return ToolSpec(name, description, dict(properties), tuple(required))
+
+
+def parse_tool_specs(raw: Any) -> tuple[ToolSpec, ...]:
+    """Built-in names (``"transfer_call"``) and custom ``{name, description, parameters}``."""
+    if not isinstance(raw, list):
+        raise ValueError("must be a list")
+    specs = tuple(_parse_one(item) for item in raw)
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate tool(s) {duplicates}")
+    return specs
+
+
+def tools_schema(specs: Sequence[ToolSpec]) -> ToolsSchema:
+    return ToolsSchema(standard_tools=[s.to_function_schema() for s in specs])
+
+
+SendFrame = Callable[[LinkFrame], Awaitable[None]]
+EndCall = Callable[[], Awaitable[None]]
+
+
+class LinkToolRunner:
+    """Per-call pipecat function handler: tool calls out as frames, results back in.
+
+    ``resolve`` is called by the link reader for every ``FunctionCallResult``; the handler that
+    sent the matching ``FunctionCall`` is waiting on a future keyed by ``tool_call_id``.
+    """
+
+    def __init__(self, send: SendFrame, end_call: EndCall, *, timeout_secs: float) -> None:
+        self._send = send
+        self._end_call = end_call
+        self._timeout_secs = timeout_secs
+        self._pending: dict[str, asyncio.Future[FunctionCallResult]] = {}
+        self._ids = itertools.count(1)
+        self.late_results = 0
+        """Results that arrived after their call timed out (or for no call at all)."""
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def resolve(self, result: FunctionCallResult) -> None:
+        future = self._pending.pop(result.tool_call_id, None)
+        if future is None or future.done():
+            self.late_results += 1
+            log.warning(
+                "tool result %s (%s) matches no pending call", result.tool_call_id, result.name
+            )
+            return
+        future.set_result(result)
+
+    async def handle(self, params: FunctionCallParams) -> None:
+        """The handler registered with the LLM service for every tool name."""
+        if params.function_name == END_CALL:
+            # No LLM turn after this: the goodbye is spoken by end_call itself.
+            await params.result_callback(
+                {"ok": True}, properties=FunctionCallResultProperties(run_llm=False)
+            )
+            await self._end_call()
+            return
+        # Some OpenAI-compatible servers omit ids; the core needs one to answer.
+        tool_call_id = params.tool_call_id or f"call_{next(self._ids)}"
+        future: asyncio.Future[FunctionCallResult] = asyncio.get_running_loop().create_future()
+        self._pending[tool_call_id] = future
+        try:
+            await self._send(
+                FunctionCall(tool_call_id, params.function_name, dict(params.arguments))
+            )
+            result = await asyncio.wait_for(future, self._timeout_secs)
+        except TimeoutError:
+            log.warning(
+                "tool %s (%s) timed out after %.1f s",
+                params.function_name,
+                tool_call_id,
+                self._timeout_secs,
+            )
+            await params.result_callback(
+                {"error": f"{params.function_name} timed out after {self._timeout_secs:g} s"}
+            )
+            return
+        finally:
+            self._pending.pop(tool_call_id, None)
+        if result.is_error:
+            await params.result_callback({"error": result.result})
+        else:
+            await params.result_callback(result.result)
+
+    def cancel_all(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()

@@ -1,0 +1,251 @@
+"""A light pipecat transport over the agent link: link frames in, link frames out.
+
+pipecat's output transports pace audio against a clock and resample it; the media core already
+does both (and the pacing sleeps are a large part of pipecat's per-call CPU), so here the agent
+just sends TTS audio as it is produced and lets the core play it. What an output transport also
+does, and the pipeline still needs, is say when the bot starts and stops speaking: we estimate
+playout from the audio duration sent (the core plays it back to back in real time), which is
+what turn-taking and the assistant context need; barge-in does not depend on it.
+
+Frames in: :func:`frame_from_link` maps caller audio and DTMF to pipecat input frames.
+Frames out: :class:`LinkOutput` (the pipeline's tail) and :class:`CallerTranscriptTap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pipecat.audio.dtmf.types import KeypadEntry
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    InputDTMFFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    LLMTextFrame,
+    OutputAudioRawFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from proto.messages import Audio, Dtmf, Hangup, Interruption, LinkFrame, Transcript
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_SAMPLE = 2
+PLAYOUT_MARGIN_SECS = 1.0
+"""Slack on the playout estimate (link and core latency) before a barge-in is judged moot."""
+HANGUP_FALLBACK_SECS = 15.0
+"""If the goodbye never gets spoken (TTS failed, interrupted), hang up anyway after this."""
+
+
+class LinkSender:
+    """Serialises sends from the pipeline's tasks onto the one link, and counts what went out."""
+
+    def __init__(self, send: Callable[[LinkFrame], Awaitable[None]]) -> None:
+        self._send = send
+        self._lock = asyncio.Lock()
+        self.audio_bytes_sent = 0
+        self.frames_sent = 0
+
+    async def __call__(self, frame: LinkFrame) -> None:
+        async with self._lock:
+            await self._send(frame)
+        self.frames_sent += 1
+        if isinstance(frame, Audio):
+            self.audio_bytes_sent += len(frame.pcm16)
+
+
+def frame_from_link(frame: LinkFrame) -> Frame | None:
+    """Caller audio and DTMF as pipecat input frames; None for frames the pipeline ignores."""
+    if isinstance(frame, Audio):
+        return InputAudioRawFrame(frame.pcm16, frame.sample_rate_hz, frame.num_channels)
+    if isinstance(frame, Dtmf):
+        try:
+            return InputDTMFFrame(KeypadEntry(frame.digit))
+        except ValueError:  # A-D exist on the wire but not on pipecat's keypad
+            log.info("ignoring DTMF digit %r (not on pipecat's keypad)", frame.digit)
+            return None
+    return None
+
+
+class CallerTranscriptTap(FrameProcessor):
+    """Sends what the caller said as ``Transcript(role="caller")``; passes everything on."""
+
+    def __init__(self, send: LinkSender, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._send = send
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TranscriptionFrame) and frame.text.strip():
+            await self._send(Transcript("caller", frame.text.strip(), final=True))
+        elif isinstance(frame, InterimTranscriptionFrame) and frame.text.strip():
+            await self._send(Transcript("caller", frame.text.strip(), final=False))
+        await self.push_frame(frame, direction)
+
+
+class AgentTextTap(FrameProcessor):
+    """Sits before TTS and tells :class:`LinkOutput` what the agent is about to say."""
+
+    def __init__(self, output: LinkOutput, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._output = output
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if (
+            isinstance(frame, TTSSpeakFrame | LLMTextFrame)
+            and direction == FrameDirection.DOWNSTREAM
+        ):
+            self._output.note_text_for_tts(frame.text)
+        await self.push_frame(frame, direction)
+
+
+class LinkOutput(FrameProcessor):
+    """The pipeline's output: TTS audio, agent transcripts, barge-in and hang-up onto the link."""
+
+    def __init__(
+        self, send: LinkSender, *, clock: Callable[[], float] = time.monotonic, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._send = send
+        self._clock = clock
+        self._playout_end = 0.0
+        self._speaking = False
+        self._stop_task: asyncio.Task[None] | None = None
+        self._agent_text: list[str] = []
+        self._pending_text: list[str] = []
+        self._audio_since_flush = False
+        self._hangup_reason: str | None = None
+        self._goodbye_started = False
+        self._hangup_task: asyncio.Task[None] | None = None
+        self.hung_up = False
+        self.interruptions_sent = 0
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, OutputAudioRawFrame):
+            await self._audio(frame)
+            return  # audio ends here: the core plays it
+        if isinstance(frame, InterruptionFrame):
+            await self._interrupted()
+        elif isinstance(frame, TTSStartedFrame):
+            self._agent_text.clear()
+            self._audio_since_flush = True
+        elif isinstance(frame, TTSTextFrame):
+            self._agent_text.append(frame.text)
+            if self._hangup_reason is not None:
+                self._goodbye_started = True
+        elif isinstance(frame, TTSStoppedFrame):
+            await self._flush_agent_text(final=True)
+            self._pending_text.clear()
+            if self._hangup_reason is not None and self._goodbye_started:
+                await self._hang_up()
+        elif isinstance(frame, EndFrame | CancelFrame):
+            await self._stop_tasks()
+        await self.push_frame(frame, direction)
+
+    def note_text_for_tts(self, text: str) -> None:
+        """Text on its way to TTS (see :class:`AgentTextTap`): reported if barge-in cuts it off.
+
+        pipecat only confirms spoken text (``TTSTextFrame``) after a whole utterance has been
+        synthesised, so without this an interrupted utterance would leave no transcript at all.
+        """
+        self._pending_text.append(text)
+
+    async def hang_up_after_speech(self, reason: str, *, speech_expected: bool) -> None:
+        """Send ``Hangup`` once the next utterance (the goodbye) has gone out to the core."""
+        self._hangup_reason = reason
+        self._goodbye_started = False
+        if not speech_expected:
+            await self._hang_up()
+            return
+        self._hangup_task = self.create_task(self._hangup_fallback(), name="hangup-fallback")
+
+    async def _hangup_fallback(self) -> None:
+        await asyncio.sleep(HANGUP_FALLBACK_SECS)
+        log.warning("goodbye not spoken within %.0f s; hanging up anyway", HANGUP_FALLBACK_SECS)
+        await self._hang_up()
+
+    async def _hang_up(self) -> None:
+        if self.hung_up:
+            return
+        self.hung_up = True
+        task, self._hangup_task = self._hangup_task, None
+        if task is not None and task is not asyncio.current_task():
+            await self.cancel_task(task)
+        # The core hangs up after the audio queued before this frame has played.
+        await self._send(Hangup(self._hangup_reason or "agent"))
+
+    async def _audio(self, frame: OutputAudioRawFrame) -> None:
+        if self.hung_up:
+            return
+        await self._send(Audio(frame.audio, frame.sample_rate, frame.num_channels))
+        self._audio_since_flush = True
+        samples = len(frame.audio) // (BYTES_PER_SAMPLE * max(frame.num_channels, 1))
+        now = self._clock()
+        self._playout_end = max(now, self._playout_end) + samples / frame.sample_rate
+        if not self._speaking:
+            self._speaking = True
+            await self.broadcast_frame(BotStartedSpeakingFrame)
+        if self._stop_task is None:
+            self._stop_task = self.create_task(self._stop_when_played(), name="bot-speaking")
+
+    async def _stop_when_played(self) -> None:
+        # The end moves later while audio keeps arriving: sleep to it, re-read, repeat.
+        while True:
+            delay = self._playout_end - self._clock()
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)
+        self._stop_task = None
+        await self._bot_stopped()
+
+    async def _bot_stopped(self) -> None:
+        if self._speaking:
+            self._speaking = False
+            await self.broadcast_frame(BotStoppedSpeakingFrame)
+
+    async def _interrupted(self) -> None:
+        # pipecat interrupts at every user turn start; the core only needs a flush when agent
+        # audio may still be queued there, so idle turns do not flood the link with flushes.
+        if self._audio_since_flush and self._clock() < self._playout_end + PLAYOUT_MARGIN_SECS:
+            self.interruptions_sent += 1
+            await self._send(Interruption())
+        self._audio_since_flush = False
+        if not self._agent_text and self._pending_text:
+            self._agent_text = ["".join(self._pending_text)]  # LLM tokens carry their spaces
+        self._pending_text = []
+        await self._flush_agent_text(final=False)
+        self._playout_end = self._clock()
+        if self._stop_task is not None:
+            await self.cancel_task(self._stop_task)
+            self._stop_task = None
+        await self._bot_stopped()
+
+    async def _flush_agent_text(self, *, final: bool) -> None:
+        text = " ".join(" ".join(self._agent_text).split())
+        self._agent_text.clear()
+        if text:
+            # final=False marks an utterance cut short by barge-in: the caller heard only part.
+            await self._send(Transcript("agent", text, final=final))
+
+    async def _stop_tasks(self) -> None:
+        for task in (self._stop_task, self._hangup_task):
+            if task is not None:
+                await self.cancel_task(task)
+        self._stop_task = None
+        self._hangup_task = None

@@ -1,0 +1,1 @@
+"""``callbridge bench``: capacity, latency and quality figures."""

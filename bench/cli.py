@@ -1,0 +1,77 @@
+"""``callbridge bench``: one subcommand per measurement (issue 7).
+
+Each prints a summary table and writes JSON (seed + machine description) and PNG plots under
+``bench/results/<name>-<timestamp>/``. ``turn`` and ``api`` belong to later issues and say so
+instead of printing figures that were never measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NOT_YET = {
+    "turn": "voice-to-voice latency with the real agent (needs the offline agent, issue 3)",
+    "api": "REST and event latency under load (needs the control plane's API)",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", required=True)
+    p = sub.add_parser("resample", help="our resampler against the alternatives: cost and quality")
+    _common(p)
+    p.add_argument("--frames", type=int, default=500, help="20 ms frames timed per direction")
+    from bench.capacity import add_capacity_arguments
+    from bench.hop import add_hop_arguments
+    from bench.vs_pipecat import add_vs_pipecat_arguments
+
+    p = sub.add_parser("capacity", help="ramp N echo calls; CPU, memory and lateness per N")
+    _common(p)
+    add_capacity_arguments(p)
+    p = sub.add_parser("hop", help="latency the media core adds, leg -> agent and back")
+    _common(p)
+    add_hop_arguments(p)
+    p = sub.add_parser("vs-pipecat", help="callbridge against pipecat's own telephony setup")
+    _common(p)
+    add_vs_pipecat_arguments(p)
+    for name, what in NOT_YET.items():
+        p = sub.add_parser(name, help=f"not yet available: {what}")
+        _common(p)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=7, help="seed of every random choice (default 7)")
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write into DIR instead of bench/results/<name>-<timestamp>/",
+    )
+
+
+def run(ns: argparse.Namespace) -> int:
+    if ns.bench in NOT_YET:
+        print(
+            f"callbridge bench {ns.bench}: not yet available: {NOT_YET[ns.bench]}", file=sys.stderr
+        )
+        return 2
+    if ns.bench == "resample":
+        from bench.resample import run_resample, summary_table
+
+        folder, rows = run_resample(ns.seed, ns.frames, ns.results_dir)
+        print(summary_table(rows))
+        print(f"\nresults: {folder}")
+        return 0
+    if ns.bench == "capacity":
+        from bench.capacity import run_capacity
+
+        return run_capacity(ns)
+    if ns.bench == "hop":
+        from bench.hop import run_hop
+
+        return run_hop(ns)
+    from bench.vs_pipecat import run_vs_pipecat
+
+    return run_vs_pipecat(ns)

@@ -1,0 +1,339 @@
+"""Simulated callers: many sockets per process, Trio inside, 20 ms frames in real time.
+
+Each caller plays Asterisk's side of AudioSocket (FINDINGS: kind 0x01 with the 16 UUID bytes,
+then kind 0x10 frames of 320 bytes of 8 kHz PCM16 every 20 ms) or Twilio's side of Media
+Streams (:mod:`bench.wires`), and times every audio frame that comes back. The
+audio is silence with a one-frame 1 kHz pulse every second, so a pulse's trip out and back
+can be timed without trusting the samples to survive resampling bit for bit.
+
+Lateness is measured against the 20 ms grid of the received audio itself: frame ``k`` is due at
+``anchor + position_k`` where ``position_k`` is the audio already received before it and
+``anchor`` is the earliest ``t - position`` of the last second. A paced stream scores ~0; a late
+frame scores how late it is; a lasting shift (an underrun) stops counting after one second.
+
+Callers run in worker processes (``multiprocessing`` spawn) so that their CPU is theirs alone and
+can be reported apart from the server's.
+"""
+
+from __future__ import annotations
+
+import audioop
+import multiprocessing
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+import numpy as np
+import trio
+
+from bench.wires import AudioSocketWire, TwilioWire, Wire, WireClosed
+from media.audio import FRAME_MS, TELEPHONY_RATE_HZ, pcm16_bytes_per_frame
+
+FRAME_BYTES = pcm16_bytes_per_frame(TELEPHONY_RATE_HZ)
+BYTES_PER_MS = FRAME_BYTES / FRAME_MS
+PULSE_EVERY_FRAMES = 50
+PULSE_AMPLITUDE = 16000
+ANCHOR_WINDOW_FRAMES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CallerPlan:
+    """What one worker process runs: ``n_callers`` callers, connects spread over ``ramp_s``."""
+
+    protocol: Literal["audiosocket", "twilio"]
+    host: str
+    port: int
+    path: str  # WebSocket path for twilio
+    first_index: int
+    n_callers: int
+    total_callers: int
+    start_at: float  # time.monotonic() of the first connect, shared by all workers
+    ramp_s: float
+    duration_s: float  # audio sent per caller
+    grace_s: float  # read on after the last frame for echoes still in flight
+    warmup_s: float  # first seconds of each call left out of lateness
+    seed: int
+    tag_dtmf: bool = False  # send the caller's index as 4 DTMF digits first (for ``hop``)
+
+
+def dtmf_tag(index: int) -> str:
+    """The digits a caller sends first so that an agent can tell which caller a call is."""
+    return f"{index % 10_000:04d}"
+
+
+@dataclass(slots=True)
+class CallerResult:
+    index: int
+    call_uuid: str
+    connected: bool = False
+    error: str | None = None
+    frames_sent: int = 0
+    bytes_received: int = 0
+    lateness_ms: list[float] = field(default_factory=list)
+    interarrival_ms: list[float] = field(default_factory=list)
+    send_lateness_ms: list[float] = field(default_factory=list)  # the generator's own
+    pulse_sent_at: list[float] = field(default_factory=list)
+    pulse_received_at: list[float] = field(default_factory=list)
+
+    @property
+    def frames_received(self) -> float:
+        return self.bytes_received / FRAME_BYTES
+
+    def round_trips_ms(self) -> list[float]:
+        """Pulse sent -> its echo received, in order."""
+        return pair_forward_ms(self.pulse_sent_at, self.pulse_received_at)
+
+
+def pair_forward_ms(
+    earlier: Sequence[float], later: Sequence[float], max_gap_s: float = 1.0
+) -> list[float]:
+    """Pair each time in ``earlier`` with the first unused time of ``later`` after it (both
+    sorted), within ``max_gap_s``; returns the gaps in ms. A pulse lost on the way pairs with
+    nothing rather than with the next pulse's echo, because pulses are a second apart."""
+    gaps: list[float] = []
+    j = 0
+    for t in earlier:
+        while j < len(later) and later[j] <= t:
+            j += 1
+        if j < len(later) and later[j] - t <= max_gap_s:
+            gaps.append((later[j] - t) * 1000)
+            j += 1
+    return gaps
+
+
+def pulse_frame() -> bytes:
+    t = np.arange(FRAME_BYTES // 2) / TELEPHONY_RATE_HZ
+    return (PULSE_AMPLITUDE * np.sin(2 * np.pi * 1000 * t)).astype("<i2").tobytes()
+
+
+def is_pulse(pcm16: bytes) -> bool:
+    """Loud enough to be the echoed pulse (resampling rings, so half the amplitude counts)."""
+    # audioop's C loop: numpy's per-call overhead was ~9 % of a generator worker's CPU.
+    return audioop.max(pcm16[: len(pcm16) & ~1], 2) > PULSE_AMPLITUDE // 2
+
+
+def grid_lateness_ms(arrivals: Sequence[float], positions_ms: Sequence[float]) -> np.ndarray:
+    """Lateness of each frame against the sliding-window anchor described in the module doc."""
+    offsets: np.ndarray = np.asarray(arrivals, dtype=np.float64) * 1000 - np.asarray(positions_ms)
+    if offsets.size == 0:
+        return offsets
+    padded = np.concatenate([np.full(ANCHOR_WINDOW_FRAMES - 1, offsets[0]), offsets])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, ANCHOR_WINDOW_FRAMES)
+    lateness: np.ndarray = offsets - windows.min(axis=1)
+    return lateness
+
+
+async def open_wire(plan: CallerPlan, call_uuid: str) -> Wire:
+    if plan.protocol == "twilio":
+        return await TwilioWire.open(f"ws://{plan.host}:{plan.port}{plan.path}", call_uuid)
+    return await AudioSocketWire.open(plan.host, plan.port, call_uuid)
+
+
+async def run_caller(plan: CallerPlan, result: CallerResult) -> None:
+    """One call: connect at its slot, send in real time, read until the grace period ends."""
+    slot_s = plan.ramp_s * (result.index / max(plan.total_callers, 1))
+    clock_offset = trio.current_time() - time.monotonic()
+    begin = plan.start_at + slot_s
+    await trio.sleep_until(begin + clock_offset)
+    try:
+        wire = await open_wire(plan, result.call_uuid)
+    except (OSError, WireClosed) as exc:
+        result.error = f"connect: {exc}"
+        return
+    result.connected = True
+    if plan.tag_dtmf:
+        for digit in dtmf_tag(result.index):
+            await wire.send_dtmf(digit)
+    arrivals: list[float] = []
+    positions_ms: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_receive, wire, result, arrivals, positions_ms)
+        try:
+            await _send(wire, plan, begin, clock_offset, result)
+        except WireClosed as exc:
+            result.error = result.error or f"send: {exc}"
+        await trio.sleep_until(begin + plan.duration_s + plan.grace_s + clock_offset)
+        nursery.cancel_scope.cancel()
+    with trio.move_on_after(1):
+        await wire.aclose()
+    keep = [i for i, t in enumerate(arrivals) if t >= begin + plan.warmup_s]
+    lateness = grid_lateness_ms(arrivals, positions_ms)
+    result.lateness_ms = [round(float(lateness[i]), 4) for i in keep]
+    gaps = np.diff(np.asarray(arrivals)) * 1000
+    result.interarrival_ms = [round(float(gaps[i - 1]), 4) for i in keep if i > 0]
+
+
+async def _send(
+    wire: Wire, plan: CallerPlan, begin: float, offset: float, result: CallerResult
+) -> None:
+    quiet = bytes(FRAME_BYTES)
+    loud = pulse_frame()
+    n_frames = int(plan.duration_s * 1000 / FRAME_MS)
+    pulse_phase = (1 + result.index) % PULSE_EVERY_FRAMES  # spread pulses over the second
+    for k in range(n_frames):
+        due = begin + k * FRAME_MS / 1000
+        await trio.sleep_until(due + offset)
+        if k * FRAME_MS >= plan.warmup_s * 1000:
+            result.send_lateness_ms.append(round((time.monotonic() - due) * 1000, 4))
+        pulse = k % PULSE_EVERY_FRAMES == pulse_phase
+        await wire.send_audio(loud if pulse else quiet)
+        if pulse:
+            result.pulse_sent_at.append(time.monotonic())
+        result.frames_sent += 1
+    await wire.hang_up()
+
+
+async def _receive(
+    wire: Wire, result: CallerResult, arrivals: list[float], positions_ms: list[float]
+) -> None:
+    in_pulse = False
+    while True:
+        try:
+            frames = await wire.receive_audio()
+        except WireClosed as exc:
+            if str(exc) not in ("eof", "hangup frame"):
+                result.error = result.error or f"receive: {exc}"
+            return
+        now = time.monotonic()
+        for pcm16 in frames:
+            arrivals.append(now)
+            positions_ms.append(result.bytes_received / BYTES_PER_MS)
+            result.bytes_received += len(pcm16)
+            loud = is_pulse(pcm16)
+            if loud and not in_pulse:
+                result.pulse_received_at.append(now)
+            in_pulse = loud
+
+
+async def _run_all(plan: CallerPlan) -> list[CallerResult]:
+    rng = random.Random(plan.seed * 1_000_003 + plan.first_index)
+    results = [
+        CallerResult(plan.first_index + i, str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+        for i in range(plan.n_callers)
+    ]
+    async with trio.open_nursery() as nursery:
+        for r in results:
+            nursery.start_soon(run_caller, plan, r)
+    return results
+
+
+def _worker(plan: CallerPlan, conn: Connection) -> None:
+    """Import, say ready, wait for the shared start time, run, send the results back."""
+    try:
+        conn.send("ready")
+        start_at = conn.recv()
+        conn.send(trio.run(_run_all, replace(plan, start_at=start_at)))
+    except BaseException as exc:  # the parent must hear about any failure, not hang
+        conn.send(exc)
+        raise
+    finally:
+        conn.close()
+
+
+@dataclass(slots=True)
+class LoadGenerator:
+    """Callers split over worker processes: ``start`` spawns them, ``go`` sets them off together
+    (after every worker has imported, so no caller starts late), ``collect`` waits."""
+
+    plans: list[CallerPlan]
+    processes: list[BaseProcess] = field(default_factory=list)
+    _pipes: list[Connection] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        # spawn, not fork: the parent may hold threads (pipecat, a test suite) and a fork copies
+        # their locks mid-use. Spawn skips ``python -m``'s __main__ and the console script is
+        # guarded, so no entry point runs the bench again in a worker.
+        ctx = multiprocessing.get_context("spawn")
+        for plan in self.plans:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(plan, child), daemon=True)
+            proc.start()
+            child.close()
+            self.processes.append(proc)
+            self._pipes.append(parent)
+        for pipe in self._pipes:
+            self._expect(pipe, timeout_s)
+
+    def go(self, delay_s: float = 0.3) -> float:
+        """Start every caller ``delay_s`` from now; returns that ``time.monotonic()``."""
+        start_at = time.monotonic() + delay_s
+        for pipe in self._pipes:
+            pipe.send(start_at)
+        return start_at
+
+    def collect(self, timeout_s: float) -> list[CallerResult]:
+        results: list[CallerResult] = []
+        for proc, pipe in zip(self.processes, self._pipes, strict=True):
+            results.extend(self._expect(pipe, timeout_s))
+            proc.join(5)
+        return results
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+    def _expect(self, pipe: Connection, timeout_s: float) -> Any:
+        if not pipe.poll(timeout_s):
+            self.stop()
+            raise TimeoutError("a load generator worker did not answer in time")
+        got = pipe.recv()
+        if isinstance(got, BaseException):
+            self.stop()
+            raise RuntimeError("a load generator worker failed") from got
+        return got
+
+
+def plan_callers(
+    host: str,
+    port: int,
+    n_callers: int,
+    duration_s: float,
+    seed: int,
+    *,
+    workers: int,
+    protocol: Literal["audiosocket", "twilio"] = "audiosocket",
+    path: str = "/",
+    tag_dtmf: bool = False,
+    ramp_s: float = 1.0,
+    grace_s: float = 0.5,
+    warmup_s: float = 1.0,
+) -> list[CallerPlan]:
+    """Split ``n_callers`` into ``workers`` plans; :meth:`LoadGenerator.go` sets the start."""
+    if n_callers < 1 or workers < 1 or duration_s <= warmup_s:
+        raise ValueError("need n_callers >= 1, workers >= 1 and duration_s > warmup_s")
+    workers = min(workers, n_callers)
+    share, extra = divmod(n_callers, workers)
+    plans: list[CallerPlan] = []
+    first = 0
+    for w in range(workers):
+        count = share + (1 if w < extra else 0)
+        plan = CallerPlan(
+            protocol=protocol,
+            host=host,
+            path=path,
+            port=port,
+            first_index=first,
+            n_callers=count,
+            total_callers=n_callers,
+            start_at=0.0,
+            ramp_s=ramp_s,
+            duration_s=duration_s,
+            grace_s=grace_s,
+            warmup_s=warmup_s,
+            seed=seed,
+            tag_dtmf=tag_dtmf,
+        )
+        plans.append(plan)
+        first += count
+    return plans

@@ -1,0 +1,5 @@
+import sys
+
+from callbridge.cli import main
+
+sys.exit(main())

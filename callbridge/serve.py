@@ -1,0 +1,63 @@
+"""``callbridge serve``: the media core and the control plane in one Trio process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+import trio
+
+from callbridge.supervisor import supervise_agent
+from control import config as control_config
+from control.plane import open_control_plane
+from media import config as media_config
+from media.audiosocket_server import serve_audiosocket
+from media.call import CallEnv
+from media.metrics import MediaMetrics
+from media.registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    media_config.add_arguments(parser)
+    control_config.add_arguments(parser)
+
+
+def run(ns: argparse.Namespace) -> int:
+    media_cfg = media_config.from_args(ns)
+    control_cfg = control_config.from_args(ns)
+    trio.run(serve, media_cfg, control_cfg)
+    return 0
+
+
+async def serve(
+    media_cfg: media_config.MediaConfig, control_cfg: control_config.ControlConfig
+) -> None:
+    metrics = MediaMetrics()
+    registry = CallRegistry()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+        if media_cfg.agent_mode != "remote":
+            await nursery.start(supervise_agent, media_cfg.agent_mode, media_cfg.agent_listen)
+        async with open_control_plane(control_cfg, registry, metrics, nursery) as hooks:
+            env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
+            await nursery.start(serve_audiosocket, env)
+            log.info(
+                "callbridge ready",
+                extra={
+                    "http": str(control_cfg.http),
+                    "audiosocket": str(media_cfg.audiosocket),
+                    "agent": media_cfg.agent_url,
+                },
+            )
+            await trio.sleep_forever()
+
+
+async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            scope.cancel()
+            return

@@ -1,0 +1,107 @@
+"""The control plane's configuration: one typed object from flags and environment (style 8).
+
+Secrets come from the environment only (``CALLBRIDGE_JWT_SECRET``), never from flags, so they do
+not show in ``ps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from control.db.base import DatabaseUrl, DatabaseUrlError, check_prefix
+from media.config import ConfigError, HostPort
+
+DEFAULT_DB = "sqlite:///callbridge.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    http: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8080))
+    db: DatabaseUrl = field(default_factory=lambda: DatabaseUrl.parse(DEFAULT_DB))
+    db_prefix: str = ""
+    # Embedded SQLite only: apply pending migrations at start-up (documented; never for MariaDB).
+    auto_migrate: bool = True
+    redis: str = ""  # redis://host:port/db, empty: in-process bus, no cache
+    jwt_secret: str = ""
+    rate_per_s: float = 50.0  # token bucket refill, per customer and per client IP
+    rate_burst: int = 100
+    max_body_bytes: int = 64 * 1024
+    webhook_attempts: int = 5
+    webhook_timeout_s: float = 5.0
+    webhook_backoff_s: float = 1.0  # first retry delay; doubles each attempt
+    tool_timeout_s: float = 5.0
+    cache_ttl_s: int = 30
+    ws_ping_s: float = 30.0
+    ws_dead_s: float = 60.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("control plane")
+    g.add_argument(
+        "--http",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="control plane HTTP listener (default %(default)s)",
+    )
+    add_db_arguments(g)
+    g.add_argument(
+        "--redis",
+        default="",
+        metavar="URL",
+        help="redis://HOST:PORT/DB for cache-aside and cross-node events",
+    )
+    g.add_argument(
+        "--rate-per-s",
+        type=float,
+        default=50.0,
+        help="API requests per second per customer and per IP (default %(default)s)",
+    )
+    g.add_argument("--rate-burst", type=int, default=100, help="token bucket size")
+    g.add_argument(
+        "--webhook-attempts",
+        type=int,
+        default=5,
+        help="deliveries tried before giving up (default %(default)s)",
+    )
+
+
+def add_db_arguments(g: argparse._ActionsContainer) -> None:
+    g.add_argument(
+        "--db",
+        default=os.environ.get("CALLBRIDGE_DB", DEFAULT_DB),
+        metavar="URL",
+        help="sqlite:///FILE or mysql://USER@HOST:PORT/DB (default %(default)s)",
+    )
+    g.add_argument("--db-prefix", default="", help="table name prefix (default none)")
+
+
+def parse_db(ns: argparse.Namespace) -> tuple[DatabaseUrl, str]:
+    try:
+        return DatabaseUrl.parse(ns.db), check_prefix(ns.db_prefix)
+    except DatabaseUrlError as exc:
+        raise ConfigError(f"--db: {exc}") from exc
+
+
+def from_args(ns: argparse.Namespace) -> ControlConfig:
+    db, prefix = parse_db(ns)
+    redis = getattr(ns, "redis", "")
+    if redis and not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"--redis: expected redis://HOST:PORT/DB, got {redis!r}")
+    rate, burst = getattr(ns, "rate_per_s", 50.0), getattr(ns, "rate_burst", 100)
+    if rate <= 0 or burst < 1:
+        raise ConfigError("--rate-per-s and --rate-burst must be positive")
+    attempts = getattr(ns, "webhook_attempts", 5)
+    if not 1 <= attempts <= 20:
+        raise ConfigError("--webhook-attempts must be 1..20")
+    return ControlConfig(
+        http=HostPort.parse(ns.http, "--http"),
+        db=db,
+        db_prefix=prefix,
+        redis=redis,
+        jwt_secret=os.environ.get("CALLBRIDGE_JWT_SECRET", ""),
+        rate_per_s=rate,
+        rate_burst=burst,
+        webhook_attempts=attempts,
+    )

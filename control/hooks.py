@@ -1,0 +1,180 @@
+"""The control plane's side of :class:`media.hooks.CallHooks`: rows, events and tools per call.
+
+A new call finds its agent by AudioSocket UUID, then by dialled number, then the bootstrap
+customer's default agent. The per-call context (customer, agent document) is held only while the
+call lives, so tools and transcripts need no database read. Writes go database first, then cache
+invalidation (inside :class:`Store`), then the event.
+
+The media core awaits these inline and a storage outage must not take calls down with it: a
+failure to create the call row refuses the call (:class:`CallRejected`, the caller hears a clean
+hangup); a failure to record a later state change is logged with the call id and the call goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from control.bootstrap import DEFAULT_CUSTOMER_NAME
+from control.bridge import BridgeClosed
+from control.db.base import DatabaseError, now_ts
+from control.events import EventBus
+from control.store import Store
+from control.tools import CallContext, ToolExecutor
+from media.hooks import (
+    AgentAssignment,
+    CallHandle,
+    CallInfo,
+    CallRejected,
+    HangupCause,
+    ToolOutcome,
+)
+from proto.messages import JsonObject
+
+log = logging.getLogger(__name__)
+_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _public_call(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "tm_delete"}
+
+
+class ControlHooks:
+    def __init__(self, store: Store, bus: EventBus, tools: ToolExecutor) -> None:
+        self.store = store
+        self.bus = bus
+        self.tools = tools
+        self._live: dict[str, CallContext] = {}
+
+    async def _find_agent(self, info: CallInfo) -> dict[str, Any] | None:
+        lookups = []
+        if info.leg == "audiosocket" and info.leg_ref:
+            lookups.append(("audiosocket", info.leg_ref.lower()))
+        if info.callee:
+            lookups.append(("number", info.callee))
+        for kind, value in lookups:
+            for route in await self.store.find("agent_routes", kind=kind, value=value):
+                agent = await self.store.get("agents", route["agent_id"], None)
+                if agent is not None:
+                    return agent
+        for customer in await self.store.find("customers", name=DEFAULT_CUSTOMER_NAME):
+            agents = await self.store.find("agents", customer_id=customer["id"], is_default=1)
+            if agents:
+                return agents[0]
+        return None
+
+    async def call_created(self, info: CallInfo) -> AgentAssignment:
+        try:
+            return await self._call_created(info)
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error(
+                "call refused: storage failed", extra={"call_id": info.call_id, "error": str(exc)}
+            )
+            raise CallRejected("control plane storage unavailable") from exc
+
+    async def _call_created(self, info: CallInfo) -> AgentAssignment:
+        agent = await self._find_agent(info)
+        if agent is None:
+            raise CallRejected(f"no agent for {info.leg} call {info.leg_ref or info.callee}")
+        customer_id = agent["customer_id"]
+        row = await self.store.insert(
+            "calls",
+            {
+                "id": info.call_id,
+                "customer_id": customer_id,
+                "agent_id": agent["id"],
+                "leg": info.leg,
+                "leg_ref": info.leg_ref[:128],
+                "direction": "incoming",
+                "source": info.caller[:64],
+                "destination": info.callee[:64],
+                "status": "ringing",
+                "hangup_cause": "",
+                "hangup_reason": "",
+                "duration_ms": 0,
+                "tm_answer": None,
+                "tm_hangup": None,
+            },
+        )
+        self._live[info.call_id] = CallContext(info.call_id, customer_id, agent["detail"])
+        await self.bus.publish(customer_id, "call_created", info.call_id, _public_call(row))
+        return AgentAssignment(agent["id"], customer_id, agent["detail"])
+
+    async def _update(self, call_id: str, event_type: str, values: dict[str, Any]) -> None:
+        ctx = self._live.get(call_id)
+        customer_id = ctx.customer_id if ctx else None
+        try:
+            row = await self.store.update("calls", call_id, customer_id, values)
+            if row is not None:
+                await self.bus.publish(row["customer_id"], event_type, call_id, _public_call(row))
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error(
+                "call state not recorded",
+                extra={"call_id": call_id, "event": event_type, "error": str(exc)},
+            )
+            return
+        if row is None:
+            log.warning("call row missing", extra={"call_id": call_id})
+
+    async def call_answered(self, call: CallHandle) -> None:
+        await self._update(
+            call.call_id, "call_answered", {"status": "progressing", "tm_answer": now_ts()}
+        )
+
+    async def call_hungup(self, call_id: str, cause: HangupCause, reason: str) -> None:
+        try:
+            row = await self.store.get("calls", call_id, None)
+        except (DatabaseError, BridgeClosed):
+            row = None  # _update below logs the outage
+        ended = now_ts()
+        duration_ms = 0
+        if row is not None:
+            start = datetime.strptime(row["tm_answer"] or row["tm_create"], _TS)
+            duration_ms = int((datetime.strptime(ended, _TS) - start).total_seconds() * 1000)
+        await self._update(
+            call_id,
+            "call_hungup",
+            {
+                "status": "hangup",
+                "hangup_cause": cause,
+                "hangup_reason": reason[:255],
+                "tm_hangup": ended,
+                "duration_ms": max(0, duration_ms),
+            },
+        )
+        self._live.pop(call_id, None)
+
+    async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
+        ctx = self._live.get(call_id)
+        if ctx is None or not final:  # interim hypotheses are not worth a row and an event
+            return
+        values = {
+            "customer_id": ctx.customer_id,
+            "call_id": call_id,
+            "role": role[:16],
+            "text": text[:10_000],
+        }
+        try:
+            row = await self.store.insert("transcripts", values)
+            await self.bus.publish(
+                ctx.customer_id,
+                "transcript_created",
+                call_id,
+                {"id": row["id"], "role": row["role"], "text": row["text"]},
+            )
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error("transcript not recorded", extra={"call_id": call_id, "error": str(exc)})
+
+    async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
+        ctx = self._live.get(call.call_id)
+        if ctx is None:
+            return ToolOutcome({"error": "unknown_call", "message": "call not live"}, True)
+        try:
+            return await self.tools.execute(call, ctx, name, dict(arguments))
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error(
+                "tool failed on storage",
+                extra={"call_id": call.call_id, "tool": name, "error": str(exc)},
+            )
+            return ToolOutcome({"error": "unavailable", "message": "try again later"}, True)

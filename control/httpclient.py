@@ -1,0 +1,85 @@
+"""A minimal HTTP/1.1 POST client on Trio and h11, for webhooks and webhook tools.
+
+Why not a client library: the process is Trio, httpx is not installed here and the need is one
+request shape. h11 (already a Hypercorn dependency) does the protocol; this module only moves bytes.
+One connection per request (``Connection: close``), a deadline over the whole exchange, the
+response body capped so a hostile receiver cannot make us buffer without limit.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+MAX_RESPONSE_BYTES = 256 * 1024
+
+
+class HttpClientError(Exception):
+    """The request could not be completed (connect, TLS, protocol, deadline, oversize)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status_code: int
+    body: bytes
+
+
+async def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpResponse:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HttpClientError(f"unsupported URL {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.netloc.rpartition("@")[2]
+    with trio.move_on_after(timeout_s) as scope:
+        try:
+            return await _exchange(
+                parts.scheme, parts.hostname, port, host_header, target, body, headers
+            )
+        except (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError) as exc:
+            raise HttpClientError(f"POST {url}: {exc}") from exc
+    assert scope.cancelled_caught
+    raise HttpClientError(f"POST {url}: no response within {timeout_s:g} s")
+
+
+async def _exchange(
+    scheme: str,
+    host: str,
+    port: int,
+    host_header: str,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> HttpResponse:
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    if scheme == "https":
+        stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host)
+    async with stream:
+        conn = h11.Connection(h11.CLIENT)
+        request_headers = [
+            ("Host", host_header),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            *headers.items(),
+        ]
+        out = conn.send(h11.Request(method="POST", target=target, headers=request_headers))
+        out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+        await stream.send_all(out)
+        status, chunks, size = 0, [], 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(bytes(await stream.receive_some(65536)))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_RESPONSE_BYTES:
+                    raise HttpClientError(f"response over {MAX_RESPONSE_BYTES} bytes")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return HttpResponse(status, b"".join(chunks))

@@ -1,0 +1,182 @@
+"""Start the control plane inside ``callbridge serve``'s Trio nursery.
+
+Storage, Redis, the event bus, webhook workers and the HTTP server all live in the nursery the
+media core passes in, so they stop with it. On the embedded SQLite default, pending migrations are
+applied at start-up and a first admin access key is minted and logged once (documented zero-config
+behaviour); MariaDB is never migrated implicitly: ``callbridge db migrate`` does that, and serve
+refuses to start on a schema that is behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Response
+from quart_trio import QuartTrio
+
+from control import routes_calls, routes_resources, ws
+from control.api import Api
+from control.bootstrap import ensure_bootstrap
+from control.bridge import AsyncioBridge
+from control.config import ControlConfig
+from control.db import Database, DatabaseError, open_database
+from control.db.migrate import migrate, pending
+from control.events import EventBus
+from control.hooks import ControlHooks
+from control.openapi import build_document
+from control.redis_link import RedisLink
+from control.services import ControlMetrics, Services
+from control.store import Store
+from control.tools import ToolExecutor
+from control.webhooks import WebhookDispatcher
+from media.metrics import MediaMetrics
+from media.registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+class SchemaBehind(DatabaseError):
+    """The database lacks migrations this version needs; run ``callbridge db migrate``."""
+
+
+def create_app(services: Services, media_metrics: MediaMetrics) -> QuartTrio:
+    app = QuartTrio("callbridge")
+    api = Api(app, services)
+    app.extensions["callbridge.api"] = api  # the route records, for the OpenAPI test
+    routes_calls.register(api)
+    routes_resources.register(api)
+    ws.register(api)
+    document = build_document(api.specs)
+
+    @app.get("/health")
+    async def health() -> dict[str, object]:
+        return {"status": "ok", "calls_active": len(services.calls)}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        checks: dict[str, str] = {}
+        for name, probe in (
+            ("db", services.db.ping),
+            ("redis", services.redis.ping if services.redis else None),
+        ):
+            if probe is None:
+                continue
+            with trio.move_on_after(2.0) as scope:
+                try:
+                    await probe()
+                    checks[name] = "ok"
+                except Exception as exc:  # any failure of a dependency means not ready
+                    checks[name] = f"error: {type(exc).__name__}"
+            if scope.cancelled_caught:
+                checks[name] = "error: timeout"
+        ok = all(v == "ok" for v in checks.values())
+        return Response(
+            json.dumps({"status": "ready" if ok else "not_ready", "checks": checks}),
+            status=200 if ok else 503,
+            content_type="application/json",
+        )
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(media_metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json")
+    async def openapi() -> dict[str, object]:
+        return document
+
+    return app
+
+
+@asynccontextmanager
+async def open_services(
+    cfg: ControlConfig, calls: CallRegistry, metrics: MediaMetrics
+) -> AsyncIterator[tuple[Services, ControlHooks, trio.Nursery]]:
+    """Storage, Redis, bus, webhook workers and hooks, plus the nursery their background tasks
+    run in. That nursery is cancelled and drained before Redis, storage and the bridge close."""
+    bridge = AsyncioBridge()
+    try:
+        async with open_database(cfg.db, cfg.db_prefix, bridge) as db:
+            await _check_schema(cfg, db)
+            redis = RedisLink(cfg.redis, bridge) if cfg.redis else None
+            try:
+                if redis is not None:
+                    await redis.open()
+                cmetrics = ControlMetrics(metrics.registry)
+                store = Store(db, redis, cfg.cache_ttl_s)
+                dispatcher = WebhookDispatcher(
+                    store,
+                    cfg.webhook_attempts,
+                    cfg.webhook_backoff_s,
+                    cfg.webhook_timeout_s,
+                    cmetrics.webhook_drops,
+                )
+                bus = EventBus(
+                    store,
+                    cmetrics.event_drops,
+                    dispatcher,
+                    redis,
+                    channel=f"callbridge:{cfg.db_prefix}events",
+                )
+                services = Services(cfg, db, store, bus, calls, cmetrics, redis)
+                tools = ToolExecutor(
+                    store, bus.publish, cmetrics.tool_latency, timeout_s=cfg.tool_timeout_s
+                )
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(dispatcher.run)
+                    if redis is not None:
+                        await nursery.start(redis.listen, bus.channel, bus.on_redis_message)
+                    try:
+                        yield services, ControlHooks(store, bus, tools), nursery
+                    finally:
+                        nursery.cancel_scope.cancel()
+            finally:
+                if redis is not None:
+                    with trio.CancelScope(shield=True):
+                        await redis.aclose()
+    finally:
+        bridge.close()
+
+
+async def _check_schema(cfg: ControlConfig, database: Database) -> None:
+    todo = await pending(database)
+    if todo and cfg.db.dialect == "sqlite" and cfg.auto_migrate:
+        await migrate(database)
+        log.info("applied migrations", extra={"migrations": [m.version for m in todo]})
+    elif todo:
+        raise SchemaBehind(
+            f"{len(todo)} migration(s) pending on {cfg.db.redacted()}: run `callbridge db migrate`"
+        )
+    if cfg.db.dialect == "sqlite":
+        boot = await ensure_bootstrap(Store(database))
+        if boot.new_access_key:
+            # Logged once: only its hash is stored. `callbridge db create-accesskey` mints more.
+            log.warning(
+                "first admin access key created",
+                extra={"customer_id": boot.customer_id, "access_key": boot.new_access_key},
+            )
+
+
+@asynccontextmanager
+async def open_control_plane(
+    cfg: ControlConfig, calls: CallRegistry, metrics: MediaMetrics, nursery: trio.Nursery
+) -> AsyncIterator[ControlHooks]:
+    """Serve HTTP on ``cfg.http`` and yield the hooks calls report to.
+
+    The control plane's own tasks (HTTP, webhook workers, Redis listener) run in a nursery of its
+    own (see :func:`open_services`), so storage closes only after they have stopped.
+    ``nursery`` (the caller's) is kept for the seam's signature; nothing is started in it.
+    """
+    async with open_services(cfg, calls, metrics) as (services, hooks, own):
+        app = create_app(services, metrics)
+        hc = HypercornConfig()
+        hc.bind = [str(cfg.http)]
+        hc.accesslog = None
+        await own.start(serve, app, hc)
+        yield hooks

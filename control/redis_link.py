@@ -1,0 +1,90 @@
+"""Redis through the asyncio bridge: cache-aside storage and cross-node event fan-out.
+
+redis-py's asyncio client lives on the bridge's loop (FINDINGS.md); every call here is one hop.
+The pub/sub listener is a long-lived asyncio task whose messages are handed to Trio with
+``TrioToken.run_sync_soon``, so the Trio side never blocks on Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import trio
+
+from control.bridge import AsyncioBridge
+
+
+class RedisLink:
+    def __init__(self, url: str, bridge: AsyncioBridge, op_timeout_s: float = 2.0) -> None:
+        self._bridge = bridge
+        self._url = url
+        self._timeout_s = op_timeout_s
+        self._client: Any = None
+
+    async def open(self) -> None:
+        def make() -> Any:
+            return aioredis.from_url(
+                self._url,
+                socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s,
+                decode_responses=True,
+            )
+
+        async def create() -> Any:
+            client = make()
+            await client.ping()
+            return client
+
+        self._client = await self._bridge.run(create)
+
+    async def ping(self) -> None:
+        await self._bridge.run(self._client.ping)
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._bridge.run(self._client.get, key)
+        return value
+
+    async def set(self, key: str, value: str, ttl_s: int) -> None:
+        async def do() -> None:
+            await self._client.set(key, value, ex=ttl_s)
+
+        await self._bridge.run(do)
+
+    async def delete(self, key: str) -> None:
+        await self._bridge.run(self._client.delete, key)
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._bridge.run(self._client.publish, channel, message)
+
+    async def listen(
+        self,
+        channel: str,
+        on_message: Callable[[str], None],
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call ``on_message`` (in Trio) for every message on ``channel`` until cancelled."""
+        token = trio.lowlevel.current_trio_token()
+        subscribed = trio.Event()
+
+        async def loop() -> None:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(channel)
+            token.run_sync_soon(subscribed.set)
+            try:
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
+                        token.run_sync_soon(on_message, msg["data"])
+            finally:
+                await pubsub.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._bridge.run_unlimited, loop)
+            await subscribed.wait()
+            task_status.started()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await self._bridge.run(client.aclose)

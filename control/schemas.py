@@ -1,0 +1,138 @@
+"""Request bodies of the REST API, validated once at the edge (pydantic), with field-level errors.
+
+The same models produce the OpenAPI request schemas, so the document cannot drift from the
+validation. Unknown fields are refused: a typo must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+UUIDText = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ),
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+EngineName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")]
+ToolName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")]
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{3,2040}$")]
+EVENT_TYPES = (
+    "call_created",
+    "call_answered",
+    "call_hungup",
+    "transcript_created",
+    "tool_called",
+    "message_created",
+    "conference_created",
+    "conference_ended",
+    "conference_participant_added",
+    "conference_participant_removed",
+)
+EventType = Literal[
+    "call_created",
+    "call_answered",
+    "call_hungup",
+    "transcript_created",
+    "tool_called",
+    "message_created",
+    "conference_created",
+    "conference_ended",
+    "conference_participant_added",
+    "conference_participant_removed",
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Engines(Body):
+    stt: EngineName = "whisper"
+    llm: EngineName = "intent_router"
+    tts: EngineName = "piper"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Vad(Body):
+    stop_secs: float = Field(default=0.6, ge=0.05, le=5.0)
+    confidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    interruptions: bool = True
+
+
+class WebhookTool(Body):
+    name: ToolName
+    type: Literal["webhook"]
+    url: HttpUrl
+    secret: str = Field(default="", max_length=255)
+    description: str = Field(default="", max_length=1000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Routes(Body):
+    audiosocket_uuids: list[UUIDText] = Field(default_factory=list, max_length=100)
+    numbers: list[E164] = Field(default_factory=list, max_length=100)
+
+
+class AgentBody(Body):
+    name: Name
+    is_default: bool = False
+    prompt: str = Field(default="", max_length=20_000)
+    greeting: str = Field(default="", max_length=2_000)
+    tools: list[
+        Literal["end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference"]
+        | WebhookTool
+    ] = Field(default_factory=list, max_length=32)
+    transfer_targets: dict[str, Annotated[str, StringConstraints(max_length=255)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    engines: Engines = Field(default_factory=Engines)
+    voice: str = Field(default="", max_length=64)
+    language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    vad: Vad = Field(default_factory=Vad)
+    routes: Routes = Field(default_factory=Routes)
+
+
+class AccessKeyBody(Body):
+    name: Name
+    role: Literal["customer_admin", "customer_manager", "agent_user"] = "agent_user"
+    expire_s: int | None = Field(default=None, ge=60, le=10 * 365 * 86400)
+
+
+class WebhookBody(Body):
+    url: HttpUrl
+    secret: str = Field(default="", min_length=0, max_length=255)
+    event_types: list[EventType] = Field(default_factory=list, max_length=len(EVENT_TYPES))
+
+
+class ConferenceBody(Body):
+    name: Name
+
+
+class ParticipantBody(Body):
+    call_id: UUIDText
+
+
+class CallCreateBody(Body):
+    leg: Literal["audiosocket", "chan_websocket", "twilio", "sip"]
+    source: E164
+    destination: E164
+    agent_id: UUIDText
+
+
+class DtmfBody(Body):
+    digits: Annotated[str, StringConstraints(pattern=r"^[0-9*#A-Da-d]{1,32}$")]
+
+
+class SayBody(Body):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+
+
+class TransferBody(Body):
+    target: Annotated[
+        str, StringConstraints(pattern=r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15})$")
+    ]

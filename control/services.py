@@ -1,0 +1,57 @@
+"""Everything the control plane's handlers need, built once and passed down (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from control.config import ControlConfig
+from control.db import Database
+from control.events import EventBus
+from control.redis_link import RedisLink
+from control.store import Store
+from media.registry import CallRegistry
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ControlMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http_latency = Histogram(
+            "callbridge_http_request_seconds",
+            "Control plane HTTP latency",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tool_latency = Histogram(
+            "callbridge_tool_seconds",
+            "Agent tool execution latency",
+            ["tool"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.event_drops = Counter(
+            "callbridge_event_drops", "Events dropped at a full subscriber queue", registry=registry
+        )
+        self.webhook_drops = Counter(
+            "callbridge_webhook_drops",
+            "Webhook deliveries dropped at a full queue",
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    cfg: ControlConfig
+    db: Database
+    store: Store
+    bus: EventBus
+    calls: CallRegistry
+    metrics: ControlMetrics
+    redis: RedisLink | None = None
+
+    @property
+    def http_latency(self) -> Histogram:
+        return self.metrics.http_latency

@@ -1,0 +1,230 @@
+"""The agent's tool calls, executed for a live call; every failure is a structured result.
+
+Built-ins: ``end_call``, ``transfer_call``, ``send_dtmf``, ``send_sms`` (stored and evented through
+an :class:`SmsProvider`; no real carrier ships), ``join_conference``. Customer tools are
+entries of the agent's ``tools`` list shaped ``{"name", "type": "webhook", "url", "secret"}``: the
+arguments are POSTed, signed like webhooks, under a deadline, and the JSON answer is the result.
+The LLM sees ``{"error": code, "message": ...}`` with ``is_error`` for anything that went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import Histogram
+
+from control.db import DatabaseError
+from control.httpclient import HttpClientError, post
+from control.store import Store
+from control.webhooks import signed_headers
+from media.hooks import CallHandle, LegCannotDo, ToolOutcome
+
+log = logging.getLogger(__name__)
+BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+DTMF = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
+TRANSFER_TARGET = re.compile(r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15})$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class SmsProvider(Protocol):
+    """A carrier adapter: returns the message's status (queued, sent...)."""
+
+    name: str
+
+    async def send(self, destination: str, text: str) -> str: ...
+
+
+class StoreOnlySms:
+    """No carrier: messages are stored and evented with status ``queued``."""
+
+    name = "none"
+
+    async def send(self, destination: str, text: str) -> str:
+        return "queued"
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    call_id: str
+    customer_id: str
+    agent: dict[str, Any]  # the agent's detail document
+
+
+class ToolArgumentError(ValueError):
+    pass
+
+
+def _error(code: str, message: str) -> ToolOutcome:
+    return ToolOutcome({"error": code, "message": message}, is_error=True)
+
+
+def _arg(
+    arguments: dict[str, Any],
+    name: str,
+    pattern: re.Pattern[str] | None = None,
+    max_len: int = 255,
+    required: bool = True,
+) -> str:
+    value = arguments.get(name)
+    if value is None and not required:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ToolArgumentError(f"{name}: expected a non-empty string up to {max_len} chars")
+    if pattern is not None and not pattern.match(value):
+        raise ToolArgumentError(f"{name}: {value!r} is not valid")
+    return value
+
+
+Publish = Callable[[str, str, str, dict[str, Any]], Awaitable[object]]
+
+
+class ToolExecutor:
+    def __init__(
+        self,
+        store: Store,
+        publish: Publish,
+        latency: Histogram,
+        sms: SmsProvider | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.publish = publish
+        self.latency = latency
+        self.sms = sms or StoreOnlySms()
+        self.timeout_s = timeout_s
+
+    async def execute(
+        self, call: CallHandle, ctx: CallContext, name: str, arguments: dict[str, Any]
+    ) -> ToolOutcome:
+        started = time.perf_counter()
+        try:
+            outcome = await self._dispatch(call, ctx, name, arguments)
+        except ToolArgumentError as exc:
+            outcome = _error("bad_arguments", str(exc))
+        self.latency.labels(tool=name if name in BUILTIN_TOOLS else "custom").observe(
+            time.perf_counter() - started
+        )
+        try:  # the tool has acted: failing to record that must not turn it into an error
+            await self.publish(
+                ctx.customer_id,
+                "tool_called",
+                ctx.call_id,
+                {"name": name, "arguments": arguments, "is_error": outcome.is_error},
+            )
+        except DatabaseError as exc:
+            log.error(
+                "tool_called event not recorded",
+                extra={"call_id": ctx.call_id, "tool": name, "error": str(exc)},
+            )
+        return outcome
+
+    def _enabled(self, ctx: CallContext) -> tuple[set[str], dict[str, dict[str, Any]]]:
+        tools = ctx.agent.get("tools", list(BUILTIN_TOOLS[:3]))
+        names = {t for t in tools if isinstance(t, str)}
+        custom = {t["name"]: t for t in tools if isinstance(t, dict) and "name" in t}
+        return names, custom
+
+    async def _dispatch(
+        self, call: CallHandle, ctx: CallContext, name: str, args: dict[str, Any]
+    ) -> ToolOutcome:
+        names, custom = self._enabled(ctx)
+        if name in custom:
+            return await self._webhook_tool(ctx, custom[name], args)
+        if name not in names or name not in BUILTIN_TOOLS:
+            return _error("unknown_tool", f"tool {name!r} is not enabled for this agent")
+        if name == "end_call":
+            call.hangup_after_playout(_arg(args, "reason", required=False) or "agent ended call")
+            return ToolOutcome({"status": "ending"})
+        if name == "send_dtmf":
+            call.send_dtmf(_arg(args, "digits", DTMF, 32))
+            return ToolOutcome({"status": "sent"})
+        if name == "transfer_call":
+            return self._transfer(call, ctx, args)
+        if name == "send_sms":
+            return await self._send_sms(ctx, args)
+        return await self._join_conference(ctx, args)
+
+    def _transfer(self, call: CallHandle, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
+        target = _arg(args, "target", TRANSFER_TARGET, required=False)
+        if not target:
+            department = _arg(args, "department", max_len=64).lower()
+            targets = ctx.agent.get("transfer_targets", {})
+            target = targets.get(department, "") if isinstance(targets, dict) else ""
+            if not target:
+                return _error("unknown_department", f"no transfer target for {department!r}")
+        try:
+            call.transfer(target)
+        except LegCannotDo as exc:
+            return _error("leg_cannot_transfer", str(exc) or f"{call.leg} cannot transfer")
+        return ToolOutcome({"status": "transferring", "target": target})
+
+    async def _send_sms(self, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
+        destination = _arg(args, "to", E164, 16)
+        text = _arg(args, "text", max_len=1600)
+        status = await self.sms.send(destination, text)
+        row = await self.store.insert(
+            "messages",
+            {
+                "customer_id": ctx.customer_id,
+                "call_id": ctx.call_id,
+                "destination": destination,
+                "text": text,
+                "status": status,
+                "provider": self.sms.name,
+            },
+        )
+        await self.publish(
+            ctx.customer_id,
+            "message_created",
+            row["id"],
+            {"call_id": ctx.call_id, "destination": destination, "status": status},
+        )
+        return ToolOutcome({"status": status, "message_id": row["id"]})
+
+    async def _join_conference(self, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
+        conference_id = _arg(args, "conference_id", UUID_RE, 36)
+        conf = await self.store.get("conferences", conference_id, ctx.customer_id)
+        if conf is None or conf["status"] == "ended":
+            return _error("not_found", "no such active conference")
+        part = await self.store.insert(
+            "participants",
+            {
+                "customer_id": ctx.customer_id,
+                "conference_id": conference_id,
+                "call_id": ctx.call_id,
+            },
+        )
+        await self.publish(
+            ctx.customer_id,
+            "conference_participant_added",
+            conference_id,
+            {"participant_id": part["id"], "call_id": ctx.call_id},
+        )
+        return ToolOutcome({"status": "joined", "conference_id": conference_id})
+
+    async def _webhook_tool(
+        self, ctx: CallContext, tool: dict[str, Any], args: dict[str, Any]
+    ) -> ToolOutcome:
+        body = json.dumps(
+            {"call_id": ctx.call_id, "tool": tool["name"], "arguments": args}
+        ).encode()
+        headers = signed_headers(str(tool.get("secret", "")), "tool_call", ctx.call_id, body)
+        try:
+            resp = await post(str(tool.get("url", "")), body, headers, self.timeout_s)
+        except HttpClientError as exc:
+            return _error("tool_unreachable", str(exc))
+        if not 200 <= resp.status_code < 300:
+            return _error("tool_failed", f"HTTP {resp.status_code}")
+        try:
+            return ToolOutcome(json.loads(resp.body) if resp.body else {})
+        except ValueError:
+            return _error("tool_bad_response", "the tool answered with invalid JSON")

@@ -1,0 +1,175 @@
+"""The media core's end of the agent link: a WebSocket client on Trio.
+
+A thin adapter (style 2) over the ``websockets`` library's sans-I/O ``ClientProtocol``: this module
+only moves bytes between a Trio TCP stream and the protocol object, and frames through
+:mod:`proto.codec`. One instance per call; ``recv`` from one task, ``send`` from any (a lock keeps
+writes whole). Liveness: the handshake has a deadline, sends have a deadline, and a silent agent
+is detected by the call (no frames at all for ``idle_timeout_s``) while pings keep the TCP path
+honest.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import trio
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
+from proto.messages import LinkFrame
+
+log = logging.getLogger(__name__)
+
+_READ_BYTES = 65536
+
+
+class AgentLinkError(Exception):
+    """The agent link failed; ``reason`` is a short metric label."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class AgentClient:
+    def __init__(self, stream: trio.SocketStream, protocol: ClientProtocol) -> None:
+        self._stream = stream
+        self._ws = protocol
+        self._send_lock = trio.Lock()
+        self._pending: list[LinkFrame] = []
+        self._fragments: list[bytes] = []
+        self.last_receive_time = trio.current_time()  # any bytes, pongs included
+
+    @classmethod
+    async def connect(cls, url: str, timeout_s: float) -> AgentClient:
+        """Open TCP and complete the WebSocket handshake within ``timeout_s``."""
+        try:
+            uri = parse_uri(url)
+        except InvalidURI as exc:
+            raise AgentLinkError("bad_url", str(exc)) from exc
+        if uri.secure:
+            raise AgentLinkError("bad_url", "wss:// is not supported yet; keep agents on loopback")
+        protocol = ClientProtocol(uri, max_size=MAX_LINK_FRAME_BYTES)
+        try:
+            with trio.fail_after(timeout_s):
+                stream = await trio.open_tcp_stream(uri.host, uri.port)
+                client = cls(stream, protocol)
+                try:
+                    await client._handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except trio.TooSlowError:
+            raise AgentLinkError("connect_timeout", f"{url} within {timeout_s} s") from None
+        except OSError as exc:
+            raise AgentLinkError("connect_failed", f"{url}: {exc}") from None
+        return client
+
+    async def _handshake(self) -> None:
+        self._ws.send_request(self._ws.connect())
+        await self._flush()
+        while True:
+            data = await self._read()
+            self._ws.receive_data(data)
+            for event in self._ws.events_received():
+                if isinstance(event, Response):
+                    if self._ws.state is not State.OPEN:
+                        raise AgentLinkError("handshake", str(self._ws.handshake_exc))
+                    return
+            if not data:
+                raise AgentLinkError("handshake", "agent closed during the handshake")
+
+    async def _read(self) -> bytes:
+        try:
+            data = await self._stream.receive_some(_READ_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise AgentLinkError("closed", str(exc)) from None
+        self.last_receive_time = trio.current_time()
+        return data
+
+    async def _flush(self) -> None:
+        data = b"".join(self._ws.data_to_send())
+        if not data:
+            return
+        async with self._send_lock:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise AgentLinkError("closed", str(exc)) from None
+
+    async def send(self, frame: LinkFrame) -> None:
+        """Send one frame; raises :class:`AgentLinkError` if the link is gone."""
+        if self._ws.state is not State.OPEN:
+            raise AgentLinkError("closed", "link is not open")
+        self._ws.send_binary(encode(frame))
+        await self._flush()
+
+    async def recv(self) -> LinkFrame:
+        """Next frame from the agent. Unknown frame kinds are skipped (newer agents)."""
+        while not self._pending:
+            await self._receive_more()
+        return self._pending.pop(0)
+
+    async def _receive_more(self) -> None:
+        data = await self._read()
+        if data:
+            self._ws.receive_data(data)
+        else:
+            self._ws.receive_eof()
+        for event in self._ws.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+        await self._flush()  # pongs, close replies
+        if not self._pending and self._ws.state is State.CLOSED:
+            code = self._ws.close_code
+            raise AgentLinkError("closed", f"agent closed the link (code {code})")
+        if not data and not self._pending:
+            raise AgentLinkError("closed", "agent closed the connection")
+
+    def _on_frame(self, frame: Frame) -> None:
+        if frame.opcode in (Opcode.BINARY, Opcode.CONT):
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                message = b"".join(self._fragments)
+                self._fragments.clear()
+                self._decode(message)
+        elif frame.opcode is Opcode.TEXT:
+            raise AgentLinkError("protocol", "text message on the agent link")
+
+    def _decode(self, message: bytes) -> None:
+        try:
+            decoded = decode(message)
+        except LinkDecodeError as exc:
+            raise AgentLinkError("bad_frame", str(exc)) from None
+        if decoded is not None:
+            self._pending.append(decoded)
+
+    async def ping(self) -> None:
+        self._ws.send_ping(b"cb")
+        await self._flush()
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close politely if possible, within one second, then drop the TCP stream."""
+        with trio.move_on_after(1.0) as scope:
+            scope.shield = True
+            try:
+                if self._ws.state is State.OPEN:
+                    self._ws.send_close(code, reason[:100])
+                    await self._flush()
+            except AgentLinkError:
+                pass
+        await trio.aclose_forcefully(self._stream)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,118 @@
+"""The media core's configuration: one typed object, validated once at start-up (style 8)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Literal
+
+AgentMode = Literal["echo", "local", "remote"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> HostPort:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{flag}: expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    audiosocket: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9000))
+    # "current": 0x12 is slin16 (Asterisk today); "draft": 0x11 is slin16 (an older draft).
+    audiosocket_numbering: Literal["current", "draft"] = "current"
+    agent: str = "echo"  # echo | local | ws://HOST:PORT
+    agent_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8000))
+    leg_idle_timeout_s: float = 5.0  # caller sent nothing for this long: hang up
+    leg_send_timeout_s: float = 2.0  # caller's side stopped reading for this long: hang up
+    agent_connect_timeout_s: float = 5.0  # agent link handshake deadline
+    playout_max_ms: int = 30_000  # agent audio queued for playout, per call
+    uplink_queue_ms: int = 1_000  # caller audio waiting for the agent link, per call
+    max_frame_ms: int = 100  # largest inbound AudioSocket audio frame accepted
+    max_calls: int = 2_000
+
+    def __post_init__(self) -> None:
+        for name in ("leg_idle_timeout_s", "leg_send_timeout_s", "agent_connect_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.playout_max_ms < 100 or self.uplink_queue_ms < 40:
+            raise ConfigError("playout_max_ms >= 100 and uplink_queue_ms >= 40 are required")
+        if not 20 <= self.max_frame_ms <= 1000:
+            raise ConfigError("max_frame_ms must be within 20..1000")
+        if self.agent not in ("echo", "local") and not self.agent.startswith(("ws://", "wss://")):
+            raise ConfigError(
+                f"--agent: expected echo, local or ws://HOST:PORT, got {self.agent!r}"
+            )
+
+    @property
+    def agent_mode(self) -> AgentMode:
+        return "remote" if self.agent.startswith(("ws://", "wss://")) else self.agent  # type: ignore[return-value]
+
+    @property
+    def agent_url(self) -> str:
+        """Where calls connect: the remote URL, or the supervised child's address."""
+        if self.agent_mode == "remote":
+            return self.agent
+        return f"ws://{self.agent_listen}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = MediaConfig()
+    g = parser.add_argument_group("media core")
+    g.add_argument(
+        "--audiosocket",
+        default=str(d.audiosocket),
+        metavar="HOST:PORT",
+        help="AudioSocket TCP listener (default %(default)s)",
+    )
+    g.add_argument(
+        "--audiosocket-numbering",
+        choices=("current", "draft"),
+        default=d.audiosocket_numbering,
+        help="slin16 is kind 0x12 (current Asterisk) or 0x11 (older draft)",
+    )
+    g.add_argument(
+        "--agent",
+        default=d.agent,
+        help="echo, local (pipecat agent child process) or ws://HOST:PORT",
+    )
+    g.add_argument(
+        "--agent-listen",
+        default=str(d.agent_listen),
+        metavar="HOST:PORT",
+        help="where a supervised echo/local agent listens (default %(default)s)",
+    )
+    g.add_argument("--leg-idle-timeout", type=float, default=d.leg_idle_timeout_s, metavar="S")
+    g.add_argument("--leg-send-timeout", type=float, default=d.leg_send_timeout_s, metavar="S")
+    g.add_argument(
+        "--agent-connect-timeout", type=float, default=d.agent_connect_timeout_s, metavar="S"
+    )
+    g.add_argument("--playout-max-ms", type=int, default=d.playout_max_ms)
+    g.add_argument("--max-calls", type=int, default=d.max_calls)
+
+
+def from_args(ns: argparse.Namespace) -> MediaConfig:
+    return MediaConfig(
+        audiosocket=HostPort.parse(ns.audiosocket, "--audiosocket"),
+        audiosocket_numbering=ns.audiosocket_numbering,
+        agent=ns.agent,
+        agent_listen=HostPort.parse(ns.agent_listen, "--agent-listen"),
+        leg_idle_timeout_s=ns.leg_idle_timeout,
+        leg_send_timeout_s=ns.leg_send_timeout,
+        agent_connect_timeout_s=ns.agent_connect_timeout,
+        playout_max_ms=ns.playout_max_ms,
+        max_calls=ns.max_calls,
+    )

@@ -1,0 +1,126 @@
+"""The seam between the media core and the control plane.
+
+The media core knows calls, legs and audio; the control plane knows customers, agents, storage,
+events and tools. A call reports to :class:`CallHooks` and the control plane acts on a call through
+:class:`CallHandle`. :class:`StandaloneHooks` is what the core uses with no control plane (tests,
+``bench``): a default agent, nothing stored, only the tools the core can do alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from proto.messages import JsonObject
+
+HangupCause = Literal["caller", "agent", "api", "error", "timeout", "shutdown"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """What a leg knows about a new call before the agent is chosen."""
+
+    call_id: str
+    leg: str
+    leg_ref: str = ""  # AudioSocket UUID, SIP Call-ID, Twilio streamSid...
+    caller: str = ""
+    callee: str = ""
+    remote_addr: str = ""
+    params: JsonObject = field(default_factory=dict)  # leg-specific (Twilio customParameters...)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAssignment:
+    """The agent a call runs and whose call it is."""
+
+    agent_id: str = ""
+    customer_id: str = ""
+    config: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """A tool's result as the agent's LLM will see it."""
+
+    result: Any
+    is_error: bool = False
+
+
+class CallRejected(Exception):
+    """The control plane refuses a call (unknown UUID, customer over quota...)."""
+
+
+class LegCannotDo(Exception):
+    """The call's leg cannot perform this action (e.g. REFER on an AudioSocket leg)."""
+
+
+class CallHandle(Protocol):
+    """What the control plane may do to a live call. Every method returns at once."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def leg(self) -> str: ...
+
+    def hangup(self, reason: str = "api") -> None:
+        """End the call now, on both sides."""
+
+    def hangup_after_playout(self, reason: str) -> None:
+        """End the call once the agent audio already queued has played (end_call)."""
+
+    def say(self, text: str) -> None:
+        """Have the agent speak ``text``."""
+
+    def send_dtmf(self, digits: str) -> None:
+        """Send key presses to the caller's side (in-band tones where the leg has no signalling)."""
+
+    def transfer(self, target: str) -> None:
+        """Hand the caller to ``target``; raises :class:`LegCannotDo` where the leg cannot."""
+
+
+class CallHooks(Protocol):
+    """What a call reports to the control plane. Awaited inline: keep each quick."""
+
+    async def call_created(self, info: CallInfo) -> AgentAssignment:
+        """A leg connected; choose the agent. Raise :class:`CallRejected` to refuse."""
+
+    async def call_answered(self, call: CallHandle) -> None:
+        """The agent link is up and audio flows."""
+
+    async def call_hungup(self, call_id: str, cause: HangupCause, reason: str) -> None:
+        """The call ended; ``reason`` is the detailed, loggable reason."""
+
+    async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
+        """The agent reported what the caller or the agent said."""
+
+    async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
+        """Run one of the agent's tool calls; never raises for a tool's own failure."""
+
+
+class StandaloneHooks:
+    """No control plane: every call gets ``assignment``; only core-local tools run."""
+
+    def __init__(self, assignment: AgentAssignment | None = None) -> None:
+        self.assignment = assignment or AgentAssignment()
+
+    async def call_created(self, info: CallInfo) -> AgentAssignment:
+        return self.assignment
+
+    async def call_answered(self, call: CallHandle) -> None:
+        return None
+
+    async def call_hungup(self, call_id: str, cause: HangupCause, reason: str) -> None:
+        return None
+
+    async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
+        return None
+
+    async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
+        if name == "end_call":
+            call.hangup_after_playout(str(arguments.get("reason", "agent ended the call")))
+            return ToolOutcome({"status": "ending"})
+        if name == "send_dtmf":
+            call.send_dtmf(str(arguments.get("digits", "")))
+            return ToolOutcome({"status": "sent"})
+        return ToolOutcome({"error": f"tool {name!r} needs the control plane"}, is_error=True)

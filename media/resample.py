@@ -1,0 +1,134 @@
+"""Streaming, stateful PCM16 resampling with a windowed-sinc polyphase FIR filter.
+
+Why not soxr's ``ResampleStream`` (the design's first choice): python-soxr 1.0 buffers internally
+and releases output in blocks of 60-110 ms (LQ..VHQ; first output only after 60-220 ms of input,
+measured here on 20 ms frames), which would add that much to every turn in each direction. Its
+``QQ`` setting streams without delay but is cubic interpolation, which aliases. This resampler keeps
+quality far above the telephone channel's (65 dB stopband, flat to 3.4 kHz at 8 kHz; a 1 kHz tone
+survives 8k -> 16k -> 8k at > 60 dB SNR) at a constant group delay of about 2.5 ms per direction,
+one output chunk per input chunk.
+
+A ratio L/M (16000/8000 -> 2/1, 8000/44100 -> 80/441) is realised as upsample-by-L, low-pass,
+downsample-by-M, computed only at the output instants: output ``n`` sits at upsampled position
+``t = n*M``, reads input ``t // L`` and filter phase ``t % L``. State between chunks is the last
+``taps_per_phase - 1`` input samples and the position of the next output, so chunk boundaries are
+invisible (no clicks). Filters are designed once per (in, out) pair and shared by every call.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from math import gcd
+
+import numpy as np
+import numpy.typing as npt
+
+_STOPBAND_DB = 65.0  # well below G.711's own ~38 dB quantisation noise floor
+_KAISER_BETA = 0.1102 * (_STOPBAND_DB - 8.7)  # Kaiser's formula for the stopband attenuation
+# Band edges as fractions of the lower Nyquist: for 8 kHz, flat to 3.4 kHz (the telephone band),
+# fully stopped by 4.2 kHz. Between 4.0 and 4.2 kHz a little energy folds back, but only onto
+# 3.8-4.0 kHz, above the telephone band; that halves the filter length against stopping at 4 kHz.
+_PASS_EDGE = 0.85
+_STOP_EDGE = 1.05
+
+
+@lru_cache(maxsize=32)
+def _polyphase_bank(
+    in_rate_hz: int, out_rate_hz: int
+) -> tuple[int, int, int, npt.NDArray[np.float32]]:
+    """(L, M, delay in upsampled samples, bank[L, taps]): phase p's taps, reversed for a dot."""
+    g = gcd(in_rate_hz, out_rate_hz)
+    up, down = out_rate_hz // g, in_rate_hz // g
+    nyquist_hz = min(in_rate_hz, out_rate_hz) / 2
+    transition_hz = (_STOP_EDGE - _PASS_EDGE) * nyquist_hz
+    cutoff_hz = (_STOP_EDGE + _PASS_EDGE) / 2 * nyquist_hz
+    up_rate_hz = in_rate_hz * up
+    # Kaiser's length estimate at the upsampled rate, made odd so the group delay is a whole
+    # number of samples (a half-sample delay would cost a 1 kHz tone most of its round-trip SNR).
+    delta_omega = 2 * np.pi * transition_hz / up_rate_hz
+    length = int(np.ceil((_STOPBAND_DB - 8) / (2.285 * delta_omega))) | 1
+    n = np.arange(length) - (length - 1) / 2
+    h = np.sinc(2 * cutoff_hz / up_rate_hz * n) * np.kaiser(length, _KAISER_BETA)
+    h *= up / h.sum()  # unity gain after zero-stuffing by `up`
+    taps = -(-length // up)
+    h = np.append(h, np.zeros(taps * up - length))  # trailing zeros: same response, whole phases
+    bank = h.reshape(taps, up).T[:, ::-1]  # bank[p, k] = h[p + k*up], reversed over k
+    return up, down, (length - 1) // 2, np.ascontiguousarray(bank, dtype=np.float32)
+
+
+class StreamResampler:
+    """Resample one direction of one call. Feed any chunk sizes; output follows input at once."""
+
+    def __init__(self, in_rate_hz: int, out_rate_hz: int) -> None:
+        if in_rate_hz <= 0 or out_rate_hz <= 0:
+            raise ValueError("sample rates must be positive")
+        self.in_rate_hz = in_rate_hz
+        self.out_rate_hz = out_rate_hz
+        self._passthrough = in_rate_hz == out_rate_hz
+        bank = _polyphase_bank(in_rate_hz, out_rate_hz)
+        self._up, self._down, self._delay, self._bank = bank
+        self._keep = self._bank.shape[1] - 1  # input samples of history the filter needs
+        # History then the current chunk, converted to float32 in place; grown if a chunk is big.
+        self._buf = np.zeros(self._keep + 1024, dtype=np.float32)
+        self._next_t = 0  # upsampled position of the next output, relative to this chunk's start
+
+    @property
+    def delay_ms(self) -> float:
+        """Group delay of the filter (constant, linear phase)."""
+        if self._passthrough:
+            return 0.0
+        return self._delay / (self._up * self.in_rate_hz) * 1000
+
+    def process(self, pcm16: bytes) -> bytes:
+        """Resample a chunk of mono PCM16 (an even number of bytes)."""
+        if self._passthrough:
+            return pcm16
+        x = np.frombuffer(pcm16, dtype="<i2")
+        n_in, keep = x.size, self._keep
+        if keep + n_in > self._buf.size:
+            self._buf = np.concatenate((self._buf[:keep], np.zeros(n_in, dtype=np.float32)))
+        buf = self._buf[: keep + n_in]
+        buf[keep:] = x
+        if self._down == 1:
+            y = self._interpolate(buf, n_in)
+        elif self._up == 1:
+            y = self._decimate(buf, n_in)
+        else:
+            y = self._rational(buf, n_in)
+        self._buf[:keep] = buf[n_in:]
+        np.rint(y, out=y)
+        np.clip(y, -32768, 32767, out=y)
+        return y.astype("<i2").tobytes()
+
+    def _interpolate(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
+        """Integer upsampling: every phase yields one output per input (C correlate per phase)."""
+        up = self._up
+        y = np.empty(n_in * up, dtype=np.float32)
+        for p in range(up):
+            y[p::up] = np.correlate(buf, self._bank[p], "valid")
+        return y
+
+    def _decimate(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
+        """Integer downsampling: filter at the input rate, keep every ``down``-th sample."""
+        full = np.correlate(buf, self._bank[0], "valid")
+        y = full[self._next_t :: self._down]
+        self._next_t = (self._next_t - n_in) % self._down
+        return y
+
+    def _rational(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
+        """Any L/M: gather each output's window and its phase's taps."""
+        up, down, bank = self._up, self._down, self._bank
+        stop = n_in * up  # an output at t needs input t // up < n_in
+        t = np.arange(self._next_t, stop, down)
+        if not t.size:
+            self._next_t -= stop
+            return np.empty(0, dtype=np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(buf, bank.shape[1])[t // up]
+        y: npt.NDArray[np.float32] = np.einsum("ij,ij->i", windows, bank[t % up])
+        self._next_t = int(t[-1]) + down - stop
+        return y
+
+    def reset(self) -> None:
+        """Forget history (after a barge-in flush, so no tail of dropped speech leaks out)."""
+        self._buf[:] = 0
+        self._next_t = 0

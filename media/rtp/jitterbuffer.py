@@ -1,0 +1,201 @@
+"""Adaptive jitter buffer for one inbound RTP audio stream, driven by a 20 ms playout tick.
+
+Packets are placed by *timestamp* into frame slots (as NetEq does), not by sequence number, so
+that silence suppression, comfort noise and telephone-event periods (which consume sequence
+numbers but carry no audio) become timed silence rather than false losses. The caller pops one
+frame per tick, passing the time in; once playout has started every pop returns a frame, so the
+call never hears a gap: a missing slot is reported as LOST (a later packet exists) or UNDERRUN
+(nothing buffered), for the session to conceal.
+
+Depth adapts: each packet's transit (arrival minus its timestamp, in ms) goes into a window; the
+target depth is the spread of recent transits (95th percentile minus minimum) rounded up to whole
+frames and clamped to ``[min_depth_ms, max_depth_ms]``. When playout runs earlier than
+``min transit + target`` the buffer HOLDs a frame (delay grows); when it runs later by more than a
+frame it SKIPs one (delay shrinks). Times are plain floats in milliseconds from any origin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+
+class FrameStatus(Enum):
+    PLAYED = "played"
+    LOST = "lost"  # slot empty while later packets are buffered: conceal
+    UNDERRUN = "underrun"  # nothing buffered (silence suppression or a stall): conceal
+    HOLD = "hold"  # inserted to grow the delay: conceal, no slot consumed
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    payload_type: int
+    payload: bytes
+    timestamp: int
+    seq: int | None = None  # extended sequence number, when the caller knows it
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutFrame:
+    status: FrameStatus
+    entry: Entry | None = None
+
+
+@dataclass(slots=True)
+class JitterStats:
+    played: int = 0
+    lost: int = 0
+    underruns: int = 0
+    holds: int = 0
+    skips: int = 0
+    late: int = 0
+    duplicates: int = 0
+    overflow: int = 0
+    resyncs: int = 0
+
+
+class JitterBuffer:
+    def __init__(
+        self,
+        clock_rate_hz: int = 8000,
+        frame_ms: int = 20,
+        min_depth_ms: int = 40,
+        max_depth_ms: int = 300,
+        capacity_ms: int = 1000,
+        window_packets: int = 100,
+    ) -> None:
+        if not 0 < frame_ms <= min_depth_ms <= max_depth_ms < capacity_ms:
+            raise ValueError("need 0 < frame_ms <= min_depth_ms <= max_depth_ms < capacity_ms")
+        self.clock_rate_hz = clock_rate_hz
+        self.frame_ms = frame_ms
+        self.min_depth_ms = min_depth_ms
+        self.max_depth_ms = max_depth_ms
+        self._capacity_slots = capacity_ms // frame_ms
+        self._step = clock_rate_hz * frame_ms // 1000  # timestamp units per slot
+        self._window: deque[float] = deque(maxlen=window_packets)
+        self.target_ms: int = min_depth_ms
+        self.stats = JitterStats()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._slots: dict[int, Entry] = {}
+        self._base_ts: int | None = None  # extended timestamp of slot 0
+        self._next_slot: int | None = None  # None until playout starts
+        self._last_seq: int | None = None
+        self._since_target = 0
+
+    def reset(self) -> None:
+        """A new source (SSRC change, sender restart): forget slots and timing, keep counters."""
+        self._reset_state()
+        self._window.clear()
+        self.target_ms = self.min_depth_ms
+
+    @property
+    def depth_ms(self) -> int:
+        """Buffered audio ahead of playout, counting holes, in milliseconds."""
+        if not self._slots:
+            return 0
+        start = self._next_slot if self._next_slot is not None else min(self._slots)
+        return (max(self._slots) - start + 1) * self.frame_ms
+
+    def put(
+        self,
+        timestamp_ext: int,
+        payload_type: int,
+        payload: bytes,
+        arrival_ms: float,
+        seq: int | None = None,
+    ) -> bool:
+        """Buffer one packet by its extended timestamp; False if dropped (late/dup/overflow).
+
+        ``seq`` (extended) lets an empty slot before a packet that directly follows the last
+        one played count as the sender's silence (DTX) rather than as a loss.
+        """
+        if self._base_ts is None:
+            self._base_ts = timestamp_ext
+        offset = timestamp_ext - self._base_ts
+        slot = offset // self._step
+        anchor = self._next_slot if self._next_slot is not None else min(self._slots, default=slot)
+        if abs(slot - anchor) >= self._capacity_slots:
+            if self._slots:
+                self.stats.overflow += 1
+                return False
+            # Empty buffer and a far timestamp: the sender jumped; restart timing from here.
+            self.stats.resyncs += 1
+            self._reset_state()
+            self._window.clear()
+            return self.put(timestamp_ext, payload_type, payload, arrival_ms, seq)
+        # Late packets still count towards the spread: they are the jitter we failed to cover.
+        self._window.append(arrival_ms - offset * 1000 / self.clock_rate_hz)
+        self._since_target += 1
+        if self._since_target >= 10 or len(self._window) < 10:
+            self._update_target()
+        if self._next_slot is not None and slot < self._next_slot:
+            self.stats.late += 1
+            return False
+        if slot in self._slots:
+            self.stats.duplicates += 1
+            return False
+        self._slots[slot] = Entry(payload_type, payload, timestamp_ext, seq)
+        return True
+
+    def put_silence(self, timestamp_ext: int, arrival_ms: float, seq: int | None = None) -> None:
+        """Mark a slot as intentional silence (a telephone-event period), not a loss."""
+        self.put(timestamp_ext, -1, b"", arrival_ms, seq)
+
+    def _update_target(self) -> None:
+        self._since_target = 0
+        if not self._window:
+            return
+        ordered = sorted(self._window)
+        spread = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] - ordered[0]
+        frames = max(1, math.ceil(spread / self.frame_ms - 1e-9))
+        self.target_ms = max(self.min_depth_ms, min(self.max_depth_ms, frames * self.frame_ms))
+
+    def pop(self, now_ms: float) -> PlayoutFrame | None:
+        """The frame for this tick; None only before playout has started (initial buffering)."""
+        if self._next_slot is None:
+            if not self._slots or self._adjustment(now_ms, min(self._slots)) > 0:
+                return None
+            self._next_slot = min(self._slots)
+        adjust = self._adjustment(now_ms, self._next_slot)
+        if adjust > 0:
+            self.stats.holds += 1
+            return PlayoutFrame(FrameStatus.HOLD)
+        if adjust < 0 and len(self._slots) > 1:
+            self.stats.skips += 1
+            self._slots.pop(self._next_slot, None)  # drop one frame to shrink the delay
+            self._next_slot += 1
+        entry = self._slots.pop(self._next_slot, None)
+        self._next_slot += 1
+        if entry is not None:
+            self.stats.played += 1
+            self._last_seq = entry.seq
+            return PlayoutFrame(FrameStatus.PLAYED, entry)
+        if self._slots and not self._sender_was_silent():
+            self.stats.lost += 1
+            return PlayoutFrame(FrameStatus.LOST)
+        self.stats.underruns += 1
+        return PlayoutFrame(FrameStatus.UNDERRUN)
+
+    def _sender_was_silent(self) -> bool:
+        """The next buffered packet follows the last played one in sequence: nothing is lost."""
+        following = self._slots[min(self._slots)].seq
+        return (
+            following is not None and self._last_seq is not None and following == self._last_seq + 1
+        )
+
+    def _adjustment(self, now_ms: float, slot: int) -> int:
+        """+1 to hold a frame, -1 to skip one, 0 to play on (hysteresis of one frame)."""
+        if not self._window:
+            return 0
+        # Playout offset: when the slot plays, minus when its timestamp says it was sent.
+        playout_offset = now_ms - slot * self.frame_ms
+        wanted = min(self._window) + self.target_ms
+        if playout_offset < wanted - self.frame_ms / 2:
+            return 1
+        if playout_offset > wanted + self.frame_ms * 1.5:
+            return -1
+        return 0

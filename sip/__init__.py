@@ -1,0 +1,1 @@
+"""SIP: callbridge's own user agent, and the Kamailio / Asterisk configurations beside it."""

@@ -1,0 +1,140 @@
+"""The offline intent router, alone and as a pipecat LLM service in a real pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pipecat.frames.frames import (
+    FunctionCallInProgressFrame,
+    LLMContextFrame,
+    LLMTextFrame,
+)
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.llm_service import FunctionCallParams
+from pipecat.tests.utils import run_test
+
+from ai_pipeline.engines.intent_router import (
+    FALLBACK_REPLY,
+    TOOL_ERROR_REPLY,
+    Intent,
+    IntentRouter,
+    IntentRouterLLMService,
+)
+from ai_pipeline.engines.models import ModelStore
+from ai_pipeline.tools import BUILTIN_TOOLS, tools_schema
+
+
+@pytest.fixture(scope="module")
+def router(models: ModelStore) -> IntentRouter:
+    return models.intent_router()
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        # Whisper's real output on rtp_fixtures/speech/transfer_sales.wav: "meat" for "me".
+        ("Transfer meat to sales, please.", "transfer_sales"),
+        ("put me through to tech support", "transfer_support"),
+        ("I was charged two times this month", "transfer_billing"),
+        ("can I speak to someone about buying a phone", "transfer_sales"),
+        ("That's all. Thank you. Goodbye.", "end_call"),
+        ("hello?", "help"),
+        ("The caller pressed 2", "transfer_billing"),
+        ("the caller pressed 0#", "end_call"),
+    ],
+)
+def test_routes_phone_phrases(router: IntentRouter, text: str, intent: str) -> None:
+    decision = router.route(text)
+    assert decision.intent is not None, (text, decision.score)
+    assert decision.intent.name == intent
+
+
+@pytest.mark.parametrize(
+    "text", ["blue elephants dance at midnight", "", "   ", "The caller pressed 7"]
+)
+def test_unrelated_or_empty_is_no_intent(router: IntentRouter, text: str) -> None:
+    assert router.route(text).intent is None
+
+
+def test_disallowed_tools_are_never_chosen(router: IntentRouter) -> None:
+    decision = router.route("transfer me to sales", frozenset({"end_call"}))
+    assert decision.intent is None or decision.intent.tool != "transfer_call"
+    assert router.route("The caller pressed 1", frozenset()).intent is None
+
+
+def test_bad_router_definitions(router: IntentRouter) -> None:
+    with pytest.raises(ValueError, match="at least one intent"):
+        IntentRouter(router._encoder, [])
+    with pytest.raises(ValueError, match="unknown intent"):
+        IntentRouter(router._encoder, [Intent("a", ("hi",))], dtmf_menu={"1": "b"})
+
+
+def _context(*messages: dict[str, Any]) -> LLMContext:
+    return LLMContext(list(messages), tools=tools_schema(list(BUILTIN_TOOLS.values())))  # type: ignore[arg-type]
+
+
+def _texts(frames: Any) -> list[str]:
+    return [f.text for f in frames if isinstance(f, LLMTextFrame)]
+
+
+def test_service_calls_transfer_tool_then_replies(router: IntentRouter) -> None:
+    async def main() -> None:
+        calls: list[tuple[str, dict[str, Any]]] = []
+        llm = IntentRouterLLMService(router)
+
+        async def handler(params: FunctionCallParams) -> None:
+            calls.append((params.function_name, dict(params.arguments)))
+            await params.result_callback({"status": "transferred"})
+
+        llm.register_function("transfer_call", handler)
+        context = _context({"role": "user", "content": "transfer me to sales please"})
+        down, _up = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+        assert calls == [("transfer_call", {"department": "sales"})]
+        assert any(isinstance(f, FunctionCallInProgressFrame) for f in down)
+        assert _texts(down) == []  # nothing said until the result is in
+
+    asyncio.run(main())
+
+
+def _after_transfer(tool_result: str) -> LLMContext:
+    """A context whose last message is the result of a transfer_call to billing."""
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "transfer_call", "arguments": '{"department":"billing"}'},
+    }
+    return _context(
+        {"role": "user", "content": "billing please"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": tool_result},
+    )
+
+
+def test_service_replies_after_tool_result(router: IntentRouter) -> None:
+    async def main() -> None:
+        llm = IntentRouterLLMService(router)
+        llm._last_intent = router.intents["transfer_billing"]
+        ok = _after_transfer('{"status": "ok"}')
+        down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(ok)])
+        assert _texts(down) == ["Okay, I'm connecting you to billing now."]
+
+        failed = _after_transfer('{"error": "timed out"}')
+        down, _ = await run_test(
+            IntentRouterLLMService(router), frames_to_send=[LLMContextFrame(failed)]
+        )
+        assert _texts(down) == [TOOL_ERROR_REPLY]
+
+    asyncio.run(main())
+
+
+def test_service_falls_back_when_it_does_not_understand(router: IntentRouter) -> None:
+    async def main() -> None:
+        llm = IntentRouterLLMService(router)
+        context = _context({"role": "user", "content": "blue elephants dance at midnight"})
+        down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+        assert _texts(down) == [FALLBACK_REPLY]
+        assert llm.decisions[-1].intent is None
+
+    asyncio.run(main())
