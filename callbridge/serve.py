@@ -16,6 +16,7 @@ from media.audiosocket_server import serve_audiosocket
 from media.call import CallEnv
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from media.websocket_calls import WebsocketCalls
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ async def serve(
         nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
         if media_cfg.agent_mode != "remote":
             await nursery.start(supervise_agent, media_cfg.agent_mode, media_cfg.agent_listen)
-        async with open_control_plane(control_cfg, registry, metrics, nursery) as hooks:
+        legs = WebsocketCalls()  # media WebSocket routes; their calls run in this nursery
+        async with open_control_plane(control_cfg, registry, metrics, nursery, legs) as hooks:
             env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
+            legs.attach(env, nursery)
             await nursery.start(serve_audiosocket, env)
             log.info(
                 "callbridge ready",

@@ -59,7 +59,9 @@ def jwt_encode(claims: dict[str, Any], secret: str) -> str:
     return f"{header}.{body}.{_b64url(sig)}"
 
 
-def jwt_decode(token: str, secret: str, now_s: float | None = None) -> Principal:
+def jwt_decode(
+    token: str, secret: str, now_s: float | None = None, audience: str = ""
+) -> Principal:
     parts = token.split(".")
     if len(parts) != 3:
         raise AuthError("malformed token")
@@ -75,6 +77,8 @@ def jwt_decode(token: str, secret: str, now_s: float | None = None) -> Principal
         raise AuthError("bad token signature")
     if not isinstance(claims, dict):
         raise AuthError("malformed token")
+    if (claims.get("aud") == MEDIA_AUDIENCE) != (audience == MEDIA_AUDIENCE):
+        raise AuthError("a media token opens media sockets only, and only it does")
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise AuthError("token has no exp")
@@ -84,6 +88,28 @@ def jwt_decode(token: str, secret: str, now_s: float | None = None) -> Principal
     if not isinstance(customer_id, str) or not customer_id or role not in ROLES:
         raise AuthError("token lacks customer_id or a valid role")
     return Principal(customer_id, role, f"jwt:{claims.get('sub', '')}")
+
+
+MEDIA_AUDIENCE = "callbridge-media"
+MEDIA_TOKEN_TTL_S = 300
+"""Media tokens ride in a WebSocket URL (``?token=``), where proxies and browser history may keep
+them: they open media sockets only, and only for minutes."""
+
+
+def media_token(principal: Principal, secret: str, ttl_s: int = MEDIA_TOKEN_TTL_S) -> str:
+    claims = {
+        "customer_id": principal.customer_id,
+        "role": "agent_user",
+        "aud": MEDIA_AUDIENCE,
+        "sub": principal.actor,
+        "exp": int(time.time()) + ttl_s,
+    }
+    return jwt_encode(claims, secret)
+
+
+def media_token_decode(token: str, secret: str) -> Principal:
+    """The principal behind a media token; a REST token (no media ``aud``) is refused."""
+    return jwt_decode(token, secret, audience=MEDIA_AUDIENCE)
 
 
 def new_access_key() -> tuple[str, str, str]:

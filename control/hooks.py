@@ -1,9 +1,10 @@
 """The control plane's side of :class:`media.hooks.CallHooks`: rows, events and tools per call.
 
-A new call finds its agent by AudioSocket UUID, then by dialled number, then the bootstrap
-customer's default agent. The per-call context (customer, agent document) is held only while the
-call lives, so tools and transcripts need no database read. Writes go database first, then cache
-invalidation (inside :class:`Store`), then the event.
+A new call finds its agent by the ``agent_id`` its leg's parameters name, by AudioSocket UUID,
+then by dialled number, then its customer's default agent (the bootstrap customer's, where the leg
+had no credentials to tell whose call it is). The per-call context (customer, agent document) is
+held only while the call lives, so tools and transcripts need no database read. Writes go database
+first, then cache invalidation (inside :class:`Store`), then the event.
 
 The media core awaits these inline and a storage outage must not take calls down with it: a
 failure to create the call row refuses the call (:class:`CallRejected`, the caller hears a clean
@@ -48,6 +49,12 @@ class ControlHooks:
         self._live: dict[str, CallContext] = {}
 
     async def _find_agent(self, info: CallInfo) -> dict[str, Any] | None:
+        # A WebSocket leg's route sets customer_id from the socket's credentials: its caller
+        # may pick only that customer's agents, and its default agent is that customer's.
+        customer_id = str(info.params.get("customer_id", "")) or None
+        agent_id = str(info.params.get("agent_id") or info.params.get("AGENT_ID") or "")
+        if agent_id:
+            return await self.store.get("agents", agent_id, customer_id)
         lookups = []
         if info.leg == "audiosocket" and info.leg_ref:
             lookups.append(("audiosocket", info.leg_ref.lower()))
@@ -55,11 +62,14 @@ class ControlHooks:
             lookups.append(("number", info.callee))
         for kind, value in lookups:
             for route in await self.store.find("agent_routes", kind=kind, value=value):
-                agent = await self.store.get("agents", route["agent_id"], None)
+                agent = await self.store.get("agents", route["agent_id"], customer_id)
                 if agent is not None:
                     return agent
-        for customer in await self.store.find("customers", name=DEFAULT_CUSTOMER_NAME):
-            agents = await self.store.find("agents", customer_id=customer["id"], is_default=1)
+        if customer_id is None:
+            customers = await self.store.find("customers", name=DEFAULT_CUSTOMER_NAME)
+            customer_id = customers[0]["id"] if customers else None
+        if customer_id is not None:
+            agents = await self.store.find("agents", customer_id=customer_id, is_default=1)
             if agents:
                 return agents[0]
         return None

@@ -82,12 +82,13 @@ def build_document(specs: list[RouteSpec], version: str = "0.1.0") -> dict[str, 
         ("/ready", "Readiness (DB, Redis)"),
         ("/metrics", "Prometheus metrics"),
         ("/openapi.json", "This document"),
+        ("/", "The page: talk to the agent from a browser (assets under /page/)"),
     ):
         paths[path] = {
             "get": {
                 "summary": summary,
                 "security": [],
-                "operationId": "get_" + path.strip("/").replace(".", "_"),
+                "operationId": "get_" + (path.strip("/").replace(".", "_") or "page"),
                 "responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}},
             }
         }

@@ -9,8 +9,10 @@ refuses to start on a schema that is behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response
 from quart_trio import QuartTrio
 
-from control import routes_calls, routes_resources, ws
+from control import routes_calls, routes_media, routes_resources, ws
 from control.api import Api
 from control.bootstrap import ensure_bootstrap
 from control.bridge import AsyncioBridge
@@ -38,6 +40,7 @@ from control.tools import ToolExecutor
 from control.webhooks import WebhookDispatcher
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from media.websocket_calls import WebsocketCalls
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +49,17 @@ class SchemaBehind(DatabaseError):
     """The database lacks migrations this version needs; run ``callbridge db migrate``."""
 
 
-def create_app(services: Services, media_metrics: MediaMetrics) -> QuartTrio:
-    app = QuartTrio("callbridge")
+def create_app(
+    services: Services, media_metrics: MediaMetrics, legs: WebsocketCalls | None = None
+) -> QuartTrio:
+    app = QuartTrio(
+        "callbridge", static_folder=str(routes_media.STATIC_DIR), static_url_path="/page"
+    )
     api = Api(app, services)
     app.extensions["callbridge.api"] = api  # the route records, for the OpenAPI test
     routes_calls.register(api)
     routes_resources.register(api)
+    routes_media.register(api, legs or WebsocketCalls())
     ws.register(api)
     document = build_document(api.specs)
 
@@ -165,18 +173,29 @@ async def _check_schema(cfg: ControlConfig, database: Database) -> None:
 
 @asynccontextmanager
 async def open_control_plane(
-    cfg: ControlConfig, calls: CallRegistry, metrics: MediaMetrics, nursery: trio.Nursery
+    cfg: ControlConfig,
+    calls: CallRegistry,
+    metrics: MediaMetrics,
+    nursery: trio.Nursery,
+    legs: WebsocketCalls | None = None,
 ) -> AsyncIterator[ControlHooks]:
     """Serve HTTP on ``cfg.http`` and yield the hooks calls report to.
 
     The control plane's own tasks (HTTP, webhook workers, Redis listener) run in a nursery of its
     own (see :func:`open_services`), so storage closes only after they have stopped.
     ``nursery`` (the caller's) is kept for the seam's signature; nothing is started in it.
+    ``legs`` runs the media WebSocket routes' calls once the media core attaches to it. Where no
+    JWT secret is configured, a random one signs this process's page and media tokens.
     """
+    if not cfg.jwt_secret:  # tokens this process mints (page, media) need a key: a fresh one
+        cfg = dataclasses.replace(cfg, jwt_secret=secrets.token_urlsafe(32))
     async with open_services(cfg, calls, metrics) as (services, hooks, own):
-        app = create_app(services, metrics)
+        app = create_app(services, metrics, legs)
         hc = HypercornConfig()
         hc.bind = [str(cfg.http)]
         hc.accesslog = None
         await own.start(serve, app, hc)
+        link = await routes_media.page_link(services)
+        if link:
+            log.warning("open the page to talk to the agent", extra={"url": link})
         yield hooks

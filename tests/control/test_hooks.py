@@ -76,3 +76,27 @@ async def test_api_answers_503_when_storage_is_down(plane: Plane) -> None:
         assert (await plane.client.get("/health")).status_code == 200  # liveness unaffected
     finally:
         store.db = real_db
+
+
+async def test_a_websocket_caller_picks_only_its_own_customers_agents(plane: Plane) -> None:
+    """The media routes put the authenticated customer_id in the params; a client's agent_id
+    (Twilio customParameters, AGENT_ID) then picks among that customer's agents only."""
+    mine, _ = await plane.customer()
+    theirs, _ = await plane.customer()
+    store = plane.services.store
+    agents = {}
+    for cid in (mine, theirs):
+        agents[cid] = await store.insert(
+            "agents", {"customer_id": cid, "name": "a", "is_default": 1, "detail": AGENT_TOOLS}
+        )
+
+    def info(**params: str) -> CallInfo:
+        return CallInfo(str(uuid.uuid4()), "twilio", "MZ1", params={"customer_id": mine, **params})
+
+    assert (await plane.hooks.call_created(info())).agent_id == agents[mine]["id"]
+    picked = await plane.hooks.call_created(info(agent_id=agents[mine]["id"]))
+    assert picked.agent_id == agents[mine]["id"] and picked.customer_id == mine
+    with pytest.raises(CallRejected, match="no agent"):
+        await plane.hooks.call_created(info(agent_id=agents[theirs]["id"]))
+    with pytest.raises(CallRejected, match="no agent"):
+        await plane.hooks.call_created(info(AGENT_ID=str(uuid.uuid4())))

@@ -4,8 +4,6 @@ fits the Protocol as it is. A real Hypercorn (Trio worker) on loopback, a real W
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any, cast
 
 import trio
@@ -13,8 +11,6 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart import websocket
 from quart_trio import QuartTrio
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from media.call import Call
 from media.chan_websocket import MediaStart, media_start_text
@@ -25,6 +21,7 @@ from media.twilio import OutboundMedia, TwilioPeer
 from media.twilio_leg import TwilioLeg
 from tests.media.conftest import best_snr_db, tone
 from tests.media.test_websocket_leg_calls import make_env
+from tests.media.ws_client import play
 
 SID = "MZquartquartquartquartquartquart00"
 
@@ -56,32 +53,8 @@ def run_client(
     subprotocols: list[str] | None = None,
 ) -> tuple[list[str | bytes], int | None]:
     """Play ``chunks`` in real time after ``first``; collect replies until the server closes."""
-    received: list[str | bytes] = []
-    with connect(url, subprotocols=subprotocols) as ws:  # type: ignore[arg-type]
-
-        def reader() -> None:
-            try:
-                while True:
-                    received.append(ws.recv())
-            except ConnectionClosed:
-                pass
-
-        thread = threading.Thread(target=reader)
-        thread.start()
-        for message in first:
-            ws.send(message)
-        deadline = time.monotonic()
-        for chunk in chunks:
-            ws.send(chunk)
-            deadline += 0.02
-            time.sleep(max(0.0, deadline - time.monotonic()))
-        if last is not None:
-            ws.send(last)
-        else:
-            ws.close()
-        thread.join(10)
-        code = ws.close_code
-    return received, code
+    session = play(url, first, chunks, last, subprotocols=subprotocols)
+    return session.received, session.code
 
 
 async def start_server(nursery: trio.Nursery, app: QuartTrio) -> tuple[str, trio.Event]:

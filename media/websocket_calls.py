@@ -1,0 +1,116 @@
+"""WebSocket-leg calls: a handshake, then a :class:`~media.call.Call`, in the media core's nursery.
+
+The control plane owns the WebSocket routes (they share its HTTP port and its authentication) but
+not the calls: each socket is relayed (:func:`media.message_socket.relay`) to one end of a bounded
+in-memory pair, and the call runs on the other end in the nursery ``callbridge serve`` attaches
+here. A client's disconnect then reaches the call as a hangup, never as a cancelled handler, and
+one call's failure stays in that call. Every refusal closes the socket with a code and a reason
+and counts ``callbridge_leg_errors{leg, reason}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Literal
+
+import trio
+
+from media.call import Call, CallEnv, new_call_id
+from media.chan_websocket_leg import ChanWebsocketLeg
+from media.leg import LegError
+from media.message_socket import (
+    CLOSE_INTERNAL_ERROR,
+    MemoryMessageSocket,
+    MessageSocket,
+    close_quietly,
+    memory_socket_pair,
+    relay,
+)
+from media.twilio_leg import TwilioLeg
+
+log = logging.getLogger(__name__)
+
+LegKind = Literal["twilio", "chan_websocket", "browser"]
+CLOSE_TRY_AGAIN_LATER = 1013
+PAIR_CAPACITY = 64
+"""Messages in flight per direction between the transport and the leg: ~1.3 s of 20 ms frames,
+so a client that stops reading trips the leg's send deadline instead of growing a queue."""
+
+
+class BrowserLeg(ChanWebsocketLeg):
+    """The page's leg: chan_websocket's protocol (text control, binary slin16) fits a browser
+    well, with no base64 and no 8 kHz; only its name in the call rows differs."""
+
+    kind = "browser"
+
+
+class WebsocketCalls:
+    """Runs WebSocket-leg calls once :meth:`attach` has given it the media core."""
+
+    def __init__(self) -> None:
+        self._env: CallEnv | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, env: CallEnv, nursery: trio.Nursery) -> None:
+        self._env, self._nursery = env, nursery
+
+    def refusal(self) -> tuple[int, str] | None:
+        """Why a new call cannot start now (close code, reason), or ``None``."""
+        if self._env is None:
+            return CLOSE_TRY_AGAIN_LATER, "media core starting"
+        if len(self._env.registry) >= self._env.config.max_calls:
+            return CLOSE_TRY_AGAIN_LATER, "over capacity"
+        return None
+
+    def count_refusal(self, kind: LegKind, reason: str) -> None:
+        if self._env is not None:
+            self._env.metrics.leg_errors.labels(kind, reason).inc()
+
+    async def serve(
+        self,
+        kind: LegKind,
+        socket: MessageSocket,
+        *,
+        remote_addr: str = "",
+        params: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run one call over ``socket`` until either side ends it. ``params`` override what
+        the client put in its handshake (the authenticated ``customer_id``, ``agent_id``)."""
+        refused = self.refusal()
+        if refused is not None or self._nursery is None:
+            code, reason = refused or (CLOSE_TRY_AGAIN_LATER, "media core starting")
+            self.count_refusal(kind, reason.replace(" ", "_"))
+            await close_quietly(socket, code, reason)
+            return
+        leg_end, inner = memory_socket_pair(PAIR_CAPACITY)
+        self._nursery.start_soon(self._run_call, kind, leg_end, remote_addr, dict(params or {}))
+        await relay(socket, inner)
+
+    async def _run_call(
+        self, kind: LegKind, socket: MemoryMessageSocket, remote_addr: str, params: dict[str, str]
+    ) -> None:
+        assert self._env is not None
+        cfg = self._env.config
+        try:
+            leg: TwilioLeg | ChanWebsocketLeg
+            idle_s, send_s = cfg.leg_idle_timeout_s, cfg.leg_send_timeout_s
+            if kind == "twilio":
+                leg = await TwilioLeg.accept(socket, idle_timeout_s=idle_s, send_timeout_s=send_s)
+            else:
+                leg = await (BrowserLeg if kind == "browser" else ChanWebsocketLeg).accept(
+                    socket, idle_timeout_s=idle_s, send_timeout_s=send_s, metrics=self._env.metrics
+                )
+            info = leg.call_info(new_call_id(), remote_addr)
+            info = dataclasses.replace(info, params={**info.params, **params})
+            await Call(leg, info, self._env).run()
+        except LegError as exc:  # the handshake failed; accept_within closed the socket
+            self.count_refusal(kind, exc.reason)
+            log.info("websocket leg refused", extra={"leg": kind, "reason": str(exc)})
+        except Exception:  # a bug in one call must not reach the media core's nursery
+            log.exception("websocket call failed", extra={"leg": kind})
+            self.count_refusal(kind, "internal")
+            await close_quietly(socket, CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            socket.close_now()
