@@ -17,6 +17,7 @@ from media.audiosocket_leg import AudioSocketLeg
 from media.call import Call, CallEnv, new_call_id
 from media.hooks import CallInfo
 from media.leg import LegError
+from media.recording_leg import recording
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +67,5 @@ async def _handle(stream: trio.SocketStream, env: CallEnv) -> None:
     info = CallInfo(
         call_id=new_call_id(), leg="audiosocket", leg_ref=str(call_uuid), remote_addr=peer
     )
-    await Call(leg, info, env).run()
+    async with recording(leg, info.call_id, cfg.record_dir) as call_leg:
+        await Call(call_leg, info, env).run()

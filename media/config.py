@@ -43,6 +43,7 @@ class MediaConfig:
     uplink_queue_ms: int = 1_000  # caller audio waiting for the agent link, per call
     max_frame_ms: int = 100  # largest inbound AudioSocket audio frame accepted
     max_calls: int = 2_000
+    record_dir: str | None = None  # two-channel WAV per call (caller left, agent right)
 
     def __post_init__(self) -> None:
         for name in ("leg_idle_timeout_s", "leg_send_timeout_s", "agent_connect_timeout_s"):
@@ -95,13 +96,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="where a supervised echo/local agent listens (default %(default)s)",
     )
-    g.add_argument("--leg-idle-timeout", type=float, default=d.leg_idle_timeout_s, metavar="S")
-    g.add_argument("--leg-send-timeout", type=float, default=d.leg_send_timeout_s, metavar="S")
-    g.add_argument(
-        "--agent-connect-timeout", type=float, default=d.agent_connect_timeout_s, metavar="S"
+    timeouts = (
+        ("--leg-idle-timeout", d.leg_idle_timeout_s, "hang up a caller that sent nothing for S s"),
+        ("--leg-send-timeout", d.leg_send_timeout_s, "hang up a caller that stopped reading"),
+        ("--agent-connect-timeout", d.agent_connect_timeout_s, "end a call whose agent is not up"),
     )
-    g.add_argument("--playout-max-ms", type=int, default=d.playout_max_ms)
-    g.add_argument("--max-calls", type=int, default=d.max_calls)
+    for flag, default, text in timeouts:
+        g.add_argument(
+            flag, type=float, default=default, metavar="S", help=f"{text} (default {default})"
+        )
+    g.add_argument(
+        "--playout-max-ms",
+        type=int,
+        default=d.playout_max_ms,
+        help="agent audio queued per call, in ms; beyond it audio is dropped and counted",
+    )
+    g.add_argument(
+        "--max-calls", type=int, default=d.max_calls, help="calls refused beyond this many"
+    )
+    g.add_argument(
+        "--record-dir",
+        default=None,
+        metavar="DIR",
+        help="record every call to DIR/<call id>.wav (caller left, agent right); off by default",
+    )
 
 
 def from_args(ns: argparse.Namespace) -> MediaConfig:
@@ -115,4 +133,5 @@ def from_args(ns: argparse.Namespace) -> MediaConfig:
         agent_connect_timeout_s=ns.agent_connect_timeout,
         playout_max_ms=ns.playout_max_ms,
         max_calls=ns.max_calls,
+        record_dir=ns.record_dir,
     )
