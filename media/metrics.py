@@ -52,3 +52,15 @@ class MediaMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
             registry=r,
         )
+        self.sip_rejected = Counter(
+            "callbridge_sip_rejected",
+            "SIP datagrams dropped or requests refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.rtp_rejected = Counter(
+            "callbridge_rtp_rejected",
+            "RTP/RTCP datagrams rejected (malformed, spoofed, wrong payload type), by reason",
+            ["reason"],
+            registry=r,
+        )
