@@ -17,6 +17,8 @@ from media.call import CallEnv
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
+from sip import config as sip_config
+from sip.server import serve_sip
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +26,21 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     media_config.add_arguments(parser)
     control_config.add_arguments(parser)
+    sip_config.add_arguments(parser)
 
 
 def run(ns: argparse.Namespace) -> int:
     media_cfg = media_config.from_args(ns)
     control_cfg = control_config.from_args(ns)
-    trio.run(serve, media_cfg, control_cfg)
+    sip_cfg = sip_config.from_args(ns)
+    trio.run(serve, media_cfg, control_cfg, sip_cfg)
     return 0
 
 
 async def serve(
-    media_cfg: media_config.MediaConfig, control_cfg: control_config.ControlConfig
+    media_cfg: media_config.MediaConfig,
+    control_cfg: control_config.ControlConfig,
+    sip_cfg: sip_config.SipConfig | None = None,
 ) -> None:
     metrics = MediaMetrics()
     registry = CallRegistry()
@@ -47,12 +53,15 @@ async def serve(
             env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
             legs.attach(env, nursery)
             await nursery.start(serve_audiosocket, env)
+            if sip_cfg is not None:
+                await nursery.start(serve_sip, env, sip_cfg)
             log.info(
                 "callbridge ready",
                 extra={
                     "http": str(control_cfg.http),
                     "audiosocket": str(media_cfg.audiosocket),
                     "agent": media_cfg.agent_url,
+                    "sip": str(sip_cfg.listen) if sip_cfg else "off",
                 },
             )
             await trio.sleep_forever()

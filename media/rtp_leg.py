@@ -18,6 +18,7 @@ import logging
 import random
 import socket
 import time
+from dataclasses import replace
 
 import trio
 
@@ -107,6 +108,7 @@ class RtpLeg:
         self._next_rtcp_s = self._origin_s + rtcp_interval_s
         self._last_heard_s = self._origin_s
         self._dtmf_active = False
+        self.held = False  # put on hold by signalling: send nothing, expect nothing
         self._closed = False
         self._hung_up = False
         self.send_errors = 0
@@ -158,12 +160,27 @@ class RtpLeg:
                 if pcm16 is not None:
                     return LegAudio(pcm16)
                 continue
-            if now - self._last_heard_s > self._idle_timeout_s:
+            if now - self._last_heard_s > self._idle_timeout_s and not self.held:
                 raise LegError("idle_timeout", f"no RTP for {self._idle_timeout_s} s")
             await self._read_until(self._next_tick_s)
         event = self._events.popleft()
         self._hung_up = isinstance(event, LegHangup)  # once, then the leg is done
         return event
+
+    def push_event(self, event: LegEvent) -> None:
+        """An event from the signalling layer (SIP BYE, INFO DTMF), delivered at the next tick."""
+        self._events.append(event)
+
+    def set_hold(self, held: bool) -> None:
+        """SIP hold (RFC 3264 8.4): while held, no media is sent and silence is not an error."""
+        self.held = held
+        self._last_heard_s = trio.current_time()
+
+    def move_remote(self, remote: tuple[str, int]) -> None:
+        """A re-INVITE moved the peer: send to the new address, latch onto its next source."""
+        if remote != self.session.config.remote:
+            self.session.config = replace(self.session.config, remote=remote)
+            self.session.relatch()
 
     async def _read_until(self, deadline_s: float) -> None:
         with trio.move_on_at(deadline_s):
@@ -240,7 +257,7 @@ class RtpLeg:
     async def send_audio(self, pcm16: bytes) -> None:
         if self._closed:
             raise LegError("closed", "send after hangup")
-        if self._dtmf_active:
+        if self._dtmf_active or self.held:
             return  # key presses replace audio while they last (the phone does the same)
         await self._send_packets(self.session.send_audio(pcm16, self._ms(trio.current_time())))
 

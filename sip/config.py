@@ -1,0 +1,68 @@
+"""Configuration of the SIP listener and its RTP legs: one typed object, validated once."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from dataclasses import dataclass
+
+from media.config import ConfigError, HostPort
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    listen: HostPort
+    advertise: str = ""  # address put in Via, Contact and SDP; default: the listen host
+    rtp_port_min: int = 10_000
+    rtp_port_max: int = 20_000
+    invite_rate_per_s: float = 10.0  # per source address; a proxy in front counts as one
+    invite_burst: int = 50
+    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rtp_port_min < self.rtp_port_max <= 65534:
+            raise ConfigError(f"--rtp-ports: bad range {self.rtp_port_min}-{self.rtp_port_max}")
+        if self.invite_rate_per_s <= 0 or self.invite_burst < 1:
+            raise ConfigError("--sip-invite-rate must be > 0 and --sip-invite-burst >= 1")
+        try:
+            address = ipaddress.ip_address(self.public_host)
+        except ValueError:
+            raise ConfigError(f"--sip-advertise: not an IP address: {self.public_host!r}") from None
+        if address.is_unspecified:
+            raise ConfigError("--sip listens on every address: give --sip-advertise an IP")
+
+    @property
+    def public_host(self) -> str:
+        return self.advertise or self.listen.host
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("SIP (calls straight to callbridge, e.g. behind Kamailio)")
+    g.add_argument(
+        "--sip",
+        default="",
+        metavar="HOST:PORT",
+        help="SIP UDP listener, e.g. 127.0.0.1:5060 (default: off)",
+    )
+    g.add_argument("--sip-advertise", default="", metavar="IP", help="address in Contact/SDP")
+    g.add_argument(
+        "--rtp-ports", default="10000-20000", metavar="MIN-MAX", help="RTP UDP port range"
+    )
+    g.add_argument("--sip-invite-rate", type=float, default=10.0, metavar="PER_S")
+    g.add_argument("--sip-invite-burst", type=int, default=50)
+
+
+def from_args(ns: argparse.Namespace) -> SipConfig | None:
+    if not ns.sip:
+        return None
+    low, sep, high = str(ns.rtp_ports).partition("-")
+    if not sep or not low.isdigit() or not high.isdigit():
+        raise ConfigError(f"--rtp-ports: expected MIN-MAX, got {ns.rtp_ports!r}")
+    return SipConfig(
+        listen=HostPort.parse(ns.sip, "--sip"),
+        advertise=ns.sip_advertise,
+        rtp_port_min=int(low),
+        rtp_port_max=int(high),
+        invite_rate_per_s=ns.sip_invite_rate,
+        invite_burst=ns.sip_invite_burst,
+    )

@@ -1,0 +1,219 @@
+"""The SIP UDP listener: a thin Trio adapter over :class:`sip.ua.UserAgent`.
+
+One socket and one task read datagrams, feed the user agent, and run its timers; each INVITE
+it accepts becomes one :class:`media.call.Call` over a :class:`sip.leg.SipLeg` in its own task.
+Whatever a call raises stays in that call's task: one escaping exception would cancel the
+listener and every other call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import math
+import random
+import socket
+
+import trio
+
+from media.call import Call, CallEnv, new_call_id
+from media.hooks import CallInfo
+from media.leg import LegDtmf, LegHangup
+from sip.call_media import CallMedia, OfferRefused, open_call_media, reoffer
+from sip.config import SipConfig
+from sip.events import (
+    CallEnded,
+    DtmfInfo,
+    IncomingCall,
+    ReferStatus,
+    Rejected,
+    ReOffer,
+    SipEvent,
+)
+from sip.headers import SipHeaderError, parse_uri
+from sip.leg import SipLeg
+from sip.message import MAX_MESSAGE_BYTES
+from sip.ua import UaConfig, UserAgent
+
+log = logging.getLogger(__name__)
+
+REFER_TIMEOUT_S = 40.0  # 64*T1 for the REFER itself, then the new call's ringing, bounded
+
+
+class _SipCall:
+    """Signalling for one call (implements :class:`sip.leg.Signalling`)."""
+
+    def __init__(self, server: SipServer, call_id: str) -> None:
+        self.server = server
+        self.call_id = call_id
+        self.media: CallMedia | None = None
+        self.ended: str | None = None
+        self.refer_send, self.refer_recv = trio.open_memory_channel[ReferStatus](8)
+
+    async def bye(self) -> None:
+        self.server.ua.bye(self.call_id, trio.current_time())
+        await self.server.flush()
+
+    async def refer(self, target: str) -> int:
+        ua = self.server.ua
+        dialog = ua.dialogs.get(self.call_id)
+        if dialog is None:
+            return 481
+        if ":" not in target:  # a bare number or name: at the caller's domain
+            try:
+                target = f"sip:{target}@{parse_uri(dialog.remote_uri).host}"
+            except SipHeaderError:
+                return 400
+        if not ua.refer(self.call_id, target, trio.current_time()):
+            return 491
+        await self.server.flush()
+        with trio.move_on_after(REFER_TIMEOUT_S):
+            async for status in self.refer_recv:
+                if status.final or (200 <= status.status < 300 and status.status != 202):
+                    return status.status
+        return 408
+
+
+class SipServer:
+    def __init__(self, sock: trio.socket.SocketType, env: CallEnv, cfg: SipConfig) -> None:
+        self.sock = sock
+        self.env = env
+        self.cfg = cfg
+        port = int(sock.getsockname()[1])
+        self.ua = UserAgent(
+            UaConfig(
+                cfg.public_host,
+                port,
+                invite_rate_per_s=cfg.invite_rate_per_s,
+                invite_burst=cfg.invite_burst,
+                max_dialogs=env.config.max_calls,
+            )
+        )
+        self.calls: dict[str, _SipCall] = {}
+        self._rng = random.Random()
+        self.send_errors = 0
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        while True:
+            deadline = self.ua.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                try:
+                    data, source = await self.sock.recvfrom(MAX_MESSAGE_BYTES + 1)
+                except ConnectionError:
+                    continue  # an ICMP error from an earlier send
+                address = (str(source[0]), int(source[1]))
+                events = self.ua.receive_datagram(data, address, trio.current_time())
+                self._dispatch(events, nursery)
+            if deadline is not None and trio.current_time() >= deadline:
+                self._dispatch(self.ua.handle_timeout(trio.current_time()), nursery)
+            await self.flush()
+
+    async def flush(self) -> None:
+        for data, (host, port) in self.ua.take_outgoing():
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                host = str(infos[0][4][0])
+            try:
+                await self.sock.sendto(data, (host, port))
+            except OSError:
+                self.send_errors += 1  # UDP: the transaction layer retransmits
+
+    def _dispatch(self, events: list[SipEvent], nursery: trio.Nursery) -> None:
+        for event in events:
+            if isinstance(event, Rejected):
+                self.env.metrics.sip_rejected.labels(event.reason).inc()
+                continue
+            if isinstance(event, IncomingCall):
+                self.calls[event.call_id] = _SipCall(self, event.call_id)
+                nursery.start_soon(self._run_call, event)
+                continue
+            call = self.calls.get(event.call_id)
+            if call is not None:
+                self._on_call_event(call, event)
+
+    def _on_call_event(self, call: _SipCall, event: SipEvent) -> None:
+        media = call.media
+        if isinstance(event, CallEnded):
+            call.ended = event.reason
+            if media is not None:
+                media.leg.push_event(LegHangup(f"sip {event.reason}"))
+        elif isinstance(event, ReferStatus):
+            with contextlib.suppress(trio.WouldBlock):  # nobody waits for this transfer now
+                call.refer_send.send_nowait(event)
+        elif isinstance(event, DtmfInfo) and media is not None:
+            media.leg.push_event(LegDtmf(event.digit, event.duration_ms))
+        elif isinstance(event, ReOffer):
+            self._on_reoffer(call, event.sdp)
+
+    def _on_reoffer(self, call: _SipCall, sdp: bytes) -> None:
+        now = trio.current_time()
+        if call.media is None:
+            self.ua.reject(call.call_id, 491, now)
+            return
+        try:
+            self.ua.answer(call.call_id, reoffer(call.media, sdp), now)
+        except OfferRefused as exc:
+            self.ua.reject(call.call_id, exc.status, now)
+
+    async def _run_call(self, event: IncomingCall) -> None:
+        call = self.calls[event.call_id]
+        try:
+            await self._answer_and_run(call, event)
+        except Exception:
+            log.exception("sip call failed", extra={"sip_call_id": event.call_id})
+            self.env.metrics.leg_errors.labels("sip", "internal").inc()
+        finally:
+            del self.calls[event.call_id]
+            self.ua.bye(event.call_id, trio.current_time())
+            if call.media is not None:
+                await call.media.leg.hangup("ended")
+                for reason, count in call.media.leg.session.counters.rejected.items():
+                    self.env.metrics.rtp_rejected.labels(reason).inc(count)
+            await self.flush()
+
+    async def _answer_and_run(self, call: _SipCall, event: IncomingCall) -> None:
+        env = self.env
+        if len(env.registry) >= env.config.max_calls:
+            self.ua.reject(call.call_id, 503, trio.current_time(), retry_after_s=5)
+            env.metrics.sip_rejected.labels("over_capacity").inc()
+            return
+        try:
+            call.media = await open_call_media(
+                event.sdp, self.cfg, self.cfg.listen.host, env.config.leg_idle_timeout_s, self._rng
+            )
+        except OfferRefused as exc:
+            self.ua.reject(call.call_id, exc.status, trio.current_time())
+            env.metrics.sip_rejected.labels(f"offer_{exc.status}").inc()
+            return
+        if call.ended is not None:  # CANCEL or BYE while we were binding
+            return
+        self.ua.ringing(call.call_id, trio.current_time())
+        self.ua.answer(call.call_id, call.media.answer_sdp, trio.current_time())
+        await self.flush()
+        info = CallInfo(
+            call_id=new_call_id(),
+            leg="sip",
+            leg_ref=event.call_id,
+            caller=event.caller,
+            callee=event.callee,
+            remote_addr="{}:{}".format(*event.source),
+        )
+        await Call(SipLeg(call.media.leg, call), info, env).run()
+
+
+async def serve_sip(
+    env: CallEnv, cfg: SipConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Listen on ``cfg.listen`` (UDP); reports the bound port (useful with port 0)."""
+    family = socket.AF_INET6 if ":" in cfg.listen.host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    with sock:
+        await sock.bind((cfg.listen.host, cfg.listen.port))
+        server = SipServer(sock, env, cfg)
+        log.info("sip listening", extra={"host": cfg.listen.host, "port": server.ua.config.port})
+        async with trio.open_nursery() as nursery:
+            task_status.started(server.ua.config.port)
+            await server.run(nursery)
