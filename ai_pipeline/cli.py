@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 
 from ai_pipeline.link import CallHandler
 from ai_pipeline.server import AgentServer
@@ -33,14 +34,27 @@ def _handler(echo: bool) -> CallHandler:
         from ai_pipeline.echo import echo_call
 
         return echo_call
-    from ai_pipeline.pipeline import run_call
+    from ai_pipeline.pipeline import default_models, run_call
 
+    # Load every offline model before the port opens: the supervisor (and a load balancer's
+    # health check) treats a listening agent as ready, and the first call must not wait seconds
+    # for Whisper and the voice. A broken model install fails here, at start, with its name.
+    started = time.perf_counter()
+    default_models().preload_offline()
+    log.info("offline models loaded", extra={"secs": round(time.perf_counter() - started, 2)})
     return run_call
 
 
 def run(ns: argparse.Namespace) -> int:
+    from ai_pipeline.engines.models import ModelLoadError
+
     listen = HostPort.parse(ns.listen, "--listen")
-    asyncio.run(serve_forever(_handler(ns.echo), listen))
+    try:
+        handler = _handler(ns.echo)
+    except ModelLoadError as exc:
+        log.error("agent cannot start: %s", exc)
+        return 1
+    asyncio.run(serve_forever(handler, listen))
     return 0
 
 

@@ -30,9 +30,6 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregatorParams,
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
-from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
-from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from ai_pipeline.agent_config import AgentConfig, AgentConfigError, parse_agent_config
 from ai_pipeline.engines.factory import (
@@ -52,6 +49,7 @@ from ai_pipeline.transport import (
     LinkSender,
     frame_from_link,
 )
+from ai_pipeline.turns import phone_turn_strategies
 from proto.messages import CallStart, Error, FunctionCallResult, Hangup, LinkFrame, Mark
 
 log = logging.getLogger(__name__)
@@ -143,12 +141,7 @@ class CallAgent:
         for spec in cfg.tools:
             services.llm.register_function(spec.name, tools.handle)
         context = LLMContext(tools=tools_schema(cfg.tools)) if cfg.tools else LLMContext()
-        strategies = UserTurnStrategies(
-            start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
-            stop=[
-                SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.user_turn_timeout_secs)
-            ],
-        )
+        strategies = phone_turn_strategies(cfg.user_turn_timeout_secs)
         aggregators = LLMContextAggregatorPair(
             context, user_params=LLMUserAggregatorParams(user_turn_strategies=strategies)
         )
