@@ -3,14 +3,17 @@
 A thin adapter (style 2) over the ``websockets`` library's sans-I/O ``ClientProtocol``: this module
 only moves bytes between a Trio TCP stream and the protocol object, and frames through
 :mod:`proto.codec`. One instance per call; ``recv`` from one task, ``send`` from any (a lock keeps
-writes whole). Liveness: the handshake has a deadline, sends have a deadline, and a silent agent
-is detected by the call (no frames at all for ``idle_timeout_s``) while pings keep the TCP path
-honest.
+writes whole and in order). The per-frame path uses :class:`media.fastio.FastSocket`:
+:meth:`AgentClient.send_nowait` writes a frame from the caller's own task when the kernel takes
+it at once, and ``recv`` yields only when it has to wait. Liveness: the handshake has a
+deadline, sends that wait have a deadline, and a silent agent is detected by the call (no bytes
+at all for two ping periods) while pings keep the TCP path honest.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from types import TracebackType
 
 import trio
@@ -21,6 +24,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from media.fastio import FastSocket
 from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
 from proto.messages import LinkFrame
 
@@ -40,9 +44,11 @@ class AgentLinkError(Exception):
 class AgentClient:
     def __init__(self, stream: trio.SocketStream, protocol: ClientProtocol) -> None:
         self._stream = stream
+        self._fast = FastSocket(stream)
         self._ws = protocol
         self._send_lock = trio.Lock()
-        self._pending: list[LinkFrame] = []
+        self._unsent = b""  # the tail of a write the kernel only took part of; goes out first
+        self._pending: deque[LinkFrame] = deque()
         self._fragments: list[bytes] = []
         self.last_receive_time = trio.current_time()  # any bytes, pongs included
 
@@ -87,7 +93,7 @@ class AgentClient:
 
     async def _read(self) -> bytes:
         try:
-            data = await self._stream.receive_some(_READ_BYTES)
+            data = await self._fast.receive_some(_READ_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise AgentLinkError("closed", str(exc)) from None
         self.last_receive_time = trio.current_time()
@@ -95,13 +101,32 @@ class AgentClient:
 
     async def _flush(self) -> None:
         data = b"".join(self._ws.data_to_send())
-        if not data:
+        if not data and not self._unsent:
             return
-        async with self._send_lock:
+        async with self._send_lock:  # FIFO: writers go out in the order they took their bytes
+            # A send_nowait's leftover was written before any bytes a waiter holds (it only
+            # runs while the lock is free), so it goes first.
+            data, self._unsent = self._unsent + data, b""
+            if not data:
+                return
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise AgentLinkError("closed", str(exc)) from None
+
+    @property
+    def has_unsent(self) -> bool:
+        """A :meth:`send_nowait` left bytes behind; :meth:`flush` must follow."""
+        return bool(self._unsent)
+
+    async def flush(self) -> None:
+        """Write whatever is left over; raises :class:`AgentLinkError` if the link is gone."""
+        await self._flush()
+
+    @property
+    def closed_by_agent(self) -> bool:
+        """The agent sent its close frame (its last frames may not all be read yet)."""
+        return self._ws.close_rcvd is not None
 
     async def send(self, frame: LinkFrame) -> None:
         """Send one frame; raises :class:`AgentLinkError` if the link is gone."""
@@ -110,11 +135,29 @@ class AgentClient:
         self._ws.send_binary(encode(frame))
         await self._flush()
 
+    def send_nowait(self, frame: LinkFrame) -> bool:
+        """Send ``frame`` from this task without waiting, if nothing else is being written:
+        True when it was taken (if :attr:`has_unsent` is then set, the kernel took only part and
+        :meth:`flush` must follow); False when it was not, so use :meth:`send`. Raises
+        :class:`AgentLinkError` if the link is gone."""
+        if self._send_lock.locked() or self._unsent:
+            return False
+        if self._ws.state is not State.OPEN:
+            raise AgentLinkError("closed", "link is not open")
+        self._ws.send_binary(encode(frame))
+        data = b"".join(self._ws.data_to_send())
+        try:
+            written = self._fast.send_nowait(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise AgentLinkError("closed", str(exc)) from None
+        self._unsent = data[written:]
+        return True
+
     async def recv(self) -> LinkFrame:
         """Next frame from the agent. Unknown frame kinds are skipped (newer agents)."""
         while not self._pending:
             await self._receive_more()
-        return self._pending.pop(0)
+        return self._pending.popleft()
 
     async def _receive_more(self) -> None:
         data = await self._read()

@@ -251,8 +251,11 @@ class Call:
             await self._send_link(m.Audio(pcm16, LINK_RATE_HZ))
 
     async def _send_link(self, frame: m.LinkFrame) -> None:
-        if not await self._try_send_link(frame) and self._end_after_playout is None:
-            self._end("error", "agent link lost")  # (after a goodbye, the agent may leave)
+        if await self._try_send_link(frame) or self._end_after_playout is not None:
+            return  # (after a goodbye, the agent may leave)
+        if self._link is not None and self._link.closed_by_agent:
+            return  # the link reader ends the call once it has read the agent's last frames
+        self._end("error", "agent link lost")
 
     async def _try_send_link(self, frame: m.LinkFrame) -> bool:
         if self._link is None:

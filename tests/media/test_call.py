@@ -162,7 +162,7 @@ async def test_agent_hangup_plays_queued_audio_then_hangs_up(nursery: trio.Nurse
                 await media.hooks.ended.wait()
             await trio.sleep(0.1)
             n.cancel_scope.cancel()
-    assert len(peer.audio()) == 0.5 * 8000 * 2  # every queued frame played first
+    assert len(peer.audio()) == 0.5 * 8000 * 2, media.hooks.hungup  # every queued frame played
     assert peer.got_hangup_frame() and peer.received[-1].kind == 0x00
     assert media.hooks.hungup[0][1:] == ("agent", "goodbye")
 
