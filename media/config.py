@@ -34,7 +34,7 @@ class MediaConfig:
     audiosocket: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9000))
     # "current": 0x12 is slin16 (Asterisk today); "draft": 0x11 is slin16 (an older draft).
     audiosocket_numbering: Literal["current", "draft"] = "current"
-    agent: str = "echo"  # echo | local | ws://HOST:PORT
+    agent: str = "local"  # local (the offline voice agent) | echo | ws://HOST:PORT
     agent_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8000))
     leg_idle_timeout_s: float = 5.0  # caller sent nothing for this long: hang up
     leg_send_timeout_s: float = 2.0  # caller's side stopped reading for this long: hang up
@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--agent",
         default=d.agent,
-        help="echo, local (pipecat agent child process) or ws://HOST:PORT",
+        help="local (the offline pipecat voice agent as a child process; the default), echo "
+        "(plays the caller's audio back) or ws://HOST:PORT (an agent you run)",
     )
     g.add_argument(
         "--agent-listen",

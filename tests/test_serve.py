@@ -1,5 +1,6 @@
-"""`callbridge serve` as a user runs it: a real process, a supervised echo agent child, a call
-over AudioSocket, HTTP health and metrics, and an agent restart after a crash."""
+"""`callbridge serve` as a user runs it: a real process, a supervised agent child, a call over
+AudioSocket, HTTP health and metrics, an agent restart after a crash, and on defaults (no
+``--agent``) the offline voice agent greeting the caller."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+import soxr
 import trio
 
+from ai_pipeline.engines.models import ModelStore
+from ai_pipeline.engines.stt import transcribe_pcm16
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import best_snr_db, tone
 
@@ -27,37 +33,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def serve() -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int]]]:
+def start_serve(tmp_path: Path, *agent_args: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """``callbridge serve`` on free ports, its SQLite database in ``tmp_path``."""
     ports = {"http": free_port(), "audiosocket": free_port(), "agent": free_port()}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "callbridge",
-            "serve",
-            "--agent",
-            "echo",
-            "--http",
-            f"127.0.0.1:{ports['http']}",
-            "--audiosocket",
-            f"127.0.0.1:{ports['audiosocket']}",
-            "--agent-listen",
-            f"127.0.0.1:{ports['agent']}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ},
-    )
+    # A file, not a pipe nobody reads: the agent's logs would fill a pipe and block serve.
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "callbridge",
+                "serve",
+                *agent_args,
+                "--http",
+                f"127.0.0.1:{ports['http']}",
+                "--audiosocket",
+                f"127.0.0.1:{ports['audiosocket']}",
+                "--agent-listen",
+                f"127.0.0.1:{ports['agent']}",
+                "--db",
+                f"sqlite:///{tmp_path / 'serve.db'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ},
+        )
+    return proc, ports
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("serve did not stop on SIGTERM")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int]]]:
+    proc, ports = start_serve(tmp_path, "--agent", "echo")  # echo: quick to start
     try:
         yield proc, ports
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("serve did not stop on SIGTERM")
+        stop_serve(proc)
 
 
 def http_json(port: int, path: str) -> dict[str, object]:
@@ -117,3 +136,32 @@ async def test_serve_answers_a_call_and_restarts_a_crashed_agent(
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/metrics", timeout=2).read()
     assert b'callbridge_calls_total{leg="audiosocket"}' in metrics
     assert proc.poll() is None
+
+
+@pytest.mark.slow
+async def test_serve_on_defaults_answers_with_the_offline_agent(tmp_path: Path) -> None:
+    """No --agent: a new user's first call gets the offline voice agent, which greets first."""
+    proc, ports = start_serve(tmp_path)
+    try:
+        await wait_http(ports["http"])  # serve opens HTTP once its agent listens
+        peer = await AsteriskPeer.connect(ports["audiosocket"])
+        async with trio.open_nursery() as n:
+            n.start_soon(peer.read_until_closed)
+            n.start_soon(peer.play, bytes(320 * 50 * 30))  # up to 30 s of a silent caller
+            with trio.fail_after(60):  # the greeting, then a second of quiet after it
+                while not (
+                    peer.audio_frames() and trio.current_time() - peer.audio_frames()[-1].t > 1
+                ):
+                    await trio.sleep(0.1)
+            await peer.close()
+            n.cancel_scope.cancel()
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 1 and "--echo" not in children[0].cmdline()
+    finally:
+        stop_serve(proc)
+    greeting = np.frombuffer(peer.audio(), dtype="<i2")
+    assert greeting.size / 8000 > 1.0  # "Hello, how can I help you?" is well over a second
+    assert float(np.sqrt(np.mean(greeting.astype(np.float64) ** 2))) > 300  # speech, not hiss
+    pcm16 = np.asarray(soxr.resample(greeting, 8000, 16000), dtype="<i2").tobytes()
+    heard = transcribe_pcm16(ModelStore().whisper(), pcm16).lower()
+    assert "help" in heard, heard
