@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("hop", help="latency the media core adds, leg -> agent and back")
     _common(p)
     add_hop_arguments(p)
+    from bench.soak import add_soak_arguments
+
+    p = sub.add_parser("soak", help="long calls: memory growth of serve and its agent over time")
+    _common(p)
+    add_soak_arguments(p)
     p = sub.add_parser("vs-pipecat", help="callbridge against pipecat's own telephony setup")
     _common(p)
     add_vs_pipecat_arguments(p)
@@ -72,6 +77,10 @@ def run(ns: argparse.Namespace) -> int:
         from bench.hop import run_hop
 
         return run_hop(ns)
+    if ns.bench == "soak":
+        from bench.soak import run_soak
+
+        return run_soak(ns)
     from bench.vs_pipecat import run_vs_pipecat
 
     return run_vs_pipecat(ns)
