@@ -28,6 +28,7 @@ from media.message_socket import (
     memory_socket_pair,
     relay,
 )
+from media.recording_leg import recording
 from media.twilio_leg import TwilioLeg
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class WebsocketCalls:
                 )
             info = leg.call_info(new_call_id(), remote_addr)
             info = dataclasses.replace(info, params={**info.params, **params})
-            await Call(leg, info, self._env).run()
+            async with recording(leg, info.call_id, cfg.record_dir) as call_leg:
+                await Call(call_leg, info, self._env).run()
         except LegError as exc:  # the handshake failed; accept_within closed the socket
             self.count_refusal(kind, exc.reason)
             log.info("websocket leg refused", extra={"leg": kind, "reason": str(exc)})
