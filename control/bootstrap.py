@@ -18,8 +18,8 @@ DEFAULT_AGENT_DETAIL = {
     "prompt": "You are a helpful phone assistant.",
     "greeting": "Hello, how can I help you?",
     "tools": ["end_call", "transfer_call", "send_dtmf"],
-    "engines": {"stt": "whisper", "llm": "intent_router", "tts": "piper"},
-    "language": "en-US",
+    "engines": {"stt": "whisper-tiny-en", "llm": "intent-router", "tts": "piper"},
+    "language": "en",
 }
 
 

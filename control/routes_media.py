@@ -112,7 +112,12 @@ def register(api: Api, calls: WebsocketCalls) -> None:
     )
     async def create_media_token(ctx: Ctx) -> dict[str, Any]:
         token = media_token(ctx.principal, cfg.jwt_secret)
-        return {"token": token, "expires_in": MEDIA_TOKEN_TTL_S, "paths": sorted(MEDIA_ROUTES)}
+        return {
+            "token": token,
+            "expires_in": MEDIA_TOKEN_TTL_S,
+            "customer_id": ctx.principal.customer_id,
+            "paths": sorted(MEDIA_ROUTES),
+        }
 
     @api.app.get("/")
     async def page() -> Response:
