@@ -190,7 +190,8 @@ class SipServer:
             return
         if call.ended is not None:  # CANCEL or BYE while we were binding
             return
-        self.ua.ringing(call.call_id, trio.current_time())
+        # No 180 first: it would race the 200 through a multi-process proxy, and a caller that
+        # sees 180 after 200 (sipp does) treats it as unexpected. We answer at once anyway.
         self.ua.answer(call.call_id, call.media.answer_sdp, trio.current_time())
         await self.flush()
         info = CallInfo(
