@@ -1,20 +1,13 @@
 """``callbridge bench``: one subcommand per measurement (issue 7).
 
 Each prints a summary table and writes JSON (seed + machine description) and PNG plots under
-``bench/results/<name>-<timestamp>/``. ``turn`` and ``api`` belong to later issues and say so
-instead of printing figures that were never measured.
+``bench/results/<name>-<timestamp>/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-NOT_YET = {
-    "turn": "voice-to-voice latency with the real agent (needs the offline agent, issue 3)",
-    "api": "REST and event latency under load (needs the control plane's API)",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("vs-pipecat", help="callbridge against pipecat's own telephony setup")
     _common(p)
     add_vs_pipecat_arguments(p)
-    for name, what in NOT_YET.items():
-        p = sub.add_parser(name, help=f"not yet available: {what}")
-        _common(p)
+    from bench.api import add_api_arguments
+    from bench.turn import add_turn_arguments
+
+    p = sub.add_parser("turn", help="voice-to-voice latency with the real offline agent")
+    _common(p)
+    add_turn_arguments(p)
+    p = sub.add_parser("api", help="control plane REST and event latency under load")
+    _common(p)
+    add_api_arguments(p)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -57,11 +56,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    if ns.bench in NOT_YET:
-        print(
-            f"callbridge bench {ns.bench}: not yet available: {NOT_YET[ns.bench]}", file=sys.stderr
-        )
-        return 2
+    if ns.bench == "api":
+        from bench.api import run_api
+
+        return run_api(ns)
+    if ns.bench == "turn":
+        from bench.turn import run_turn
+
+        return run_turn(ns)
     if ns.bench == "resample":
         from bench.resample import run_resample, summary_table
 

@@ -84,6 +84,24 @@ def plot_vs_n(
     return _save(fig, ax, path, "concurrent calls", ylabel, title)
 
 
+def plot_grouped_bars(
+    path: Path,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    ylabel: str,
+    title: str,
+) -> Path:
+    """One bar per series in each group (missing values left out)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        heights = [v if v is not None else 0.0 for v in values]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label)
+    ax.set_xticks(x, groups, rotation=20)
+    return _save(fig, ax, path, "", ylabel, title)
+
+
 def _save(fig: Figure, ax: Axes, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -174,13 +174,6 @@ def test_median_ratios_ignore_missing_rounds() -> None:
     assert median_ratios(rounds) == {"a": 3.0, "b": None}
 
 
-def test_not_yet_available_subcommands_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("turn", "api"):
-        rc, _ = run_bench(name)
-        assert rc == 2
-        assert "not yet available" in capsys.readouterr().err
-
-
 def test_bad_steps_are_rejected() -> None:
     with pytest.raises(ConfigError):
         parse_steps("10,x")
