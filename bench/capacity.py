@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.measure import STEP_COLUMNS, run_step, step_row, step_summary
 from bench.report import format_table, results_folder, write_json
-from bench.targets import add_target_arguments, callbridge_target
+from bench.targets import add_leg_argument, add_target_arguments, callbridge_target
 from media.config import ConfigError
 
 
@@ -46,6 +46,7 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stop-after-fail", action="store_true", help="skip the remaining steps once one fails"
     )
+    add_leg_argument(p)
     add_target_arguments(p)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,32 @@ def add_calls_arguments(p: argparse.ArgumentParser, default_calls: int) -> None:
     add_serve_argument(p)
 
 
+def add_leg_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--leg",
+        choices=("audiosocket", "twilio"),
+        default="audiosocket",
+        help="what the callers of the serve started here speak (twilio: Media Streams over "
+        "WebSocket at /v1.0/media-streams; default %(default)s)",
+    )
+
+
+def first_access_key(serve_log: Path) -> str:
+    """The admin access key a fresh ``serve`` logs once on its new SQLite database."""
+    for line in serve_log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("access_key"):
+                return str(record["access_key"])
+    raise ConfigError(f"no access key in {serve_log}: was its database new?")
+
+
 def serve_command(
-    audiosocket_port: int, agent: str, folder: Path, extra: Sequence[str]
+    audiosocket_port: int,
+    agent: str,
+    folder: Path,
+    extra: Sequence[str],
+    http_port: int | None = None,
 ) -> list[str]:
     """``callbridge serve`` on free loopback ports, its database inside the results folder."""
     return python_command(
@@ -100,7 +125,7 @@ def serve_command(
         "--agent-listen",
         f"127.0.0.1:{free_port()}",
         "--http",
-        f"127.0.0.1:{free_port()}",
+        f"127.0.0.1:{http_port or free_port()}",
         "--db",
         f"sqlite:///{folder / 'bench-serve.db'}",
         *extra,
@@ -122,10 +147,16 @@ def callbridge_target(
         raise ConfigError("--server-pid needs --target")
     if getattr(ns, "target_leg", "audiosocket") != "audiosocket":
         raise ConfigError("--target-leg needs --target: serve is benched over AudioSocket")
-    port = free_port()
-    command = serve_command(port, agent, folder, ns.serve_arg)
+    port, http_port = free_port(), free_port()
+    command = serve_command(port, agent, folder, ns.serve_arg, http_port)
+    # serve listens on AudioSocket last, after the control plane (and its media routes)
     with launched(command, "127.0.0.1", port, folder / "serve.log") as pid:
-        yield Target("callbridge", "127.0.0.1", port, (pid,), description=" ".join(command[1:]))
+        description = " ".join(command[1:])
+        if getattr(ns, "leg", "audiosocket") == "twilio":
+            path = f"/v1.0/media-streams?access_key={first_access_key(folder / 'serve.log')}"
+            yield Target("callbridge", "127.0.0.1", http_port, (pid,), "twilio", path, description)
+        else:
+            yield Target("callbridge", "127.0.0.1", port, (pid,), description=description)
 
 
 @contextlib.contextmanager

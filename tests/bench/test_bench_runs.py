@@ -78,6 +78,27 @@ def test_capacity_against_serve(tmp_path: Path) -> None:
         assert (tmp_path / png).stat().st_size > 1000
 
 
+def test_capacity_of_the_media_streams_leg(tmp_path: Path) -> None:
+    """``--leg twilio``: callers speak Twilio Media Streams to serve's /v1.0/media-streams."""
+    rc, _ = run_bench(
+        "capacity",
+        "--leg",
+        "twilio",
+        "--seed",
+        "11",
+        "--steps",
+        "2",
+        "--step-seconds",
+        SECONDS,
+        "--results-dir",
+        str(tmp_path),
+    )
+    assert rc == 0
+    doc = load(tmp_path, "capacity")
+    check_step(doc["results"]["steps"][0], 2)
+    assert doc["params"]["leg"] == "twilio, 8 kHz"
+
+
 @pytest.fixture
 def echo_server() -> Iterator[tuple[int, int]]:
     """The throwaway echo server (not serve), for the --target path."""
