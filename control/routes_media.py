@@ -8,16 +8,22 @@
 Many media clients cannot set headers (browsers, Asterisk's ``websocket_client.conf``), so a
 socket authenticates with, in this order: ``?token=`` (a media token from
 ``POST /v1.0/media-tokens``: minutes long, opens media sockets only), ``?access_key=ak_...``, or
-the ``Authorization`` header. A refusal still upgrades, then closes with 4401 and a reason, so
-every client sees why. ``?agent_id=`` picks the caller's agent, as do Twilio's custom parameter
-``agent_id`` and the chan_websocket channel variable ``AGENT_ID``; only the authenticated
-customer's agents can be picked.
+the ``Authorization`` header. Twilio's ``<Stream>`` URL takes no query string at all: there the
+``start`` message's custom parameters ``access_key`` or ``token`` do (and are dropped once
+checked). A refusal still upgrades, then closes with 4401 and a reason, so every client sees why.
+``?agent_id=`` picks the caller's agent, as do Twilio's custom parameter ``agent_id`` and the
+chan_websocket channel variable ``AGENT_ID``; only the authenticated customer's agents can be
+picked.
+
+``/`` is the page (``control/static/``, no build step). ``serve`` logs a link to it whose
+fragment holds a page token (:func:`page_link`); the page keeps it in the tab's sessionStorage.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,10 +42,9 @@ from control.auth import (
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.services import Services
 from media.message_socket import MessageSocket
-from media.websocket_calls import LegKind, WebsocketCalls
+from media.websocket_calls import CLOSE_UNAUTHORIZED, Authorize, LegKind, WebsocketCalls
 
 STATIC_DIR = Path(__file__).parent / "static"
-CLOSE_UNAUTHORIZED = 4401
 PAGE_TOKEN_TTL_S = 12 * 3600  # a working day; restart serve for a new link
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MEDIA_ROUTES: dict[str, LegKind] = {
@@ -49,34 +54,63 @@ MEDIA_ROUTES: dict[str, LegKind] = {
 }
 
 
-async def socket_principal(api: Api) -> Principal:
-    """Who opened this media socket; raises :class:`AuthError`."""
+async def _principal(api: Api, token: str, access_key: str, header: str) -> Principal | None:
+    """Who holds these credentials; ``None`` where none were given; :class:`AuthError`."""
     cfg, store = api.services.cfg, api.services.store
-    token = websocket.args.get("token", "")
     if token:
         return media_token_decode(token, cfg.jwt_secret)
-    key = websocket.args.get("access_key", "")
-    header = f"AccessKey {key}" if key else websocket.headers.get("Authorization", "")
-    return await authenticate(header, store, cfg.jwt_secret)
+    if access_key:
+        return await authenticate(f"AccessKey {access_key}", store, cfg.jwt_secret)
+    if header:
+        return await authenticate(header, store, cfg.jwt_secret)
+    return None
+
+
+def _grant(principal: Principal, agent_id: str = "") -> dict[str, str]:
+    granted = {"customer_id": principal.customer_id}
+    if _UUID.match(agent_id):
+        granted["agent_id"] = agent_id
+    return granted
+
+
+def _authorizer(api: Api, principal: Principal | None) -> Authorize:
+    """The socket's URL or header named its caller (``principal``), or else its handshake
+    must: Twilio's ``<Stream>`` URL takes no query string, so there the credentials come as
+    ``<Parameter name="access_key" .../>`` (or ``token``) in the start message."""
+    url_agent_id = websocket.args.get("agent_id", "")
+
+    async def authorize(params: Mapping[str, Any]) -> dict[str, str] | None:
+        if principal is not None:
+            return _grant(principal, url_agent_id)
+        token, key = str(params.get("token", "")), str(params.get("access_key", ""))
+        try:
+            found = await _principal(api, token, key, "")
+        except AuthError:
+            return None
+        return None if found is None else _grant(found)
+
+    return authorize
 
 
 def _register_socket(api: Api, path: str, kind: LegKind, calls: WebsocketCalls) -> None:
     async def media_socket() -> None:
         subprotocol = "media" if "media" in websocket.requested_subprotocols else None
+        args, header = websocket.args, websocket.headers.get("Authorization", "")
         try:
-            principal = await socket_principal(api)
+            principal = await _principal(
+                api, args.get("token", ""), args.get("access_key", ""), header
+            )
+            if principal is None and kind != "twilio":
+                raise AuthError("missing credentials")
         except AuthError as exc:
             calls.count_refusal(kind, "unauthorized")
             await websocket.accept(subprotocol=subprotocol)
             await websocket.close(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}"[:120])
             return
         await websocket.accept(subprotocol=subprotocol)
-        params = {"customer_id": principal.customer_id}
-        agent_id = websocket.args.get("agent_id", "")
-        if _UUID.match(agent_id):
-            params["agent_id"] = agent_id
+        socket = cast(MessageSocket, websocket)
         remote = websocket.remote_addr or ""
-        await calls.serve(kind, cast(MessageSocket, websocket), remote_addr=remote, params=params)
+        await calls.serve(kind, socket, _authorizer(api, principal), remote_addr=remote)
 
     api.app.websocket(path, endpoint=f"WS {path}")(media_socket)
 

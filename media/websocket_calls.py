@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
 
 import trio
 
@@ -34,7 +34,11 @@ from media.twilio_leg import TwilioLeg
 log = logging.getLogger(__name__)
 
 LegKind = Literal["twilio", "chan_websocket", "browser"]
+Authorize = Callable[[Mapping[str, Any]], Awaitable[dict[str, str] | None]]
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+SECRET_PARAMS = frozenset({"access_key", "token"})
+"""Handshake parameters that carry credentials: checked by ``authorize``, then dropped."""
 PAIR_CAPACITY = 64
 """Messages in flight per direction between the transport and the leg: ~1.3 s of 20 ms frames,
 so a client that stops reading trips the leg's send deadline instead of growing a queue."""
@@ -73,12 +77,14 @@ class WebsocketCalls:
         self,
         kind: LegKind,
         socket: MessageSocket,
+        authorize: Authorize,
         *,
         remote_addr: str = "",
-        params: Mapping[str, str] | None = None,
     ) -> None:
-        """Run one call over ``socket`` until either side ends it. ``params`` override what
-        the client put in its handshake (the authenticated ``customer_id``, ``agent_id``)."""
+        """Run one call over ``socket`` until either side ends it. Once the handshake is read,
+        ``authorize`` gets its parameters (Twilio's customParameters, chan_websocket's channel
+        variables) and grants what overrides them (the caller's ``customer_id``...) or refuses
+        the call (``None``: closed with 4401)."""
         refused = self.refusal()
         if refused is not None or self._nursery is None:
             code, reason = refused or (CLOSE_TRY_AGAIN_LATER, "media core starting")
@@ -86,11 +92,11 @@ class WebsocketCalls:
             await close_quietly(socket, code, reason)
             return
         leg_end, inner = memory_socket_pair(PAIR_CAPACITY)
-        self._nursery.start_soon(self._run_call, kind, leg_end, remote_addr, dict(params or {}))
+        self._nursery.start_soon(self._run_call, kind, leg_end, remote_addr, authorize)
         await relay(socket, inner)
 
     async def _run_call(
-        self, kind: LegKind, socket: MemoryMessageSocket, remote_addr: str, params: dict[str, str]
+        self, kind: LegKind, socket: MemoryMessageSocket, remote_addr: str, authorize: Authorize
     ) -> None:
         assert self._env is not None
         cfg = self._env.config
@@ -104,7 +110,13 @@ class WebsocketCalls:
                     socket, idle_timeout_s=idle_s, send_timeout_s=send_s, metrics=self._env.metrics
                 )
             info = leg.call_info(new_call_id(), remote_addr)
-            info = dataclasses.replace(info, params={**info.params, **params})
+            granted = await authorize(info.params)
+            if granted is None:
+                self.count_refusal(kind, "unauthorized")
+                await close_quietly(socket, CLOSE_UNAUTHORIZED, "unauthorized")
+                return
+            params = {k: v for k, v in info.params.items() if k not in SECRET_PARAMS}
+            info = dataclasses.replace(info, params={**params, **granted})
             async with recording(leg, info.call_id, cfg.record_dir) as call_leg:
                 await Call(call_leg, info, self._env).run()
         except LegError as exc:  # the handshake failed; accept_within closed the socket
