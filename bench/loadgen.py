@@ -1,10 +1,11 @@
 """Simulated callers: many sockets per process, Trio inside, 20 ms frames in real time.
 
 Each caller plays Asterisk's side of AudioSocket (FINDINGS: kind 0x01 with the 16 UUID bytes,
-then kind 0x10 frames of 320 bytes of 8 kHz PCM16 every 20 ms) or Twilio's side of Media
-Streams (:mod:`bench.wires`), and times every audio frame that comes back. The
-audio is silence with a one-frame 1 kHz pulse every second, so a pulse's trip out and back
-can be timed without trusting the samples to survive resampling bit for bit.
+then kind 0x10 frames of 320 bytes of 8 kHz PCM16 every 20 ms), Twilio's side of Media
+Streams (:mod:`bench.wires`) or a SIP phone sending PCMU over RTP (:mod:`bench.sip_wire`),
+and times every audio frame that comes back. The audio is silence with a one-frame 1 kHz
+pulse every second, so a pulse's trip out and back can be timed without trusting the samples
+to survive resampling bit for bit.
 
 Lateness is measured against the 20 ms grid of the received audio itself: frame ``k`` is due at
 ``anchor + position_k`` where ``position_k`` is the audio already received before it and
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import trio
 
+from bench.sip_wire import SipRtpWire
 from bench.wires import AudioSocketWire, TwilioWire, Wire, WireClosed
 from media.audio import FRAME_MS, TELEPHONY_RATE_HZ, pcm16_bytes_per_frame
 
@@ -45,7 +47,7 @@ ANCHOR_WINDOW_FRAMES = 50
 class CallerPlan:
     """What one worker process runs: ``n_callers`` callers, connects spread over ``ramp_s``."""
 
-    protocol: Literal["audiosocket", "twilio"]
+    protocol: Literal["audiosocket", "twilio", "rtp"]
     host: str
     port: int
     path: str  # WebSocket path for twilio
@@ -131,6 +133,8 @@ def grid_lateness_ms(arrivals: Sequence[float], positions_ms: Sequence[float]) -
 async def open_wire(plan: CallerPlan, call_uuid: str) -> Wire:
     if plan.protocol == "twilio":
         return await TwilioWire.open(f"ws://{plan.host}:{plan.port}{plan.path}", call_uuid)
+    if plan.protocol == "rtp":
+        return await SipRtpWire.open(plan.host, plan.port, call_uuid)
     return await AudioSocketWire.open(plan.host, plan.port, call_uuid)
 
 
@@ -302,7 +306,7 @@ def plan_callers(
     seed: int,
     *,
     workers: int,
-    protocol: Literal["audiosocket", "twilio"] = "audiosocket",
+    protocol: Literal["audiosocket", "twilio", "rtp"] = "audiosocket",
     path: str = "/",
     tag_dtmf: bool = False,
     ramp_s: float = 1.0,

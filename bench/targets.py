@@ -21,7 +21,7 @@ class Target:
     host: str
     port: int
     pids: tuple[int, ...]  # process trees whose CPU and memory count as the server's
-    protocol: Literal["audiosocket", "twilio"] = "audiosocket"
+    protocol: Literal["audiosocket", "twilio", "rtp"] = "audiosocket"
     path: str = "/"
     description: str = ""
 
@@ -54,9 +54,10 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--target-leg",
-        choices=("audiosocket", "twilio"),
+        choices=("audiosocket", "twilio", "rtp"),
         default="audiosocket",
-        help="with --target: what the callers speak (twilio: Media Streams over WebSocket)",
+        help="with --target: what the callers speak (twilio: Media Streams over WebSocket; "
+        "rtp: SIP calls with PCMU over RTP, HOST:PORT being the SIP listener)",
     )
     p.add_argument(
         "--target-path",
@@ -87,10 +88,11 @@ def add_calls_arguments(p: argparse.ArgumentParser, default_calls: int) -> None:
 def add_leg_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--leg",
-        choices=("audiosocket", "twilio"),
+        choices=("audiosocket", "twilio", "rtp"),
         default="audiosocket",
         help="what the callers of the serve started here speak (twilio: Media Streams over "
-        "WebSocket at /v1.0/media-streams; default %(default)s)",
+        "WebSocket at /v1.0/media-streams; rtp: SIP calls to --sip with PCMU over RTP; "
+        "default %(default)s)",
     )
 
 
@@ -148,11 +150,19 @@ def callbridge_target(
     if getattr(ns, "target_leg", "audiosocket") != "audiosocket":
         raise ConfigError("--target-leg needs --target: serve is benched over AudioSocket")
     port, http_port = free_port(), free_port()
-    command = serve_command(port, agent, folder, ns.serve_arg, http_port)
+    leg = getattr(ns, "leg", "audiosocket")
+    extra = list(ns.serve_arg)
+    if leg == "rtp":  # one source places every call: lift the per-source INVITE limit
+        sip_port = free_port()
+        extra += ["--sip", f"127.0.0.1:{sip_port}", "--sip-invite-rate", "1000000",
+                  "--sip-invite-burst", "1000000"]  # fmt: skip
+    command = serve_command(port, agent, folder, extra, http_port)
     # serve listens on AudioSocket last, after the control plane (and its media routes)
     with launched(command, "127.0.0.1", port, folder / "serve.log") as pid:
         description = " ".join(command[1:])
-        if getattr(ns, "leg", "audiosocket") == "twilio":
+        if leg == "rtp":
+            yield Target("callbridge", "127.0.0.1", sip_port, (pid,), "rtp", "/", description)
+        elif leg == "twilio":
             path = f"/v1.0/media-streams?access_key={first_access_key(folder / 'serve.log')}"
             yield Target("callbridge", "127.0.0.1", http_port, (pid,), "twilio", path, description)
         else:
