@@ -119,9 +119,15 @@ def word_accuracy(names: list[str]) -> list[dict[str, Any]]:
 
 
 def cpu_per_listening_call(calls: list[int], seconds: float) -> dict[int, float]:
+    import sys
+
+    from loguru import logger
+
     from ai_pipeline.engines.models import ModelStore
     from ai_pipeline.turnbench import measure_cpu
 
+    logger.remove()  # pipecat logs every frame hop at DEBUG: that would be measured too
+    logger.add(sys.stderr, level="WARNING")
     models = ModelStore()
     models.preload_offline()
     return {n: round(asyncio.run(measure_cpu(models, n, seconds)), 2) for n in calls}
