@@ -78,12 +78,14 @@ def test_capacity_against_serve(tmp_path: Path) -> None:
         assert (tmp_path / png).stat().st_size > 1000
 
 
-def test_capacity_of_the_media_streams_leg(tmp_path: Path) -> None:
-    """``--leg twilio``: callers speak Twilio Media Streams to serve's /v1.0/media-streams."""
+@pytest.mark.parametrize("leg", ["twilio", "rtp"])
+def test_capacity_of_the_media_streams_leg(tmp_path: Path, leg: str) -> None:
+    """``--leg twilio``: callers speak Twilio Media Streams to serve's /v1.0/media-streams;
+    ``--leg rtp``: they place SIP calls to serve's ``--sip`` and speak PCMU over RTP."""
     rc, _ = run_bench(
         "capacity",
         "--leg",
-        "twilio",
+        leg,
         "--seed",
         "11",
         "--steps",
@@ -96,7 +98,7 @@ def test_capacity_of_the_media_streams_leg(tmp_path: Path) -> None:
     assert rc == 0
     doc = load(tmp_path, "capacity")
     check_step(doc["results"]["steps"][0], 2)
-    assert doc["params"]["leg"] == "twilio, 8 kHz"
+    assert doc["params"]["leg"] == f"{leg}, 8 kHz"
 
 
 @pytest.fixture
