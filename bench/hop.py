@@ -48,6 +48,8 @@ def match_hops(callers: list[CallerResult], records: list[dict[str, Any]]) -> di
     return {
         "calls_matched": matched,
         "agent_records": len(records),
+        # frames the agent did not echo because they came in a burst (bench.hop_agent.LivePace)
+        "agent_burst_frames_dropped": sum(r.get("dropped_ahead", 0) for r in records),
         "inbound_leg_to_agent": summarize_ms(inbound),
         "outbound_agent_to_leg": summarize_ms(outbound),
         "round_trip_at_caller": summarize_ms([x for c in callers for x in c.round_trips_ms()]),
@@ -99,7 +101,10 @@ def run_hop(ns: argparse.Namespace) -> int:
         if isinstance(s, dict)
     ]
     print(format_table(["path", "pulses", "p50 ms", "p99 ms", "max ms"], rows))
-    print(f"\ncalls matched to agent records: {hops['calls_matched']} of {ns.calls}\n")
+    print(
+        f"\ncalls matched to agent records: {hops['calls_matched']} of {ns.calls}; "
+        f"burst frames the agent did not echo: {hops['agent_burst_frames_dropped']}\n"
+    )
     print(format_table([h for h, _ in STEP_COLUMNS], [step_row(load)]))
     print(f"results: {folder}")
     return 0

@@ -1,6 +1,12 @@
 """The ``hop`` bench's agent: speaks the agent link (``proto.codec``) over asyncio ``websockets``
 like any agent, echoes audio straight back, and timestamps the caller's pulses on the way.
 
+It echoes like a live stream, never ahead of real time: frames that reach it in a burst (the
+caller's first frames, held in the kernel while the call was being set up, arrive together) are
+echoed one per burst and the rest dropped and counted (``dropped_ahead``). Echoing a burst whole
+would leave that much audio queued for playout for the rest of the call, and every later pulse
+would measure the queue ahead of it rather than the media core.
+
 For every call it records, with ``time.monotonic()`` (one clock for every process on the host),
 when each pulse frame arrived from the media core and when its echo was handed back, and
 the DTMF digits the caller sent first (its tag, :func:`bench.loadgen.dtmf_tag`: the media core
@@ -27,9 +33,31 @@ from proto.codec import MAX_LINK_FRAME_BYTES, decode, encode
 from proto.messages import Audio, CallStart, Dtmf, Hangup
 
 
+class LivePace:
+    """Echo like a live stream: a frame that reaches the agent less than half a frame after the
+    last one it echoed came in a burst, and is dropped (a live source cannot have produced it
+    yet; echoing it would only queue it for playout)."""
+
+    def __init__(self) -> None:
+        self._last_sent_at = -1e9
+
+    def may_send(self, now: float, frame_s: float) -> bool:
+        if now - self._last_sent_at < frame_s / 2:
+            return False
+        self._last_sent_at = now
+        return True
+
+
 async def handle_call(ws: ServerConnection, out: Path) -> None:
-    record: dict[str, Any] = {"call_id": None, "pulse_in": [], "pulse_out": [], "dwell_us": []}
+    record: dict[str, Any] = {
+        "call_id": None,
+        "pulse_in": [],
+        "pulse_out": [],
+        "dwell_us": [],
+        "dropped_ahead": 0,
+    }
     in_pulse = False
+    pace = LivePace()
     try:
         async for message in ws:
             arrived = time.monotonic()
@@ -38,14 +66,18 @@ async def handle_call(ws: ServerConnection, out: Path) -> None:
                 record["call_id"] = frame.call_id
                 record["caller"] = frame.caller
             elif isinstance(frame, Audio):
+                loud = is_pulse(frame.pcm16)
+                pulse_starts, in_pulse = loud and not in_pulse, loud
+                if pulse_starts:
+                    record["pulse_in"].append(arrived)
+                if not pace.may_send(arrived, len(frame.pcm16) / 2 / frame.sample_rate_hz):
+                    record["dropped_ahead"] += 1
+                    continue
                 await ws.send(encode(frame))
                 sent = time.monotonic()
                 record["dwell_us"].append(round((sent - arrived) * 1e6, 1))
-                loud = is_pulse(frame.pcm16)
-                if loud and not in_pulse:
-                    record["pulse_in"].append(arrived)
+                if pulse_starts:
                     record["pulse_out"].append(sent)
-                in_pulse = loud
             elif isinstance(frame, Dtmf):  # the caller's tag (bench.loadgen.dtmf_tag)
                 record["tag"] = record.get("tag", "") + frame.digit
             elif isinstance(frame, Hangup):

@@ -1,8 +1,10 @@
 """The AudioSocket leg: a Trio TCP stream around :class:`media.audiosocket.AudioSocketConnection`.
 
-Thin on purpose: read bytes, feed the codec, map its events to leg events; every read has the idle
-deadline and every write the send deadline. Asterisk signals hangup by closing the socket (no
-hangup frame), and a close while we write can surface as a reset: both are a caller hangup.
+Thin on purpose: read bytes, feed the codec, map its events to leg events; every wait for data has
+the idle deadline and every write that has to wait has the send deadline. The per-frame path
+goes through :class:`media.fastio.FastSocket`: a frame the kernel takes at once costs one
+``write`` and no scheduling round. Asterisk signals hangup by closing the socket (no hangup
+frame), and a close while we write can surface as a reset: both are a caller hangup.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from media.audiosocket import (
     Hangup,
     PeerError,
 )
+from media.fastio import FastSocket
 from media.hooks import LegCannotDo
 from media.leg import LegAudio, LegDtmf, LegError, LegEvent, LegHangup
 
@@ -44,6 +47,7 @@ class AudioSocketLeg:
         send_timeout_s: float,
     ) -> None:
         self._stream = stream
+        self._fast = FastSocket(stream)
         self._conn = conn
         self._idle_timeout_s = idle_timeout_s
         self._send_timeout_s = send_timeout_s
@@ -87,7 +91,7 @@ class AudioSocketLeg:
     async def _read(self) -> bytes:
         with trio.move_on_after(self._idle_timeout_s):
             try:
-                return await self._stream.receive_some(_READ_BYTES)
+                return await self._fast.receive_some(_READ_BYTES)
             except trio.BrokenResourceError:
                 return b""  # a reset is how a hangup sometimes arrives
             except trio.ClosedResourceError:
@@ -95,7 +99,15 @@ class AudioSocketLeg:
         raise LegError("idle_timeout", f"nothing from the caller for {self._idle_timeout_s} s")
 
     async def send_audio(self, pcm16: bytes) -> None:
-        await self._send(self._conn.send_audio(pcm16, self.rate_hz))
+        """One frame. Returns without a checkpoint when the kernel takes it whole (the pacer
+        checkpoints once per frame anyway); only a full socket waits, under the deadline."""
+        data = self._conn.send_audio(pcm16, self.rate_hz)
+        try:
+            written = self._fast.send_nowait(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise LegError("closed", "socket closed while sending") from None
+        if written < len(data):
+            await self._send(data[written:])
 
     async def _send(self, data: bytes) -> None:
         try:

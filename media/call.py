@@ -40,6 +40,7 @@ from proto import messages as m
 log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
+PACER_SLEW_S = 0.001  # how far one frame may pull the pacing grid earlier (gaps stay >= 19 ms)
 TOOL_TIMEOUT_S = 10.0
 CLEANUP_TIMEOUT_S = 2.0
 PING_EVERY_S = 10.0  # agent link keep-alive; two pings unanswered (no bytes at all) end the call
@@ -77,9 +78,12 @@ class Call:
         self._cause: HangupCause | None = None
         self._reason = ""
         self._end_after_playout: str | None = None
-        self._uplink_send, self._uplink_recv = trio.open_memory_channel[bytes](
+        # Caller audio the leg reader could not write to the link at once; None asks the sender
+        # to finish a write the kernel took only part of.
+        self._uplink_send, self._uplink_recv = trio.open_memory_channel[bytes | None](
             max(2, self._cfg.uplink_queue_ms // FRAME_MS)
         )
+        self._uplink_queued = 0  # items handed to the uplink sender and not yet written
         self._up = StreamResampler(leg.rate_hz, LINK_RATE_HZ)
         self._down = StreamResampler(LINK_RATE_HZ, leg.rate_hz)
         self._playout = PlayoutBuffer(leg.rate_hz, self._cfg.playout_max_ms)
@@ -233,13 +237,32 @@ class Call:
     def _to_uplink(self, pcm16: bytes) -> None:
         if self._up.in_rate_hz != self._leg.rate_hz:  # the leg learnt its real rate
             self._retune(self._leg.rate_hz)
-        try:
-            self._uplink_send.send_nowait(self._up.process(pcm16))
-        except trio.WouldBlock:
+        pcm16_link = self._up.process(pcm16)
+        # The usual case: nothing queued ahead and the kernel takes the frame at once, so it is
+        # written from this task (no hand-off to the sender task, no lock, no deadline scope).
+        if self._uplink_queued == 0 and self._link is not None:
+            try:
+                if self._link.send_nowait(m.Audio(pcm16_link, LINK_RATE_HZ)):
+                    if self._link.has_unsent:
+                        self._queue_uplink(None)
+                    return
+            except AgentLinkError:
+                pass  # the sender's send meets the same error and ends the call its usual way
+        if not self._queue_uplink(pcm16_link):
             # The agent link is not keeping up: drop this frame, count it, keep the call alive.
             dropped_ms = len(pcm16) / 2 * 1000 / self._leg.rate_hz
             self.stats.uplink_dropped_ms += dropped_ms
             self._env.metrics.drops.labels("uplink").inc(dropped_ms)
+
+    def _queue_uplink(self, item: bytes | None) -> bool:
+        """Hand ``item`` to the uplink sender; False when its queue is full. (A full queue
+        needs no flush request: the sender's next write takes the leftover first.)"""
+        try:
+            self._uplink_send.send_nowait(item)
+        except trio.WouldBlock:
+            return False
+        self._uplink_queued += 1
+        return True
 
     def _retune(self, rate_hz: int) -> None:
         self._up = StreamResampler(rate_hz, LINK_RATE_HZ)
@@ -248,7 +271,21 @@ class Call:
 
     async def _uplink_sender(self) -> None:
         async for pcm16 in self._uplink_recv:
-            await self._send_link(m.Audio(pcm16, LINK_RATE_HZ))
+            if pcm16 is None:
+                await self._flush_link()
+            else:
+                await self._send_link(m.Audio(pcm16, LINK_RATE_HZ))
+            self._uplink_queued -= 1
+
+    async def _flush_link(self) -> None:
+        assert self._link is not None
+        try:
+            with trio.fail_after(self._cfg.leg_send_timeout_s):
+                await self._link.flush()
+        except (AgentLinkError, trio.TooSlowError) as exc:
+            self._env.metrics.link_errors.labels(getattr(exc, "reason", "send_timeout")).inc()
+            if self._end_after_playout is None:
+                self._end("error", "agent link lost")  # a frame cut short: the link is unusable
 
     async def _send_link(self, frame: m.LinkFrame) -> None:
         if await self._try_send_link(frame) or self._end_after_playout is not None:
@@ -370,9 +407,13 @@ class Call:
 
     async def _pacer(self) -> None:
         """Send one frame per 20 ms slot. Slots restart from now after an idle spell, so a
-        first frame goes out at once and frames are never closer than 20 ms."""
+        first frame goes out at once. Queued audio goes out exactly 20 ms apart; a live stream
+        (the buffer ran dry and the next frame came before its slot) pulls the grid towards
+        its own arrivals by at most PACER_SLEW_S a frame, so a grid anchored on a first frame
+        that was held up does not make every later frame wait for it."""
         next_slot = -math.inf
         held_tail = False
+        ran_dry = False
         frames_out = self._env.metrics.frames_out.labels(self.leg)
         lateness = self._env.metrics.lateness
         while True:
@@ -381,12 +422,16 @@ class Call:
                     self._end("agent", self._end_after_playout)
                     return
                 await self._audio_ready.park()
+                ran_dry = True
                 continue
             now = trio.current_time()
             if now > next_slot + FRAME_S:
                 next_slot = now  # idle or fell far behind: start a new grid
             elif not self._leg.self_paced:
+                if ran_dry and now < next_slot:
+                    next_slot -= min(next_slot - now, PACER_SLEW_S)
                 await trio.sleep_until(next_slot)
+            ran_dry = False
             frame = self._playout.pop_frame(pad=held_tail or self._end_after_playout is not None)
             if frame is None:  # a short tail: give the agent one slot to complete it
                 held_tail = True

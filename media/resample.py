@@ -68,9 +68,24 @@ class StreamResampler:
         bank = _polyphase_bank(in_rate_hz, out_rate_hz)
         self._up, self._down, self._delay, self._bank = bank
         self._keep = self._bank.shape[1] - 1  # input samples of history the filter needs
-        # History then the current chunk, converted to float32 in place; grown if a chunk is big.
-        self._buf = np.zeros(self._keep + 1024, dtype=np.float32)
+        # Integer upsampling as one matrix product: windows[i] @ bank.T gives output samples
+        # i*L .. i*L+L-1, in order (one BLAS call instead of a correlate and a strided store per
+        # phase).
+        self._bank_t = np.ascontiguousarray(self._bank.T)
         self._next_t = 0  # upsampled position of the next output, relative to this chunk's start
+        self._alloc(1024)
+
+    def _alloc(self, max_chunk: int) -> None:
+        """History then the current chunk, converted to float32 in place, and a view of every
+        filter-length window of it (built once: building a view costs more than using it)."""
+        old = getattr(self, "_buf", None)
+        self._buf = np.zeros(self._keep + max_chunk, dtype=np.float32)
+        if old is not None:
+            self._buf[: self._keep] = old[: self._keep]
+        taps = self._keep + 1
+        self._windows = np.lib.stride_tricks.as_strided(
+            self._buf, (max_chunk, taps), (self._buf.itemsize,) * 2, writeable=False
+        )
 
     @property
     def delay_ms(self) -> float:
@@ -86,7 +101,7 @@ class StreamResampler:
         x = np.frombuffer(pcm16, dtype="<i2")
         n_in, keep = x.size, self._keep
         if keep + n_in > self._buf.size:
-            self._buf = np.concatenate((self._buf[:keep], np.zeros(n_in, dtype=np.float32)))
+            self._alloc(n_in)
         buf = self._buf[: keep + n_in]
         buf[keep:] = x
         if self._down == 1:
@@ -97,15 +112,13 @@ class StreamResampler:
             y = self._rational(buf, n_in)
         self._buf[:keep] = buf[n_in:]
         np.rint(y, out=y)
-        np.clip(y, -32768, 32767, out=y)
+        np.minimum(y, 32767, out=y)  # two ufuncs: np.clip's Python wrapper costs more
+        np.maximum(y, -32768, out=y)
         return y.astype("<i2").tobytes()
 
     def _interpolate(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
-        """Integer upsampling: every phase yields one output per input (C correlate per phase)."""
-        up = self._up
-        y = np.empty(n_in * up, dtype=np.float32)
-        for p in range(up):
-            y[p::up] = np.correlate(buf, self._bank[p], "valid")
+        """Integer upsampling: every phase yields one output per input."""
+        y: npt.NDArray[np.float32] = (self._windows[:n_in] @ self._bank_t).ravel()
         return y
 
     def _decimate(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
@@ -123,7 +136,7 @@ class StreamResampler:
         if not t.size:
             self._next_t -= stop
             return np.empty(0, dtype=np.float32)
-        windows = np.lib.stride_tricks.sliding_window_view(buf, bank.shape[1])[t // up]
+        windows = self._windows[t // up]
         y: npt.NDArray[np.float32] = np.einsum("ij,ij->i", windows, bank[t % up])
         self._next_t = int(t[-1]) + down - stop
         return y

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from proto import frames_pb2 as pb
+from proto.audio_wire import decode_audio, encode_audio
 from proto.messages import (
     DTMF_DIGITS,
     Audio,
@@ -41,6 +42,8 @@ class LinkDecodeError(ValueError):
 
 def encode(frame: LinkFrame) -> bytes:
     """Serialise one frame to its wire bytes."""
+    if type(frame) is Audio:  # the hot path: the same bytes, without a message object
+        return encode_audio(frame.pcm16, frame.sample_rate_hz, frame.num_channels)
     wire = pb.Frame()
     _ENCODERS[type(frame)](frame, wire)
     return wire.SerializeToString()
@@ -50,6 +53,10 @@ def decode(data: bytes) -> LinkFrame | None:
     """Parse one wire frame; ``None`` for a frame whose kind this version does not know."""
     if len(data) > MAX_LINK_FRAME_BYTES:
         raise LinkDecodeError(f"frame of {len(data)} bytes exceeds {MAX_LINK_FRAME_BYTES}")
+    plain_audio = decode_audio(data)
+    if plain_audio is not None:
+        pcm16, rate_hz, channels = plain_audio
+        return _checked_audio(pcm16, rate_hz, channels)
     try:
         wire = pb.Frame.FromString(data)
     except DecodeError as exc:
@@ -177,11 +184,15 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def _dec_audio(m: Any) -> Audio:
-    if len(m.audio) % 2:
-        raise LinkDecodeError(f"audio of {len(m.audio)} bytes is not whole 16-bit samples")
-    if not 0 < m.sample_rate <= 192_000:
-        raise LinkDecodeError(f"audio sample_rate {m.sample_rate} out of range")
-    return Audio(pcm16=m.audio, sample_rate_hz=m.sample_rate, num_channels=m.num_channels or 1)
+    return _checked_audio(m.audio, m.sample_rate, m.num_channels)
+
+
+def _checked_audio(pcm16: bytes, rate_hz: int, channels: int) -> Audio:
+    if len(pcm16) % 2:
+        raise LinkDecodeError(f"audio of {len(pcm16)} bytes is not whole 16-bit samples")
+    if not 0 < rate_hz <= 192_000:
+        raise LinkDecodeError(f"audio sample_rate {rate_hz} out of range")
+    return Audio(pcm16=pcm16, sample_rate_hz=rate_hz, num_channels=channels or 1)
 
 
 def _dec_call_start(m: Any) -> CallStart:
