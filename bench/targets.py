@@ -150,6 +150,8 @@ def callbridge_target(
     if getattr(ns, "target_leg", "audiosocket") != "audiosocket":
         raise ConfigError("--target-leg needs --target: serve is benched over AudioSocket")
     port, http_port = free_port(), free_port()
+    for stale in folder.glob("bench-serve.db*"):  # a fresh database logs a fresh access key
+        stale.unlink()
     leg = getattr(ns, "leg", "audiosocket")
     extra = list(ns.serve_arg)
     if leg == "rtp":  # one source places every call: lift the per-source INVITE limit
