@@ -63,7 +63,7 @@ class WebsocketCalls:
 
     def refusal(self) -> tuple[int, str] | None:
         """Why a new call cannot start now (close code, reason), or ``None``."""
-        if self._env is None:
+        if self._env is None or self._nursery is None:
             return CLOSE_TRY_AGAIN_LATER, "media core starting"
         if len(self._env.registry) >= self._env.config.max_calls:
             return CLOSE_TRY_AGAIN_LATER, "over capacity"
@@ -86,11 +86,12 @@ class WebsocketCalls:
         variables) and grants what overrides them (the caller's ``customer_id``...) or refuses
         the call (``None``: closed with 4401)."""
         refused = self.refusal()
-        if refused is not None or self._nursery is None:
-            code, reason = refused or (CLOSE_TRY_AGAIN_LATER, "media core starting")
+        if refused is not None:
+            code, reason = refused
             self.count_refusal(kind, reason.replace(" ", "_"))
             await close_quietly(socket, code, reason)
             return
+        assert self._nursery is not None
         leg_end, inner = memory_socket_pair(PAIR_CAPACITY)
         self._nursery.start_soon(self._run_call, kind, leg_end, remote_addr, authorize)
         await relay(socket, inner)
