@@ -47,6 +47,8 @@ async function signIn(credential) {
   sessionStorage.setItem(STORE_KEY, credential);
   $("signin").hidden = true;
   $("app").hidden = false;
+  $("events-pill").hidden = false;
+  $("signout-wrap").hidden = false;
   connectEvents();
   refreshCalls();
   setInterval(refreshCalls, 5000);

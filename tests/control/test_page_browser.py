@@ -106,7 +106,15 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(chrome_paths[1]))
     try:
+        driver.get(page_link.partition("#")[0])  # no token: the page asks for its link
+        signin = driver.find_element(By.ID, "signin")
+        deadline = time.monotonic() + 10
+        while not signin.is_displayed():
+            assert time.monotonic() < deadline, "no sign-in card without a token"
+            time.sleep(0.1)
+        assert not driver.find_element(By.ID, "app").is_displayed()
         driver.get(page_link)
+        driver.refresh()  # the link's fragment alone does not reload the page
         assert "#token=" not in driver.current_url  # the page moved its token out of sight
         button = driver.find_element(By.ID, "call-button")
         deadline = time.monotonic() + 10
