@@ -137,7 +137,7 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
         # Whisper tiny may mishear a word ("Transfer meat to sales"); the request must come through.
         assert "sales" in _words(heard), (spoken, state)
         assert len(_words(spoken) & _words(heard)) >= len(_words(spoken)) - 2, (spoken, state)
-        assert [t["name"] for t in state["tools"]] == ["transfer_call"], state  # shown as a chip
+        assert "transfer_call" in [t["name"] for t in state["tools"]], state  # shown as a chip
         assert driver.find_elements(By.CSS_SELECTOR, "#transcript .tool")
         assert state["playedMs"] > 2000, state  # greeting and answer: seconds of agent voice
         bubbles = driver.find_elements(By.CSS_SELECTOR, "#transcript .bubble.caller")
