@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import socket
+from dataclasses import asdict
 
 import trio
 
@@ -170,9 +171,15 @@ class SipServer:
             self.ua.bye(event.call_id, trio.current_time())
             if call.media is not None:
                 await call.media.leg.hangup("ended")
-                for reason, count in call.media.leg.session.counters.rejected.items():
-                    self.env.metrics.rtp_rejected.labels(reason).inc(count)
+                self._report_rtp(event.call_id, call.media)
             await self.flush()
+
+    def _report_rtp(self, sip_call_id: str, media: CallMedia) -> None:
+        session = media.leg.session
+        for reason, count in session.counters.rejected.items():
+            self.env.metrics.rtp_rejected.labels(reason).inc(count)
+        quality = asdict(session.quality())
+        log.info("sip call rtp", extra={"sip_call_id": sip_call_id, **quality})
 
     async def _answer_and_run(self, call: _SipCall, event: IncomingCall) -> None:
         env = self.env
@@ -198,11 +205,19 @@ class SipServer:
             call_id=new_call_id(),
             leg="sip",
             leg_ref=event.call_id,
-            caller=event.caller,
-            callee=event.callee,
+            caller=_user(event.caller),  # the number, as other legs report it
+            callee=_user(event.callee),  # the dialled number: agent routes match on it
             remote_addr="{}:{}".format(*event.source),
         )
         await Call(SipLeg(call.media.leg, call), info, env).run()
+
+
+def _user(uri: str) -> str:
+    """``sip:+15551234@host`` -> ``+15551234``; a URI without a user part stays whole."""
+    try:
+        return parse_uri(uri).user or uri
+    except SipHeaderError:
+        return uri
 
 
 async def serve_sip(
