@@ -14,7 +14,9 @@ import logging
 import math
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import trio
 
@@ -104,22 +106,28 @@ class SipServer:
                 except ConnectionError:
                     continue  # an ICMP error from an earlier send
                 address = (str(source[0]), int(source[1]))
-                events = self.ua.receive_datagram(data, address, trio.current_time())
-                self._dispatch(events, nursery)
+                self._guarded(self.ua.receive_datagram, data, address, nursery=nursery)
             if deadline is not None and trio.current_time() >= deadline:
-                self._dispatch(self.ua.handle_timeout(trio.current_time()), nursery)
+                self._guarded(self.ua.handle_timeout, nursery=nursery)
             await self.flush()
+
+    def _guarded(
+        self, step: Callable[..., list[SipEvent]], *args: Any, nursery: trio.Nursery
+    ) -> None:
+        """Feed the core; a bug triggered by one datagram must not end the listener's calls."""
+        try:
+            events = step(*args, trio.current_time())
+        except Exception:
+            log.exception("sip user agent failed on input")
+            self.env.metrics.sip_rejected.labels("internal_error").inc()
+            return
+        self._dispatch(events, nursery)
 
     async def flush(self) -> None:
         for data, (host, port) in self.ua.take_outgoing():
             try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-                host = str(infos[0][4][0])
-            try:
-                await self.sock.sendto(data, (host, port))
-            except OSError:
+                await self.sock.sendto(data, (await _resolve(host), port))
+            except OSError:  # unresolvable, unreachable or a full buffer: counted
                 self.send_errors += 1  # UDP: the transaction layer retransmits
 
     def _dispatch(self, events: list[SipEvent], nursery: trio.Nursery) -> None:
@@ -210,6 +218,16 @@ class SipServer:
             remote_addr="{}:{}".format(*event.source),
         )
         await Call(SipLeg(call.media.leg, call), info, env).run()
+
+
+async def _resolve(host: str) -> str:
+    """An IP literal as is; a name (a Contact or Route host) by the resolver, or OSError."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        infos = await trio.socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        return str(infos[0][4][0])
+    return host
 
 
 def _user(uri: str) -> str:
