@@ -205,3 +205,30 @@ async def test_separate_rtcp_port_carries_reports_both_ways_and_bye() -> None:
     await leg.hangup("done")
     peer_rtp.close()
     peer_rtcp.close()
+
+
+async def test_signalling_events_hold_and_a_moved_peer() -> None:
+    """What SIP does to the leg: BYE/INFO arrive as events, hold mutes us and silences the idle
+    timeout, a re-INVITE that moves the peer redirects our media to the new address."""
+    old_peer, new_peer = await _udp(), await _udp()
+    config = RtpSessionConfig(local_ssrc=7, remote=old_peer.getsockname())
+    leg = await RtpLeg.open(config, idle_timeout_s=0.3)
+    leg.set_hold(True)
+    await leg.send_audio(b"\x00\x00" * 160)
+    with trio.move_on_after(0.6):  # twice the idle timeout: held, so no LegError
+        await leg.receive()
+    assert leg.session.counters.packets_out == 0
+    leg.set_hold(False)
+    leg.move_remote(new_peer.getsockname())
+    await leg.send_audio(b"\x00\x00" * 160)
+    with trio.fail_after(5):
+        packet = parse_rtp((await new_peer.recvfrom(2048))[0])
+    assert packet.ssrc == 7
+    leg.push_event(LegDtmf("5", 160))
+    leg.push_event(LegHangup("sip bye"))
+    with trio.fail_after(2):
+        assert await leg.receive() == LegDtmf("5", 160)
+        assert await leg.receive() == LegHangup("sip bye")
+    await leg.hangup("done")
+    old_peer.close()
+    new_peer.close()
