@@ -25,6 +25,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from media.fastio import FastSocket
+from media.ws_client_frames import BinaryFramer
 from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
 from proto.messages import LinkFrame
 
@@ -45,6 +46,7 @@ class AgentClient:
     def __init__(self, stream: trio.SocketStream, protocol: ClientProtocol) -> None:
         self._stream = stream
         self._fast = FastSocket(stream)
+        self._framer = BinaryFramer()  # send_nowait's frames; ClientProtocol does the rest
         self._ws = protocol
         self._send_lock = trio.Lock()
         self._unsent = b""  # the tail of a write the kernel only took part of; goes out first
@@ -144,8 +146,7 @@ class AgentClient:
             return False
         if self._ws.state is not State.OPEN:
             raise AgentLinkError("closed", "link is not open")
-        self._ws.send_binary(encode(frame))
-        data = b"".join(self._ws.data_to_send())
+        data = b"".join((*self._ws.data_to_send(), self._framer.frame(encode(frame))))
         try:
             written = self._fast.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -146,6 +146,10 @@ class AudioSocketConnection:
         self._rates_hz = rate_table(numbering)
         self._numbering = numbering
         self._max_frame_ms = max_frame_ms
+        self._audio_limits = {
+            k: pcm16_bytes_per_frame(r, max_frame_ms) for k, r in self._rates_hz.items()
+        }
+        self._out_kinds: dict[int, tuple[int, int]] = {}  # rate -> (kind, bytes per 20 ms)
         self._buf = bytearray()
         self._eof = False
         self._done = False
@@ -192,9 +196,8 @@ class AudioSocketConnection:
         return Hangup(by_eof=True)
 
     def _check_header(self, kind: int, length: int) -> None:
-        if kind in self._rates_hz:
-            rate_hz = self._rates_hz[kind]
-            limit = pcm16_bytes_per_frame(rate_hz, self._max_frame_ms)
+        limit = self._audio_limits.get(kind)
+        if limit is not None:
             if length == 0:
                 raise AudioSocketError("zero_length", f"audio kind 0x{kind:02x} with no samples")
             if length > limit:
@@ -211,6 +214,8 @@ class AudioSocketConnection:
             raise AudioSocketError("bad_length", f"kind 0x{kind:02x} with {length} bytes")
 
     def _event(self, kind: int, payload: bytes) -> Event:
+        if kind in self._rates_hz and self.call_uuid is not None:
+            return self._audio(kind, payload)  # the common case first
         if kind == Kind.UUID:
             if self.call_uuid is not None:
                 raise AudioSocketError("duplicate_uuid", "a second UUID frame")
@@ -244,8 +249,15 @@ class AudioSocketConnection:
         """Frames carrying ``pcm16``, each at most one 20 ms frame (Asterisk plays what it gets)."""
         if len(pcm16) % BYTES_PER_SAMPLE:
             raise ValueError("pcm16 must be whole samples")
-        kind = audio_kind(rate_hz, self._numbering)
-        step = pcm16_bytes_per_frame(rate_hz, FRAME_MS)
+        known = self._out_kinds.get(rate_hz)
+        if known is None:
+            known = self._out_kinds[rate_hz] = (
+                audio_kind(rate_hz, self._numbering),
+                pcm16_bytes_per_frame(rate_hz, FRAME_MS),
+            )
+        kind, step = known
+        if 0 < len(pcm16) <= step:  # the pacer's one frame
+            return HEADER.pack(kind, len(pcm16)) + pcm16
         view = memoryview(pcm16)
         return b"".join(
             HEADER.pack(kind, len(view[i : i + step])) + view[i : i + step]
