@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.measure import STEP_COLUMNS, run_step, step_row, step_summary
+from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, step_summary
 from bench.report import format_table, results_folder, write_json
 from bench.targets import add_leg_argument, add_target_arguments, callbridge_target
 from media.config import ConfigError
@@ -46,6 +46,7 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stop-after-fail", action="store_true", help="skip the remaining steps once one fails"
     )
+    add_ramp_argument(p)
     add_leg_argument(p)
     add_target_arguments(p)
 
@@ -82,7 +83,9 @@ def run_capacity(ns: argparse.Namespace) -> int:
     lateness: dict[str, list[float]] = {}
     with callbridge_target(ns, folder) as target:
         for n in steps:
-            step = run_step(target, n, ns.step_seconds, ns.seed + n, ns.workers)
+            step = run_step(
+                target, n, ns.step_seconds, ns.seed + n, ns.workers, ramp_rate=ns.ramp_rate
+            )
             rows.append(step_summary(step, ns.lateness_limit_ms))
             lateness[f"N={n}"] = step.lateness_ms().tolist()
             if ns.stop_after_fail and not rows[-1]["passes"]:
@@ -96,6 +99,7 @@ def run_capacity(ns: argparse.Namespace) -> int:
         "steps": steps,
         "step_seconds": ns.step_seconds,
         "lateness_limit_ms": ns.lateness_limit_ms,
+        "ramp_rate": ns.ramp_rate,
         "leg": f"{target.protocol}, 8 kHz",
     }
     write_json(folder, "capacity", ns.seed, params, result)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import CallerResult, dtmf_tag, pair_forward_ms
-from bench.measure import STEP_COLUMNS, run_step, step_row, step_summary
+from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, step_summary
 from bench.report import format_table, results_folder, write_json
 from bench.server import free_port, launched, python_command
 from bench.stats import summarize_ms
@@ -30,6 +30,7 @@ from media.config import ConfigError
 
 def add_hop_arguments(p: argparse.ArgumentParser) -> None:
     add_calls_arguments(p, default_calls=100)
+    add_ramp_argument(p)
 
 
 def match_hops(callers: list[CallerResult], records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -75,7 +76,15 @@ def run_hop(ns: argparse.Namespace) -> int:
     )
     with launched(agent_cmd, "127.0.0.1", agent_port, folder / "hop-agent.log"):
         with callbridge_target(ns, folder, agent=f"ws://127.0.0.1:{agent_port}") as target:
-            step = run_step(target, ns.calls, ns.seconds, ns.seed, ns.workers, tag_dtmf=True)
+            step = run_step(
+                target,
+                ns.calls,
+                ns.seconds,
+                ns.seed,
+                ns.workers,
+                tag_dtmf=True,
+                ramp_rate=ns.ramp_rate,
+            )
         time.sleep(0.5)  # calls have ended; let the agent finish writing its records
     hops = match_hops(step.callers, read_records(records_path))
     series = hops.pop("_series")
@@ -84,7 +93,12 @@ def run_hop(ns: argparse.Namespace) -> int:
         folder,
         "hop",
         ns.seed,
-        {"calls": ns.calls, "seconds": ns.seconds, "leg": "audiosocket slin 8 kHz"},
+        {
+            "calls": ns.calls,
+            "seconds": ns.seconds,
+            "ramp_rate": ns.ramp_rate,
+            "leg": "audiosocket slin 8 kHz",
+        },
         {"hop": hops, "load": load},
     )
     from bench.plots import plot_cdf

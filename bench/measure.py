@@ -8,6 +8,7 @@ Memory per call is the server tree's RSS under load minus its RSS just before, d
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ class Step:
         return np.asarray([x for c in self.callers for x in c.lateness_ms], dtype=np.float64)
 
 
+def add_ramp_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ramp-rate",
+        type=float,
+        default=0.0,
+        metavar="CALLS_PER_S",
+        help="connect callers at this rate (default: all within one second)",
+    )
+
+
 def ramp_seconds(duration_s: float) -> float:
     """Connects are spread over this long so the step does not start with a SYN flood."""
     return min(1.0, duration_s / 5)
@@ -60,22 +71,32 @@ def run_step(
     *,
     tag_dtmf: bool = False,
     rss_baseline_bytes: int | None = None,
+    ramp_rate: float = 0.0,
 ) -> Step:
     """Drive ``n_calls`` callers for ``duration_s`` (audio per caller) and sample the server.
 
     Memory per call is counted from ``rss_baseline_bytes`` (the server's RSS when it was fresh)
     when given, else from its RSS just before this step: a server that keeps what earlier steps
-    grew would otherwise look free."""
+    grew would otherwise look free.
+
+    ``ramp_rate`` (calls per second; 0: all within a second) spreads the connects wider; then
+    every caller talks that much longer, so the measured window still lasts ``duration_s``
+    with all callers connected. Real call arrival rates are a few per second: a whole step
+    arriving in one second measures call setup (the control plane's storage), not media."""
     ramp_s = ramp_seconds(duration_s)
+    extra_s = 0.0
+    if ramp_rate > 0:
+        ramp_s = max(ramp_s, n_calls / ramp_rate)
+        extra_s = ramp_s
     warmup_s = min(1.0, duration_s / 3)
-    if duration_s < ramp_s + SETTLE_S + 0.5:
+    if duration_s + extra_s < ramp_s + SETTLE_S + 0.5:
         raise ConfigError(f"a step needs at least {ramp_s + SETTLE_S + 0.5:.1f} s")
     workers = workers or math.ceil(n_calls / CALLERS_PER_WORKER)
     plans = plan_callers(
         target.host,
         target.port,
         n_calls,
-        duration_s,
+        duration_s + extra_s,
         seed,
         workers=workers,
         protocol=target.protocol,
@@ -89,8 +110,8 @@ def run_step(
     gen.start()
     try:
         start_at = gen.go()
-        window = (start_at + ramp_s + SETTLE_S, start_at + duration_s - 0.05)
-        end = start_at + ramp_s + duration_s + plans[0].grace_s
+        window = (start_at + ramp_s + SETTLE_S, start_at + duration_s + extra_s - 0.05)
+        end = start_at + ramp_s + duration_s + extra_s + plans[0].grace_s
         with Progress(f"{target.label} N={n_calls}", end - time.monotonic()) as bar:
             begin = time.monotonic()
             _wait(bar, begin, window[0])

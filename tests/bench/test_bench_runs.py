@@ -145,6 +145,24 @@ def test_capacity_against_an_external_target(tmp_path: Path, echo_server: tuple[
     assert doc["results"]["server"].startswith("external")
 
 
+def test_capacity_ramp_rate_spreads_connects(tmp_path: Path, echo_server: tuple[int, int]) -> None:
+    port, pid = echo_server
+    target = ["--target", f"127.0.0.1:{port}", "--server-pid", str(pid)]
+    rc, _ = run_bench(
+        "capacity", "--seed", "11", "--steps", "3", "--step-seconds", SECONDS,
+        "--ramp-rate", "2", *target,
+        "--results-dir", str(tmp_path),
+    )  # fmt: skip
+    assert rc == 0
+    doc = load(tmp_path, "capacity")
+    row = doc["results"]["steps"][0]
+    # Connects spread over 1.5 s and every caller talks 1.5 s longer, so the window in which
+    # all are connected still lasts about SECONDS.
+    check_step(row, 3, seconds=str(float(SECONDS) + 1.5))
+    assert doc["params"]["ramp_rate"] == 2
+    assert row["window_s"] > float(SECONDS) - 1.5
+
+
 def test_hop_times_both_directions(tmp_path: Path) -> None:
     rc, _ = run_bench(
         "hop", "--seed", "11", "--calls", "2", "--seconds", SECONDS, "--results-dir", str(tmp_path)
