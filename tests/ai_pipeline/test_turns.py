@@ -1,0 +1,47 @@
+"""Turn-taking at real-time pace: a caller's short pause must not make the agent cut itself off.
+
+"Transfer me to sales, [pause] please": a pause longer than the VAD's 0.2 s ``stop_secs``
+splits the utterance into two STT segments. The turn can end on the first while Whisper is still
+decoding the second, and the agent starts its reply; the second transcript then arrives during
+the reply. pipecat's default turn strategies start a new turn on any transcript, which interrupts
+the agent's own answer (seen through the media core at real-time pace). The caller's audio is fed
+in real time here, not at the suite's usual 2x, so the pause is as long as the caller made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ai_pipeline.engines.models import ModelStore
+from proto.messages import Audio, FunctionCall, Interruption, Transcript
+from tests.ai_pipeline.call_harness import Call, agent_text, answer_transferred, run_scenario
+from tests.ai_pipeline.memory_link import RATE_HZ, load_wav_pcm16, play, silence_ms
+
+PAUSE_AT_S = 1.64  # the middle of the pause between "sales" and "please" in the fixture
+
+
+def sales_pause_please(extra_pause_ms: int) -> bytes:
+    pcm16 = load_wav_pcm16("transfer_sales.wav")
+    cut = int(PAUSE_AT_S * RATE_HZ) * 2
+    return pcm16[:cut] + silence_ms(extra_pause_ms) + pcm16[cut:]
+
+
+def test_the_tail_of_a_split_utterance_does_not_barge_in_on_the_reply(models: ModelStore) -> None:
+    async def main() -> None:
+        call = Call(models, {"greeting": ""}, answer_transferred)
+        pcm16 = silence_ms(300) + sales_pause_please(300) + silence_ms(5000)
+        feeder = asyncio.create_task(play(call.link, pcm16, speed=1.0))
+        i_call, fc = await call.wait_for(FunctionCall, within_s=30)
+        assert fc.arguments == {"department": "sales"}
+        _, reply = await call.wait_for(Transcript, agent_text, within_s=30, after=i_call)
+        await feeder  # the whole utterance and 5 s of silence after it have been heard
+        # The utterance was heard as two segments ("...to sales." and "Please.")...
+        caller = [f.text for f in call.frames if isinstance(f, Transcript) and f.role == "caller"]
+        assert len(caller) == 2 and "please" in caller[1].lower(), caller
+        # ...and the second did not start a turn that cut the reply short: it was spoken whole.
+        assert reply.final and reply.text == "Okay, I'm connecting you to sales now."
+        first_audio = next(i for i, f in enumerate(call.frames) if isinstance(f, Audio))
+        assert not any(isinstance(f, Interruption) for f in call.frames[first_audio:])
+        await call.finish()
+
+    run_scenario(main)
