@@ -50,6 +50,7 @@ async function signIn(credential) {
   $("events-pill").hidden = false;
   $("signout-wrap").hidden = false;
   connectEvents();
+  loadAgents();
   refreshCalls();
   setInterval(refreshCalls, 5000);
   setInterval(tick, 500);
@@ -59,6 +60,22 @@ function showSignIn(message) {
   $("app").hidden = true;
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
+}
+
+async function loadAgents() {
+  // Which agent answers: the call's ?agent_id= (one of this customer's agents).
+  const select = $("agent-select");
+  const wanted = new URLSearchParams(location.search).get("agent_id") || "";
+  try {
+    const listing = await api("GET", "/v1.0/agents?page_size=100");
+    for (const agent of listing.result) {
+      if (agent.is_default) select.options[0].text = `${agent.name} (default)`;
+      else select.append(new Option(agent.name, agent.id));
+    }
+    if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
+  } catch {
+    select.disabled = true; // the credential may not read agents: the default agent answers
+  }
 }
 
 // ---- events --------------------------------------------------------------------------------
@@ -209,6 +226,7 @@ function setCallState(state, detail) {
   const button = $("call-button");
   button.dataset.state = state;
   button.disabled = state === "connecting";
+  $("agent-select").disabled = state === "connecting" || state === "live";
   $("call-label").textContent = state === "live" ? "Hang up" : state === "connecting" ? "Connecting…" : "Start a call";
   const status = $("call-status");
   status.textContent = detail;
@@ -252,8 +270,7 @@ async function toggleCall() {
   talk = new Talk({ state: setCallState, levels });
   try {
     const minted = await api("POST", "/v1.0/media-tokens");
-    const agentId = new URLSearchParams(location.search).get("agent_id") || "";
-    await talk.start(minted.token, agentId);
+    await talk.start(minted.token, $("agent-select").value);
   } catch (err) {
     const why = err.name === "NotAllowedError" ? "Microphone access was refused." : `Could not start: ${err.message}`;
     if (talk) talk.finish(0, "");
