@@ -54,6 +54,11 @@ class _SipCall:
         self.ended: str | None = None
         self.refer_send, self.refer_recv = trio.open_memory_channel[ReferStatus](8)
 
+    async def answer(self) -> None:
+        if self.media is not None and self.ended is None:
+            self.server.ua.answer(self.call_id, self.media.answer_sdp, trio.current_time())
+            await self.server.flush()
+
     async def bye(self) -> None:
         self.server.ua.bye(self.call_id, trio.current_time())
         await self.server.flush()
@@ -205,10 +210,9 @@ class SipServer:
             return
         if call.ended is not None:  # CANCEL or BYE while we were binding
             return
-        # No 180 first: it would race the 200 through a multi-process proxy, and a caller that
-        # sees 180 after 200 (sipp does) treats it as unexpected. We answer at once anyway.
-        self.ua.answer(call.call_id, call.media.answer_sdp, trio.current_time())
-        await self.flush()
+        # The SipLeg answers (200) when the call first reads audio. No 180 before it: through a
+        # multi-process proxy it can overtake the 200, and a caller that sees 180 after 200
+        # (sipp does) treats it as unexpected; the 100 Trying already stopped retransmissions.
         info = CallInfo(
             call_id=new_call_id(),
             leg="sip",

@@ -141,3 +141,18 @@ async def test_bad_input_is_refused_and_counted_while_a_call_goes_on(node: Node,
                    "out_of_dialog"):  # fmt: skip
         assert node.counter("callbridge_sip_rejected_total", reason=reason) == 1, reason
     assert node.counter("callbridge_sip_rejected_total", reason="invite_rate_limited") >= 3
+
+
+async def test_a_call_whose_agent_is_unreachable_is_refused_not_answered(
+    nursery: trio.Nursery,
+) -> None:
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        dead_agent = f"ws://127.0.0.1:{s.getsockname()[1]}"
+    node = await start_node(nursery, dead_agent)
+    uac = await Uac.open(node.port)
+    response = await uac.call()
+    uac.close()
+    assert response.status == 480  # never 200 then BYE
+    await _ended(node)
+    assert node.hooks.hungup[0][1] == "error"
