@@ -58,30 +58,10 @@ def check_step(row: dict[str, Any], n_calls: int, seconds: str = SECONDS) -> Non
     assert row["others_cpu_pct"] is not None and row["machine_cores"] >= 1
 
 
-def test_capacity_against_serve(tmp_path: Path) -> None:
-    rc, _ = run_bench(
-        "capacity",
-        "--seed",
-        "11",
-        "--steps",
-        "2",
-        "--step-seconds",
-        SECONDS,
-        "--results-dir",
-        str(tmp_path),
-    )
-    assert rc == 0
-    doc = load(tmp_path, "capacity")
-    check_step(doc["results"]["steps"][0], 2)
-    assert "serve" in doc["results"]["server"]
-    for png in ("capacity-lateness-cdf.png", "capacity-cpu.png", "capacity-lateness.png"):
-        assert (tmp_path / png).stat().st_size > 1000
-
-
-@pytest.mark.parametrize("leg", ["twilio", "rtp"])
-def test_capacity_of_the_media_streams_leg(tmp_path: Path, leg: str) -> None:
-    """``--leg twilio``: callers speak Twilio Media Streams to serve's /v1.0/media-streams;
-    ``--leg rtp``: they place SIP calls to serve's ``--sip`` and speak PCMU over RTP."""
+@pytest.mark.parametrize("leg", ["audiosocket", "twilio", "rtp"])
+def test_capacity_against_serve(tmp_path: Path, leg: str) -> None:
+    """Callers speak AudioSocket; or ``--leg twilio``: Twilio Media Streams to serve's
+    /v1.0/media-streams; or ``--leg rtp``: SIP calls to serve's ``--sip``, PCMU over RTP."""
     rc, _ = run_bench(
         "capacity",
         "--leg",
@@ -99,6 +79,9 @@ def test_capacity_of_the_media_streams_leg(tmp_path: Path, leg: str) -> None:
     doc = load(tmp_path, "capacity")
     check_step(doc["results"]["steps"][0], 2)
     assert doc["params"]["leg"] == f"{leg}, 8 kHz"
+    assert "serve" in doc["results"]["server"]
+    for png in ("capacity-lateness-cdf.png", "capacity-cpu.png", "capacity-lateness.png"):
+        assert (tmp_path / png).stat().st_size > 1000
 
 
 @pytest.fixture
