@@ -269,6 +269,8 @@ class RtpLeg:
 
     async def send_dtmf(self, digits: str) -> None:
         """RFC 4733 events, paced on our own 20 ms grid with silence between presses."""
+        if self.held:
+            return  # on hold nothing is sent, key presses included
         try:
             self.session.send_dtmf(digits)
         except DtmfError as exc:
