@@ -227,6 +227,7 @@ function setCallState(state, detail) {
   button.dataset.state = state;
   button.disabled = state === "connecting";
   $("agent-select").disabled = state === "connecting" || state === "live";
+  for (const key of $("keypad").children) key.disabled = state !== "live";
   $("call-label").textContent = state === "live" ? "Hang up" : state === "connecting" ? "Connecting…" : "Start a call";
   const status = $("call-status");
   status.textContent = detail;
@@ -282,6 +283,10 @@ async function toggleCall() {
 
 async function main() {
   $("call-button").onclick = toggleCall;
+  for (const key of $("keypad").children) {
+    key.disabled = true;
+    key.onclick = () => talk && talk.pressKey(key.textContent);
+  }
   $("signout").onclick = (e) => {
     e.preventDefault();
     sessionStorage.removeItem(STORE_KEY);

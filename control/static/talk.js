@@ -99,6 +99,10 @@ export class Talk {
     else if (msg.command === "HANGUP") this.on.state("ending", "The agent ended the call.");
   }
 
+  pressKey(digit) {
+    this.sendJson({ event: "DTMF_END", digit }); // as Asterisk reports a key press
+  }
+
   sendJson(obj) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
   }

@@ -97,7 +97,7 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
-        "--window-size=1280,900",
+        "--window-size=1280,1040",
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={microphone}",
@@ -144,5 +144,16 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
         assert any(_words(spoken) & _words(b.text) for b in bubbles)
         rows = driver.find_elements(By.CSS_SELECTOR, "#calls-body tr .leg-badge.browser")
         assert rows, "the page's own call is not in its calls list"
+
+        # Key 0 on the keypad is DTMF_END to the agent, whose menu maps it to end_call (which
+        # the agent runs itself): it says goodbye, the server hangs up, the page says so.
+        assert driver.execute_script("return window.callbridge.state") == "live"
+        driver.find_element(By.XPATH, "//div[@id='keypad']/button[text()='0']").click()
+        deadline = time.monotonic() + 30
+        while driver.execute_script("return window.callbridge.state") != "ended":
+            assert time.monotonic() < deadline, driver.execute_script("return window.callbridge")
+            time.sleep(0.5)
+        notes = driver.find_elements(By.CSS_SELECTOR, "#transcript .note")
+        assert notes and notes[-1].text.startswith("Call ended"), [n.text for n in notes]
     finally:
         driver.quit()
