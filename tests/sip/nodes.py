@@ -34,11 +34,16 @@ class Node:
 
 
 async def start_node(
-    nursery: trio.Nursery, agent_url: str, hooks: RecordingHooks | None = None, **sip: Any
+    nursery: trio.Nursery,
+    agent_url: str,
+    hooks: RecordingHooks | None = None,
+    port: int = 0,
+    **sip: Any,
 ) -> Node:
+    """A node on ``port`` (0: any free one), with RTP on a random range of 200 ports."""
     base = random.randrange(30_000, 39_000, 2)
     cfg = SipConfig(
-        listen=HostPort("127.0.0.1", 0), rtp_port_min=base, rtp_port_max=base + 198, **sip
+        listen=HostPort("127.0.0.1", port), rtp_port_min=base, rtp_port_max=base + 198, **sip
     )
     media = MediaConfig(audiosocket=HostPort("127.0.0.1", 0), agent=agent_url)
     hooks = hooks or RecordingHooks()

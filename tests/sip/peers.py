@@ -129,6 +129,13 @@ def _wait_ready(proc: trio.Process, port: int, folder: Path) -> None:
         assert time.monotonic() < deadline, "kamailio did not answer OPTIONS"
 
 
+async def wait_for_line(path: Path, text: str, timeout_s: float = 30) -> None:
+    """Wait until ``text`` shows up in the log file at ``path``."""
+    with trio.fail_after(timeout_s):
+        while text not in _read(path):
+            await trio.sleep(0.1)
+
+
 @dataclass
 class SippRun:
     returncode: int

@@ -30,6 +30,7 @@ from tests.sip.peers import (
     require_raw_sockets,
     run_sipp,
     sniff_rtp_to,
+    wait_for_line,
 )
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -101,6 +102,27 @@ async def test_second_node_takes_calls_when_the_first_is_stopped(
         while len(second.hooks.hungup) < 2:
             await trio.sleep(0.05)
     assert [cause for _, cause, _ in second.hooks.hungup] == ["caller", "caller"]
+
+
+async def test_probing_takes_a_dead_node_out_and_brings_it_back(
+    nursery: trio.Nursery, echo_agent: str, tmp_path: Path
+) -> None:
+    first = await start_node(nursery, echo_agent)
+    second = await start_node(nursery, echo_agent)
+    log = tmp_path / "kamailio.log"
+    first_uri = f"sip:127.0.0.1:{first.port}"
+    async with kamailio(tmp_path, [(first.port, 10), (second.port, 5)], alg=8) as edge:
+        first.stop()
+        await wait_for_line(log, f"dispatcher: node {first_uri} down")  # OPTIONS unanswered
+        run = await run_sipp(tmp_path, "uac_basic.xml", edge, free_udp_port(pair=True))
+        assert run.returncode == 0, run.errors + run.messages
+        assert len(second.hooks.created) == 1
+        assert "failing over" not in log.read_text()  # not tried at all: the probe took it out
+        again = await start_node(nursery, echo_agent, port=first.port)
+        await wait_for_line(log, f"dispatcher: node {first_uri} up")
+        run = await run_sipp(tmp_path, "uac_basic.xml", edge, free_udp_port(pair=True))
+        assert run.returncode == 0, run.errors + run.messages
+    assert (len(again.hooks.created), len(second.hooks.created)) == (1, 1)
 
 
 class TransferHooks(RecordingHooks):
