@@ -41,6 +41,7 @@ from sip.ua import UaConfig, UserAgent
 
 log = logging.getLogger(__name__)
 
+CLEANUP_TIMEOUT_S = 1.0
 REFER_TIMEOUT_S = 40.0  # 64*T1 for the REFER itself, then the new call's ringing, bounded
 
 
@@ -182,10 +183,12 @@ class SipServer:
         finally:
             del self.calls[event.call_id]
             self.ua.bye(event.call_id, trio.current_time())
-            if call.media is not None:
-                await call.media.leg.hangup("ended")
-                self._report_rtp(event.call_id, call.media)
-            await self.flush()
+            # Shielded and bounded: at shutdown too, the peer gets its BYE and the ports close.
+            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT_S):
+                if call.media is not None:
+                    await call.media.leg.hangup("ended")
+                    self._report_rtp(event.call_id, call.media)
+                await self.flush()
 
     def _report_rtp(self, sip_call_id: str, media: CallMedia) -> None:
         session = media.leg.session
