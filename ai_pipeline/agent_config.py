@@ -16,11 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ai_pipeline.engine_names import LLM_ENGINES, STT_ENGINES, TTS_ENGINES
 from ai_pipeline.tools import BUILTIN_TOOL_NAMES, ToolSpec, parse_tool_specs
-
-STT_ENGINES = frozenset({"whisper-tiny-en", "deepgram", "openai"})
-LLM_ENGINES = frozenset({"intent-router", "openai"})
-TTS_ENGINES = frozenset({"piper", "flite", "cartesia", "elevenlabs", "openai"})
 
 DEFAULT_GREETING = "Hello, thank you for calling. How can I help you?"
 DEFAULT_GOODBYE = "Thank you for calling. Goodbye!"

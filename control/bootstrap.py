@@ -20,6 +20,12 @@ DEFAULT_AGENT_DETAIL = {
     "tools": ["end_call", "transfer_call", "send_dtmf"],
     "engines": {"stt": "whisper-tiny-en", "llm": "intent-router", "tts": "piper"},
     "language": "en",
+    # where the offline agent's intents send a caller; a SIP leg transfers with REFER to these
+    "transfer_targets": {
+        "sales": "sip:sales@127.0.0.1",
+        "billing": "sip:billing@127.0.0.1",
+        "support": "sip:support@127.0.0.1",
+    },
 }
 
 

@@ -17,6 +17,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from control.agent_wire import agent_config_for_call
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.bridge import BridgeClosed
 from control.db.base import DatabaseError, now_ts
@@ -109,7 +110,7 @@ class ControlHooks:
         )
         self._live[info.call_id] = CallContext(info.call_id, customer_id, agent["detail"])
         await self.bus.publish(customer_id, "call_created", info.call_id, _public_call(row))
-        return AgentAssignment(agent["id"], customer_id, agent["detail"])
+        return AgentAssignment(agent["id"], customer_id, agent_config_for_call(agent["detail"]))
 
     async def _update(self, call_id: str, event_type: str, values: dict[str, Any]) -> None:
         ctx = self._live.get(call_id)

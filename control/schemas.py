@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from ai_pipeline.engine_names import DEFAULT_ENGINES, ENGINES_BY_KIND
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 UUIDText = Annotated[
@@ -51,17 +53,29 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _known_engine(kind: str) -> Any:
+    def check(name: str) -> str:
+        if name not in ENGINES_BY_KIND[kind]:
+            known = ", ".join(sorted(ENGINES_BY_KIND[kind]))
+            raise ValueError(f"unknown {kind} engine {name!r}; known: {known}")
+        return name
+
+    return AfterValidator(check)
+
+
 class Engines(Body):
-    stt: EngineName = "whisper"
-    llm: EngineName = "intent_router"
-    tts: EngineName = "piper"
-    options: dict[str, Any] = Field(default_factory=dict)
+    """Engine names as the agent knows them, and each engine's options (``{"llm": {"base_url":
+    ..., "model": ..., "api_key_env": ...}}``); keys themselves never belong here."""
+
+    stt: Annotated[EngineName, _known_engine("stt")] = DEFAULT_ENGINES["stt"]
+    llm: Annotated[EngineName, _known_engine("llm")] = DEFAULT_ENGINES["llm"]
+    tts: Annotated[EngineName, _known_engine("tts")] = DEFAULT_ENGINES["tts"]
+    options: dict[Literal["stt", "llm", "tts"], dict[str, Any]] = Field(default_factory=dict)
 
 
 class Vad(Body):
-    stop_secs: float = Field(default=0.6, ge=0.05, le=5.0)
-    confidence: float = Field(default=0.7, ge=0.0, le=1.0)
-    interruptions: bool = True
+    stop_secs: float = Field(default=0.2, ge=0.05, le=5.0)
+    confidence: float = Field(default=0.7, ge=0.05, le=1.0)
 
 
 class WebhookTool(Body):
@@ -92,7 +106,7 @@ class AgentBody(Body):
     )
     engines: Engines = Field(default_factory=Engines)
     voice: str = Field(default="", max_length=64)
-    language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
     vad: Vad = Field(default_factory=Vad)
     routes: Routes = Field(default_factory=Routes)
 

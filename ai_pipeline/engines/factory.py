@@ -83,7 +83,7 @@ def _cloud_class(spec: CloudService) -> Any:
 
 def build_stt(cfg: AgentConfig, models: ModelStore, env: Mapping[str, str]) -> STTService:
     if cfg.stt.name == "whisper-tiny-en":
-        if cfg.language != "en":
+        if cfg.language.split("-")[0] != "en":  # "en", "en-US", "en-GB"...
             raise EngineError(f"whisper-tiny-en transcribes English only, not {cfg.language!r}")
         return WhisperPackagedSTTService(model=_load(models.whisper))
     spec = CLOUD_STT[cfg.stt.name]

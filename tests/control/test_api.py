@@ -27,7 +27,7 @@ async def test_agent_crud_and_validation(plane: Plane) -> None:
     r = await c.post("/v1.0/agents", json=AGENT, headers=auth)
     assert r.status_code == 201, await r.get_data()
     agent = await r.get_json()
-    assert agent["name"] == "sales bot" and agent["engines"]["llm"] == "intent_router"
+    assert agent["name"] == "sales bot" and agent["engines"]["llm"] == "intent-router"
     r = await c.get(f"/v1.0/agents/{agent['id']}", headers=auth)
     assert (await r.get_json())["greeting"] == "Hi!"
     r = await c.put(f"/v1.0/agents/{agent['id']}", json={**AGENT, "name": "renamed"}, headers=auth)
