@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _MAX_DATAGRAM = 2048  # G.711 at 60 ms is 480 bytes of payload; anything bigger is not ours
 _NTP_UNIX_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 _BIND_ATTEMPTS = 50
+READS_PER_CHECKPOINT = 8  # datagrams read in a row before yielding to other calls
 
 
 def ntp_timestamp(unix_s: float) -> int:
@@ -96,6 +97,12 @@ class RtpLeg:
         self.session = session
         self.rate_hz = session.rate_hz  # 8 kHz for G.711, 16 kHz for G.722
         self._sock = sock
+        # The same socket as a plain non-blocking one, for the per-packet path: a read that finds
+        # a datagram waiting and every send skip Trio's checkpoint round (media/fastio.py says
+        # why); only a read that must wait goes through Trio (wait_readable). Detached at hangup.
+        self._raw = socket.socket(sock.family, sock.type, fileno=sock.fileno())
+        self._raw.setblocking(False)
+        self._reads_in_a_row = 0
         self._rtcp_sock = rtcp_sock
         self._remote_rtcp_port = remote_rtcp_port  # SDP a=rtcp; else the RTP port + 1
         self._rtcp_latched: tuple[str, int] | None = None
@@ -183,22 +190,46 @@ class RtpLeg:
             self.session.relatch()
 
     async def _read_until(self, deadline_s: float) -> None:
-        with trio.move_on_at(deadline_s):
+        """Read one datagram, waiting for it until ``deadline_s`` at most."""
+        received = await self._receive_datagram(deadline_s)
+        if received is None:
+            return
+        data, source = received
+        arrival = trio.current_time()
+        packets_before = self.session.counters.packets_in
+        events = self.session.receive_datagram(data, source, self._ms(arrival))
+        if self.session.counters.packets_in != packets_before or events:
+            self._last_heard_s = arrival
+        for event in events:
+            self._on_session_event(event)
+
+    async def _receive_datagram(self, deadline_s: float) -> tuple[bytes, tuple[str, int]] | None:
+        waited = False
+        while True:
             try:
-                data, source = await self._sock.recvfrom(_MAX_DATAGRAM)
+                data, source = self._raw.recvfrom(_MAX_DATAGRAM)
+            except BlockingIOError:
+                if waited:
+                    return None
+                self._reads_in_a_row = 0
+                with trio.move_on_at(deadline_s) as scope:
+                    try:
+                        await trio.lowlevel.wait_readable(self._raw)
+                    except trio.ClosedResourceError as exc:
+                        raise LegError("closed", f"RTP socket: {exc!r}") from None
+                waited = True
+                if scope.cancelled_caught:
+                    return None
+                continue
             except ConnectionError:
-                return  # an ICMP error surfacing on the socket: not the caller's audio
-            except (OSError, trio.ClosedResourceError) as exc:
+                return None  # an ICMP error surfacing on the socket: not the caller's audio
+            except OSError as exc:
                 raise LegError("closed", f"RTP socket: {exc!r}") from None
-            arrival = trio.current_time()
-            packets_before = self.session.counters.packets_in
-            events = self.session.receive_datagram(
-                data, (str(source[0]), int(source[1])), self._ms(arrival)
-            )
-            if self.session.counters.packets_in != packets_before or events:
-                self._last_heard_s = arrival
-            for event in events:
-                self._on_session_event(event)
+            self._reads_in_a_row += 1
+            if self._reads_in_a_row >= READS_PER_CHECKPOINT:  # a flood cannot hog the loop
+                self._reads_in_a_row = 0
+                await trio.lowlevel.checkpoint()
+            return data, (str(source[0]), int(source[1]))
 
     def _drain_rtcp(self, now: float) -> None:
         """Read what the separate RTCP port holds (a few reports at most) without waiting."""
@@ -225,19 +256,19 @@ class RtpLeg:
         elif isinstance(event, SourceLatched | SourceChanged):
             log.info("rtp leg %s: %s", self.local_address, event)
 
-    async def _sendto(self, sock: trio.socket.SocketType, data: bytes, to: tuple[str, int]) -> None:
+    def _sendto(self, data: bytes, to: tuple[str, int]) -> None:
         try:
-            await sock.sendto(data, to)
-        except OSError:
+            self._raw.sendto(data, to)
+        except OSError:  # a full buffer (BlockingIOError) included: never wait for UDP
             self.send_errors += 1  # UDP is lossy by nature: count, do not end the call
 
-    async def _send_packets(self, packets: list[bytes]) -> None:
+    def _send_packets(self, packets: list[bytes]) -> None:
         remote = self.session.remote
         if remote is None:
             self.unsent_packets += len(packets)
             return
         for packet in packets:
-            await self._sendto(self._sock, packet, remote)
+            self._sendto(packet, remote)
 
     async def _maybe_report(self, now: float, bye: str | None = None) -> None:
         remote = self.session.remote
@@ -252,14 +283,14 @@ class RtpLeg:
             except OSError:  # a full buffer included: a report is not worth waiting for
                 self.send_errors += 1
         else:
-            await self._sendto(self._sock, report, remote)
+            self._sendto(report, remote)
 
     async def send_audio(self, pcm16: bytes) -> None:
         if self._closed:
             raise LegError("closed", "send after hangup")
         if self._dtmf_active or self.held:
             return  # key presses replace audio while they last (the phone does the same)
-        await self._send_packets(self.session.send_audio(pcm16, self._ms(trio.current_time())))
+        self._send_packets(self.session.send_audio(pcm16, self._ms(trio.current_time())))
 
     async def clear(self) -> None:
         """Nothing to clear: the peer plays packets as they arrive, we hold no backlog."""
@@ -280,7 +311,7 @@ class RtpLeg:
         try:
             tick = trio.current_time()
             while self.session.dtmf_pending and not self._closed:
-                await self._send_packets(self.session.send_audio(silence, self._ms(tick)))
+                self._send_packets(self.session.send_audio(silence, self._ms(tick)))
                 tick += self._frame_s
                 await trio.sleep_until(tick)
         finally:
@@ -292,6 +323,7 @@ class RtpLeg:
         self._closed = True
         with trio.move_on_after(0.2), contextlib.suppress(OSError):
             await self._maybe_report(trio.current_time(), bye=reason[:64] or "bye")
+        self._raw.detach()  # the Trio socket owns the descriptor and closes it
         self._sock.close()
         if self._rtcp_sock is not None:
             self._rtcp_sock.close()
