@@ -9,6 +9,10 @@ monotonic clock for every process on the host:
   waits for its 20 ms slot, so up to 20 ms of this is the pacer doing its job);
 - round trip at the caller, and the agent's own dwell (subtracted from nothing: shown so it
   can be seen to be small).
+
+Pulses of each call's first second are left out of the two hops (``including_call_start`` keeps
+them): they carry the call's setup time, not the per-frame hop. A pulse more than half a second
+late pairs with nothing (see :func:`bench.loadgen.pair_forward_ms`); the pulse counts show it.
 """
 
 from __future__ import annotations
@@ -27,25 +31,38 @@ from bench.stats import summarize_ms
 from bench.targets import add_calls_arguments, callbridge_target
 from media.config import ConfigError
 
+SETTLE_S = 1.0  # a call's first second (its first pulse) is call setup, not the hop
+
 
 def add_hop_arguments(p: argparse.ArgumentParser) -> None:
     add_calls_arguments(p, default_calls=100)
     add_ramp_argument(p)
 
 
-def match_hops(callers: list[CallerResult], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pair each caller with the agent's record of its call (by DTMF tag) and time the pulses."""
+def match_hops(
+    callers: list[CallerResult], records: list[dict[str, Any]], settle_s: float = 0.0
+) -> dict[str, Any]:
+    """Pair each caller with the agent's record of its call (by DTMF tag) and time the pulses.
+
+    Pulses of a call's first ``settle_s`` (from its first pulse) are paired but not counted:
+    they carry the call's setup (control plane, agent link) and the backlog it left, which is
+    call setup time rather than the per-frame hop; ``including_call_start`` counts them."""
     by_tag = {r.get("tag", ""): r for r in records}
     inbound: list[float] = []
     outbound: list[float] = []
+    everything: list[float] = []
     matched = 0
     for caller in callers:
         record = by_tag.get(dtmf_tag(caller.index))
         if record is None:
             continue
         matched += 1
-        inbound += pair_forward_ms(caller.pulse_sent_at, record["pulse_in"])
-        outbound += pair_forward_ms(record["pulse_out"], caller.pulse_received_at)
+        since = caller.pulse_sent_at[0] + settle_s if caller.pulse_sent_at else 0.0
+        sent, pulse_in = caller.pulse_sent_at, record["pulse_in"]
+        inbound += pair_forward_ms(sent, pulse_in, since=since)
+        outbound += pair_forward_ms(record["pulse_out"], caller.pulse_received_at, since=since)
+        everything += pair_forward_ms(sent, pulse_in)
+        everything += pair_forward_ms(record["pulse_out"], caller.pulse_received_at)
     return {
         "calls_matched": matched,
         "agent_records": len(records),
@@ -55,6 +72,8 @@ def match_hops(callers: list[CallerResult], records: list[dict[str, Any]]) -> di
         "outbound_agent_to_leg": summarize_ms(outbound),
         "round_trip_at_caller": summarize_ms([x for c in callers for x in c.round_trips_ms()]),
         "agent_dwell": summarize_ms([us / 1000 for r in records for us in r["dwell_us"]]),
+        "settle_s": settle_s,
+        "including_call_start": summarize_ms(everything),  # both ways, first pulses too
         "_series": {"inbound": inbound, "outbound": outbound},
     }
 
@@ -86,7 +105,7 @@ def run_hop(ns: argparse.Namespace) -> int:
                 ramp_rate=ns.ramp_rate,
             )
         time.sleep(0.5)  # calls have ended; let the agent finish writing its records
-    hops = match_hops(step.callers, read_records(records_path))
+    hops = match_hops(step.callers, read_records(records_path), settle_s=SETTLE_S)
     series = hops.pop("_series")
     load = step_summary(step, lateness_limit_ms=5.0)
     write_json(

@@ -92,18 +92,24 @@ class CallerResult:
 
 
 def pair_forward_ms(
-    earlier: Sequence[float], later: Sequence[float], max_gap_s: float = 1.0
+    earlier: Sequence[float],
+    later: Sequence[float],
+    max_gap_s: float = 0.5,
+    since: float = float("-inf"),
 ) -> list[float]:
     """Pair each time in ``earlier`` with the first unused time of ``later`` after it (both
-    sorted), within ``max_gap_s``; returns the gaps in ms. A pulse lost on the way pairs with
-    nothing rather than with the next pulse's echo, because pulses are a second apart."""
+    sorted), within ``max_gap_s``; returns the gaps in ms of the pairs that start at or after
+    ``since``. Pulses are a second apart, so half a second is as far as a pairing can be told
+    apart from the next pulse's: a pulse lost on the way, or later than that, pairs with
+    nothing (the counts show it) rather than with the next pulse's echo."""
     gaps: list[float] = []
     j = 0
     for t in earlier:
         while j < len(later) and later[j] <= t:
             j += 1
         if j < len(later) and later[j] - t <= max_gap_s:
-            gaps.append((later[j] - t) * 1000)
+            if t >= since:
+                gaps.append((later[j] - t) * 1000)
             j += 1
     return gaps
 
