@@ -21,7 +21,8 @@ class IncomingCall:
 
 @dataclass(frozen=True, slots=True)
 class ReOffer:
-    """A re-INVITE (hold, resume, move): answer with ``answer()`` or ``reject()``."""
+    """A re-INVITE (hold, resume, move): answer with ``answer()`` or ``reject()``; ``sdp`` is
+    empty when it carried no offer (answer with our current SDP as the offer)."""
 
     call_id: str
     sdp: bytes

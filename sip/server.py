@@ -168,6 +168,9 @@ class SipServer:
         if call.media is None:
             self.ua.reject(call.call_id, 491, now)
             return
+        if not sdp:  # no offer in the re-INVITE: ours goes in the 200, unchanged
+            self.ua.answer(call.call_id, call.media.answer_sdp, now)
+            return
         try:
             self.ua.answer(call.call_id, reoffer(call.media, sdp), now)
         except OfferRefused as exc:

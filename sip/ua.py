@@ -242,6 +242,10 @@ class UserAgent:
         if (request.get("Max-Forwards") or "70").strip() == "0":
             self._respond(request, 483, key, source, now_s)
             return [Rejected("too_many_hops", 483)]
+        required = request.get_all("Require")  # 8.2.2.3: we support no extension (no 100rel)
+        if required and request.method != "CANCEL":
+            self._respond(request, 420, key, source, now_s, [("Unsupported", ", ".join(required))])
+            return [Rejected("bad_extension", 420)]
         if request.method == "CANCEL":
             return self._on_cancel(request, branch, key, source, now_s)
         if parse_name_addr(request.get("To") or "", "To").tag is not None:
@@ -370,11 +374,10 @@ class UserAgent:
         if dialog.invite is not None or dialog.state != "confirmed":
             self._respond(request, 491, key, source, now_s)  # 14.2: one offer at a time
             return [Rejected("request_pending", 491)]
-        if not _is_sdp(request):
-            self._respond(request, 488, key, source, now_s)
-            return [Rejected("no_sdp_offer", 488)]
         dialog.invite, dialog.invite_key, dialog.invite_source = request, key, source
-        return [ReOffer(dialog.call_id, request.body)]
+        # Without a body (a session refresh, or a late offer) the adapter offers our current
+        # SDP in the 200; the answer then comes in the ACK, and is not read (see README).
+        return [ReOffer(dialog.call_id, request.body if _is_sdp(request) else b"")]
 
     def _on_info(
         self, dialog: Dialog, request: SipRequest, key: tuple[str, str], source: Address,

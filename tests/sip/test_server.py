@@ -75,6 +75,16 @@ async def test_hold_stops_our_media_and_resume_restarts_it(node: Node, uac: Uac)
     assert (await uac.in_dialog("BYE")).status == 200
 
 
+async def test_session_refresh_without_an_offer_gets_our_sdp(node: Node, uac: Uac) -> None:
+    first = await uac.call()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(uac.play_fixture)  # RTP keeps the leg alive
+        refresh = await uac.in_dialog("INVITE")  # no body: RFC 4028 refresh, or a late offer
+        inner.cancel_scope.cancel()
+    assert refresh.status == 200 and refresh.body == first.body
+    assert (await uac.in_dialog("BYE")).status == 200
+
+
 def _offer_for(uac: Uac, direction: str) -> bytes:
     return offer(uac.rtp_port, direction)
 

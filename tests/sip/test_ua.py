@@ -284,3 +284,21 @@ def test_hangup_before_answer_is_480() -> None:
     ua.bye("call-1", 0.1)
     assert [r.status for r in responses(ua.take_outgoing())] == [100, 480]
     assert ua.dialogs == {}
+
+
+def test_required_extensions_we_lack_are_420() -> None:
+    ua = make_ua()
+    data = request("INVITE", body=SDP_OFFER, extra="Require: 100rel")
+    assert ua.receive_datagram(data, CALLER, 0.0) == [Rejected("bad_extension", 420)]
+    (response,) = responses(ua.take_outgoing())
+    assert response.get("Unsupported") == "100rel"
+    assert ua.dialogs == {}
+
+
+def test_reinvite_without_an_offer_asks_for_ours() -> None:
+    ua = make_ua()
+    tag = answered_call(ua)
+    refresh = request("INVITE", cseq=2, branch="z9hG4bK-r", to_tag=tag)
+    assert ua.receive_datagram(refresh, CALLER, 1.0) == [ReOffer("call-1", b"")]
+    ua.answer("call-1", ANSWER, 1.0)
+    assert responses(ua.take_outgoing())[0].body == ANSWER
