@@ -72,7 +72,8 @@ class UserAgent:
         return out
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._timers.next_deadline(), self._cache.next_expiry()) if d]
+        pending = (self._timers.next_deadline(), self._cache.next_expiry())
+        deadlines = [d for d in pending if d is not None]
         return min(deadlines, default=None)
 
     def receive_datagram(self, data: bytes, source: Address, now_s: float) -> list[SipEvent]:
@@ -130,6 +131,8 @@ class UserAgent:
         if dialog.invite is not None and dialog.state == "early":
             self._final(call_id, 480, now_s)
             return
+        if dialog.invite is not None:  # a re-INVITE still waiting for our answer
+            self._final(call_id, 487, now_s)
         del self.dialogs[call_id]
         self._timers.drop_call(call_id, "answer")
         self._send_request(dialog, "BYE", now_s)

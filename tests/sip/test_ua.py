@@ -302,3 +302,21 @@ def test_reinvite_without_an_offer_asks_for_ours() -> None:
     assert ua.receive_datagram(refresh, CALLER, 1.0) == [ReOffer("call-1", b"")]
     ua.answer("call-1", ANSWER, 1.0)
     assert responses(ua.take_outgoing())[0].body == ANSWER
+
+
+def test_our_bye_during_a_reinvite_answers_it_487_first() -> None:
+    ua = make_ua()
+    tag = answered_call(ua)
+    reinvite = request("INVITE", cseq=2, branch="z9hG4bK-2", to_tag=tag, body=SDP_OFFER)
+    ua.receive_datagram(reinvite, CALLER, 1.0)
+    ua.bye("call-1", 1.1)
+    out = ua.take_outgoing()
+    assert [r.status for r in responses(out)] == [487]
+    assert [r.method for r in requests(out)] == ["BYE"]
+
+
+def test_timers_run_on_any_clock_origin() -> None:
+    ua = make_ua()
+    ua.receive_datagram(request("INVITE", body=SDP_OFFER), CALLER, -0.5)
+    ua.answer("call-1", ANSWER, -0.5)
+    assert ua.next_deadline() == 0.0  # a deadline at exactly zero is still a deadline
