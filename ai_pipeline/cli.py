@@ -45,6 +45,9 @@ def _handler(echo: bool) -> CallHandler:
     return run_call
 
 
+EX_CONFIG = 78  # sysexits.h: configuration error (here: an offline model is not installed)
+
+
 def run(ns: argparse.Namespace) -> int:
     from ai_pipeline.engines.models import ModelLoadError
 
@@ -53,7 +56,7 @@ def run(ns: argparse.Namespace) -> int:
         handler = _handler(ns.echo)
     except ModelLoadError as exc:
         log.error("agent cannot start: %s", exc)
-        return 1
+        return EX_CONFIG  # a restart cannot fix it: serve's supervisor gives up on this code
     asyncio.run(serve_forever(handler, listen))
     return 0
 

@@ -8,7 +8,7 @@ import signal
 
 import trio
 
-from callbridge.supervisor import supervise_agent
+from callbridge.supervisor import AgentCannotStart, supervise_agent
 from control import config as control_config
 from control.plane import open_control_plane
 from media import config as media_config
@@ -33,7 +33,14 @@ def run(ns: argparse.Namespace) -> int:
     media_cfg = media_config.from_args(ns)
     control_cfg = control_config.from_args(ns)
     sip_cfg = sip_config.from_args(ns)
-    trio.run(serve, media_cfg, control_cfg, sip_cfg)
+    try:
+        trio.run(serve, media_cfg, control_cfg, sip_cfg)
+    except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix the agent
+        cannot, _ = group.split(AgentCannotStart)
+        if cannot is None:
+            raise
+        log.error("callbridge cannot start: %s", cannot.exceptions[0])
+        return 1
     return 0
 
 

