@@ -3,9 +3,10 @@ like any agent, echoes audio straight back, and timestamps the caller's pulses o
 
 It echoes like a live stream, never ahead of real time: frames that reach it in a burst (the
 caller's first frames, held in the kernel while the call was being set up, arrive together) are
-echoed one per burst and the rest dropped and counted (``dropped_ahead``). Echoing a burst whole
-would leave that much audio queued for playout for the rest of the call, and every later pulse
-would measure the queue ahead of it rather than the media core.
+echoed only as far as real time allows (:class:`LivePace`) and the rest dropped and counted
+(``dropped_ahead``). Echoing a burst whole would leave that much audio queued for playout for
+the rest of the call, and every later pulse would measure the queue ahead of it rather than the
+media core.
 
 For every call it records, with ``time.monotonic()`` (one clock for every process on the host),
 when each pulse frame arrived from the media core and when its echo was handed back, and
@@ -34,17 +35,19 @@ from proto.messages import Audio, CallStart, Dtmf, Hangup
 
 
 class LivePace:
-    """Echo like a live stream: a frame that reaches the agent less than half a frame after the
-    last one it echoed came in a burst, and is dropped (a live source cannot have produced it
-    yet; echoing it would only queue it for playout)."""
+    """Echo like a live stream, at most half a frame ahead of real time (a virtual scheduler,
+    as in ATM's GCRA): a frame that would put the echo further ahead came in a burst, and is
+    dropped (a live source cannot have produced it yet; echoing it would only queue it for
+    playout, and every later frame would wait behind it)."""
 
     def __init__(self) -> None:
-        self._last_sent_at = -1e9
+        self._due = float("-inf")  # when the echo's next frame is due in real time
 
     def may_send(self, now: float, frame_s: float) -> bool:
-        if now - self._last_sent_at < frame_s / 2:
+        due = max(self._due, now)
+        if due - now > frame_s / 2:
             return False
-        self._last_sent_at = now
+        self._due = due + frame_s
         return True
 
 

@@ -244,3 +244,14 @@ def test_target_options_need_a_target(tmp_path: Path) -> None:
         run_bench("capacity", "--server-pid", "1", "--results-dir", str(tmp_path))
     with pytest.raises(ConfigError, match="--target"):
         run_bench("capacity", "--target", "nonsense", "--results-dir", str(tmp_path))
+
+
+def test_hop_agent_echoes_no_further_ahead_than_real_time() -> None:
+    from bench.hop_agent import LivePace
+
+    pace = LivePace()
+    burst = [pace.may_send(10.0, 0.02) for _ in range(5)]  # a backlog arriving at once
+    assert burst == [True, False, False, False, False]
+    # then a live stream, 20 ms apart with a few ms of jitter either way: all echoed
+    times = [10.02 + 0.02 * k + (0.004 if k % 2 else -0.004) for k in range(50)]
+    assert all(pace.may_send(t, 0.02) for t in times)
