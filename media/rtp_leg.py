@@ -42,6 +42,7 @@ _MAX_DATAGRAM = 2048  # G.711 at 60 ms is 480 bytes of payload; anything bigger 
 _NTP_UNIX_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 _BIND_ATTEMPTS = 50
 READS_PER_CHECKPOINT = 8  # datagrams read in a row before yielding to other calls
+_RTCP_DRAIN_EVERY_S = 0.2  # reports come every few seconds: no need to look every 20 ms
 
 
 def ntp_timestamp(unix_s: float) -> int:
@@ -113,6 +114,7 @@ class RtpLeg:
         self._origin_s = trio.current_time()
         self._next_tick_s = self._origin_s
         self._next_rtcp_s = self._origin_s + rtcp_interval_s
+        self._next_rtcp_drain_s = self._origin_s
         self._last_heard_s = self._origin_s
         self._dtmf_active = False
         self.held = False  # put on hold by signalling: send nothing, expect nothing
@@ -162,7 +164,9 @@ class RtpLeg:
                 behind = now - self._next_tick_s > 5 * self._frame_s
                 self._next_tick_s = (now if behind else self._next_tick_s) + self._frame_s
                 await self._maybe_report(now)
-                self._drain_rtcp(now)
+                if self._rtcp_sock is not None and now >= self._next_rtcp_drain_s:
+                    self._next_rtcp_drain_s = now + _RTCP_DRAIN_EVERY_S
+                    self._drain_rtcp(now)
                 pcm16 = self.session.poll(self._ms(now))
                 if pcm16 is not None:
                     return LegAudio(pcm16)

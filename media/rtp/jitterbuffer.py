@@ -75,6 +75,7 @@ class JitterBuffer:
         self._capacity_slots = capacity_ms // frame_ms
         self._step = clock_rate_hz * frame_ms // 1000  # timestamp units per slot
         self._window: deque[float] = deque(maxlen=window_packets)
+        self._window_min: float | None = None  # min(self._window), kept as packets come and go
         self.target_ms: int = min_depth_ms
         self.stats = JitterStats()
         self._reset_state()
@@ -86,10 +87,24 @@ class JitterBuffer:
         self._last_seq: int | None = None
         self._since_target = 0
 
+    def _clear_window(self) -> None:
+        self._window.clear()
+        self._window_min = None
+
+    def _add_to_window(self, value: float) -> None:
+        """Append, keeping the minimum without a scan per tick (a scan only when it leaves)."""
+        full = len(self._window) == self._window.maxlen
+        evicted = self._window[0] if full and self._window else None
+        self._window.append(value)
+        if self._window_min is None or value <= self._window_min:
+            self._window_min = value
+        elif evicted is not None and evicted <= self._window_min:
+            self._window_min = min(self._window)
+
     def reset(self) -> None:
         """A new source (SSRC change, sender restart): forget slots and timing, keep counters."""
         self._reset_state()
-        self._window.clear()
+        self._clear_window()
         self.target_ms = self.min_depth_ms
 
     @property
@@ -125,10 +140,10 @@ class JitterBuffer:
             # Empty buffer and a far timestamp: the sender jumped; restart timing from here.
             self.stats.resyncs += 1
             self._reset_state()
-            self._window.clear()
+            self._clear_window()
             return self.put(timestamp_ext, payload_type, payload, arrival_ms, seq)
         # Late packets still count towards the spread: they are the jitter we failed to cover.
-        self._window.append(arrival_ms - offset * 1000 / self.clock_rate_hz)
+        self._add_to_window(arrival_ms - offset * 1000 / self.clock_rate_hz)
         self._since_target += 1
         if self._since_target >= 10 or len(self._window) < 10:
             self._update_target()
@@ -189,11 +204,11 @@ class JitterBuffer:
 
     def _adjustment(self, now_ms: float, slot: int) -> int:
         """+1 to hold a frame, -1 to skip one, 0 to play on (hysteresis of one frame)."""
-        if not self._window:
+        if self._window_min is None:
             return 0
         # Playout offset: when the slot plays, minus when its timestamp says it was sent.
         playout_offset = now_ms - slot * self.frame_ms
-        wanted = min(self._window) + self.target_ms
+        wanted = self._window_min + self.target_ms
         if playout_offset < wanted - self.frame_ms / 2:
             return 1
         if playout_offset > wanted + self.frame_ms * 1.5:

@@ -170,3 +170,14 @@ def test_any_delays_and_losses_keep_order_and_one_frame_per_tick(
     assert stats.played == len(played)
     assert stats.played + stats.late + stats.skips >= len(arrivals) - 1  # nothing vanishes
     assert buffer.min_depth_ms <= buffer.target_ms <= buffer.max_depth_ms
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.floats(0, 500)), max_size=300))
+def test_the_kept_window_minimum_is_the_true_one(packets: list[tuple[int, float]]) -> None:
+    """The playout decision reads a cached min of the arrival window; it must never drift."""
+    buffer = JitterBuffer(window_packets=20)
+    for i, (frame, jitter_ms) in enumerate(packets):
+        buffer.put(frame * 160, 0, b"\xff" * 160, i * 20 + jitter_ms)
+        window = buffer._window
+        assert buffer._window_min == (min(window) if window else None)
