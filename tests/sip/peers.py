@@ -145,15 +145,15 @@ class SippRun:
 
 
 async def run_sipp(folder: Path, scenario: str, target_port: int, media_port: int,
-                   timeout_s: float = 60) -> SippRun:  # fmt: skip
-    """One call from sipp (``-m 1``) with ``scenario`` to 127.0.0.1:target_port."""
+                   timeout_s: float = 60, calls: int = 1) -> SippRun:  # fmt: skip
+    """``calls`` calls from sipp (10 per second) with ``scenario`` to 127.0.0.1:target_port."""
     binary = require_binary("sipp")
     stem = f"{scenario}-{random.getrandbits(32)}"
     messages, errors = folder / f"{stem}.msg", folder / f"{stem}.err"
     cmd = [
         binary, f"127.0.0.1:{target_port}", "-sf", str(SCENARIOS / scenario), "-s", "agent",
         "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mi", "127.0.0.1", "-mp", str(media_port),
-        "-m", "1", "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
+        "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
         "-trace_msg", "-message_file", str(messages), "-trace_err", "-error_file", str(errors),
     ]  # fmt: skip
     with trio.fail_after(timeout_s + 15):

@@ -83,6 +83,16 @@ async def test_call_through_kamailio_plays_speech_and_dtmf_and_hears_the_echo(
     assert node.counter("callbridge_leg_frames_in_total", leg="sip") >= 240
 
 
+async def test_the_edge_spreads_calls_over_the_nodes(
+    nursery: trio.Nursery, echo_agent: str, tmp_path: Path
+) -> None:
+    nodes = [await start_node(nursery, echo_agent) for _ in range(2)]
+    async with kamailio(tmp_path, [(node.port, 0) for node in nodes]) as edge:  # round-robin
+        run = await run_sipp(tmp_path, "uac_basic.xml", edge, free_udp_port(pair=True), calls=4)
+    assert run.returncode == 0, run.errors + run.messages
+    assert [len(node.hooks.created) for node in nodes] == [2, 2]
+
+
 async def test_second_node_takes_calls_when_the_first_is_stopped(
     nursery: trio.Nursery, echo_agent: str, tmp_path: Path
 ) -> None:
