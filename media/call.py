@@ -427,9 +427,12 @@ class Call:
             now = trio.current_time()
             if now > next_slot + FRAME_S:
                 next_slot = now  # idle or fell far behind: start a new grid
-            elif not self._leg.self_paced:
-                if ran_dry and now < next_slot:
+            elif not self._leg.self_paced and now < next_slot:
+                if ran_dry:
                     next_slot -= min(next_slot - now, PACER_SLEW_S)
+                # (A slot already past needs no sleep: Trio wakes a sleeper by cancelling it,
+                # the costliest wake-up it has. The loop still checkpoints: a late frame resets
+                # the grid above, and the next one sleeps.)
                 await trio.sleep_until(next_slot)
             ran_dry = False
             frame = self._playout.pop_frame(pad=held_tail or self._end_after_playout is not None)
