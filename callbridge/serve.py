@@ -18,6 +18,7 @@ from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
 from sip import config as sip_config
+from sip.rtp_calls import RtpCalls
 from sip.server import serve_sip
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ def run(ns: argparse.Namespace) -> int:
     media_cfg = media_config.from_args(ns)
     control_cfg = control_config.from_args(ns)
     sip_cfg = sip_config.from_args(ns)
+    rtp_cfg = sip_config.rtp_from_args(ns)
     try:
-        trio.run(serve, media_cfg, control_cfg, sip_cfg)
+        trio.run(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg)
     except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix the agent
         cannot, _ = group.split(AgentCannotStart)
         if cannot is None:
@@ -48,6 +50,7 @@ async def serve(
     media_cfg: media_config.MediaConfig,
     control_cfg: control_config.ControlConfig,
     sip_cfg: sip_config.SipConfig | None = None,
+    rtp_cfg: sip_config.SipConfig | None = None,
 ) -> None:
     metrics = MediaMetrics()
     registry = CallRegistry()
@@ -56,9 +59,11 @@ async def serve(
         if media_cfg.agent_mode != "remote":
             await nursery.start(supervise_agent, media_cfg.agent_mode, media_cfg.agent_listen)
         legs = WebsocketCalls()  # media WebSocket routes; their calls run in this nursery
-        async with open_control_plane(control_cfg, registry, metrics, nursery, legs) as hooks:
+        rtp = RtpCalls()  # RTP legs attached by SDP through the API; their calls too
+        async with open_control_plane(control_cfg, registry, metrics, nursery, legs, rtp) as hooks:
             env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
             legs.attach(env, nursery)
+            rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
             await nursery.start(serve_audiosocket, env)
             if sip_cfg is not None:
                 await nursery.start(serve_sip, env, sip_cfg)

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response
 from quart_trio import QuartTrio
 
-from control import routes_calls, routes_media, routes_resources, ws
+from control import routes_calls, routes_media, routes_resources, routes_rtp, ws
 from control.api import Api
 from control.bootstrap import ensure_bootstrap
 from control.bridge import AsyncioBridge
@@ -41,6 +41,7 @@ from control.webhooks import WebhookDispatcher
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
+from sip.rtp_calls import RtpCalls
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ class SchemaBehind(DatabaseError):
 
 
 def create_app(
-    services: Services, media_metrics: MediaMetrics, legs: WebsocketCalls | None = None
+    services: Services,
+    media_metrics: MediaMetrics,
+    legs: WebsocketCalls | None = None,
+    rtp: RtpCalls | None = None,
 ) -> QuartTrio:
     app = QuartTrio(
         "callbridge", static_folder=str(routes_media.STATIC_DIR), static_url_path="/page"
@@ -60,6 +64,7 @@ def create_app(
     routes_calls.register(api)
     routes_resources.register(api)
     routes_media.register(api, legs or WebsocketCalls())
+    routes_rtp.register(api, rtp or RtpCalls())
     ws.register(api)
     document = build_document(api.specs)
 
@@ -178,19 +183,21 @@ async def open_control_plane(
     metrics: MediaMetrics,
     nursery: trio.Nursery,
     legs: WebsocketCalls | None = None,
+    rtp: RtpCalls | None = None,
 ) -> AsyncIterator[ControlHooks]:
     """Serve HTTP on ``cfg.http`` and yield the hooks calls report to.
 
     The control plane's own tasks (HTTP, webhook workers, Redis listener) run in a nursery of its
     own (see :func:`open_services`), so storage closes only after they have stopped.
     ``nursery`` (the caller's) is kept for the seam's signature; nothing is started in it.
-    ``legs`` runs the media WebSocket routes' calls once the media core attaches to it. Where no
+    ``legs`` runs the media WebSocket routes' calls once the media core attaches to it, and
+    ``rtp`` the calls ``POST /v1.0/rtp-offers`` attaches by SDP. Where no
     JWT secret is configured, a random one signs this process's page and media tokens.
     """
     if not cfg.jwt_secret:  # tokens this process mints (page, media) need a key: a fresh one
         cfg = dataclasses.replace(cfg, jwt_secret=secrets.token_urlsafe(32))
     async with open_services(cfg, calls, metrics) as (services, hooks, own):
-        app = create_app(services, metrics, legs)
+        app = create_app(services, metrics, legs, rtp)
         hc = HypercornConfig()
         hc.bind = [str(cfg.http)]
         hc.accesslog = None

@@ -45,10 +45,15 @@ def _answer(sdp: bytes, local: LocalMedia) -> tuple[bytes, NegotiatedMedia]:
     return answer.serialize().encode(), negotiated
 
 
+def check_offer(sdp: bytes, cfg: SipConfig) -> None:
+    """Raise :class:`OfferRefused` unless ``sdp`` is an offer we can answer."""
+    _answer(sdp, LocalMedia(cfg.public_host, 2, cfg.codecs))
+
+
 async def open_call_media(sdp: bytes, cfg: SipConfig, bind_host: str, idle_timeout_s: float,
                           rng: random.Random) -> CallMedia:  # fmt: skip
     """Bind an RTP port pair, answer the offer, and build the RTP leg for what was agreed."""
-    _answer(sdp, LocalMedia(cfg.public_host, 2, cfg.codecs))  # refuse before binding a port
+    check_offer(sdp, cfg)  # refuse before binding a port
     try:
         sock, rtcp_sock = await bind_udp_pair(
             bind_host, cfg.rtp_port_min, cfg.rtp_port_max, with_rtcp=True

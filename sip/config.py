@@ -52,17 +52,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sip-invite-burst", type=int, default=50)
 
 
-def from_args(ns: argparse.Namespace) -> SipConfig | None:
-    if not ns.sip:
-        return None
+def _rtp_ports(ns: argparse.Namespace) -> tuple[int, int]:
     low, sep, high = str(ns.rtp_ports).partition("-")
     if not sep or not low.isdigit() or not high.isdigit():
         raise ConfigError(f"--rtp-ports: expected MIN-MAX, got {ns.rtp_ports!r}")
+    return int(low), int(high)
+
+
+def rtp_from_args(ns: argparse.Namespace) -> SipConfig:
+    """The RTP side alone, for legs attached by SDP through the API (``POST /v1.0/rtp-offers``):
+    the port range, and the address our answers carry (``--sip-advertise``, else loopback)."""
+    low, high = _rtp_ports(ns)
+    sip = HostPort.parse(ns.sip, "--sip") if ns.sip else HostPort("127.0.0.1", 0)
+    advertise = ns.sip_advertise or ("127.0.0.1" if sip.host in ("0.0.0.0", "::") else "")
+    return SipConfig(listen=sip, advertise=advertise, rtp_port_min=low, rtp_port_max=high)
+
+
+def rtp_default() -> SipConfig:
+    """RTP legs on loopback with the default port range (tests, embedded use)."""
+    return SipConfig(listen=HostPort("127.0.0.1", 0))
+
+
+def from_args(ns: argparse.Namespace) -> SipConfig | None:
+    if not ns.sip:
+        return None
+    low, high = _rtp_ports(ns)
     return SipConfig(
         listen=HostPort.parse(ns.sip, "--sip"),
         advertise=ns.sip_advertise,
-        rtp_port_min=int(low),
-        rtp_port_max=int(high),
+        rtp_port_min=low,
+        rtp_port_max=high,
         invite_rate_per_s=ns.sip_invite_rate,
         invite_burst=ns.sip_invite_burst,
     )
