@@ -26,6 +26,7 @@ from media.leg import LegDtmf, LegHangup
 from sip.call_media import CallMedia, OfferRefused, open_call_media, reoffer
 from sip.config import SipConfig
 from sip.events import (
+    CallConfirmed,
     CallEnded,
     DtmfInfo,
     IncomingCall,
@@ -42,6 +43,7 @@ from sip.ua import UaConfig, UserAgent
 log = logging.getLogger(__name__)
 
 CLEANUP_TIMEOUT_S = 1.0
+ACK_WAIT_S = 5.0  # a transfer waits this long for the ACK of our 200
 REFER_TIMEOUT_S = 40.0  # 64*T1 for the REFER itself, then the new call's ringing, bounded
 
 
@@ -54,6 +56,7 @@ class _SipCall:
         self.media: CallMedia | None = None
         self.ended: str | None = None
         self.refer_send, self.refer_recv = trio.open_memory_channel[ReferStatus](8)
+        self.confirmed = trio.Event()  # our 200's ACK arrived: the dialog may carry requests
 
     async def answer(self) -> None:
         if self.media is not None and self.ended is None:
@@ -69,6 +72,12 @@ class _SipCall:
         dialog = ua.dialogs.get(self.call_id)
         if dialog is None:
             return 481
+        # Not before the caller's ACK: through a multi-process proxy a REFER sent right after
+        # our 200 can overtake it, and the caller sees a request in a dialog it does not have.
+        with trio.move_on_after(ACK_WAIT_S):
+            await self.confirmed.wait()
+        if not self.confirmed.is_set():
+            return 408
         if ":" not in target:  # a bare number or name: at the caller's domain
             try:
                 target = f"sip:{target}@{parse_uri(dialog.remote_uri).host}"
@@ -155,6 +164,8 @@ class SipServer:
             call.ended = event.reason
             if media is not None:
                 media.leg.push_event(LegHangup(f"sip {event.reason}"))
+        elif isinstance(event, CallConfirmed):
+            call.confirmed.set()
         elif isinstance(event, ReferStatus):
             with contextlib.suppress(trio.WouldBlock):  # nobody waits for this transfer now
                 call.refer_send.send_nowait(event)
