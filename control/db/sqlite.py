@@ -2,8 +2,9 @@
 
 Every operation is one whole transaction in one ``trio.to_thread`` hop: FINDINGS.md measured 6-16 us
 per statement inline but 130-200 us per hop, and fsync must never run on the Trio thread. WAL with
-``synchronous=NORMAL`` lets readers proceed during a write. One connection, serialised by a Trio
-lock (SQLite has a single writer anyway); the hop is not abandoned on cancel, so a transaction is
+``synchronous=NORMAL`` lets readers proceed during a write. One connection, used by one thread at a
+time (SQLite has a single writer anyway); operations that queue up while a hop runs share the
+next hop (:mod:`control.db.batched_hop`); a hop is not abandoned on cancel, so a transaction is
 never left half-done.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TypeVar
-
-import trio
 
 from control.db.base import (
     DatabaseError,
@@ -24,6 +23,7 @@ from control.db.base import (
     check_prefix,
     with_prefix,
 )
+from control.db.batched_hop import BatchedHop
 
 T = TypeVar("T")
 
@@ -39,14 +39,13 @@ class SqliteDatabase:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._lock = trio.Lock()
+        self._hops = BatchedHop(self._conn)
 
     async def _hop(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        async with self._lock:
-            try:
-                return await trio.to_thread.run_sync(fn, self._conn)
-            except sqlite3.Error as exc:
-                raise DatabaseError(f"sqlite: {exc}") from exc
+        try:
+            return await self._hops.run(fn)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"sqlite: {exc}") from exc
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         text = with_prefix(sql, self.prefix)
@@ -83,5 +82,4 @@ class SqliteDatabase:
         await self.fetch_all("SELECT 1 AS ok")
 
     async def aclose(self) -> None:
-        async with self._lock:
-            self._conn.close()
+        await self._hops.run(lambda conn: conn.close())
