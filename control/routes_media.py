@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import trio
 from quart import Response, send_from_directory, websocket
 
 from control.api import Api, Ctx
@@ -42,7 +43,13 @@ from control.auth import (
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.services import Services
 from media.message_socket import MessageSocket
-from media.websocket_calls import CLOSE_UNAUTHORIZED, Authorize, LegKind, WebsocketCalls
+from media.websocket_calls import (
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    Authorize,
+    LegKind,
+    WebsocketCalls,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_TOKEN_TTL_S = 12 * 3600  # a working day; restart serve for a new link
@@ -95,6 +102,12 @@ def _authorizer(api: Api, principal: Principal | None) -> Authorize:
 def _register_socket(api: Api, path: str, kind: LegKind, calls: WebsocketCalls) -> None:
     async def media_socket() -> None:
         subprotocol = "media" if "media" in websocket.requested_subprotocols else None
+        # The REST API's per-IP bucket: a client opening sockets in a loop is held back too.
+        if api.ip_buckets.take(f"ip:{websocket.remote_addr}", trio.current_time()):
+            calls.count_refusal(kind, "rate_limited")
+            await websocket.accept(subprotocol=subprotocol)
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "rate limited: try again later")
+            return
         args, header = websocket.args, websocket.headers.get("Authorization", "")
         try:
             principal = await _principal(

@@ -51,10 +51,16 @@ class Plane:
 
 
 @pytest.fixture
-async def plane(nursery: trio.Nursery, tmp_path: object) -> AsyncIterator[Plane]:
+async def plane(
+    nursery: trio.Nursery, tmp_path: object, request: pytest.FixtureRequest
+) -> AsyncIterator[Plane]:
     http = HostPort("127.0.0.1", _free_port())
+    limits = getattr(request, "param", {})  # e.g. {"rate_burst": 3}, by indirect parametrize
     cfg = ControlConfig(
-        http=http, db=DatabaseUrl.parse(f"sqlite:///{tmp_path}/ws.db"), jwt_secret="s" * 32
+        http=http,
+        db=DatabaseUrl.parse(f"sqlite:///{tmp_path}/ws.db"),
+        jwt_secret="s" * 32,
+        **limits,
     )
     calls, metrics = CallRegistry(), MediaMetrics(CollectorRegistry())
     legs = WebsocketCalls()
@@ -242,3 +248,17 @@ async def test_bad_input_closes_that_socket_with_a_reason_and_a_count(plane: Pla
     assert best_snr_db(src, echoed, max_delay=4000)[0] > 25
     rows = {r["leg_ref"]: r for r in await call_rows(plane, "twilio")}
     assert rows[SID]["hangup_cause"] == "caller"
+
+
+@pytest.mark.parametrize("plane", [{"rate_per_s": 0.2, "rate_burst": 3}], indirect=True)
+async def test_a_client_opening_sockets_in_a_loop_is_held_back(plane: Plane) -> None:
+    url = f"ws://{plane.http}/v1.0/media-streams?access_key={plane.access_key}"
+    codes = []
+    for _ in range(5):
+        session = await trio.to_thread.run_sync(
+            functools.partial(play, url, ["{not json"], close=False)
+        )
+        codes.append(session.code)
+    assert codes[:3] == [1008, 1008, 1008]  # within the burst: heard, and refused for its JSON
+    assert codes[3:] == [1013, 1013]  # then: try again later
+    assert (await trio.to_thread.run_sync(leg_errors, plane))[("twilio", "rate_limited")] == 2
