@@ -11,7 +11,6 @@ A failure in this call cancels this call only.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from media.hooks import (
 )
 from media.leg import Leg, LegAudio, LegDtmf, LegError, LegHangup, LegMarkPlayed
 from media.metrics import MediaMetrics
+from media.pacing import PacingGrid
 from media.playout import PlayoutBuffer
 from media.registry import CallRegistry
 from media.resample import StreamResampler
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
 PACER_SLEW_S = 0.001  # how far one frame may pull the pacing grid earlier (gaps stay >= 19 ms)
+# How far behind its slot a frame may be and still catch up (the frames behind it go out in the
+# same burst); further behind, the grid restarts. 100 ms: five frames, within what a phone's or
+# Asterisk's jitter buffer absorbs.
+PACER_CATCHUP_S = 0.1
 TOOL_TIMEOUT_S = 10.0
 CLEANUP_TIMEOUT_S = 2.0
 PING_EVERY_S = 10.0  # agent link keep-alive; two pings unanswered (no bytes at all) end the call
@@ -406,12 +410,10 @@ class Call:
     # ---- pacing ---------------------------------------------------------------------------
 
     async def _pacer(self) -> None:
-        """Send one frame per 20 ms slot. Slots restart from now after an idle spell, so a
-        first frame goes out at once. Queued audio goes out exactly 20 ms apart; a live stream
-        (the buffer ran dry and the next frame came before its slot) pulls the grid towards
-        its own arrivals by at most PACER_SLEW_S a frame, so a grid anchored on a first frame
-        that was held up does not make every later frame wait for it."""
-        next_slot = -math.inf
+        """Send one frame per 20 ms slot of a :class:`media.pacing.PacingGrid`: frames whose
+        slot passed during a short delay catch up at once, a stream that stopped restarts the
+        grid, a live stream that runs early pulls it earlier (the rules are in that module)."""
+        grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S)
         held_tail = False
         ran_dry = False
         frames_out = self._env.metrics.frames_out.labels(self.leg)
@@ -425,23 +427,19 @@ class Call:
                 ran_dry = True
                 continue
             now = trio.current_time()
-            if now > next_slot + FRAME_S:
-                next_slot = now  # idle or fell far behind: start a new grid
-            elif not self._leg.self_paced and now < next_slot:
-                if ran_dry:
-                    next_slot -= min(next_slot - now, PACER_SLEW_S)
+            due = grid.slot(now, ran_dry)
+            if not self._leg.self_paced and now < due:
                 # (A slot already past needs no sleep: Trio wakes a sleeper by cancelling it,
-                # the costliest wake-up it has. The loop still checkpoints: a late frame resets
-                # the grid above, and the next one sleeps.)
-                await trio.sleep_until(next_slot)
+                # the costliest wake-up it has. The loop still checkpoints at the send.)
+                await trio.sleep_until(due)
             ran_dry = False
             frame = self._playout.pop_frame(pad=held_tail or self._end_after_playout is not None)
             if frame is None:  # a short tail: give the agent one slot to complete it
                 held_tail = True
-                next_slot += FRAME_S
+                grid.advance()
                 continue
             held_tail = False
-            late_s = trio.current_time() - next_slot
+            late_s = trio.current_time() - due
             lateness.observe(late_s)
             self.stats.max_lateness_s = max(self.stats.max_lateness_s, late_s)
             await self._send_leg(frame)
@@ -450,7 +448,7 @@ class Call:
             for name in self._playout.passed_marks():
                 await self._leg.send_mark(name)
                 await self._send_link(m.Mark(name))
-            next_slot += FRAME_S
+            grid.advance()
 
     async def _send_leg(self, frame: bytes) -> None:
         try:
