@@ -10,6 +10,7 @@ import time
 
 from ai_pipeline.link import CallHandler
 from ai_pipeline.server import AgentServer
+from callbridge.heap import freeze_startup_heap
 from media.config import HostPort
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def run(ns: argparse.Namespace) -> int:
 
 async def serve_forever(handler: CallHandler, listen: HostPort) -> None:
     server = await AgentServer(handler).start(listen.host, listen.port)
-    log.info("agent listening", extra={"listen": str(listen)})
+    frozen = freeze_startup_heap()  # models and libraries: never walked by a full GC pass
+    log.info("agent listening", extra={"listen": str(listen), "frozen_objects": frozen})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ import signal
 
 import trio
 
+from callbridge.heap import freeze_startup_heap
 from callbridge.supervisor import AgentCannotStart, supervise_agent
 from control import config as control_config
 from control.plane import open_control_plane
@@ -67,9 +68,11 @@ async def serve(
             await nursery.start(serve_audiosocket, env)
             if sip_cfg is not None:
                 await nursery.start(serve_sip, env, sip_cfg)
+            frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
             log.info(
                 "callbridge ready",
                 extra={
+                    "frozen_objects": frozen,
                     "http": str(control_cfg.http),
                     "audiosocket": str(media_cfg.audiosocket),
                     "agent": media_cfg.agent_url,

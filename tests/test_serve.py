@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -94,6 +95,14 @@ async def wait_http(port: int) -> None:
                 await trio.sleep(0.2)
 
 
+def ready_record(log: Path) -> dict[str, Any]:
+    """serve's structured "callbridge ready" log record."""
+    for line in log.read_text().splitlines():
+        if '"callbridge ready"' in line:
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise AssertionError(f"no ready record in {log.read_text()[-2000:]}")
+
+
 async def one_echo_call(port: int) -> float:
     src = tone(700, 0.6)
     peer = await AsteriskPeer.connect(port)
@@ -110,10 +119,12 @@ async def one_echo_call(port: int) -> float:
 @pytest.mark.slow
 async def test_serve_answers_a_call_and_restarts_a_crashed_agent(
     serve: tuple[subprocess.Popen[bytes], dict[str, int]],
+    tmp_path: Path,
 ) -> None:
     proc, ports = serve
     await wait_http(ports["http"])
     assert http_json(ports["http"], "/health")["status"] == "ok"
+    assert ready_record(tmp_path / "serve.log")["frozen_objects"] > 10_000  # callbridge.heap
     assert await one_echo_call(ports["audiosocket"]) > 30
 
     children = psutil.Process(proc.pid).children()

@@ -1,0 +1,29 @@
+"""The start-up heap is frozen: a later full collection no longer walks it."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from callbridge.heap import freeze_startup_heap
+
+
+@pytest.fixture
+def unfreeze() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+@pytest.mark.usefixtures("unfreeze")
+def test_objects_alive_at_start_up_are_frozen_and_new_ones_are_not() -> None:
+    old_list: list[list[int]] = [[] for _ in range(1000)]
+    frozen = freeze_startup_heap()
+    assert frozen >= len(old_list)
+    new: list[list[int]] = [[] for _ in range(10)]
+    gc.collect()
+    assert gc.get_freeze_count() == frozen  # a full pass leaves the frozen ones where they are
+    in_gen2 = {id(x) for x in gc.get_objects(generation=2)}
+    assert all(id(x) in in_gen2 for x in new)  # objects from after start-up are still collected
+    assert not any(id(x) in in_gen2 for x in old_list)
