@@ -19,6 +19,7 @@ from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
 from sip import config as sip_config
+from sip.outbound import SipOutbound
 from sip.rtp_calls import RtpCalls
 from sip.server import serve_sip
 
@@ -61,13 +62,16 @@ async def serve(
             await nursery.start(supervise_agent, media_cfg.agent_mode, media_cfg.agent_listen)
         legs = WebsocketCalls()  # media WebSocket routes; their calls run in this nursery
         rtp = RtpCalls()  # RTP legs attached by SDP through the API; their calls too
-        async with open_control_plane(control_cfg, registry, metrics, nursery, legs, rtp) as hooks:
+        sip = SipOutbound()  # POST /v1.0/calls places SIP calls through the listener
+        async with open_control_plane(
+            control_cfg, registry, metrics, nursery, legs, rtp, sip
+        ) as hooks:
             env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
             legs.attach(env, nursery)
             rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
             await nursery.start(serve_audiosocket, env)
             if sip_cfg is not None:
-                await nursery.start(serve_sip, env, sip_cfg)
+                await nursery.start(serve_sip, env, sip_cfg, sip)
             frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
             log.info(
                 "callbridge ready",

@@ -97,7 +97,7 @@ class ControlHooks:
                 "agent_id": agent["id"],
                 "leg": info.leg,
                 "leg_ref": info.leg_ref[:128],
-                "direction": "incoming",
+                "direction": str(info.params.get("direction") or "incoming"),
                 "source": info.caller[:64],
                 "destination": info.callee[:64],
                 "status": "ringing",

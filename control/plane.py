@@ -41,6 +41,7 @@ from control.webhooks import WebhookDispatcher
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
+from sip.outbound import SipOutbound
 from sip.rtp_calls import RtpCalls
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,14 @@ def create_app(
     media_metrics: MediaMetrics,
     legs: WebsocketCalls | None = None,
     rtp: RtpCalls | None = None,
+    sip: SipOutbound | None = None,
 ) -> QuartTrio:
     app = QuartTrio(
         "callbridge", static_folder=str(routes_media.STATIC_DIR), static_url_path="/page"
     )
     api = Api(app, services)
     app.extensions["callbridge.api"] = api  # the route records, for the OpenAPI test
-    routes_calls.register(api)
+    routes_calls.register(api, sip)
     routes_resources.register(api)
     routes_media.register(api, legs or WebsocketCalls())
     routes_rtp.register(api, rtp or RtpCalls())
@@ -184,6 +186,7 @@ async def open_control_plane(
     nursery: trio.Nursery,
     legs: WebsocketCalls | None = None,
     rtp: RtpCalls | None = None,
+    sip: SipOutbound | None = None,
 ) -> AsyncIterator[ControlHooks]:
     """Serve HTTP on ``cfg.http`` and yield the hooks calls report to.
 
@@ -191,13 +194,14 @@ async def open_control_plane(
     own (see :func:`open_services`), so storage closes only after they have stopped.
     ``nursery`` (the caller's) is kept for the seam's signature; nothing is started in it.
     ``legs`` runs the media WebSocket routes' calls once the media core attaches to it, and
-    ``rtp`` the calls ``POST /v1.0/rtp-offers`` attaches by SDP. Where no
+    ``rtp`` the calls ``POST /v1.0/rtp-offers`` attaches by SDP, ``sip`` the SIP listener
+    that ``POST /v1.0/calls`` places calls through (when ``--sip`` is on). Where no
     JWT secret is configured, a random one signs this process's page and media tokens.
     """
     if not cfg.jwt_secret:  # tokens this process mints (page, media) need a key: a fresh one
         cfg = dataclasses.replace(cfg, jwt_secret=secrets.token_urlsafe(32))
     async with open_services(cfg, calls, metrics) as (services, hooks, own):
-        app = create_app(services, metrics, legs, rtp)
+        app = create_app(services, metrics, legs, rtp, sip)
         hc = HypercornConfig()
         hc.bind = [str(cfg.http)]
         hc.accesslog = None

@@ -7,6 +7,7 @@ from typing import Any
 from control.api import Api, ApiError, Ctx, not_found
 from control.schemas import CallCreateBody, DtmfBody, SayBody, TransferBody
 from media.hooks import CallHandle, LegCannotDo
+from sip.outbound import OriginateRefused, SipOutbound
 
 CALL_STATUSES = ("ringing", "progressing", "hangup")
 
@@ -35,7 +36,7 @@ def page_args(ctx: Ctx) -> tuple[int, str]:
     return int(raw), token
 
 
-def register(api: Api) -> None:
+def register(api: Api, sip: SipOutbound | None = None) -> None:
     store, calls = api.services.store, api.services.calls
 
     async def live(ctx: Ctx, call_id: str) -> CallHandle:
@@ -83,9 +84,18 @@ def register(api: Api) -> None:
                 "unknown agent",
                 [{"field": "agent_id", "message": "no such agent"}],
             )
-        raise ApiError(
-            422, "cannot_originate", f"leg {body.leg!r} cannot place outbound calls in this version"
-        )
+        if body.leg != "sip" or sip is None:
+            raise ApiError(422, "cannot_originate", f"leg {body.leg!r} cannot place outbound calls")
+        customer_id = ctx.principal.customer_id
+        params = {"customer_id": customer_id, "agent_id": body.agent_id.lower()}
+        try:
+            call_id = await sip.originate(body.source, body.destination, params)
+        except OriginateRefused as exc:
+            raise ApiError(exc.status, exc.code, str(exc)) from None
+        row = await store.get("calls", call_id, customer_id)
+        if row is None:  # already ended and purged? the call existed: say so
+            raise ApiError(409, "call_not_live", "the call has ended")
+        return public(row)
 
     @api.route("GET", "/v1.0/calls/<call_id>", summary="Get a call")
     async def get_call(ctx: Ctx, call_id: str) -> dict[str, Any]:

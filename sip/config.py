@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from media.config import ConfigError, HostPort
+from sip.digest import Credentials
+from sip.headers import SipHeaderError, parse_uri
+
+PASSWORD_ENV = "CALLBRIDGE_SIP_PASSWORD"  # never a flag: it would show in ps and shell history
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,12 @@ class SipConfig:
     invite_rate_per_s: float = 10.0  # per source address; a proxy in front counts as one
     invite_burst: int = 50
     codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+    outbound: HostPort | None = None  # where outbound INVITEs go (a trunk or Kamailio)
+    ring_timeout_s: float = 60.0  # an outbound call unanswered this long is cancelled
+    auth_user: str = ""  # digest user for challenges; default: the --sip-register user
+    auth_password: str = field(default="", repr=False)
+    register: str = ""  # address-of-record to register, sip:user@registrar[:port]
+    register_expires_s: int = 600
 
     def __post_init__(self) -> None:
         if not 0 < self.rtp_port_min < self.rtp_port_max <= 65534:
@@ -30,6 +41,32 @@ class SipConfig:
             raise ConfigError(f"--sip-advertise: not an IP address: {self.public_host!r}") from None
         if address.is_unspecified:
             raise ConfigError("--sip listens on every address: give --sip-advertise an IP")
+        if self.register:
+            try:
+                uri = parse_uri(self.register)
+            except SipHeaderError:
+                raise ConfigError(f"--sip-register: not a SIP URI: {self.register!r}") from None
+            if not uri.user:
+                raise ConfigError("--sip-register: the URI needs a user, sip:user@host")
+        if self.ring_timeout_s <= 0 or not 60 <= self.register_expires_s <= 86_400:
+            raise ConfigError("--sip-ring-timeout > 0, --sip-register-expires 60..86400")
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """Digest credentials for challenges to our INVITEs and REGISTERs, if configured."""
+        user = self.auth_user or (parse_uri(self.register).user if self.register else "")
+        return Credentials(user, self.auth_password) if user and self.auth_password else None
+
+    def outbound_route(self, destination: str) -> tuple[str, str, HostPort] | None:
+        """(Request-URI, the trunk's host for From, next hop) for a number, or None."""
+        hop = self.outbound
+        if hop is None and self.register:
+            host, port = parse_uri(self.register).address
+            hop = HostPort(host, port)
+        if hop is None:
+            return None
+        host = f"[{hop.host}]" if ":" in hop.host else hop.host
+        return f"sip:{destination}@{host}:{hop.port}", host, hop
 
     @property
     def public_host(self) -> str:
@@ -50,6 +87,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--sip-invite-rate", type=float, default=10.0, metavar="PER_S")
     g.add_argument("--sip-invite-burst", type=int, default=50)
+    g.add_argument(
+        "--sip-outbound",
+        default="",
+        metavar="HOST:PORT",
+        help="where POST /v1.0/calls sends INVITEs (trunk/proxy); default: the registrar",
+    )
+    g.add_argument("--sip-ring-timeout", type=float, default=60.0, metavar="S")
+    g.add_argument(
+        "--sip-register",
+        default="",
+        metavar="SIP_URI",
+        help=f"register sip:user@host[:port] (digest password from ${PASSWORD_ENV})",
+    )
+    g.add_argument("--sip-register-expires", type=int, default=600, metavar="S")
+    g.add_argument(
+        "--sip-auth-user",
+        default="",
+        metavar="USER",
+        help=f"digest user for challenges (default: the --sip-register user; ${PASSWORD_ENV})",
+    )
 
 
 def _rtp_ports(ns: argparse.Namespace) -> tuple[int, int]:
@@ -77,6 +134,7 @@ def from_args(ns: argparse.Namespace) -> SipConfig | None:
     if not ns.sip:
         return None
     low, high = _rtp_ports(ns)
+    outbound = getattr(ns, "sip_outbound", "")
     return SipConfig(
         listen=HostPort.parse(ns.sip, "--sip"),
         advertise=ns.sip_advertise,
@@ -84,4 +142,10 @@ def from_args(ns: argparse.Namespace) -> SipConfig | None:
         rtp_port_max=high,
         invite_rate_per_s=ns.sip_invite_rate,
         invite_burst=ns.sip_invite_burst,
+        outbound=HostPort.parse(outbound, "--sip-outbound") if outbound else None,
+        ring_timeout_s=getattr(ns, "sip_ring_timeout", 60.0),
+        auth_user=getattr(ns, "sip_auth_user", ""),
+        auth_password=os.environ.get(PASSWORD_ENV, ""),
+        register=getattr(ns, "sip_register", ""),
+        register_expires_s=getattr(ns, "sip_register_expires", 600),
     )

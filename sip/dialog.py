@@ -1,7 +1,8 @@
-"""SIP dialogs on the UAS side (RFC 3261 12) and the messages built from them, sans-I/O.
+"""SIP dialogs (RFC 3261 12), as UAS or (outbound calls) UAC, and messages built from them.
 
 A dialog remembers what every later request needs: the tags, the remote target (Contact), the
-route set (Record-Route, kept in order on the UAS side: 12.1.1) and both CSeq counters.
+route set (Record-Route: in order on the UAS side, 12.1.1; reversed on the UAC side, 12.1.2)
+and both CSeq counters.
 Responses copy Via, From, To, Call-ID and CSeq from their request (8.2.6.2).
 """
 
@@ -45,8 +46,8 @@ class Dialog:
     call_id: str
     local_tag: str
     remote_tag: str
-    local_uri: str  # the INVITE's To
-    remote_uri: str  # the INVITE's From
+    local_uri: str  # the INVITE's To (our From when we sent the INVITE)
+    remote_uri: str  # the INVITE's From (its To when we sent it)
     remote_target: str  # the INVITE's Contact URI
     route_set: list[str]
     source: Address  # where the INVITE came from (the edge proxy, usually)
@@ -89,15 +90,23 @@ class Dialog:
     def request(self, method: str, via: str, contact: str) -> SipRequest:
         """A new in-dialog request (12.2.1.1); the caller adds its body and extra headers."""
         self.local_cseq += 1
+        request = self._request(method, via, self.local_cseq)
+        request.headers.append(("Contact", contact))
+        return request
+
+    def ack(self, via: str) -> SipRequest:
+        """The ACK of a 2xx to our INVITE (13.2.2.4): the INVITE's CSeq number, a new branch."""
+        return self._request("ACK", via, self.local_cseq)
+
+    def _request(self, method: str, via: str, cseq: int) -> SipRequest:
         headers = [
             ("Via", via),
             ("Max-Forwards", "70"),
             ("From", f"<{self.local_uri}>;tag={self.local_tag}"),
             ("To", f"<{self.remote_uri}>;tag={self.remote_tag}"),
             ("Call-ID", self.call_id),
-            ("CSeq", f"{self.local_cseq} {method}"),
+            ("CSeq", f"{cseq} {method}"),
             *(("Route", route) for route in self.route_set),
-            ("Contact", contact),
         ]
         return SipRequest(headers=headers, method=method, uri=self.remote_target)
 

@@ -62,6 +62,43 @@ class ReferStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingProgress:
+    """A provisional response (180 Ringing, 183 Session Progress) to an INVITE we sent."""
+
+    call_id: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingAnswered:
+    """Our INVITE was answered (2xx, ACK sent); ``sdp`` is the peer's answer to our offer."""
+
+    call_id: str
+    sdp: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingFailed:
+    """Our INVITE ended without a call: a final error (ACKed), a timeout, or our CANCEL."""
+
+    call_id: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationChanged:
+    """The registration's state moved: registered (``expires_s``), failed (retry in
+    ``retry_s``) or unregistered."""
+
+    state: str  # "registered", "failed", "unregistered"
+    status: int  # the registrar's final response, 408 on timeout
+    expires_s: int = 0
+    retry_s: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A datagram or request refused without a dialog; ``reason`` is a metric label."""
 
@@ -70,5 +107,15 @@ class Rejected:
 
 
 SipEvent: TypeAlias = (
-    IncomingCall | ReOffer | CallConfirmed | CallEnded | DtmfInfo | ReferStatus | Rejected
+    IncomingCall
+    | ReOffer
+    | CallConfirmed
+    | CallEnded
+    | DtmfInfo
+    | ReferStatus
+    | OutgoingProgress
+    | OutgoingAnswered
+    | OutgoingFailed
+    | RegistrationChanged
+    | Rejected
 )

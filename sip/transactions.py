@@ -7,8 +7,10 @@ Three things need timers on a UAS that sometimes sends requests:
 - :class:`Retransmitter` entries of kind ``answer``: a final response to an INVITE, resent at
   T1, 2*T1 ... capped at T2 until the ACK comes (2xx: 13.3.1.4; others: timer G), given up after
   64*T1 (timer H).
-- entries of kind ``request``: a non-INVITE request we sent (BYE, REFER), resent the same way
-  until any response (timer E), given up after 64*T1 (timer F).
+- entries of kind ``request``: a non-INVITE request we sent (BYE, REFER, CANCEL, REGISTER),
+  resent the same way until any response (timer E), given up after 64*T1 (timer F).
+- entries of kind ``invite``: an INVITE we sent, resent until a provisional response (timer A;
+  capped at T2 like the others), given up after 64*T1 without one (timer B).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class ResponseCache:
 class Pending:
     """One message resent until acknowledged (an ACK, or any response)."""
 
-    kind: Literal["answer", "request"]
+    kind: Literal["answer", "request", "invite"]
     call_id: str
     method: str  # of the transaction: INVITE for answers, BYE/REFER for requests
     data: bytes
@@ -112,7 +114,7 @@ class Retransmitter:
 
 
 def new_pending(
-    kind: Literal["answer", "request"],
+    kind: Literal["answer", "request", "invite"],
     call_id: str,
     method: str,
     data: bytes,

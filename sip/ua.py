@@ -1,10 +1,12 @@
-"""A SIP user agent server over UDP (RFC 3261), sans-I/O: datagrams in, events and datagrams out.
+"""A SIP user agent over UDP (RFC 3261), sans-I/O: datagrams in, events and datagrams out.
 
 The subset a media server answering calls needs: INVITE with an SDP offer (100, 180, 200 with
 the answer, the 2xx retransmitted until the ACK), ACK, BYE both ways, CANCEL (200, then 487),
 re-INVITE (hold and resume), OPTIONS (keep-alive probes from Kamailio's dispatcher), INFO with
-DTMF, and REFER (RFC 3515) with its NOTIFY progress for transfers. No registration and so no
-digest authentication: callbridge sits behind an edge proxy that authenticates callers.
+DTMF, and REFER (RFC 3515) with its NOTIFY progress for transfers. Outbound calls (INVITE with
+our offer, :mod:`sip.invite_client`) and one registration (:mod:`sip.register_client`) answer
+digest challenges with the configured credentials; incoming requests are never challenged:
+callbridge sits behind an edge proxy that authenticates callers.
 
 Usage, in the adapter: ``receive_datagram()`` per datagram, ``handle_timeout()`` when
 ``next_deadline()`` passes, and after either, send ``take_outgoing()``. The time is always passed
@@ -18,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sip.dialog import ALLOW, Address, Dialog, build_response
+from sip.digest import Credentials
 from sip.events import (
     CallConfirmed,
     CallEnded,
     DtmfInfo,
     IncomingCall,
+    OutgoingFailed,
     ReferStatus,
     Rejected,
     ReOffer,
@@ -30,11 +34,12 @@ from sip.events import (
 )
 from sip.headers import SipHeaderError, Via, parse_name_addr, parse_via
 from sip.info import parse_dtmf_info, parse_sipfrag_status
+from sip.invite_client import MAGIC_COOKIE, InviteClient, Local
 from sip.message import SipParseError, SipRequest, SipResponse, cseq_of, parse_message
 from sip.ratelimit import RateLimiter
-from sip.transactions import T2_S, ResponseCache, Retransmitter, new_pending
+from sip.register_client import RegisterClient, RegisterConfig
+from sip.transactions import T2_S, Pending, ResponseCache, Retransmitter, new_pending
 
-MAGIC_COOKIE = "z9hG4bK"
 _NOT_ALLOWED = {"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "REFER", "UPDATE", "PRACK"}
 
 
@@ -47,6 +52,7 @@ class UaConfig:
     invite_burst: int = 50
     max_dialogs: int = 2_000
     retry_after_s: int = 5  # when over max_dialogs
+    credentials: Credentials | None = None  # for challenges to our INVITEs and REGISTERs
 
 
 def _is_sdp(message: SipRequest) -> bool:
@@ -64,15 +70,21 @@ class UserAgent:
         self._limiter = RateLimiter(config.invite_rate_per_s, config.invite_burst)
         self._outbox: list[tuple[bytes, Address]] = []
         self.contact = f"<sip:callbridge@{config.host}:{config.port}>"
+        self.local = Local(config.host, config.port, self.contact, config.user_agent)
+        self.client = InviteClient(self.local, self._token, self._outbox, self._timers,
+                                   self._cache, self.dialogs, config.credentials)  # fmt: skip
+        self.registration: RegisterClient | None = None
 
     # The adapter's side ---------------------------------------------------------------------
 
     def take_outgoing(self) -> list[tuple[bytes, Address]]:
-        out, self._outbox = self._outbox, []
+        out = list(self._outbox)
+        self._outbox.clear()  # the same list: the invite and register clients append to it
         return out
 
     def next_deadline(self) -> float | None:
-        pending = (self._timers.next_deadline(), self._cache.next_expiry())
+        registration = self.registration.next_deadline() if self.registration else None
+        pending = (self._timers.next_deadline(), self._cache.next_expiry(), registration)
         deadlines = [d for d in pending if d is not None]
         return min(deadlines, default=None)
 
@@ -86,7 +98,7 @@ class UserAgent:
         try:
             via = parse_via(message.get_all("Via")[0])
             if isinstance(message, SipResponse):
-                return self._on_response(message, via)
+                return self._on_response(message, via, now_s)
             return self._on_request(message, via, source, now_s)
         except SipHeaderError:
             return [Rejected("malformed_header", 0)]
@@ -97,14 +109,41 @@ class UserAgent:
         self._outbox.extend((p.data, p.destination) for p in resend)
         events: list[SipEvent] = []
         for _, p in expired:
-            if p.kind == "answer" and 200 <= p.status < 300 and p.call_id in self.dialogs:
-                self.bye(p.call_id, now_s)  # 13.3.1.4: no ACK for our 2xx ends the dialog
-                events.append(CallEnded(p.call_id, "no_ack"))
-            elif p.kind == "request" and p.method == "REFER":
-                events.append(ReferStatus(p.call_id, 408, True))
+            events.extend(self._given_up(p, now_s))
+        if self.registration is not None:
+            events.extend(self.registration.on_timer(now_s))
         return events
 
+    def _given_up(self, p: Pending, now_s: float) -> list[SipEvent]:
+        if p.kind == "answer" and 200 <= p.status < 300 and p.call_id in self.dialogs:
+            self.bye(p.call_id, now_s)  # 13.3.1.4: no ACK for our 2xx ends the dialog
+            return [CallEnded(p.call_id, "no_ack")]
+        if p.kind == "invite":
+            return self.client.on_timeout(p.call_id)
+        if p.method == "REFER":
+            return [ReferStatus(p.call_id, 408, True)]
+        if p.method == "REGISTER" and self.registration is not None:
+            return self.registration.on_transaction_timeout(now_s)
+        return []
+
     # Commands -------------------------------------------------------------------------------
+
+    def invite(self, target: str, from_uri: str, sdp: bytes, destination: Address,
+               now_s: float, call_id: str = "") -> str:  # fmt: skip
+        """Call ``target`` with our SDP offer, through ``destination``; returns the Call-ID.
+        Progress comes as OutgoingProgress, then OutgoingAnswered or OutgoingFailed."""
+        return self.client.invite(target, from_uri, sdp, destination, now_s, call_id)
+
+    def register(self, cfg: RegisterConfig, now_s: float) -> None:
+        """Register ``cfg.aor`` and keep it registered; changes come as RegistrationChanged."""
+        self.registration = RegisterClient(
+            cfg, self.local, self._token, self._outbox, self._timers, self.config.credentials
+        )
+        self.registration.start(now_s)
+
+    def unregister(self, now_s: float) -> bool:
+        """Remove our binding (Expires: 0); False when there is none."""
+        return self.registration is not None and self.registration.stop(now_s)
 
     def ringing(self, call_id: str, now_s: float) -> None:
         dialog = self.dialogs.get(call_id)
@@ -124,7 +163,10 @@ class UserAgent:
         self._final(call_id, status, now_s, retry_after_s=retry_after_s)
 
     def bye(self, call_id: str, now_s: float) -> None:
-        """End the call from our side (an unanswered INVITE gets 480 instead)."""
+        """End the call from our side (an unanswered INVITE gets 480 instead; one we sent,
+        a CANCEL)."""
+        if self.client.cancel(call_id, now_s):
+            return
         dialog = self.dialogs.get(call_id)
         if dialog is None:
             return
@@ -217,16 +259,32 @@ class UserAgent:
 
     # Receiving ------------------------------------------------------------------------------
 
-    def _on_response(self, response: SipResponse, via: Via) -> list[SipEvent]:
-        pending = self._timers.get(via.branch or "")
+    def _on_response(self, response: SipResponse, via: Via, now_s: float) -> list[SipEvent]:
+        branch = via.branch or ""
+        method = cseq_of(response)[1]
+        if method == "INVITE" and self.client.owns(branch):
+            events = self.client.on_response(response, branch, now_s)
+            for event in events:  # a 2xx that crossed our CANCEL: end that dialog
+                if isinstance(event, OutgoingFailed) and event.call_id in self.dialogs:
+                    self.bye(event.call_id, now_s)
+            return events
+        key = f"{branch}|CANCEL" if method == "CANCEL" else branch
+        pending = self._timers.get(key)
         if pending is None or pending.kind != "request":
+            ack = self._cache.get((branch, "ACK")) if method == "INVITE" else None
+            if ack is not None and response.status >= 200:
+                self._outbox.append(ack)  # a retransmitted final response: ACK it again
+                return []
             return [Rejected("stray_response", 0)]
         if response.status < 200:
             pending.interval_s = T2_S  # 17.1.2.2: provisional: keep resending, but at T2
             return []
-        self._timers.stop(via.branch or "")
+        self._timers.stop(key)
         if pending.method == "REFER":
             return [ReferStatus(pending.call_id, response.status, response.status >= 300)]
+        registration = self.registration
+        if pending.method == "REGISTER" and registration is not None and registration.owns(branch):
+            return registration.on_response(response, now_s)
         return []
 
     def _on_request(

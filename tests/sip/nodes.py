@@ -13,6 +13,7 @@ from media.config import HostPort, MediaConfig
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from sip.config import SipConfig
+from sip.outbound import SipOutbound
 from sip.server import serve_sip
 from tests.media.conftest import RecordingHooks
 
@@ -24,6 +25,10 @@ class Node:
     hooks: RecordingHooks
     scope: trio.CancelScope
     rtp_ports: range
+    outbound: SipOutbound
+
+    async def originate(self, source: str = "+15550001", destination: str = "+15550002") -> str:
+        return await self.outbound.originate(source, destination, {})
 
     def counter(self, name: str, **labels: str) -> float:
         value = self.env.metrics.registry.get_sample_value(name, labels)
@@ -49,10 +54,11 @@ async def start_node(
     hooks = hooks or RecordingHooks()
     env = CallEnv(config=media, hooks=hooks, metrics=MediaMetrics(), registry=CallRegistry())
     scope = trio.CancelScope()
+    outbound = SipOutbound()
 
     async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         with scope:
-            await serve_sip(env, cfg, task_status=task_status)
+            await serve_sip(env, cfg, outbound, task_status=task_status)
 
     port = await nursery.start(run)
-    return Node(port, env, hooks, scope, range(base, base + 200))
+    return Node(port, env, hooks, scope, range(base, base + 200), outbound)

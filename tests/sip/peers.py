@@ -25,6 +25,7 @@ from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 KAMAILIO_CFG = ROOT / "sip" / "kamailio" / "kamailio.cfg"
+REGISTRAR_CFG = ROOT / "sip" / "kamailio" / "registrar.cfg"
 SCENARIOS = ROOT / "sip" / "sipp"
 FIXTURES = ROOT / "rtp_fixtures"
 ETH_P_ALL = 0x0003
@@ -96,16 +97,24 @@ async def kamailio(folder: Path, nodes: list[tuple[int, int]], alg: int = 4) -> 
     Start-up is awaited in a thread: the nodes in this test's Trio loop must keep answering
     Kamailio's OPTIONS probes meanwhile, or it would mark them inactive.
     """
-    binary = require_binary("kamailio")
-    port = free_udp_port()
     (folder / "dispatcher.list").write_text(
         "".join(f"1 sip:127.0.0.1:{p} 0 {prio}\n" for p, prio in nodes)
     )
+    defines = [f'DISPATCHER_LIST="{folder / "dispatcher.list"}"', f"DS_ALG={alg}",
+               "DS_PING_INTERVAL=1"]  # fmt: skip
+    async with kamailio_with(folder, KAMAILIO_CFG, defines) as port:
+        yield port
+
+
+@asynccontextmanager
+async def kamailio_with(folder: Path, cfg: Path, defines: list[str]) -> AsyncIterator[int]:
+    """Kamailio running ``cfg`` with ``-A`` ``defines`` on a free loopback port; yields it."""
+    binary = require_binary("kamailio")
+    port = free_udp_port()
     cmd = [
-        binary, "-DD", "-E", "-f", str(KAMAILIO_CFG), "-A", "SKIP_LISTEN",
-        "-l", f"udp:127.0.0.1:{port}", "-A", f'DISPATCHER_LIST="{folder / "dispatcher.list"}"',
-        "-A", f"DS_ALG={alg}", "-A", "DS_PING_INTERVAL=1", "-Y", str(folder), "-w", str(folder),
-        "-m", "32", "-M", "4",
+        binary, "-DD", "-E", "-f", str(cfg), "-A", "SKIP_LISTEN", "-l", f"udp:127.0.0.1:{port}",
+        *(arg for define in defines for arg in ("-A", define)),
+        "-Y", str(folder), "-w", str(folder), "-m", "32", "-M", "4",
     ]  # fmt: skip
     log = (folder / "kamailio.log").open("wb")
     proc = await trio.lowlevel.open_process(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -144,14 +153,21 @@ class SippRun:
     errors: str
 
 
-async def run_sipp(folder: Path, scenario: str, target_port: int, media_port: int,
-                   timeout_s: float = 60, calls: int = 1) -> SippRun:  # fmt: skip
+async def run_sipp(
+    folder: Path,
+    scenario: str,
+    target_port: int,
+    media_port: int,
+    timeout_s: float = 60,
+    calls: int = 1,
+    service: str = "agent",
+) -> SippRun:
     """``calls`` calls from sipp (10 per second) with ``scenario`` to 127.0.0.1:target_port."""
     binary = require_binary("sipp")
     stem = f"{scenario}-{random.getrandbits(32)}"
     messages, errors = folder / f"{stem}.msg", folder / f"{stem}.err"
     cmd = [
-        binary, f"127.0.0.1:{target_port}", "-sf", str(SCENARIOS / scenario), "-s", "agent",
+        binary, f"127.0.0.1:{target_port}", "-sf", str(SCENARIOS / scenario), "-s", service,
         "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mi", "127.0.0.1", "-mp", str(media_port),
         "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
         "-trace_msg", "-message_file", str(messages), "-trace_err", "-error_file", str(errors),
@@ -162,6 +178,48 @@ async def run_sipp(folder: Path, scenario: str, target_port: int, media_port: in
                                       stderr=subprocess.STDOUT)  # fmt: skip
     output = proc.stdout.decode(errors="replace")
     return SippRun(proc.returncode, output, _read(messages), _read(errors))
+
+
+@dataclass
+class SippUas:
+    port: int
+    proc: trio.Process
+    messages: Path
+    errors: Path
+
+    def result(self) -> SippRun:
+        code = self.proc.returncode
+        return SippRun(-1 if code is None else code, "", _read(self.messages), _read(self.errors))
+
+
+@asynccontextmanager
+async def sipp_uas(folder: Path, scenario: str | None = None, timeout_s: float = 30,
+                   port: int = 0) -> AsyncIterator[SippUas]:  # fmt: skip
+    """sipp answering one call on ``port`` (0: a free loopback port): its built-in ``uas``
+    scenario, or ``scenario`` from sip/sipp/. On leaving, waits (bounded) for that call's end."""
+    binary = require_binary("sipp")
+    port = port or free_udp_port()
+    stem = f"uas-{random.getrandbits(32)}"
+    messages, errors = folder / f"{stem}.msg", folder / f"{stem}.err"
+    which = ["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", "uas"]
+    cmd = [
+        binary, *which, "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
+        "-mp", str(free_udp_port(pair=True)), "-m", "1", "-nostdin",
+        "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_msg",
+        "-message_file", str(messages), "-trace_err", "-error_file", str(errors),
+    ]  # fmt: skip
+    log = (folder / f"{stem}.log").open("wb")
+    proc = await trio.lowlevel.open_process(cmd, stdout=log, stderr=subprocess.STDOUT)
+    uas = SippUas(port, proc, messages, errors)
+    try:
+        yield uas
+        with trio.move_on_after(timeout_s):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
 
 
 def _read(path: Path) -> str:

@@ -7,7 +7,6 @@ loopback port of its own; the nodes run in this test's Trio loop with the echo a
 from __future__ import annotations
 
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 import trio
 
-from ai_pipeline.echo import echo_call
 from ai_pipeline.link import AgentLink
 from media.hooks import CallHandle, ToolOutcome
 from media.rtp.codec import PT_PCMU, make_codec
@@ -26,27 +24,14 @@ from tests.sip.peers import (
     FIXTURES,
     free_udp_port,
     kamailio,
-    require_binary,
     require_raw_sockets,
     run_sipp,
     sniff_rtp_to,
     wait_for_line,
 )
 
-pytestmark = [pytest.mark.service, pytest.mark.slow]
+pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.usefixtures("sip_peers")]
 TRANSFER_TARGET = "sip:sales@127.0.0.1:5099"
-
-
-@pytest.fixture
-def echo_agent() -> Iterator[str]:
-    with agent_in_thread(echo_call) as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def _peers() -> None:
-    require_binary("kamailio")
-    require_binary("sipp")
 
 
 def _rms(pcm16: bytes) -> float:
