@@ -4,6 +4,7 @@ with Kamailio as a digest-checking registrar (refreshed, found by lookup, remove
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,13 @@ pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.usefixtures("si
 WAIT_S = 20  # generous: conditions are awaited, never timed
 
 
-async def _until(condition: object, what: str) -> None:
-    with trio.fail_after(WAIT_S):
-        while not callable(condition) or not condition():
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (``what`` names it in a failure), polling; never timed."""
+    with trio.move_on_after(WAIT_S) as waited:
+        while not condition():
             await trio.sleep(0.05)
+    if waited.cancelled_caught:
+        pytest.fail(f"no {what} within {WAIT_S} s")
 
 
 async def _answered_then_hung_up(node: Node) -> str:
@@ -141,4 +145,8 @@ async def test_registers_with_kamailio_gets_calls_and_unregisters_on_stop(
         assert len(node.hooks.created) == 1
         node.stop()
         await wait_for_line(log, "expires 0")  # our Expires: 0 was accepted and saved
-    assert node.counter("callbridge_sip_registrations_total", state="unregistered") == 1
+        unregistered = {"state": "unregistered"}
+        await _until(
+            lambda: node.counter("callbridge_sip_registrations_total", **unregistered) == 1,
+            "the registrar's 200 to Expires: 0",
+        )
