@@ -150,3 +150,30 @@ async def test_registers_with_kamailio_gets_calls_and_unregisters_on_stop(
             lambda: node.counter("callbridge_sip_registrations_total", **unregistered) == 1,
             "the registrar's 200 to Expires: 0",
         )
+
+
+@pytest.mark.parametrize("ring_timeout_s", [60.0, 1.0])
+async def test_an_unanswered_call_is_cancelled_by_hangup_or_ring_timeout(
+    nursery: trio.Nursery, echo_agent: str, tmp_path: Path, ring_timeout_s: float
+) -> None:
+    async with sipp_uas(tmp_path, "uas_ring_cancel.xml") as uas:
+        node = await start_node(
+            nursery,
+            echo_agent,
+            outbound=HostPort("127.0.0.1", uas.port),
+            ring_timeout_s=ring_timeout_s,
+        )
+        call_id = await node.originate()
+        if ring_timeout_s > WAIT_S:  # hang up through the API once it rings
+            await _until(lambda: "SIP/2.0 180 Ringing" in uas.result().messages, "180")
+            handle = node.env.registry.get(call_id)
+            assert handle is not None
+            handle.hangup("api")
+        with trio.fail_after(WAIT_S):
+            await node.hooks.ended.wait()
+    run = uas.result()
+    assert run.returncode == 0, run.messages[-3000:] + run.errors  # CANCEL, 487 ACKed
+    assert "CANCEL sip:+15550002@" in run.messages
+    expected = ("api", "api") if ring_timeout_s > WAIT_S else ("caller", "no answer in 1 s")
+    assert node.hooks.hungup == [(call_id, *expected)]
+    assert node.hooks.answered == []
