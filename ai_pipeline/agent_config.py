@@ -28,6 +28,11 @@ DEFAULT_PROMPT = (
 FORBIDDEN_KEYS = frozenset({"api_key", "apikey", "key", "token", "secret", "password"})
 
 
+# Active speech level of the agent's voice: loud and clear on a handset, 17 dB of headroom
+# to the -3 dBFS peak ceiling.
+DEFAULT_VOICE_LEVEL_DBFS = -20.0
+
+
 class AgentConfigError(ValueError):
     """The agent configuration is invalid; the message names the offending field."""
 
@@ -72,6 +77,8 @@ class AgentConfig:
     llm: EngineConfig = field(default_factory=lambda: EngineConfig("intent-router"))
     tts: EngineConfig = field(default_factory=lambda: EngineConfig("piper"))
     vad: VadConfig = field(default_factory=VadConfig)
+    # The agent's speech at the caller (ai_pipeline/voice_level.py); None leaves TTS as it is.
+    voice_level_dbfs: float | None = DEFAULT_VOICE_LEVEL_DBFS
 
 
 _TOP_LEVEL = frozenset(
@@ -86,6 +93,7 @@ _TOP_LEVEL = frozenset(
         "user_turn_timeout_secs",
         "engines",
         "vad",
+        "voice_level_dbfs",
     }
 )
 
@@ -152,6 +160,12 @@ def _vad(raw: Any) -> VadConfig:
     )
 
 
+def _voice_level(raw: Mapping[str, Any]) -> float | None:
+    if "voice_level_dbfs" in raw and raw["voice_level_dbfs"] is None:
+        return None  # explicitly off
+    return _number(raw, "voice_level_dbfs", DEFAULT_VOICE_LEVEL_DBFS, -35.0, -6.0)
+
+
 def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
     """Validate ``CallStart.agent_config``; an empty dict gives the offline default agent."""
     if not isinstance(raw, Mapping):
@@ -187,4 +201,5 @@ def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
         llm=_engine(engines.get("llm"), "llm", "intent-router", LLM_ENGINES),
         tts=_engine(engines.get("tts"), "tts", "piper", TTS_ENGINES),
         vad=_vad(raw.get("vad")),
+        voice_level_dbfs=_voice_level(raw),
     )

@@ -132,6 +132,7 @@ class CallAgent:
             self._config.llm.name,
             self._config.tts.name,
         )
+        self.output.set_voice_level(self._config.voice_level_dbfs)
         await self._run_pipeline(self._config, services, vad)
 
     async def _run_pipeline(

@@ -40,6 +40,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from ai_pipeline.voice_level import VoiceLeveller
 from proto.messages import Audio, Dtmf, Hangup, Interruption, LinkFrame, Transcript
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class LinkOutput(FrameProcessor):
         self._hangup_task: asyncio.Task[None] | None = None
         self.hung_up = False
         self.interruptions_sent = 0
+        self._voice_level_dbfs: float | None = None
+        self._leveller: VoiceLeveller | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -157,6 +160,18 @@ class LinkOutput(FrameProcessor):
         elif isinstance(frame, EndFrame | CancelFrame):
             await self._stop_tasks()
         await self.push_frame(frame, direction)
+
+    def set_voice_level(self, dbfs: float | None) -> None:
+        """Level the agent's speech to ``dbfs`` (:mod:`ai_pipeline.voice_level`); None: as is."""
+        self._voice_level_dbfs = dbfs
+        self._leveller = None
+
+    def _levelled(self, frame: OutputAudioRawFrame) -> bytes:
+        if self._voice_level_dbfs is None or frame.num_channels != 1:
+            return bytes(frame.audio)
+        if self._leveller is None or self._leveller.rate_hz != frame.sample_rate:
+            self._leveller = VoiceLeveller(frame.sample_rate, self._voice_level_dbfs)
+        return self._leveller.process(frame.audio)
 
     def note_text_for_tts(self, text: str) -> None:
         """Text on its way to TTS (see :class:`AgentTextTap`): reported if barge-in cuts it off.
@@ -193,7 +208,7 @@ class LinkOutput(FrameProcessor):
     async def _audio(self, frame: OutputAudioRawFrame) -> None:
         if self.hung_up:
             return
-        await self._send(Audio(frame.audio, frame.sample_rate, frame.num_channels))
+        await self._send(Audio(self._levelled(frame), frame.sample_rate, frame.num_channels))
         self._audio_since_flush = True
         samples = len(frame.audio) // (BYTES_PER_SAMPLE * max(frame.num_channels, 1))
         now = self._clock()

@@ -26,6 +26,8 @@ def agent_config_for_call(detail: Mapping[str, Any]) -> dict[str, Any]:
         config["engines"] = _engines(detail["engines"])
     if detail.get("vad"):
         config["vad"] = {k: detail["vad"][k] for k in _VAD_FIELDS if k in detail["vad"]}
+    if "voice_level_dbfs" in detail:  # null (off) is passed too
+        config["voice_level_dbfs"] = detail["voice_level_dbfs"]
     return config
 
 

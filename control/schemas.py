@@ -108,6 +108,8 @@ class AgentBody(Body):
     voice: str = Field(default="", max_length=64)
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
     vad: Vad = Field(default_factory=Vad)
+    # Active speech level the agent's voice is brought to at the caller; null: TTS as it comes.
+    voice_level_dbfs: float | None = Field(default=-20.0, ge=-35, le=-6)
     routes: Routes = Field(default_factory=Routes)
 
 

@@ -87,6 +87,8 @@ def test_custom_tool_is_accepted() -> None:
         ({"vad": {"loudness": 1}}, "unknown field"),
         ({"vad": 1}, "vad must be an object"),
         ({"voice": 5}, "voice must be a string"),
+        ({"voice_level_dbfs": 0}, "between"),
+        ({"voice_level_dbfs": "-20"}, "must be a number"),
         ({"tools": "end_call"}, "must be a list"),
         ({"tools": ["teleport"]}, "unknown built-in tool"),
         ({"tools": ["end_call", "end_call"]}, "duplicate"),

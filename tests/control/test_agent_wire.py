@@ -37,6 +37,7 @@ FULL_AGENT: dict[str, Any] = {
     },
     "language": "en-GB",
     "vad": {"stop_secs": 0.4, "confidence": 0.6},
+    "voice_level_dbfs": -24,
     "routes": {"numbers": ["+15550001111"]},
 }
 
@@ -54,7 +55,15 @@ def test_a_full_api_agent_is_a_valid_agent_config() -> None:
     )
     assert agent.tts.name == "flite" and agent.language == "en-GB"
     assert agent.greeting == "Support, hello!" and agent.vad.stop_secs == 0.4
+    assert agent.voice_level_dbfs == -24
     assert [t.name for t in agent.tools] == ["end_call", "transfer_call", "order_status"]
+
+
+def test_voice_levelling_defaults_on_and_can_be_turned_off() -> None:
+    default = agent_config_for_call(as_stored({"name": "a"}))
+    assert parse_agent_config(default).voice_level_dbfs == -20
+    off = agent_config_for_call(as_stored({"name": "a", "voice_level_dbfs": None}))
+    assert parse_agent_config(off).voice_level_dbfs is None
 
 
 def test_control_plane_secrets_and_routing_stay_out_of_the_call() -> None:

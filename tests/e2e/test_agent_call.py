@@ -64,6 +64,16 @@ def rms(pcm16: bytes) -> float:
     return float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
 
 
+def levels_dbfs(pcm16: bytes) -> tuple[float, float]:
+    """(active speech level, peak) in dBFS: mean power of the 10 ms blocks above -45 dBFS."""
+    x = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    blocks = x[: x.size // 80 * 80].reshape(-1, 80)
+    power = (blocks**2).mean(axis=1)
+    speech = power[power > (32768 * 10 ** (-45 / 20)) ** 2]
+    level = 10 * np.log10(speech.mean() / 32768**2)
+    return float(level), float(20 * np.log10(np.abs(x).max() / 32768))
+
+
 @dataclass
 class AgentCallHooks:
     """The control plane's side, recorded with Trio times: the agent, transcripts, tools."""
@@ -257,6 +267,10 @@ async def test_caller_asks_for_sales_and_is_transferred(
     assert rms(reply_pcm) > SPEECH_RMS
     assert all(len(f.payload) == FRAME_BYTES for f in reply_frames[:-1])
     assert "sales" in heard_text(whisper, reply_frames).lower()
+    # The voice arrives at the agent's configured level (piper's own is ~-18 dBFS and peaks at
+    # full scale, clipping), its peaks under the -3 dBFS ceiling: ai_pipeline/voice_level.py.
+    level, peak = levels_dbfs(b"".join(f.payload for f in greeting_frames) + reply_pcm)
+    assert level == pytest.approx(-20, abs=2.5) and peak < -2.5
     assert [cause for cause, _ in hooks.hungup] == ["caller"]
 
 
