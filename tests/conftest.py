@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -12,3 +13,13 @@ def require_service(name: str, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{name} is required in CI: {reason}")
     pytest.skip(f"{name} unavailable: {reason}")
+
+
+def end_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, and SIGKILL if ``proc`` is still running ``timeout_s`` later."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)

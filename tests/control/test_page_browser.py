@@ -12,6 +12,7 @@ import shutil
 import time
 import wave
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +71,23 @@ def chrome_paths() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture
-def page_link(tmp_path: Path) -> Iterator[str]:
-    proc, _ = start_serve(tmp_path, "--agent", "local")
+@contextmanager
+def serving_page(tmp_path: Path, *agent_args: str) -> Iterator[tuple[str, dict[str, int]]]:
+    """``callbridge serve`` with ``agent_args``: the page link it logs, and its ports."""
+    proc, ports = start_serve(tmp_path, *agent_args)
     log = tmp_path / "serve.log"
     try:
         link = str(wait_for_log(log, "open the page to talk to the agent", 90)["url"])
         wait_for_log(log, "callbridge ready", 90)  # offline models load before the agent listens
-        yield link
+        yield link, ports
     finally:
         stop_serve(proc)
+
+
+@pytest.fixture
+def page_link(tmp_path: Path) -> Iterator[str]:
+    with serving_page(tmp_path, "--agent", "local") as (link, _):
+        yield link
 
 
 @pytest.mark.slow

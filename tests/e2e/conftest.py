@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import end_process
+
 AGENT_START_TIMEOUT_S = 120.0  # imports pipecat and loads four models; slow on a loaded box
 
 
@@ -54,9 +56,4 @@ def offline_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             wait_listening(proc, port, log_path)
             yield f"ws://127.0.0.1:{port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            end_process(proc, 10)
