@@ -17,6 +17,7 @@ from sip.message import SipRequest, SipResponse
 Address = tuple[str, int]
 DialogState = Literal["early", "confirmed", "terminated"]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
+NOT_ALLOWED = {"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "REFER", "UPDATE", "PRACK"}
 REASONS = {
     100: "Trying",
     180: "Ringing",

@@ -246,3 +246,8 @@ def parse_message(data: bytes) -> SipMessage:
 def cseq_of(message: SipMessage) -> tuple[int, str]:
     number, _, method = (message.get("CSeq") or "0 X").partition(" ")
     return int(number), method.strip()
+
+
+def is_sdp(message: SipRequest) -> bool:
+    content_type = (message.get("Content-Type") or "").split(";")[0].strip().lower()
+    return content_type == "application/sdp" and bool(message.body.strip())

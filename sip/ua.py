@@ -11,6 +11,8 @@ callbridge sits behind an edge proxy that authenticates callers.
 Usage, in the adapter: ``receive_datagram()`` per datagram, ``handle_timeout()`` when
 ``next_deadline()`` passes, and after either, send ``take_outgoing()``. The time is always passed
 in (seconds on any monotonic clock); tags and branches come from ``token`` so tests can fix them.
+Requests in a dialog are handled by :mod:`sip.in_dialog`, new ones by :mod:`sip.out_of_dialog`;
+what goes out (cached responses, retransmitted answers and requests) by :mod:`sip.sender`.
 """
 
 from __future__ import annotations
@@ -19,28 +21,17 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sip.dialog import ALLOW, Address, Dialog, build_response
+from sip.dialog import Address, Dialog, build_response
 from sip.digest import Credentials
-from sip.events import (
-    CallConfirmed,
-    CallEnded,
-    DtmfInfo,
-    IncomingCall,
-    OutgoingFailed,
-    ReferStatus,
-    Rejected,
-    ReOffer,
-    SipEvent,
-)
+from sip.events import CallConfirmed, CallEnded, OutgoingFailed, ReferStatus, Rejected, SipEvent
 from sip.headers import SipHeaderError, Via, parse_name_addr, parse_via
-from sip.info import parse_dtmf_info, parse_sipfrag_status
+from sip.in_dialog import InDialog
 from sip.invite_client import MAGIC_COOKIE, InviteClient, Local
 from sip.message import SipParseError, SipRequest, SipResponse, cseq_of, parse_message
-from sip.ratelimit import RateLimiter
+from sip.out_of_dialog import OutOfDialog
 from sip.register_client import RegisterClient, RegisterConfig
-from sip.transactions import T2_S, Pending, ResponseCache, Retransmitter, new_pending
-
-_NOT_ALLOWED = {"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "REFER", "UPDATE", "PRACK"}
+from sip.sender import Sender
+from sip.transactions import T2_S, Pending, ResponseCache, Retransmitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +46,6 @@ class UaConfig:
     credentials: Credentials | None = None  # for challenges to our INVITEs and REGISTERs
 
 
-def _is_sdp(message: SipRequest) -> bool:
-    content_type = (message.get("Content-Type") or "").split(";")[0].strip().lower()
-    return content_type == "application/sdp" and bool(message.body.strip())
-
-
 class UserAgent:
     def __init__(self, config: UaConfig, token: Callable[[], str] | None = None) -> None:
         self.config = config
@@ -67,13 +53,16 @@ class UserAgent:
         self.dialogs: dict[str, Dialog] = {}
         self._cache = ResponseCache()
         self._timers = Retransmitter()
-        self._limiter = RateLimiter(config.invite_rate_per_s, config.invite_burst)
         self._outbox: list[tuple[bytes, Address]] = []
         self.contact = f"<sip:callbridge@{config.host}:{config.port}>"
         self.local = Local(config.host, config.port, self.contact, config.user_agent)
         self.client = InviteClient(self.local, self._token, self._outbox, self._timers,
                                    self._cache, self.dialogs, config.credentials)  # fmt: skip
         self.registration: RegisterClient | None = None
+        self._send = Sender(self.local, self._token, self._outbox, self._cache, self._timers,
+                            self.dialogs)  # fmt: skip
+        self._in_dialog = InDialog(self.dialogs, self._timers, self._send)
+        self._out_of_dialog = OutOfDialog(config, self._token, self.dialogs, self._send)
 
     # The adapter's side ---------------------------------------------------------------------
 
@@ -152,15 +141,15 @@ class UserAgent:
         response = build_response(
             dialog.invite, 180, to_tag=dialog.local_tag, headers=[("Contact", self.contact)]
         )
-        self._reply(dialog.invite_key, response, dialog.invite_source, now_s)
+        self._send.reply(dialog.invite_key, response, dialog.invite_source, now_s)
 
     def answer(self, call_id: str, sdp: bytes, now_s: float) -> None:
         """200 OK with our SDP to the pending INVITE (first or re-INVITE)."""
-        self._final(call_id, 200, now_s, sdp)
+        self._send.final(call_id, 200, now_s, sdp)
 
     def reject(self, call_id: str, status: int, now_s: float, retry_after_s: int = 0) -> None:
         """A failure response to the pending INVITE; a first INVITE's dialog ends with it."""
-        self._final(call_id, status, now_s, retry_after_s=retry_after_s)
+        self._send.final(call_id, status, now_s, retry_after_s=retry_after_s)
 
     def bye(self, call_id: str, now_s: float) -> None:
         """End the call from our side (an unanswered INVITE gets 480 instead; one we sent,
@@ -171,13 +160,13 @@ class UserAgent:
         if dialog is None:
             return
         if dialog.invite is not None and dialog.state == "early":
-            self._final(call_id, 480, now_s)
+            self._send.final(call_id, 480, now_s)
             return
         if dialog.invite is not None:  # a re-INVITE still waiting for our answer
-            self._final(call_id, 487, now_s)
+            self._send.final(call_id, 487, now_s)
         del self.dialogs[call_id]
         self._timers.drop_call(call_id, "answer")
-        self._send_request(dialog, "BYE", now_s)
+        self._send.send_request(dialog, "BYE", now_s)
 
     def refer(self, call_id: str, target: str, now_s: float) -> bool:
         """Ask the peer to call ``target`` (RFC 3515); progress comes as :class:`ReferStatus`."""
@@ -185,77 +174,8 @@ class UserAgent:
         if dialog is None or (dialog.invite is not None and dialog.state == "early"):
             return False
         extra = [("Refer-To", f"<{target}>"), ("Referred-By", f"<{dialog.local_uri}>")]
-        self._send_request(dialog, "REFER", now_s, extra)
+        self._send.send_request(dialog, "REFER", now_s, extra)
         return True
-
-    # Sending --------------------------------------------------------------------------------
-
-    def _reply(
-        self, key: tuple[str, str], response: SipResponse, destination: Address, now_s: float
-    ) -> None:
-        response.headers.append(("Server", self.config.user_agent))
-        data = response.serialize()
-        self._cache.put(key, data, destination, now_s)
-        self._outbox.append((data, destination))
-
-    def _respond(
-        self,
-        request: SipRequest,
-        status: int,
-        key: tuple[str, str],
-        source: Address,
-        now_s: float,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        to_tag = self._token() if status > 100 else None
-        response = build_response(request, status, to_tag=to_tag, headers=headers)
-        self._reply(key, response, source, now_s)
-
-    def _final(
-        self, call_id: str, status: int, now_s: float, sdp: bytes = b"", retry_after_s: int = 0
-    ) -> None:
-        dialog = self.dialogs.get(call_id)
-        if dialog is None or dialog.invite is None:
-            return
-        invite, dialog.invite = dialog.invite, None
-        headers = [("Contact", self.contact), ("Allow", ALLOW)]
-        if sdp:
-            headers.append(("Content-Type", "application/sdp"))
-        if retry_after_s:
-            headers.append(("Retry-After", str(retry_after_s)))
-        response = build_response(
-            invite, status, to_tag=dialog.local_tag, headers=headers, body=sdp
-        )
-        self._reply(dialog.invite_key, response, dialog.invite_source, now_s)
-        data = self._outbox[-1][0]
-        cseq = cseq_of(invite)[0]
-        pending = new_pending(
-            "answer", call_id, "INVITE", data, dialog.invite_source, now_s, status
-        )
-        self._timers.start(f"{call_id}|{cseq}|answer", pending)
-        if status >= 300 and dialog.state == "early":
-            del self.dialogs[call_id]
-
-    def _send_request(
-        self,
-        dialog: Dialog,
-        method: str,
-        now_s: float,
-        extra: list[tuple[str, str]] | None = None,
-    ) -> None:
-        branch = MAGIC_COOKIE + self._token()
-        via = f"SIP/2.0/UDP {self.config.host}:{self.config.port};branch={branch};rport"
-        request = dialog.request(method, via, self.contact)
-        request.headers.extend(extra or [])
-        request.headers.append(("User-Agent", self.config.user_agent))
-        data = request.serialize()
-        try:
-            destination = dialog.destination()
-        except SipHeaderError:
-            destination = dialog.source
-        self._outbox.append((data, destination))
-        pending = new_pending("request", dialog.call_id, method, data, destination, now_s)
-        self._timers.start(branch, pending)
 
     # Receiving ------------------------------------------------------------------------------
 
@@ -301,17 +221,19 @@ class UserAgent:
             self._outbox.append(cached)  # a retransmission: repeat our last answer
             return []
         if (request.get("Max-Forwards") or "70").strip() == "0":
-            self._respond(request, 483, key, source, now_s)
+            self._send.respond(request, 483, key, source, now_s)
             return [Rejected("too_many_hops", 483)]
         required = request.get_all("Require")  # 8.2.2.3: we support no extension (no 100rel)
         if required and request.method != "CANCEL":
-            self._respond(request, 420, key, source, now_s, [("Unsupported", ", ".join(required))])
+            self._send.respond(
+                request, 420, key, source, now_s, [("Unsupported", ", ".join(required))]
+            )
             return [Rejected("bad_extension", 420)]
         if request.method == "CANCEL":
             return self._on_cancel(request, branch, key, source, now_s)
         if parse_name_addr(request.get("To") or "", "To").tag is not None:
-            return self._in_dialog(request, key, source, now_s)
-        return self._out_of_dialog(request, key, source, now_s)
+            return self._in_dialog.handle(request, key, source, now_s)
+        return self._out_of_dialog.handle(request, key, source, now_s)
 
     def _on_ack(self, request: SipRequest) -> list[SipEvent]:
         call_id = request.get("Call-ID") or ""
@@ -335,134 +257,11 @@ class UserAgent:
         call_id = request.get("Call-ID") or ""
         dialog = self.dialogs.get(call_id)
         if dialog is None or dialog.invite is None or dialog.invite_key != (branch, "INVITE"):
-            self._respond(request, 481, key, source, now_s)
+            self._send.respond(request, 481, key, source, now_s)
             return [Rejected("cancel_no_transaction", 481)]
-        self._respond(request, 200, key, source, now_s)
+        self._send.respond(request, 200, key, source, now_s)
         if dialog.state != "early":  # a re-INVITE: 487 it, the call goes on
-            self._final(call_id, 487, now_s)
+            self._send.final(call_id, 487, now_s)
             return []
-        self._final(call_id, 487, now_s)
+        self._send.final(call_id, 487, now_s)
         return [CallEnded(call_id, "cancel")]
-
-    def _out_of_dialog(
-        self, request: SipRequest, key: tuple[str, str], source: Address, now_s: float
-    ) -> list[SipEvent]:
-        method = request.method
-        if method == "INVITE":
-            return self._new_invite(request, key, source, now_s)
-        if method == "OPTIONS":
-            headers = [("Allow", ALLOW), ("Accept", "application/sdp")]
-            self._respond(request, 200, key, source, now_s, headers)
-            return []
-        if method in _NOT_ALLOWED:
-            self._respond(request, 405, key, source, now_s, [("Allow", ALLOW)])
-            return [Rejected("method_not_allowed", 405)]
-        if method in ("BYE", "INFO", "NOTIFY"):
-            self._respond(request, 481, key, source, now_s)
-            return [Rejected("out_of_dialog", 481)]
-        self._respond(request, 501, key, source, now_s, [("Allow", ALLOW)])
-        return [Rejected("not_implemented", 501)]
-
-    def _new_invite(
-        self, request: SipRequest, key: tuple[str, str], source: Address, now_s: float
-    ) -> list[SipEvent]:
-        call_id = request.get("Call-ID") or ""
-        cfg = self.config
-        if not self._limiter.allow(source[0], now_s):
-            retry = [("Retry-After", str(self._limiter.retry_after_s(source[0])))]
-            self._respond(request, 503, key, source, now_s, retry)
-            return [Rejected("invite_rate_limited", 503)]
-        if len(self.dialogs) >= cfg.max_dialogs:
-            retry = [("Retry-After", str(cfg.retry_after_s))]
-            self._respond(request, 503, key, source, now_s, retry)
-            return [Rejected("over_capacity", 503)]
-        if call_id in self.dialogs:
-            self._respond(request, 482, key, source, now_s)
-            return [Rejected("loop", 482)]
-        if request.get("Contact") is None:
-            self._respond(request, 400, key, source, now_s)
-            return [Rejected("missing_contact", 400)]
-        if not _is_sdp(request):
-            self._respond(request, 488, key, source, now_s)  # no late offer (SDP in the ACK)
-            return [Rejected("no_sdp_offer", 488)]
-        dialog = Dialog.from_invite(request, self._token(), source)
-        dialog.invite_key = key
-        self.dialogs[call_id] = dialog
-        self._reply(key, build_response(request, 100), source, now_s)
-        return [IncomingCall(call_id, source, dialog.remote_uri, request.uri, request.body)]
-
-    def _in_dialog(
-        self, request: SipRequest, key: tuple[str, str], source: Address, now_s: float
-    ) -> list[SipEvent]:
-        call_id = request.get("Call-ID") or ""
-        dialog = self.dialogs.get(call_id)
-        if dialog is None or not dialog.matches(request):
-            self._respond(request, 481, key, source, now_s)
-            return [Rejected("no_dialog", 481)]
-        cseq = cseq_of(request)[0]
-        if cseq <= dialog.remote_cseq:
-            self._respond(request, 500, key, source, now_s, [("Retry-After", "1")])
-            return [Rejected("cseq_out_of_order", 500)]
-        dialog.remote_cseq = cseq
-        handler = {
-            "BYE": self._on_bye,
-            "INVITE": self._on_reinvite,
-            "INFO": self._on_info,
-            "NOTIFY": self._on_notify,
-        }.get(request.method)
-        if handler is not None:
-            return handler(dialog, request, key, source, now_s)
-        if request.method == "OPTIONS":
-            self._respond(request, 200, key, source, now_s, [("Allow", ALLOW)])
-            return []
-        status = 405 if request.method in _NOT_ALLOWED else 501
-        self._respond(request, status, key, source, now_s, [("Allow", ALLOW)])
-        return [Rejected("method_not_allowed", status)]
-
-    def _on_bye(
-        self, dialog: Dialog, request: SipRequest, key: tuple[str, str], source: Address,
-        now_s: float,
-    ) -> list[SipEvent]:  # fmt: skip
-        self._respond(request, 200, key, source, now_s)
-        del self.dialogs[dialog.call_id]
-        self._timers.drop_call(dialog.call_id, "answer")
-        return [CallEnded(dialog.call_id, "bye")]
-
-    def _on_reinvite(
-        self, dialog: Dialog, request: SipRequest, key: tuple[str, str], source: Address,
-        now_s: float,
-    ) -> list[SipEvent]:  # fmt: skip
-        if dialog.invite is not None or dialog.state != "confirmed":
-            self._respond(request, 491, key, source, now_s)  # 14.2: one offer at a time
-            return [Rejected("request_pending", 491)]
-        dialog.invite, dialog.invite_key, dialog.invite_source = request, key, source
-        # Without a body (a session refresh, or a late offer) the adapter offers our current
-        # SDP in the 200; the answer then comes in the ACK, and is not read (see README).
-        return [ReOffer(dialog.call_id, request.body if _is_sdp(request) else b"")]
-
-    def _on_info(
-        self, dialog: Dialog, request: SipRequest, key: tuple[str, str], source: Address,
-        now_s: float,
-    ) -> list[SipEvent]:  # fmt: skip
-        content_type = (request.get("Content-Type") or "").split(";")[0].strip().lower()
-        if not request.body.strip():
-            self._respond(request, 200, key, source, now_s)  # an empty INFO: a keep-alive
-            return []
-        dtmf = parse_dtmf_info(content_type, request.body)
-        if dtmf is None:
-            self._respond(request, 415, key, source, now_s)
-            return [Rejected("unsupported_info", 415)]
-        self._respond(request, 200, key, source, now_s)
-        return [DtmfInfo(dialog.call_id, dtmf[0], dtmf[1])]
-
-    def _on_notify(
-        self, dialog: Dialog, request: SipRequest, key: tuple[str, str], source: Address,
-        now_s: float,
-    ) -> list[SipEvent]:  # fmt: skip
-        self._respond(request, 200, key, source, now_s)
-        event = (request.get("Event") or "").split(";")[0].strip().lower()
-        status = parse_sipfrag_status(request.body)
-        if event != "refer" or status is None:
-            return []
-        terminated = (request.get("Subscription-State") or "").startswith("terminated")
-        return [ReferStatus(dialog.call_id, status, status >= 200 or terminated)]
