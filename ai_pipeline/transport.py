@@ -5,7 +5,10 @@ does both (and the pacing sleeps are a large part of pipecat's per-call CPU), so
 just sends TTS audio as it is produced and lets the core play it. What an output transport also
 does, and the pipeline still needs, is say when the bot starts and stops speaking: we estimate
 playout from the audio duration sent (the core plays it back to back in real time), which is
-what turn-taking and the assistant context need; barge-in does not depend on it.
+what turn-taking and the assistant context need; barge-in does not depend on it. The same
+estimate times the agent's transcripts: an utterance is reported final once its audio has
+played (TTS usually finishes seconds earlier), and one cut short by barge-in is reported as far
+as the caller heard it (``final=False``, cut at a word), not as everything the agent meant to say.
 
 Frames in: :func:`frame_from_link` maps caller audio and DTMF to pipecat input frames.
 Frames out: :class:`LinkOutput` (the pipeline's tail) and :class:`CallerTranscriptTap`.
@@ -16,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from pipecat.audio.dtmf.types import KeypadEntry
@@ -40,6 +46,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from ai_pipeline.link import LinkClosed
 from ai_pipeline.voice_level import VoiceLeveller
 from proto.messages import Audio, Dtmf, Hangup, Interruption, LinkFrame, Transcript
 
@@ -49,7 +56,39 @@ BYTES_PER_SAMPLE = 2
 PLAYOUT_MARGIN_SECS = 1.0
 """Slack on the playout estimate (link and core latency) before a barge-in is judged moot."""
 HANGUP_FALLBACK_SECS = 15.0
+# Speaking rate assumed for text whose audio has not all been synthesised yet (~150 words a
+# minute): used to tell how much of an interrupted utterance the caller heard.
+DEFAULT_CHARS_PER_SEC = 14.0
+
+
+def heard_part(text: str, heard_s: float, spoken_s: float | None) -> str:
+    """The words of ``text`` a caller heard in ``heard_s`` seconds of its audio, cut at a word
+    boundary. ``spoken_s`` is the audio length of all of ``text`` when known (its speaking rate
+    then comes from it), None when the text's audio was still being synthesised."""
+    if spoken_s is not None and heard_s >= spoken_s:
+        return text
+    rate = len(text) / spoken_s if spoken_s else DEFAULT_CHARS_PER_SEC
+    budget = max(0.0, heard_s) * rate
+    words: list[str] = []
+    used = 0
+    for word in text.split():
+        used += len(word) + (1 if words else 0)
+        if used > budget:
+            break
+        words.append(word)
+    return " ".join(words)
+
+
 """If the goodbye never gets spoken (TTS failed, interrupted), hang up anyway after this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """An utterance synthesised in full, waiting for its audio to play at the caller."""
+
+    text: str
+    start: float  # on LinkOutput's clock
+    end: float
 
 
 class LinkSender:
@@ -136,6 +175,9 @@ class LinkOutput(FrameProcessor):
         self.hung_up = False
         self.interruptions_sent = 0
         self._voice_level_dbfs: float | None = None
+        self._utterance_start: float | None = None  # when its first audio starts playing
+        self._utterance_audio_s = 0.0
+        self._unplayed: deque[Said] = deque()  # reported final once played
         self._leveller: VoiceLeveller | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -147,18 +189,21 @@ class LinkOutput(FrameProcessor):
             await self._interrupted()
         elif isinstance(frame, TTSStartedFrame):
             self._agent_text.clear()
+            self._utterance_start, self._utterance_audio_s = None, 0.0
             self._audio_since_flush = True
         elif isinstance(frame, TTSTextFrame):
             self._agent_text.append(frame.text)
             if self._hangup_reason is not None:
                 self._goodbye_started = True
         elif isinstance(frame, TTSStoppedFrame):
-            await self._flush_agent_text(final=True)
+            await self._utterance_synthesised()
             self._pending_text.clear()
             if self._hangup_reason is not None and self._goodbye_started:
                 await self._hang_up()
         elif isinstance(frame, EndFrame | CancelFrame):
             await self._stop_tasks()
+            with suppress(LinkClosed):  # a caller who hung up took the link with them
+                await self._report_heard(self._clock())
         await self.push_frame(frame, direction)
 
     def set_voice_level(self, dbfs: float | None) -> None:
@@ -202,7 +247,10 @@ class LinkOutput(FrameProcessor):
         task, self._hangup_task = self._hangup_task, None
         if task is not None and task is not asyncio.current_task():
             await self.cancel_task(task)
-        # The core hangs up after the audio queued before this frame has played.
+        # The core hangs up after the audio queued before this frame has played: all of it
+        # will have been heard.
+        while self._unplayed:
+            await self._send(Transcript("agent", self._unplayed.popleft().text, final=True))
         await self._send(Hangup(self._hangup_reason or "agent"))
 
     async def _audio(self, frame: OutputAudioRawFrame) -> None:
@@ -212,6 +260,9 @@ class LinkOutput(FrameProcessor):
         self._audio_since_flush = True
         samples = len(frame.audio) // (BYTES_PER_SAMPLE * max(frame.num_channels, 1))
         now = self._clock()
+        if self._utterance_start is None:
+            self._utterance_start = max(now, self._playout_end)
+        self._utterance_audio_s += samples / frame.sample_rate
         self._playout_end = max(now, self._playout_end) + samples / frame.sample_rate
         if not self._speaking:
             self._speaking = True
@@ -220,12 +271,15 @@ class LinkOutput(FrameProcessor):
             self._stop_task = self.create_task(self._stop_when_played(), name="bot-speaking")
 
     async def _stop_when_played(self) -> None:
-        # The end moves later while audio keeps arriving: sleep to it, re-read, repeat.
+        # The end moves later while audio keeps arriving: sleep to it (or to the end of an
+        # utterance, to report it as heard), re-read, repeat.
         while True:
-            delay = self._playout_end - self._clock()
-            if delay <= 0:
+            now = self._clock()
+            await self._report_played(now)
+            if now >= self._playout_end:
                 break
-            await asyncio.sleep(delay)
+            wake = min([self._playout_end, *(said.end for said in self._unplayed)])
+            await asyncio.sleep(max(wake - now, 0.001))
         self._stop_task = None
         await self._bot_stopped()
 
@@ -241,15 +295,60 @@ class LinkOutput(FrameProcessor):
             self.interruptions_sent += 1
             await self._send(Interruption())
         self._audio_since_flush = False
-        if not self._agent_text and self._pending_text:
-            self._agent_text = ["".join(self._pending_text)]  # LLM tokens carry their spaces
+        await self._report_heard(self._clock())  # utterances synthesised before this one
+        self._agent_text = [self._heard_so_far()]
         self._pending_text = []
+        self._utterance_start, self._utterance_audio_s = None, 0.0
         await self._flush_agent_text(final=False)
         self._playout_end = self._clock()
         if self._stop_task is not None:
             await self.cancel_task(self._stop_task)
             self._stop_task = None
         await self._bot_stopped()
+
+    async def _utterance_synthesised(self) -> None:
+        """TTS is done with this utterance: its transcript is final once its audio has played
+        (it usually synthesises well ahead of the caller hearing it; a barge-in in between
+        reports only what was heard)."""
+        text = " ".join(" ".join(self._agent_text).split())
+        start, audio_s = self._utterance_start, self._utterance_audio_s
+        self._agent_text.clear()
+        self._utterance_start, self._utterance_audio_s = None, 0.0
+        if not text:
+            return
+        if start is None:  # no audio at all: nothing to wait for
+            await self._send(Transcript("agent", text, final=True))
+            return
+        self._unplayed.append(Said(text, start, start + audio_s))
+        if self._stop_task is None:
+            self._stop_task = self.create_task(self._stop_when_played(), name="bot-speaking")
+
+    async def _report_played(self, now: float) -> None:
+        while self._unplayed and self._unplayed[0].end <= now:
+            await self._send(Transcript("agent", self._unplayed.popleft().text, final=True))
+
+    async def _report_heard(self, now: float) -> None:
+        """Playout stops now (barge-in, end of call): played utterances are final, the one
+        playing is reported as far as it was heard (``final=False``), the rest were not heard."""
+        await self._report_played(now)
+        if self._unplayed and self._unplayed[0].start < now:
+            said = self._unplayed[0]
+            heard = heard_part(said.text, now - said.start, said.end - said.start)
+            if heard:
+                await self._send(Transcript("agent", heard, final=False))
+        self._unplayed.clear()
+
+    def _heard_so_far(self) -> str:
+        """What the caller heard of the utterance being interrupted. Text confirmed by the TTS
+        (``TTSTextFrame``) has all its audio sent, so its own rate applies; text only noted on its
+        way to TTS is still being synthesised, so the usual speaking rate does."""
+        if self._agent_text:
+            text, spoken_s = " ".join(self._agent_text), self._utterance_audio_s or None
+        else:
+            text, spoken_s = "".join(self._pending_text), None  # LLM tokens carry their spaces
+        start = self._utterance_start
+        heard_s = 0.0 if start is None else min(self._clock() - start, self._utterance_audio_s)
+        return heard_part(" ".join(text.split()), heard_s, spoken_s)
 
     async def _flush_agent_text(self, *, final: bool) -> None:
         text = " ".join(" ".join(self._agent_text).split())

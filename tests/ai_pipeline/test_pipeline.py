@@ -61,12 +61,13 @@ def test_barge_in_sends_interruption_while_agent_talks(models: ModelStore) -> No
         i_audio, _ = await call.wait_for(Audio)
         await call.say("transfer_sales.wav", lead_ms=100)
         i_int, _ = await call.wait_for(Interruption, after=i_audio)
-        # The greeting was still being spoken: it is reported as cut short (what the agent
-        # meant to say; how much of it the caller heard is the core's to know)...
-        _, partial = await call.wait_for(Transcript, agent_text, after=i_int)
-        assert not partial.final and partial.text.startswith("Welcome to the callbridge")
-        # ...TTS stopped: the last sentence of the greeting was never sent...
+        # The greeting was never reported as said: at most the part the caller heard before
+        # the barge-in (by the time its audio takes to play), as cut short...
         i_call, fc = await call.wait_for(FunctionCall, after=i_int)
+        said = [f for f in call.frames[:i_call] if isinstance(f, Transcript) and agent_text(f)]
+        assert all(not f.final and greeting.startswith(f.text) for f in said), said
+        assert sum(len(f.text) for f in said) < len(greeting) / 2
+        # ...TTS stopped: the last sentence of the greeting was never sent...
         assert fc.arguments == {"department": "sales"}
         assert not any(isinstance(f, Audio) for f in call.frames[i_int:i_call])
         assert not any(

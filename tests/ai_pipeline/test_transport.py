@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from pipecat.frames.frames import (
     InputAudioRawFrame,
     InputDTMFFrame,
@@ -16,7 +17,7 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 
 from ai_pipeline.engines.models import ModelStore
-from ai_pipeline.transport import LinkOutput, LinkSender, frame_from_link
+from ai_pipeline.transport import LinkOutput, LinkSender, frame_from_link, heard_part
 from proto.messages import Audio, Dtmf, Hangup, Interruption, LinkFrame, Mark, Transcript
 from tests.ai_pipeline.call_harness import Call, agent_text, run_scenario
 
@@ -53,27 +54,47 @@ def test_idle_interruption_is_not_sent_to_the_core() -> None:
     asyncio.run(main())
 
 
-def test_interruption_while_audio_plays_flushes_and_reports_partial_text() -> None:
+def test_interruption_while_audio_plays_flushes_and_reports_what_was_heard() -> None:
     async def main() -> None:
         sent = Sent()
         sender = LinkSender(sent)
         out = LinkOutput(sender)
-        out.note_text_for_tts("Our opening hours are ")
-        out.note_text_for_tts("nine to five.")
-        # SleepFrame lets the queued frames through before the (system) interruption jumps in.
-        frames = [TTSStartedFrame(), tts_audio(2000), SleepFrame(0.1), InterruptionFrame()]
+        text = "Our opening hours are nine to five on weekdays and ten to four on Saturdays. " * 4
+        out.note_text_for_tts(text[:40])
+        out.note_text_for_tts(text[40:])
+        # SleepFrame lets the queued frames through before the (system) interruption jumps in:
+        # 0.3 s or more of 20 s of audio has played by then, a few words of the text.
+        frames = [TTSStartedFrame(), tts_audio(20_000), SleepFrame(0.3), InterruptionFrame()]
         await run_test(out, frames_to_send=frames)
         kinds = [type(f) for f in sent.frames]
         assert kinds == [Audio, Interruption, Transcript]
         transcript = sent.frames[2]
-        assert transcript == Transcript("agent", "Our opening hours are nine to five.", final=False)
-        assert sender.audio_bytes_sent == 64000
+        assert isinstance(transcript, Transcript) and not transcript.final
+        assert transcript.text and " ".join(text.split()).startswith(transcript.text)
+        assert len(transcript.text) < len(text) / 4
+        assert sender.audio_bytes_sent == 640_000
         assert out.interruptions_sent == 1
 
     asyncio.run(main())
 
 
-def test_spoken_text_is_a_final_transcript() -> None:
+@pytest.mark.parametrize(
+    ("heard_s", "spoken_s", "expected"),
+    [
+        (1.0, 2.0, "Hello there."),  # half of "Hello there. How can I help?" (28 chars in 2 s)
+        (2.5, 2.0, "Hello there. How can I help?"),  # all of it played
+        (0.0, 2.0, ""),
+        (0.5, None, "Hello"),  # still being synthesised: 14 characters a second
+        (-1.0, None, ""),
+    ],
+)
+def test_heard_part_cuts_at_the_words_played(
+    heard_s: float, spoken_s: float | None, expected: str
+) -> None:
+    assert heard_part("Hello there. How can I help?", heard_s, spoken_s) == expected
+
+
+def test_spoken_text_is_a_final_transcript_once_played() -> None:
     async def main() -> None:
         sent = Sent()
         out = LinkOutput(LinkSender(sent))
@@ -83,9 +104,35 @@ def test_spoken_text_is_a_final_transcript() -> None:
             TTSTextFrame("Hello there.", "sentence"),
             TTSTextFrame("How can I help?", "sentence"),
             TTSStoppedFrame(),
+            SleepFrame(0.4),  # its 100 ms of audio play out
         ]
         await run_test(out, frames_to_send=frames)
         assert sent.frames[-1] == Transcript("agent", "Hello there. How can I help?", final=True)
+
+    asyncio.run(main())
+
+
+def test_barge_in_after_synthesis_reports_only_what_was_heard() -> None:
+    """TTS finishes long before the caller has heard it all: the transcript waits for the
+    audio, and a barge-in reports the part played, not the whole text."""
+
+    async def main() -> None:
+        sent = Sent()
+        out = LinkOutput(LinkSender(sent))
+        text = "Welcome to our line, where this greeting goes on and on for twenty seconds. " * 4
+        frames = [
+            TTSStartedFrame(),
+            tts_audio(20_000),
+            TTSTextFrame(text, "sentence"),
+            TTSStoppedFrame(),
+            SleepFrame(1.0),  # ~15 characters of ~300 spoken in 20 s
+            InterruptionFrame(),
+        ]
+        await run_test(out, frames_to_send=frames)
+        transcripts = [f for f in sent.frames if isinstance(f, Transcript)]
+        assert len(transcripts) == 1 and not transcripts[0].final
+        heard = transcripts[0].text
+        assert heard and " ".join(text.split()).startswith(heard) and len(heard) < len(text) / 4
 
     asyncio.run(main())
 
