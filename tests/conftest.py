@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,3 +25,14 @@ def end_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout_s)
+
+
+@pytest.fixture
+def quiet_gc() -> Iterator[None]:
+    """For tests that play audio in real time inside the test process: late in a run the
+    process holds everything earlier tests left alive, and a full GC pass over it stalls the
+    sender and the receiver alike for long enough to lose frames. Frozen, it is never walked."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()

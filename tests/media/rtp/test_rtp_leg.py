@@ -35,6 +35,7 @@ async def _play_capture(sock: trio.socket.SocketType, to: tuple[str, int]) -> No
         await sock.sendto(d.payload, to)
 
 
+@pytest.mark.usefixtures("quiet_gc")
 async def test_fixture_over_loopback_gives_audio_digits_and_symmetric_replies() -> None:
     leg = await RtpLeg.open(RtpSessionConfig(local_ssrc=0xCA11), port_min=31000, port_max=39000)
     assert leg.local_address[1] % 2 == 0
