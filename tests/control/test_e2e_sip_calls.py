@@ -93,7 +93,9 @@ async def test_post_calls_places_a_sip_call_that_the_api_hangs_up(
     async with sipp_uas(tmp_path, port=plane.callee_port) as uas:
         status, row = await api(plane, "POST", "/v1.0/calls", call_body(plane))
         assert status == 201
-        assert (row["leg"], row["direction"], row["status"]) == ("sip", "outgoing", "ringing")
+        assert (row["leg"], row["direction"]) == ("sip", "outgoing")
+        # ringing when the reply is built, or already answered: sipp on loopback can be quicker
+        assert row["status"] in ("ringing", "progressing")
         assert (row["source"], row["destination"]) == ("+15550001", "+15550002")
         await row_until(plane, row["id"], "progressing")  # sipp answered
         status, _ = await api(plane, "POST", f"/v1.0/calls/{row['id']}/hangup")
