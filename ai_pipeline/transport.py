@@ -56,6 +56,7 @@ BYTES_PER_SAMPLE = 2
 PLAYOUT_MARGIN_SECS = 1.0
 """Slack on the playout estimate (link and core latency) before a barge-in is judged moot."""
 HANGUP_FALLBACK_SECS = 15.0
+"""If the goodbye never gets spoken (TTS failed, interrupted), hang up anyway after this."""
 # Speaking rate assumed for text whose audio has not all been synthesised yet (~150 words a
 # minute): used to tell how much of an interrupted utterance the caller heard.
 DEFAULT_CHARS_PER_SEC = 14.0
@@ -77,9 +78,6 @@ def heard_part(text: str, heard_s: float, spoken_s: float | None) -> str:
             break
         words.append(word)
     return " ".join(words)
-
-
-"""If the goodbye never gets spoken (TTS failed, interrupted), hang up anyway after this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +187,7 @@ class LinkOutput(FrameProcessor):
             await self._interrupted()
         elif isinstance(frame, TTSStartedFrame):
             self._agent_text.clear()
-            self._utterance_start, self._utterance_audio_s = None, 0.0
+            self._new_utterance()
             self._audio_since_flush = True
         elif isinstance(frame, TTSTextFrame):
             self._agent_text.append(frame.text)
@@ -296,10 +294,12 @@ class LinkOutput(FrameProcessor):
             await self._send(Interruption())
         self._audio_since_flush = False
         await self._report_heard(self._clock())  # utterances synthesised before this one
-        self._agent_text = [self._heard_so_far()]
+        heard = self._heard_so_far()
+        self._agent_text.clear()
         self._pending_text = []
-        self._utterance_start, self._utterance_audio_s = None, 0.0
-        await self._flush_agent_text(final=False)
+        self._new_utterance()
+        if heard:  # final=False: cut short by barge-in, the caller heard only this much
+            await self._send(Transcript("agent", heard, final=False))
         self._playout_end = self._clock()
         if self._stop_task is not None:
             await self.cancel_task(self._stop_task)
@@ -313,7 +313,7 @@ class LinkOutput(FrameProcessor):
         text = " ".join(" ".join(self._agent_text).split())
         start, audio_s = self._utterance_start, self._utterance_audio_s
         self._agent_text.clear()
-        self._utterance_start, self._utterance_audio_s = None, 0.0
+        self._new_utterance()
         if not text:
             return
         if start is None:  # no audio at all: nothing to wait for
@@ -350,12 +350,9 @@ class LinkOutput(FrameProcessor):
         heard_s = 0.0 if start is None else min(self._clock() - start, self._utterance_audio_s)
         return heard_part(" ".join(text.split()), heard_s, spoken_s)
 
-    async def _flush_agent_text(self, *, final: bool) -> None:
-        text = " ".join(" ".join(self._agent_text).split())
-        self._agent_text.clear()
-        if text:
-            # final=False marks an utterance cut short by barge-in: the caller heard only part.
-            await self._send(Transcript("agent", text, final=final))
+    def _new_utterance(self) -> None:
+        """Forget the playout of the utterance before (its start and audio length)."""
+        self._utterance_start, self._utterance_audio_s = None, 0.0
 
     async def _stop_tasks(self) -> None:
         for task in (self._stop_task, self._hangup_task):

@@ -36,6 +36,9 @@ def db_to_gain(db: float) -> float:
     return float(10 ** (db / 20))
 
 
+_GATE_POWER = db_to_gain(2 * SPEECH_GATE_DBFS) * FULL_SCALE**2  # a block's mean power at the gate
+
+
 class VoiceLeveller:
     def __init__(
         self,
@@ -81,10 +84,10 @@ class VoiceLeveller:
 
     def _level_block(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         power = float(np.dot(x, x)) / x.size
-        if x.size * 4 >= self._block and power > db_to_gain(2 * SPEECH_GATE_DBFS) * FULL_SCALE**2:
+        if x.size * 4 >= self._block and power > _GATE_POWER:  # a tail < 2.5 ms is too short
             self._track(power)
         wanted_db = self._level_gain_db()
-        peak = float(np.abs(x).max()) if x.size else 0.0
+        peak = float(np.abs(x).max())  # process() never passes an empty block
         if peak * db_to_gain(wanted_db) > self._ceiling:
             wanted_db = 20 * math.log10(self._ceiling / peak)
         start_db = self._gain_db

@@ -430,7 +430,9 @@ class Call:
             due = grid.slot(now, ran_dry)
             if not self._leg.self_paced and now < due:
                 # (A slot already past needs no sleep: Trio wakes a sleeper by cancelling it,
-                # the costliest wake-up it has. The loop still checkpoints at the send.)
+                # the costliest wake-up it has. Sends the kernel takes at once do not
+                # checkpoint, so a catch-up burst runs at most PACER_CATCHUP_S / FRAME_S + 1
+                # frames before this sleep, the loop's checkpoint, comes round again.)
                 await trio.sleep_until(due)
             ran_dry = False
             frame = self._playout.pop_frame(pad=held_tail or self._end_after_playout is not None)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from callbridge.heap import freeze_startup_heap
+
 
 def require_service(name: str, reason: str) -> None:
     """Skip with ``reason`` outside CI; fail in CI (CI=true), where every service must run."""
@@ -32,7 +34,6 @@ def quiet_gc() -> Iterator[None]:
     """For tests that play audio in real time inside the test process: late in a run the
     process holds everything earlier tests left alive, and a full GC pass over it stalls the
     sender and the receiver alike for long enough to lose frames. Frozen, it is never walked."""
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     yield
     gc.unfreeze()
