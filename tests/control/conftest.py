@@ -38,6 +38,7 @@ from control.services import Services
 from media.hooks import LegCannotDo
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from tests.conftest import require_service as require_ci_service
 
 MYSQL_URL = os.environ.get("CALLBRIDGE_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("CALLBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -54,10 +55,7 @@ def _reachable(host: str, port: int) -> bool:
 def require_service(name: str, host: str, port: int) -> None:
     if _reachable(host, port):
         return
-    reason = f"{name} not reachable on {host}:{port}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}, and CI=true promises it")
-    pytest.skip(reason)
+    require_ci_service(name, f"not reachable on {host}:{port}")
 
 
 @pytest.fixture

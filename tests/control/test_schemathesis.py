@@ -10,19 +10,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import schemathesis  # a test dependency: missing, this must fail, not skip
 import trio
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from control.bootstrap import create_access_key, ensure_bootstrap  # noqa: E402
-from control.config import ControlConfig  # noqa: E402
-from control.db import DatabaseUrl  # noqa: E402
-from control.plane import create_app, open_services  # noqa: E402
-from media.config import HostPort  # noqa: E402
-from media.metrics import MediaMetrics  # noqa: E402
-from media.registry import CallRegistry  # noqa: E402
+from control.bootstrap import create_access_key, ensure_bootstrap
+from control.config import ControlConfig
+from control.db import DatabaseUrl
+from control.plane import create_app, open_services
+from media.config import HostPort
+from media.metrics import MediaMetrics
+from media.registry import CallRegistry
 
 
 def _free_port() -> int:

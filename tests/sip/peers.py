@@ -46,9 +46,7 @@ def require_raw_sockets(why: str) -> None:
     try:
         socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)).close()
     except (PermissionError, AttributeError):
-        import pytest
-
-        pytest.skip(f"needs CAP_NET_RAW (run as root): {why}")
+        require_service("CAP_NET_RAW", f"a raw loopback sniffer needs root: {why}")
 
 
 def free_udp_port(pair: bool = False) -> int:
