@@ -1,9 +1,9 @@
-"""A minimal HTTP/1.1 POST client on Trio and h11, for webhooks and webhook tools.
+"""A minimal HTTP/1.1 client on Trio and h11, for webhooks, webhook tools and ARI's REST calls.
 
 Why not a client library: the process is Trio, httpx is not installed here and the need is one
-request shape. h11 (already a Hypercorn dependency) does the protocol; this module only moves bytes.
-One connection per request (``Connection: close``), a deadline over the whole exchange, the
-response body capped so a hostile receiver cannot make us buffer without limit.
+request at a time. h11 (already a Hypercorn dependency) does the protocol; this module only
+moves bytes. One connection per request (``Connection: close``), a deadline over the whole
+exchange, the response body capped so a hostile receiver cannot make us buffer without limit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,17 @@ class HttpResponse:
 
 
 async def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpResponse:
+    return await request("POST", url, body, headers, timeout_s)
+
+
+async def request(
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> HttpResponse:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpClientError(f"unsupported URL {url!r}")
@@ -38,35 +49,42 @@ async def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float)
     with trio.move_on_after(timeout_s) as scope:
         try:
             return await _exchange(
-                parts.scheme, parts.hostname, port, host_header, target, body, headers
+                parts.scheme,
+                parts.hostname,
+                port,
+                (method, host_header, target),
+                body,
+                headers,
+                max_response_bytes,
             )
         except (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError) as exc:
-            raise HttpClientError(f"POST {url}: {exc}") from exc
+            raise HttpClientError(f"{method} {url}: {exc}") from exc
     assert scope.cancelled_caught
-    raise HttpClientError(f"POST {url}: no response within {timeout_s:g} s")
+    raise HttpClientError(f"{method} {url}: no response within {timeout_s:g} s")
 
 
 async def _exchange(
     scheme: str,
     host: str,
     port: int,
-    host_header: str,
-    target: str,
+    head: tuple[str, str, str],  # method, Host header, target
     body: bytes,
     headers: dict[str, str],
+    max_response_bytes: int,
 ) -> HttpResponse:
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     if scheme == "https":
         stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host)
     async with stream:
         conn = h11.Connection(h11.CLIENT)
+        method, host_header, target = head
         request_headers = [
             ("Host", host_header),
             ("Content-Length", str(len(body))),
             ("Connection", "close"),
             *headers.items(),
         ]
-        out = conn.send(h11.Request(method="POST", target=target, headers=request_headers))
+        out = conn.send(h11.Request(method=method, target=target, headers=request_headers))
         out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
         await stream.send_all(out)
         status, chunks, size = 0, [], 0
@@ -78,8 +96,8 @@ async def _exchange(
                 status = event.status_code
             elif isinstance(event, h11.Data):
                 size += len(event.data)
-                if size > MAX_RESPONSE_BYTES:
-                    raise HttpClientError(f"response over {MAX_RESPONSE_BYTES} bytes")
+                if size > max_response_bytes:
+                    raise HttpClientError(f"response over {max_response_bytes} bytes")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 return HttpResponse(status, b"".join(chunks))
