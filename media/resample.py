@@ -13,6 +13,13 @@ downsample-by-M, computed only at the output instants: output ``n`` sits at upsa
 ``t = n*M``, reads input ``t // L`` and filter phase ``t % L``. State between chunks is the last
 ``taps_per_phase - 1`` input samples and the position of the next output, so chunk boundaries are
 invisible (no clicks). Filters are designed once per (in, out) pair and shared by every call.
+
+Every output sample is the same number however the input was chunked and whichever CPU kernel BLAS
+picks: taps are integers (the designed filter times ``2**_TAP_BITS``) and samples are integers, held
+in float64, so each product and every partial sum is an integer below ``2**53`` and exact. The order
+in which a kernel adds them up (AVX-512 and AVX2 kernels differ, and so do a matrix's edge rows and
+its middle ones) cannot change the sum; float32 sums differed in the last bit and so, after
+rounding, sometimes by one LSB.
 """
 
 from __future__ import annotations
@@ -30,13 +37,18 @@ _KAISER_BETA = 0.1102 * (_STOPBAND_DB - 8.7)  # Kaiser's formula for the stopban
 # 3.8-4.0 kHz, above the telephone band; that halves the filter length against stopping at 4 kHz.
 _PASS_EDGE = 0.85
 _STOP_EDGE = 1.05
+# Fixed-point taps: 2**-24 steps put the coefficients' quantisation noise ~140 dB down, and a sum
+# stays exact while sum(|taps|) * 32768 < 2**53 (it is below 2**40 for any phase here).
+_TAP_BITS = 24
+_TAP_SCALE = float(2**_TAP_BITS)
 
 
 @lru_cache(maxsize=32)
 def _polyphase_bank(
     in_rate_hz: int, out_rate_hz: int
-) -> tuple[int, int, int, npt.NDArray[np.float32]]:
-    """(L, M, delay in upsampled samples, bank[L, taps]): phase p's taps, reversed for a dot."""
+) -> tuple[int, int, int, npt.NDArray[np.float64]]:
+    """(L, M, delay in upsampled samples, bank[L, taps]): phase p's taps, reversed for a dot,
+    as integers (scaled by ``_TAP_SCALE``) held in float64."""
     g = gcd(in_rate_hz, out_rate_hz)
     up, down = out_rate_hz // g, in_rate_hz // g
     nyquist_hz = min(in_rate_hz, out_rate_hz) / 2
@@ -53,7 +65,9 @@ def _polyphase_bank(
     taps = -(-length // up)
     h = np.append(h, np.zeros(taps * up - length))  # trailing zeros: same response, whole phases
     bank = h.reshape(taps, up).T[:, ::-1]  # bank[p, k] = h[p + k*up], reversed over k
-    return up, down, (length - 1) // 2, np.ascontiguousarray(bank, dtype=np.float32)
+    bank = np.rint(bank * _TAP_SCALE)
+    assert np.abs(bank).sum(axis=1).max() * 32768 < 2**53  # every sum is exact
+    return up, down, (length - 1) // 2, np.ascontiguousarray(bank)
 
 
 class StreamResampler:
@@ -76,10 +90,10 @@ class StreamResampler:
         self._alloc(1024)
 
     def _alloc(self, max_chunk: int) -> None:
-        """History then the current chunk, converted to float32 in place, and a view of every
+        """History then the current chunk, converted to float64 in place, and a view of every
         filter-length window of it (built once: building a view costs more than using it)."""
         old = getattr(self, "_buf", None)
-        self._buf = np.zeros(self._keep + max_chunk, dtype=np.float32)
+        self._buf = np.zeros(self._keep + max_chunk, dtype=np.float64)
         if old is not None:
             self._buf[: self._keep] = old[: self._keep]
         taps = self._keep + 1
@@ -111,33 +125,34 @@ class StreamResampler:
         else:
             y = self._rational(buf, n_in)
         self._buf[:keep] = buf[n_in:]
+        y *= 1 / _TAP_SCALE  # a power of two: exact
         np.rint(y, out=y)
         np.minimum(y, 32767, out=y)  # two ufuncs: np.clip's Python wrapper costs more
         np.maximum(y, -32768, out=y)
         return y.astype("<i2").tobytes()
 
-    def _interpolate(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
+    def _interpolate(self, buf: npt.NDArray[np.float64], n_in: int) -> npt.NDArray[np.float64]:
         """Integer upsampling: every phase yields one output per input."""
-        y: npt.NDArray[np.float32] = (self._windows[:n_in] @ self._bank_t).ravel()
+        y: npt.NDArray[np.float64] = (self._windows[:n_in] @ self._bank_t).ravel()
         return y
 
-    def _decimate(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
+    def _decimate(self, buf: npt.NDArray[np.float64], n_in: int) -> npt.NDArray[np.float64]:
         """Integer downsampling: filter at the input rate, keep every ``down``-th sample."""
         full = np.correlate(buf, self._bank[0], "valid")
         y = full[self._next_t :: self._down]
         self._next_t = (self._next_t - n_in) % self._down
         return y
 
-    def _rational(self, buf: npt.NDArray[np.float32], n_in: int) -> npt.NDArray[np.float32]:
+    def _rational(self, buf: npt.NDArray[np.float64], n_in: int) -> npt.NDArray[np.float64]:
         """Any L/M: gather each output's window and its phase's taps."""
         up, down, bank = self._up, self._down, self._bank
         stop = n_in * up  # an output at t needs input t // up < n_in
         t = np.arange(self._next_t, stop, down)
         if not t.size:
             self._next_t -= stop
-            return np.empty(0, dtype=np.float32)
+            return np.empty(0, dtype=np.float64)
         windows = self._windows[t // up]
-        y: npt.NDArray[np.float32] = np.einsum("ij,ij->i", windows, bank[t % up])
+        y: npt.NDArray[np.float64] = np.einsum("ij,ij->i", windows, bank[t % up])
         self._next_t = int(t[-1]) + down - stop
         return y
 
