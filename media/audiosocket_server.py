@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -16,7 +18,7 @@ from media.audiosocket import AudioSocketConnection, Numbering
 from media.audiosocket_leg import AudioSocketLeg
 from media.call import Call, CallEnv, new_call_id
 from media.hooks import CallInfo
-from media.leg import LegError
+from media.leg import Leg, LegError
 from media.recording_leg import recording
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,20 @@ SEND_BUFFER_BYTES = 32768
 noticed by the send deadline within seconds, not after megabytes of queued audio."""
 
 
+class AudioSocketClaims(Protocol):
+    """Whoever had Asterisk open this connection (ARI ExternalMedia) and knows it by its UUID:
+    returns the call's info and leg as it wants them, or None for a call it did not place."""
+
+    def claim(
+        self, call_uuid: uuid.UUID, info: CallInfo, leg: Leg
+    ) -> tuple[CallInfo, Leg] | None: ...
+
+
 async def serve_audiosocket(
-    env: CallEnv, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    env: CallEnv,
+    claims: AudioSocketClaims | None = None,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``env.config.audiosocket``; reports the bound port (useful with port 0)."""
     addr = env.config.audiosocket
@@ -35,12 +49,14 @@ async def serve_audiosocket(
     port = listeners[0].socket.getsockname()[1]
     log.info("audiosocket listening", extra={"host": addr.host, "port": port})
     task_status.started(port)
-    await trio.serve_listeners(partial(handle_connection, env=env), listeners)
+    await trio.serve_listeners(partial(handle_connection, env=env, claims=claims), listeners)
 
 
-async def handle_connection(stream: trio.SocketStream, env: CallEnv) -> None:
+async def handle_connection(
+    stream: trio.SocketStream, env: CallEnv, claims: AudioSocketClaims | None = None
+) -> None:
     try:
-        await _handle(stream, env)
+        await _handle(stream, env, claims)
     except Exception:
         log.exception("audiosocket connection failed")
         env.metrics.leg_errors.labels("audiosocket", "internal").inc()
@@ -48,7 +64,9 @@ async def handle_connection(stream: trio.SocketStream, env: CallEnv) -> None:
         await trio.aclose_forcefully(stream)
 
 
-async def _handle(stream: trio.SocketStream, env: CallEnv) -> None:
+async def _handle(
+    stream: trio.SocketStream, env: CallEnv, claims: AudioSocketClaims | None
+) -> None:
     cfg = env.config
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
     peer = "{}:{}".format(*stream.socket.getpeername()[:2])
@@ -67,5 +85,9 @@ async def _handle(stream: trio.SocketStream, env: CallEnv) -> None:
     info = CallInfo(
         call_id=new_call_id(), leg="audiosocket", leg_ref=str(call_uuid), remote_addr=peer
     )
-    async with recording(leg, info.call_id, cfg.record_dir) as call_leg:
-        await Call(call_leg, info, env).run()
+    call_leg: Leg = leg
+    claimed = claims.claim(call_uuid, info, leg) if claims is not None else None
+    if claimed is not None:
+        info, call_leg = claimed
+    async with recording(call_leg, info.call_id, cfg.record_dir) as recorded:
+        await Call(recorded, info, env).run()
