@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from media.leg import LegError
+from proto import safe_json
 
 ControlFormat: TypeAlias = Literal["plain-text", "json"]
 
@@ -173,8 +174,8 @@ def _parse_plain(text: str) -> tuple[str, dict[str, str], str]:
 
 def _parse_json(text: str) -> tuple[str, dict[str, Any]]:
     try:
-        msg = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        msg = safe_json.loads(text, max_chars=MAX_TEXT_CHARS)
+    except safe_json.JsonInputError as exc:
         raise ChanWebsocketError("bad_json", str(exc)[:80]) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
         raise ChanWebsocketError("bad_json", "not an object with an event")

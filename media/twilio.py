@@ -24,6 +24,7 @@ from typing import Any, TypeAlias
 
 from media.audio import FRAME_MS, TELEPHONY_RATE_HZ
 from media.leg import LegError
+from proto import safe_json
 
 ULAW_ENCODING = "audio/x-mulaw"
 MAX_MESSAGE_CHARS = 65_536
@@ -122,8 +123,8 @@ def _load(text: str | bytes) -> tuple[str, dict[str, Any]]:
         # Media Streams is text only; a binary frame is a client bug, not mu-law.
         raise TwilioProtocolError("binary_message", f"{len(text)} bytes")
     try:
-        msg = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        msg = safe_json.loads(text, max_chars=MAX_MESSAGE_CHARS)
+    except safe_json.JsonInputError as exc:
         raise TwilioProtocolError("bad_json", str(exc)[:80]) from None
     if not isinstance(msg, dict):
         raise TwilioProtocolError("bad_json", "not an object")

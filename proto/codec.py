@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from proto import frames_pb2 as pb
+from proto import safe_json
 from proto.audio_wire import decode_audio, encode_audio
 from proto.messages import (
     DTMF_DIGITS,
@@ -169,9 +170,9 @@ _ENCODERS = {
 
 def _json(text: str, what: str) -> Any:
     try:
-        return json.loads(text) if text else None
-    except ValueError as exc:
-        raise LinkDecodeError(f"{what} is not JSON: {exc}") from exc
+        return safe_json.loads(text, max_chars=MAX_LINK_FRAME_BYTES) if text else None
+    except safe_json.JsonInputError as exc:
+        raise LinkDecodeError(f"{what} is not JSON we accept ({exc.reason}): {exc}") from exc
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
