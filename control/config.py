@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import socket
 from dataclasses import dataclass, field
 
 from control.db.base import DatabaseUrl, DatabaseUrlError, check_prefix
 from media.config import ConfigError, HostPort
 
 DEFAULT_DB = "sqlite:///callbridge.db"
+_NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,16 @@ class ControlConfig:
     cache_ttl_s: int = 30
     ws_ping_s: float = 30.0
     ws_dead_s: float = 60.0
+    # Scale-out (control/nodes.py): this node's identity, kept across restarts so that a restarted
+    # node ends the calls it held before it died; empty: HOSTNAME:HTTP_PORT.
+    node_id: str = ""
+    node_ttl_s: float = 10.0  # heartbeat lifetime: a node silent this long has its calls reaped
+    command_timeout_s: float = 2.0  # a call command routed to another node answers 503 after this
+
+    @property
+    def node(self) -> str:
+        """This node's identity: ``node_id``, or HOSTNAME:HTTP_PORT (stable across restarts)."""
+        return self.node_id or f"{socket.gethostname()[:56]}:{self.http.port}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +72,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="API requests per second per customer and per IP (default %(default)s)",
     )
     g.add_argument("--rate-burst", type=int, default=100, help="token bucket size")
+    g.add_argument(
+        "--node-id",
+        default=os.environ.get("CALLBRIDGE_NODE_ID", ""),
+        help="this node's identity among nodes sharing the database; keep it across restarts"
+        " (default HOSTNAME:HTTP_PORT)",
+    )
+    g.add_argument(
+        "--node-ttl",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="heartbeat lifetime in Redis: calls of a node silent this long are ended as"
+        " node_lost by a survivor (default %(default)s)",
+    )
     g.add_argument(
         "--webhook-attempts",
         type=int,
@@ -95,8 +122,17 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
     attempts = getattr(ns, "webhook_attempts", 5)
     if not 1 <= attempts <= 20:
         raise ConfigError("--webhook-attempts must be 1..20")
+    http = HostPort.parse(ns.http, "--http")
+    node_id = getattr(ns, "node_id", "")
+    if node_id and not _NODE_ID.match(node_id):
+        raise ConfigError(f"--node-id: 1-64 of A-Z a-z 0-9 . _ : - expected, got {node_id!r}")
+    node_ttl_s = getattr(ns, "node_ttl", 10.0)
+    if not 1.0 <= node_ttl_s <= 300.0:
+        raise ConfigError("--node-ttl must be within 1..300 seconds")
     return ControlConfig(
-        http=HostPort.parse(ns.http, "--http"),
+        http=http,
+        node_id=node_id,
+        node_ttl_s=node_ttl_s,
         db=db,
         db_prefix=prefix,
         redis=redis,

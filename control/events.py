@@ -46,7 +46,7 @@ def check_patterns(customer_id: str, patterns: list[str]) -> list[str]:
 
 
 class Publisher(Protocol):
-    async def publish(self, channel: str, message: str) -> None: ...
+    async def publish(self, channel: str, message: str) -> object: ...
 
 
 class Offer(Protocol):

@@ -14,12 +14,12 @@ hangup); a failure to record a later state change is logged with the call id and
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from control.agent_wire import agent_config_for_call
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.bridge import BridgeClosed
+from control.call_end import end_call_once
 from control.db.base import DatabaseError, now_ts
 from control.events import EventBus
 from control.store import Store
@@ -35,7 +35,6 @@ from media.hooks import (
 from proto.messages import JsonObject
 
 log = logging.getLogger(__name__)
-_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def _public_call(row: dict[str, Any]) -> dict[str, Any]:
@@ -43,10 +42,17 @@ def _public_call(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ControlHooks:
-    def __init__(self, store: Store, bus: EventBus, tools: ToolExecutor) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        tools: ToolExecutor,
+        holder: tuple[str, int] = ("", 0),
+    ) -> None:
         self.store = store
         self.bus = bus
         self.tools = tools
+        self.holder = holder  # (node id, worker id) recorded on each call row (control/nodes.py)
         self._live: dict[str, CallContext] = {}
 
     async def _find_agent(self, info: CallInfo) -> dict[str, Any] | None:
@@ -106,6 +112,8 @@ class ControlHooks:
                 "duration_ms": 0,
                 "tm_answer": None,
                 "tm_hangup": None,
+                "node_id": self.holder[0],
+                "worker_id": self.holder[1],
             },
         )
         self._live[info.call_id] = CallContext(info.call_id, customer_id, agent["detail"])
@@ -134,26 +142,18 @@ class ControlHooks:
         )
 
     async def call_hungup(self, call_id: str, cause: HangupCause, reason: str) -> None:
+        # Conditional (control/call_end.py): a survivor may have reaped this call already while
+        # this node was paused; the row keeps that ending and its single call_hungup event.
         try:
-            row = await self.store.get("calls", call_id, None)
-        except (DatabaseError, BridgeClosed):
-            row = None  # _update below logs the outage
-        ended = now_ts()
-        duration_ms = 0
-        if row is not None:
-            start = datetime.strptime(row["tm_answer"] or row["tm_create"], _TS)
-            duration_ms = int((datetime.strptime(ended, _TS) - start).total_seconds() * 1000)
-        await self._update(
-            call_id,
-            "call_hungup",
-            {
-                "status": "hangup",
-                "hangup_cause": cause,
-                "hangup_reason": reason[:255],
-                "tm_hangup": ended,
-                "duration_ms": max(0, duration_ms),
-            },
-        )
+            row = await end_call_once(self.store, call_id, cause, reason)
+            if row is not None:
+                public = _public_call(row)
+                await self.bus.publish(row["customer_id"], "call_hungup", call_id, public)
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error(
+                "call state not recorded",
+                extra={"call_id": call_id, "event": "call_hungup", "error": str(exc)},
+            )
         self._live.pop(call_id, None)
 
     async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:

@@ -10,6 +10,7 @@ refuses to start on a schema that is behind.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -27,11 +28,13 @@ from control import routes_calls, routes_media, routes_resources, routes_rtp, ws
 from control.api import Api
 from control.bootstrap import ensure_bootstrap
 from control.bridge import AsyncioBridge
+from control.call_commands import CallCommands, Holder
 from control.config import ControlConfig
 from control.db import Database, DatabaseError, open_database
 from control.db.migrate import migrate, pending
 from control.events import EventBus
 from control.hooks import ControlHooks
+from control.nodes import NodeHeartbeat
 from control.openapi import build_document
 from control.redis_link import RedisLink
 from control.services import ControlMetrics, Services
@@ -139,16 +142,28 @@ async def open_services(
                     redis,
                     channel=f"callbridge:{cfg.db_prefix}events",
                 )
-                services = Services(cfg, db, store, bus, calls, cmetrics, redis)
+                me = Holder(cfg.node)
+                commands = CallCommands(
+                    me,
+                    functools.partial(routes_calls.execute, calls),
+                    redis,
+                    f"callbridge:{cfg.db_prefix}",
+                    cfg.command_timeout_s,
+                )
+                services = Services(cfg, db, store, bus, calls, cmetrics, commands, redis)
                 tools = ToolExecutor(
                     store, bus.publish, cmetrics.tool_latency, timeout_s=cfg.tool_timeout_s
                 )
+                heartbeat = NodeHeartbeat(store, bus, redis, me, calls, cfg.node_ttl_s)
+                hooks = ControlHooks(store, bus, tools, (me.node_id, me.worker_id))
                 async with trio.open_nursery() as nursery:
                     await nursery.start(dispatcher.run)
                     if redis is not None:
                         await nursery.start(redis.listen, bus.channel, bus.on_redis_message)
+                    await nursery.start(commands.serve)
+                    await nursery.start(heartbeat.run)  # reconciles this node's stale calls first
                     try:
-                        yield services, ControlHooks(store, bus, tools), nursery
+                        yield services, hooks, nursery
                     finally:
                         nursery.cancel_scope.cancel()
             finally:

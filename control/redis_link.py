@@ -55,8 +55,21 @@ class RedisLink:
     async def delete(self, key: str) -> None:
         await self._bridge.run(self._client.delete, key)
 
-    async def publish(self, channel: str, message: str) -> None:
-        await self._bridge.run(self._client.publish, channel, message)
+    async def exists(self, key: str) -> bool:
+        return bool(await self._bridge.run(self._client.exists, key))
+
+    async def refresh(self, key: str, value: str, ttl_ms: int) -> bool:
+        """Set ``key`` for ``ttl_ms``; ``False`` when it had lapsed (or never existed) before."""
+
+        async def do() -> Any:
+            return await self._client.set(key, value, px=ttl_ms, get=True)
+
+        return await self._bridge.run(do) is not None
+
+    async def publish(self, channel: str, message: str) -> int:
+        """Publish; returns how many subscribers received it (0: nobody listens)."""
+        receivers: int = await self._bridge.run(self._client.publish, channel, message)
+        return receivers
 
     async def listen(
         self,

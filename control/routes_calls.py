@@ -1,12 +1,22 @@
-"""``/v1.0/calls``: stored call rows, and actions on live calls through the media registry."""
+"""``/v1.0/calls``: stored call rows, and actions on live calls wherever they live.
+
+An action on a call this process holds runs on its media registry entry; one another node (or
+worker) holds is carried there by :class:`control.call_commands.CallCommands` and runs through the
+same :func:`execute`, so the answer is the one the holder would give.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from control.api import Api, ApiError, Ctx, not_found
+from control.call_commands import Holder, HolderUnavailable, Reply
 from control.schemas import CallCreateBody, DtmfBody, SayBody, TransferBody
 from media.hooks import CallHandle, LegCannotDo
+from media.registry import CallRegistry
 from sip.outbound import OriginateRefused, SipOutbound
 
 CALL_STATUSES = ("ringing", "progressing", "hangup")
@@ -37,15 +47,7 @@ def page_args(ctx: Ctx) -> tuple[int, str]:
 
 
 def register(api: Api, sip: SipOutbound | None = None) -> None:
-    store, calls = api.services.store, api.services.calls
-
-    async def live(ctx: Ctx, call_id: str) -> CallHandle:
-        if await store.get("calls", call_id, ctx.principal.customer_id) is None:
-            raise not_found("call")
-        handle = calls.get(call_id)
-        if handle is None:
-            raise ApiError(409, "call_not_live", "the call has ended")
-        return handle
+    store, calls, commands = api.services.store, api.services.calls, api.services.commands
 
     @api.route(
         "GET",
@@ -119,34 +121,106 @@ def register(api: Api, sip: SipOutbound | None = None) -> None:
         )
         return {"result": [public(r) for r in page.rows], "next_page_token": page.next_page_token}
 
+    async def act(ctx: Ctx, call_id: str, op: str) -> dict[str, Any]:
+        """Run ``op`` where the call lives: here, or on its holder (control/call_commands.py)."""
+        row = await store.get("calls", call_id, ctx.principal.customer_id)
+        if row is None:
+            raise not_found("call")
+        if calls.get(call_id) is not None or not row.get("node_id"):
+            holder = commands.me
+        elif row["status"] == "hangup":
+            raise ApiError(409, "call_not_live", "the call has ended")
+        else:
+            holder = Holder(row["node_id"], int(row.get("worker_id") or 0))
+        args = ctx.body.model_dump() if ctx.body is not None else {}
+        try:
+            reply = await commands.run(holder, call_id, op, args)
+        except HolderUnavailable as exc:
+            raise ApiError(
+                503, "holder_unavailable", str(exc), headers={"Retry-After": "1"}
+            ) from None
+        if reply.status != 200:
+            raise ApiError(reply.status, reply.body["code"], reply.body["message"])
+        return reply.body
+
     @api.route("POST", "/v1.0/calls/<call_id>/hangup", summary="Hang up a live call")
     async def hangup(ctx: Ctx, call_id: str) -> dict[str, Any]:
-        (await live(ctx, call_id)).hangup("api")
-        return {"id": call_id, "status": "terminating"}
+        return await act(ctx, call_id, "hangup")
 
     @api.route(
         "POST", "/v1.0/calls/<call_id>/dtmf", summary="Send DTMF to the caller", body=DtmfBody
     )
     async def dtmf(ctx: Ctx, call_id: str) -> dict[str, Any]:
-        (await live(ctx, call_id)).send_dtmf(ctx.body.digits)
-        return {"id": call_id, "status": "sent"}
+        return await act(ctx, call_id, "dtmf")
 
     @api.route(
         "POST", "/v1.0/calls/<call_id>/say", summary="Have the agent speak text", body=SayBody
     )
     async def say(ctx: Ctx, call_id: str) -> dict[str, Any]:
-        (await live(ctx, call_id)).say(ctx.body.text)
-        return {"id": call_id, "status": "queued"}
+        return await act(ctx, call_id, "say")
 
     @api.route(
         "POST", "/v1.0/calls/<call_id>/transfer", summary="Transfer the caller", body=TransferBody
     )
     async def transfer(ctx: Ctx, call_id: str) -> dict[str, Any]:
-        handle = await live(ctx, call_id)
-        try:
-            handle.transfer(ctx.body.target)
-        except LegCannotDo as exc:
-            raise ApiError(
-                422, "leg_cannot_transfer", str(exc) or f"{handle.leg} cannot transfer"
-            ) from exc
-        return {"id": call_id, "status": "transferring"}
+        return await act(ctx, call_id, "transfer")
+
+
+# -- what a command does to a live call in this process (for local and routed requests alike) --
+def _hangup(handle: CallHandle, _body: BaseModel | None) -> dict[str, Any]:
+    handle.hangup("api")
+    return {"id": handle.call_id, "status": "terminating"}
+
+
+def _dtmf(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
+    assert isinstance(body, DtmfBody)
+    handle.send_dtmf(body.digits)
+    return {"id": handle.call_id, "status": "sent"}
+
+
+def _say(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
+    assert isinstance(body, SayBody)
+    handle.say(body.text)
+    return {"id": handle.call_id, "status": "queued"}
+
+
+def _transfer(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
+    assert isinstance(body, TransferBody)
+    try:
+        handle.transfer(body.target)
+    except LegCannotDo as exc:
+        raise ApiError(
+            422, "leg_cannot_transfer", str(exc) or f"{handle.leg} cannot transfer"
+        ) from exc
+    return {"id": handle.call_id, "status": "transferring"}
+
+
+_Action = Callable[[CallHandle, BaseModel | None], dict[str, Any]]
+ACTIONS: dict[str, tuple[type[BaseModel] | None, _Action]] = {
+    "hangup": (None, _hangup),
+    "dtmf": (DtmfBody, _dtmf),
+    "say": (SayBody, _say),
+    "transfer": (TransferBody, _transfer),
+}
+
+
+def execute(calls: CallRegistry, call_id: str, op: str, args: dict[str, Any]) -> Reply:
+    """Run ``op`` on a call of this process. Routed commands are validated again here: the
+    arguments crossed a process boundary, and a bad one must end as a 400, not a crash."""
+    handle = calls.get(call_id)
+    if handle is None:
+        return _error(409, "call_not_live", "the call has ended")
+    if op not in ACTIONS:
+        return _error(400, "invalid_request", f"unknown call command {op!r}")
+    schema, action = ACTIONS[op]
+    try:
+        body = schema.model_validate(args) if schema is not None else None
+        return Reply(200, action(handle, body))
+    except ValidationError:
+        return _error(400, "invalid_request", f"bad arguments for {op}")
+    except ApiError as exc:
+        return _error(exc.status, exc.code, exc.message)
+
+
+def _error(status: int, code: str, message: str) -> Reply:
+    return Reply(status, {"code": code, "message": message})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from control.call_commands import CallCommands
 from control.config import ControlConfig
 from control.db import Database
 from control.events import EventBus
@@ -50,6 +51,7 @@ class Services:
     bus: EventBus
     calls: CallRegistry
     metrics: ControlMetrics
+    commands: CallCommands  # call actions reach the call's holder (control/call_commands.py)
     redis: RedisLink | None = None
 
     @property

@@ -53,6 +53,8 @@ TABLES: dict[str, Table] = {
                 "duration_ms",
                 "tm_answer",
                 "tm_hangup",
+                "node_id",  # the node holding the live call (migration 0002)
+                "worker_id",
             ),
             cached=True,
         ),

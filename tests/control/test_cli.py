@@ -29,8 +29,11 @@ def test_migrate_status_bootstrap_on_sqlite(
 ) -> None:
     db = ["--db", f"sqlite:///{tmp_path}/cb.db"]
     status = _run([*db, "status"], capsys)
-    assert status["migrations"] == [{"version": 1, "name": "init", "applied": False}]
-    assert _run([*db, "migrate"], capsys)["applied"] == ["0001_init"]
+    assert status["migrations"] == [
+        {"version": 1, "name": "init", "applied": False},
+        {"version": 2, "name": "call_holder", "applied": False},
+    ]
+    assert _run([*db, "migrate"], capsys)["applied"] == ["0001_init", "0002_call_holder"]
     assert _run([*db, "migrate"], capsys)["applied"] == []
     first = _run([*db, "bootstrap"], capsys)
     assert str(first["access_key"]).startswith("ak_")
@@ -55,7 +58,7 @@ def test_migrate_on_mariadb(mysql_url: str, capsys: pytest.CaptureFixture[str]) 
     prefix = f"c{uuid.uuid4().hex[:8]}_"
     args = ["--db", mysql_url, "--db-prefix", prefix]
     try:
-        assert _run([*args, "migrate"], capsys)["applied"] == ["0001_init"]
+        assert _run([*args, "migrate"], capsys)["applied"] == ["0001_init", "0002_call_holder"]
         assert _run([*args, "migrate"], capsys)["applied"] == []
     finally:
 
