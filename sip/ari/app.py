@@ -1,0 +1,316 @@
+"""callbridge as an ARI Stasis application: a caller that enters ``Stasis(NAME[,agent=ID])``
+becomes a callbridge call.
+
+For each caller: answer, a mixing bridge (``cbb-<uuid>``), an ExternalMedia channel
+(``cbm-<uuid>``, AudioSocket over TCP, slin16, ``data=<uuid>``) to our own AudioSocket listener,
+both channels into the bridge. When Asterisk connects with that UUID, the AudioSocket listener
+asks :meth:`AriApp.claim` and the call runs over the existing media path, its leg wrapped in an
+:class:`sip.ari.leg.AriLeg`. Everything this module asks of Asterisk after set-up goes through a
+bounded job queue served by a few workers, so neither the media core nor the events reader waits
+on a REST answer. Transfers live in :mod:`sip.ari.transfer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+import trio
+
+from media.hooks import CallInfo
+from media.leg import Leg
+from media.registry import CallRegistry
+from sip.ari import requests as rq
+from sip.ari.client import AriClient, AriUnavailable
+from sip.ari.config import AriConfig
+from sip.ari.events import (
+    AriEvent,
+    Channel,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelEnteredBridge,
+    ChannelHangupRequest,
+    ChannelLeftBridge,
+    StasisEnd,
+    StasisStart,
+    cause_text,
+    parse_bridge,
+    parse_channel,
+)
+from sip.ari.leg import AriLeg
+from sip.ari.reconcile import MEDIA_PREFIX, TARGET_PREFIX, plan, stasis_args_of
+from sip.ari.state import AriCall, CallTable
+from sip.ari.transfer import Transfers
+
+log = logging.getLogger(__name__)
+
+JOB_QUEUE = 1024  # ARI requests waiting for a worker; beyond it they are dropped and counted
+WORKERS = 4
+
+
+class CallEvents(Protocol):
+    """Where ARI's view of a call becomes callbridge events (the control plane's hooks)."""
+
+    async def call_event(self, call_id: str, event_type: str, data: dict[str, Any]) -> None: ...
+
+
+class NoEvents:
+    async def call_event(self, call_id: str, event_type: str, data: dict[str, Any]) -> None:
+        return None
+
+
+Job = Callable[[], Awaitable[object]]
+
+
+class AriApp:
+    def __init__(self, cfg: AriConfig, client: AriClient, events: CallEvents | None = None) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.events = events or NoEvents()
+        self.calls = CallTable()
+        self.registry = CallRegistry()  # the media core's, once attached
+        self.max_calls = 2_000
+        self.job_drops = 0
+        self._jobs_send, self._jobs_recv = trio.open_memory_channel[tuple[str, Job]](JOB_QUEUE)
+        self._limiter = trio.CapacityLimiter(cfg.max_setups)
+        self._nursery: trio.Nursery | None = None
+        self.transfers = Transfers(self)
+
+    # ---- running --------------------------------------------------------------------------
+
+    async def run(
+        self, registry: CallRegistry, max_calls: int, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Serve until cancelled; started once the first connection attempt is over."""
+        self.registry, self.max_calls = registry, max_calls
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for _ in range(WORKERS):
+                nursery.start_soon(self._worker)
+            await nursery.start(self.client.run, self._on_connected, self._on_event)
+            task_status.started()
+
+    def submit(self, what: str, job: Job) -> None:
+        """Queue ``job`` for a worker; never waits (a full queue drops it, counted)."""
+        try:
+            self._jobs_send.send_nowait((what, job))
+        except trio.WouldBlock:
+            self.job_drops += 1
+            log.error("ari job dropped: queue full", extra={"job": what})
+
+    def request(self, what: str, req: rq.AriRequest) -> None:
+        self.submit(what, lambda: self.client.call(req))
+
+    def event(self, call: AriCall, event_type: str, data: dict[str, Any]) -> None:
+        if call.call_id:
+            self.submit(event_type, lambda: self.events.call_event(call.call_id, event_type, data))
+
+    async def _worker(self) -> None:
+        async for what, job in self._jobs_recv:
+            try:
+                await job()
+            except rq.AriRequestError as exc:
+                if exc.status != 404:  # already gone is what a cleanup wanted
+                    log.warning("ari request refused", extra={"job": what, "error": str(exc)})
+            except AriUnavailable as exc:
+                log.warning("ari request failed", extra={"job": what, "error": str(exc)})
+
+    # ---- the AudioSocket listener's seam --------------------------------------------------
+
+    def claim(self, call_uuid: uuid.UUID, info: CallInfo, leg: Leg) -> tuple[CallInfo, Leg] | None:
+        """An AudioSocket connection with ``call_uuid``: ours if an ExternalMedia channel we
+        created sent it. Returns the call's info (caller id, DNIS, channel ids, Stasis
+        arguments and channel variables) and its leg; None for any other AudioSocket call."""
+        call = self.calls.by_uuid(str(call_uuid))
+        if call is None or call.leg is not None or call.gone:
+            return None
+        caller = call.caller
+        params: dict[str, Any] = {
+            **call.params,
+            "asterisk_channel": caller.id,
+            "asterisk_bridge": call.bridge_id,
+            "channel_vars": dict(caller.channelvars),
+        }
+        info = replace(
+            info,
+            leg="asterisk",
+            leg_ref=f"{caller.id}/{call.bridge_id}",
+            caller=caller.caller_number,
+            callee=caller.exten,
+            params=params,
+        )
+        call.call_id, call.running = info.call_id, True
+        ari_leg = AriLeg(leg, call.call_uuid, self)
+        call.leg = ari_leg
+        call.claimed.set()
+        return info, ari_leg
+
+    # ---- AriActions (what a call's leg asks) ----------------------------------------------
+
+    def send_dtmf(self, call_uuid: str, digits: str) -> None:
+        call = self.calls.by_uuid(call_uuid)
+        if call is not None and not call.gone:
+            self.request("dtmf", rq.send_dtmf(call.caller.id, digits))
+
+    async def transfer(self, call_uuid: str, target: str) -> None:
+        call = self.calls.by_uuid(call_uuid)
+        if call is not None:
+            await self.transfers.transfer(call, target)
+
+    def release(self, call_uuid: str, reason: str) -> None:
+        """The media core is done with the call: hang up what is left in Asterisk."""
+        call = self.calls.by_uuid(call_uuid)
+        if call is None:
+            return
+        call.running = False
+        self.request("hangup media", rq.hangup(call.media_id))
+        if call.handed_off and not call.gone:
+            return  # the caller talks to the target now; kept until one of them leaves
+        if not call.gone:
+            # A call the control plane refused never entered the registry.
+            refused = self.registry.get(call.call_id) is None
+            cause = "rejected" if refused else "normal"
+            log.info("ari hangup", extra={"call_id": call.call_id, "reason": reason})
+            self.request("hangup caller", rq.hangup(call.caller.id, cause))
+        self._finish(call)
+
+    def _finish(self, call: AriCall) -> None:
+        if call.target_id:
+            self.request("hangup target", rq.hangup(call.target_id))
+        self.request("destroy bridge", rq.destroy_bridge(call.bridge_id))
+        self.calls.forget(call)
+
+    def end_call(self, call: AriCall, reason: str) -> None:
+        """End the media core's side of the call once queued audio has played."""
+        handle = self.registry.get(call.call_id)
+        if handle is not None:
+            handle.hangup_after_playout(reason)
+
+    # ---- events ---------------------------------------------------------------------------
+
+    async def _on_connected(self) -> None:
+        channels = [parse_channel(c) for c in await self.client.call(rq.list_channels())]
+        bridges = [parse_bridge(b) for b in await self.client.call(rq.list_bridges())]
+        todo = plan(self.cfg.app, self.calls.held(), channels, bridges)
+        for caller_id in todo.gone:
+            call = self.calls.by_channel(caller_id)
+            if call is not None:
+                self._caller_gone(call, "asterisk: the caller's channel is gone")
+        for adopt in todo.adopt:
+            log.info("ari call adopted", extra={"channel": adopt.channel.id})
+            self._start_setup(adopt.channel, stasis_args_of(adopt.channel), adopt.bridge_id)
+        for channel_id in todo.hangup:
+            self.request("hangup orphan", rq.hangup(channel_id))
+        for bridge_id in todo.destroy:
+            self.request("destroy orphan", rq.destroy_bridge(bridge_id))
+
+    async def _on_event(self, event: AriEvent) -> None:
+        if isinstance(event, StasisStart):
+            self._on_stasis_start(event.channel, event.args)
+            return
+        if isinstance(event, ChannelEnteredBridge | ChannelLeftBridge):
+            call = self.calls.by_channel(event.channel.id)
+            if call is not None and event.bridge.id == call.bridge_id:
+                kind = "joined" if isinstance(event, ChannelEnteredBridge) else "left"
+                who = _role(call, event.channel.id)
+                self.event(call, f"bridge_{kind}", {"bridge_id": event.bridge.id, "role": who})
+            return
+        channel = getattr(event, "channel", None)
+        call = self.calls.by_channel(channel.id) if isinstance(channel, Channel) else None
+        if call is None or not isinstance(channel, Channel):
+            return
+        if channel.id == call.target_id:
+            self.transfers.on_target_event(call, event)
+        elif channel.id != call.caller.id:
+            return
+        elif isinstance(event, ChannelHangupRequest):
+            self._caller_gone(call, f"caller hung up ({cause_text(event.cause)})")
+        elif isinstance(event, ChannelDestroyed):
+            self._caller_gone(
+                call, f"caller hung up ({event.cause_txt or cause_text(event.cause)})"
+            )
+        elif isinstance(event, StasisEnd):
+            self._caller_gone(call, "the caller left the Stasis application")
+        elif isinstance(event, ChannelDtmfReceived):
+            self.event(call, "dtmf_received", {"digit": event.digit})
+
+    def _on_stasis_start(self, channel: Channel, args: tuple[str, ...]) -> None:
+        if channel.id.startswith(MEDIA_PREFIX):
+            return
+        if channel.id.startswith(TARGET_PREFIX):
+            call = self.calls.by_channel(channel.id)
+            if call is not None:
+                call.target_answered = True
+                call.target_done.set()
+            else:  # a target whose transfer was given up
+                self.request("hangup stray target", rq.hangup(channel.id))
+            return
+        if self.calls.by_channel(channel.id) is None:
+            self._start_setup(channel, args)
+
+    def _caller_gone(self, call: AriCall, reason: str) -> None:
+        if call.gone:
+            return
+        call.gone = True
+        if call.leg is not None and call.running:
+            call.leg.end(reason)  # the call ends; release() cleans up
+        elif call.setup_scope is not None and not call.claimed.is_set():
+            call.setup_scope.cancel()
+        else:
+            self._finish(call)
+
+    # ---- set-up ---------------------------------------------------------------------------
+
+    def _start_setup(self, caller: Channel, args: tuple[str, ...], bridge_id: str = "") -> None:
+        if len(self.calls) >= self.max_calls:
+            log.warning("ari call refused: at max_calls", extra={"channel": caller.id})
+            self.request("hangup over capacity", rq.hangup(caller.id, "congestion"))
+            return
+        call = AriCall.new(caller, args, bridge_id)
+        self.calls.add(call)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._setup, call, not bridge_id)
+
+    async def _setup(self, call: AriCall, new_bridge: bool) -> None:
+        failure = ""
+        async with self._limiter:
+            with trio.move_on_after(self.cfg.setup_timeout_s) as scope:
+                call.setup_scope = scope
+                try:
+                    await self._build(call, new_bridge)
+                    return
+                except (rq.AriRequestError, AriUnavailable) as exc:
+                    failure = str(exc)
+        call.setup_scope = None
+        if call.leg is not None:  # claimed, then a later step failed: end it the usual way
+            call.leg.end(f"asterisk set-up failed: {failure}")
+            return
+        if not call.gone:
+            failure = failure or f"our AudioSocket was not reached in {self.cfg.setup_timeout_s} s"
+            log.warning(
+                "ari call set-up failed", extra={"channel": call.caller.id, "error": failure}
+            )
+            self.request("hangup failed set-up", rq.hangup(call.caller.id, "failure"))
+        self.request("hangup media", rq.hangup(call.media_id))
+        self._finish(call)
+
+    async def _build(self, call: AriCall, new_bridge: bool) -> None:
+        cfg, client = self.cfg, self.client
+        if call.caller.state != "Up":
+            await client.call(rq.answer(call.caller.id))
+        if new_bridge:
+            await client.call(rq.create_bridge(call.bridge_id, f"callbridge {call.call_uuid}"))
+        await client.call(
+            rq.external_media(cfg.app, call.media_id, str(cfg.media_host), call.call_uuid)
+        )
+        await client.call(rq.add_channels(call.bridge_id, call.caller.id, call.media_id))
+        await call.claimed.wait()
+
+
+def _role(call: AriCall, channel_id: str) -> str:
+    if channel_id == call.caller.id:
+        return "caller"
+    return "agent" if channel_id == call.media_id else "target"

@@ -1,0 +1,87 @@
+"""The leg of a call that Asterisk holds in our Stasis app: its audio is the ExternalMedia
+AudioSocket connection, its signalling is ARI.
+
+A wrapper around the AudioSocket leg, so the call session runs unchanged: audio, marks and
+barge-in go to the socket; what only Asterisk can do (DTMF to the caller, transfer, a hangup
+with a cause) goes to ARI through :class:`AriActions`, which returns at once (the media core
+never waits on ARI). ARI also ends the leg: when the caller hangs up or leaves Stasis, the
+pending read is cancelled and the call reads :class:`LegHangup` with Asterisk's cause.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import trio
+
+from media.leg import Leg, LegEvent, LegHangup
+
+
+class AriActions(Protocol):
+    """What the leg asks of the Stasis application (:class:`sip.ari.app.AriApp`)."""
+
+    def send_dtmf(self, call_uuid: str, digits: str) -> None: ...
+
+    async def transfer(self, call_uuid: str, target: str) -> None: ...
+
+    def release(self, call_uuid: str, reason: str) -> None: ...
+
+
+class AriLeg:
+    kind = "asterisk"
+    self_paced = False
+
+    def __init__(self, inner: Leg, call_uuid: str, actions: AriActions) -> None:
+        self._inner = inner
+        self.call_uuid = call_uuid
+        self._actions = actions
+        self._ended: str | None = None
+        self._reported = False
+        self._read_scope: trio.CancelScope | None = None
+
+    @property
+    def rate_hz(self) -> int:  # the AudioSocket leg learns it from the first frame
+        return self._inner.rate_hz
+
+    @rate_hz.setter
+    def rate_hz(self, rate_hz: int) -> None:
+        self._inner.rate_hz = rate_hz
+
+    def end(self, reason: str) -> None:
+        """Asterisk ended the caller's side: the next (or pending) read is a hangup."""
+        if self._ended is None:
+            self._ended = reason
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    async def receive(self) -> LegEvent:
+        if self._ended is None:
+            with trio.CancelScope() as scope:
+                self._read_scope = scope
+                try:
+                    return await self._inner.receive()
+                finally:
+                    self._read_scope = None
+        if self._reported:
+            await trio.sleep_forever()  # the call stops reading after the first hangup
+        self._reported = True
+        return LegHangup(self._ended or "asterisk ended the call")
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        await self._inner.send_audio(pcm16)
+
+    async def clear(self) -> None:
+        await self._inner.clear()
+
+    async def send_mark(self, name: str) -> None:
+        await self._inner.send_mark(name)
+
+    async def send_dtmf(self, digits: str) -> None:
+        self._actions.send_dtmf(self.call_uuid, digits)
+
+    async def transfer(self, target: str) -> None:
+        await self._actions.transfer(self.call_uuid, target)
+
+    async def hangup(self, reason: str) -> None:
+        self._actions.release(self.call_uuid, reason)
+        await self._inner.hangup(reason)
