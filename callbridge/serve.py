@@ -19,6 +19,11 @@ from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
 from sip import config as sip_config
+from sip.ari import config as ari_config
+from sip.ari.app import AriApp
+from sip.ari.client import AriClient
+from sip.ari.control_events import ControlEvents
+from sip.ari.events_socket import AriAuthError
 from sip.outbound import SipOutbound
 from sip.rtp_calls import RtpCalls
 from sip.server import serve_sip
@@ -30,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     media_config.add_arguments(parser)
     control_config.add_arguments(parser)
     sip_config.add_arguments(parser)
+    ari_config.add_arguments(parser)
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -37,10 +43,11 @@ def run(ns: argparse.Namespace) -> int:
     control_cfg = control_config.from_args(ns)
     sip_cfg = sip_config.from_args(ns)
     rtp_cfg = sip_config.rtp_from_args(ns)
+    ari_cfg = ari_config.from_args(ns, media_cfg.audiosocket)
     try:
-        trio.run(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg)
-    except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix the agent
-        cannot, _ = group.split(AgentCannotStart)
+        trio.run(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg, ari_cfg)
+    except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix these
+        cannot, _ = group.split((AgentCannotStart, AriAuthError))
         if cannot is None:
             raise
         log.error("callbridge cannot start: %s", cannot.exceptions[0])
@@ -53,6 +60,7 @@ async def serve(
     control_cfg: control_config.ControlConfig,
     sip_cfg: sip_config.SipConfig | None = None,
     rtp_cfg: sip_config.SipConfig | None = None,
+    ari_cfg: ari_config.AriConfig | None = None,
 ) -> None:
     metrics = MediaMetrics()
     registry = CallRegistry()
@@ -69,7 +77,13 @@ async def serve(
             env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
             legs.attach(env, nursery)
             rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
-            await nursery.start(serve_audiosocket, env)
+            ari = None
+            if ari_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
+                client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
+                ari = AriApp(ari_cfg, client, ControlEvents(hooks))
+            await nursery.start(serve_audiosocket, env, ari)
+            if ari is not None:
+                await nursery.start(ari.run, registry, media_cfg.max_calls)
             if sip_cfg is not None:
                 await nursery.start(serve_sip, env, sip_cfg, sip)
             frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
@@ -81,6 +95,7 @@ async def serve(
                     "audiosocket": str(media_cfg.audiosocket),
                     "agent": media_cfg.agent_url,
                     "sip": str(sip_cfg.listen) if sip_cfg else "off",
+                    "ari": ari_cfg.url if ari_cfg else "off",
                 },
             )
             await trio.sleep_forever()
