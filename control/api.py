@@ -29,6 +29,7 @@ from control.bridge import BridgeClosed
 from control.db import DatabaseError
 from control.ratelimit import TokenBuckets, retry_after_header
 from control.services import Services
+from proto import safe_json
 
 log = logging.getLogger(__name__)
 _ID_PARAM = re.compile(r"<(\w+)>")
@@ -53,6 +54,18 @@ class ApiError(Exception):
 
 def not_found(what: str = "resource") -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
+
+
+def _json_error(exc: safe_json.JsonInputError) -> ApiError:
+    if exc.reason == "too_large":
+        return ApiError(413, "body_too_large", "request body too large")
+    if exc.reason == "too_deep":
+        return ApiError(
+            400,
+            "json_too_deep",
+            f"request body nests deeper than {safe_json.DEFAULT_MAX_DEPTH} levels",
+        )
+    return ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +151,10 @@ class Api:
 
     async def _parse_body(self, model: type[BaseModel]) -> BaseModel:
         raw = await request.get_data(cache=False)
-        if len(raw) > self.services.cfg.max_body_bytes:
-            raise ApiError(413, "body_too_large", "request body too large")
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "malformed_json", "request body is not valid JSON") from exc
+            data = safe_json.loads(raw, max_chars=self.services.cfg.max_body_bytes)
+        except safe_json.JsonInputError as exc:
+            raise _json_error(exc) from None
         if not isinstance(data, dict):
             raise ApiError(400, "invalid_request", "request body must be a JSON object")
         try:

@@ -19,12 +19,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from control.store import Store
+from proto import safe_json
 
 Role = Literal["customer_admin", "customer_manager", "agent_user"]
 ROLES: tuple[Role, ...] = ("customer_admin", "customer_manager", "agent_user")
 # What each role may do: admin everything, manager everything but keys and webhooks' secrets,
 # agent_user reads and acts on calls only.
 _RANK = {"agent_user": 0, "customer_manager": 1, "customer_admin": 2}
+# A JWT's header and claims are parsed before its signature can be trusted: keep them small.
+MAX_JWT_PART_BYTES = 4096
 
 
 class AuthError(Exception):
@@ -66,9 +69,9 @@ def jwt_decode(
     if len(parts) != 3:
         raise AuthError("malformed token")
     try:
-        header = json.loads(_unb64url(parts[0]))
-        claims = json.loads(_unb64url(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
+        header = safe_json.loads(_unb64url(parts[0]), max_chars=MAX_JWT_PART_BYTES)
+        claims = safe_json.loads(_unb64url(parts[1]), max_chars=MAX_JWT_PART_BYTES)
+    except ValueError as exc:
         raise AuthError("malformed token") from exc
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         raise AuthError("unsupported token algorithm")

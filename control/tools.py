@@ -20,10 +20,11 @@ from typing import Any, Protocol
 from prometheus_client import Histogram
 
 from control.db import DatabaseError
-from control.httpclient import HttpClientError, post
+from control.httpclient import MAX_RESPONSE_BYTES, HttpClientError, post
 from control.store import Store
 from control.webhooks import signed_headers
 from media.hooks import CallHandle, LegCannotDo, ToolOutcome
+from proto import safe_json
 
 log = logging.getLogger(__name__)
 BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")
@@ -225,6 +226,7 @@ class ToolExecutor:
         if not 200 <= resp.status_code < 300:
             return _error("tool_failed", f"HTTP {resp.status_code}")
         try:
-            return ToolOutcome(json.loads(resp.body) if resp.body else {})
-        except ValueError:
-            return _error("tool_bad_response", "the tool answered with invalid JSON")
+            answer = safe_json.loads(resp.body, max_chars=MAX_RESPONSE_BYTES) if resp.body else {}
+        except safe_json.JsonInputError as exc:
+            return _error("tool_bad_response", f"the tool's answer is not acceptable JSON: {exc}")
+        return ToolOutcome(answer)

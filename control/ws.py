@@ -20,9 +20,15 @@ from quart import websocket
 from control.api import Api, ApiError
 from control.auth import Principal
 from control.events import Subscription, TopicError, check_patterns
+from proto import safe_json
 
 AUTH_TIMEOUT_S = 10.0
 MAX_MESSAGE_CHARS = 8192
+_JSON_ERRORS = {
+    "too_large": f"message too large (over {MAX_MESSAGE_CHARS} characters)",
+    "too_deep": f"message nests deeper than {safe_json.DEFAULT_MAX_DEPTH} levels",
+    "malformed": "malformed JSON",
+}
 
 
 async def _send(obj: dict[str, Any]) -> None:
@@ -34,11 +40,11 @@ async def _authenticate(api: Api) -> Principal | None:
     if not header:
         with trio.move_on_after(AUTH_TIMEOUT_S):
             try:
-                first = json.loads(await websocket.receive())
+                first = safe_json.loads(await websocket.receive(), max_chars=MAX_MESSAGE_CHARS)
                 if isinstance(first, dict) and first.get("type") == "auth":
                     header = str(first.get("authorization", ""))
-            except ValueError:
-                pass
+            except safe_json.JsonInputError:
+                pass  # no credentials: refused with 4401 below
     try:
         return await api.principal(header)
     except ApiError as exc:
@@ -50,12 +56,10 @@ async def _authenticate(api: Api) -> Principal | None:
 
 def _handle(sub: Subscription, raw: str | bytes) -> dict[str, Any] | None:
     """Apply one client message; returns a reply, if any."""
-    if len(raw) > MAX_MESSAGE_CHARS:
-        return {"type": "error", "message": "message too large"}
     try:
-        msg = json.loads(raw)
-    except ValueError:
-        return {"type": "error", "message": "malformed JSON"}
+        msg = safe_json.loads(raw, max_chars=MAX_MESSAGE_CHARS)
+    except safe_json.JsonInputError as exc:
+        return {"type": "error", "message": _JSON_ERRORS[exc.reason]}
     if not isinstance(msg, dict):
         return {"type": "error", "message": "expected a JSON object"}
     kind, topics = msg.get("type"), msg.get("topics", [])
