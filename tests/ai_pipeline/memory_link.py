@@ -58,7 +58,15 @@ def silence_ms(ms: int) -> bytes:
 
 
 async def play(link: MemoryLink, pcm16: bytes, *, speed: float = 1.0) -> None:
-    """Send audio as 20 ms frames, ``speed`` times faster than real time."""
-    for frame in frames_of(pcm16):
+    """Send audio as 20 ms frames, ``speed`` times faster than real time, on a fixed schedule.
+
+    Frame ``i`` is due ``i`` frame times after the first: a late wake-up is made up at the next
+    frame instead of delaying every later one. Sleeping a frame time after each send made a
+    loaded machine's caller slower than real time (each sleep overshoots), so a recorded pause
+    lasted longer by the agent's wall clock, and pauses decide turn-taking.
+    """
+    loop = asyncio.get_running_loop()
+    start_s, frame_s = loop.time(), FRAME_MS / 1000 / speed
+    for i, frame in enumerate(frames_of(pcm16), start=1):
         await link.to_agent.put(frame)
-        await asyncio.sleep(FRAME_MS / 1000 / speed)
+        await asyncio.sleep(max(0.0, start_s + i * frame_s - loop.time()))

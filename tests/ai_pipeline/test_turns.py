@@ -11,11 +11,18 @@ in real time here, not at the suite's usual 2x, so the pause is as long as the c
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ai_pipeline.engines.models import ModelStore
 from proto.messages import Audio, FunctionCall, Interruption, Transcript
 from tests.ai_pipeline.call_harness import Call, agent_text, answer_transferred, run_scenario
-from tests.ai_pipeline.memory_link import RATE_HZ, load_wav_pcm16, play, silence_ms
+from tests.ai_pipeline.memory_link import (
+    RATE_HZ,
+    MemoryLink,
+    load_wav_pcm16,
+    play,
+    silence_ms,
+)
 
 PAUSE_AT_S = 1.64  # the middle of the pause between "sales" and "please" in the fixture
 
@@ -45,3 +52,27 @@ def test_the_tail_of_a_split_utterance_does_not_barge_in_on_the_reply(models: Mo
         await call.finish()
 
     run_scenario(main)
+
+
+def test_the_caller_keeps_real_time_when_the_loop_is_late() -> None:
+    """The scenario above rests on the fed caller keeping real time: its pause (0.5 s, VAD start
+    of "please" included) is shorter than the turn timeout (0.6 s), so a caller that falls
+    behind the wall clock turns it into a pause that ends the turn. Here every loop iteration
+    blocks for 15 ms, so every wake-up is late; 1 s of audio must still take about 1 s, not a
+    frame's lateness more per frame (it took 1.5 to 3 s)."""
+
+    async def main() -> float:
+        async def busy_loop() -> None:
+            while True:
+                time.sleep(0.015)  # blocks the loop, as a loaded machine's other work does
+                await asyncio.sleep(0)
+
+        busy = asyncio.create_task(busy_loop())
+        started_s = time.monotonic()
+        await play(MemoryLink(), silence_ms(1000), speed=1.0)
+        elapsed_s = time.monotonic() - started_s
+        busy.cancel()
+        return elapsed_s
+
+    elapsed_s = asyncio.run(main())
+    assert elapsed_s < 1.25, f"1 s of audio took {elapsed_s:.2f} s to feed"
