@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+import soxr
 
 CALLER = 0
 AGENT = 1
@@ -72,12 +73,37 @@ class StereoRecorder:
         caller_gap_s: float = 0.5,
         agent_gap_s: float = 0.01,
     ) -> None:
-        self.rate_hz = rate_hz
         self._start_s = start_s
-        self._hold = int(hold_s * rate_hz)
-        self._gaps = (int(caller_gap_s * rate_hz), int(agent_gap_s * rate_hz))
+        self._hold_s = hold_s
+        self._gaps_s = (caller_gap_s, agent_gap_s)
+        self._set_rate(rate_hz)
         self._base = 0  # timeline index of the first pending sample, the same for both channels
         self._channels = (_Channel(), _Channel())
+
+    def _set_rate(self, rate_hz: int) -> None:
+        self.rate_hz = rate_hz
+        self._hold = int(self._hold_s * rate_hz)
+        self._gaps = (int(self._gaps_s[0] * rate_hz), int(self._gaps_s[1] * rate_hz))
+
+    @property
+    def released(self) -> bool:
+        """Has any audio been handed out (by :meth:`take`)? Its rate is then the file's."""
+        return self._base > 0
+
+    def retune(self, rate_hz: int) -> None:
+        """The leg learnt its real rate (AudioSocket says it with the caller's first frame):
+        audio still pending is converted to it, whole, so nothing is lost or played at the
+        wrong speed. Only before anything was released: a WAV has one rate."""
+        if rate_hz == self.rate_hz:
+            return
+        if self.released:
+            raise ValueError(f"recording already at {self.rate_hz} Hz on disk")
+        for chan in self._channels:
+            if chan.pending:
+                pcm = np.frombuffer(bytes(chan.pending), dtype="<i2")
+                converted = np.asarray(soxr.resample(pcm, self.rate_hz, rate_hz), dtype="<i2")
+                chan.pending = bytearray(converted.tobytes())
+        self._set_rate(rate_hz)
 
     def _now(self, now_s: float) -> int:
         if self._start_s is None:
