@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 from control.auth import AuthError, Principal, Role, authenticate
 from control.bridge import BridgeClosed
 from control.db import DatabaseError
+from control.http_drain import DrainBeforeReuse
 from control.ratelimit import TokenBuckets, retry_after_header
 from control.services import Services
 from proto import safe_json
@@ -106,6 +107,8 @@ class Api:
         self.ip_buckets = TokenBuckets(cfg.rate_per_s, cfg.rate_burst)
         self.customer_buckets = TokenBuckets(cfg.rate_per_s, cfg.rate_burst)
         app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+        # Quart's documented way to add ASGI middleware: keep-alive after an early answer.
+        app.asgi_app = DrainBeforeReuse(app.asgi_app)  # type: ignore[method-assign]
         app.before_request(self._before)
         app.after_request(self._after)
         app.register_error_handler(ApiError, self._api_error)
