@@ -12,12 +12,13 @@ its key (``api_key_env``), so keys stay out of the API, the database and the log
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ai_pipeline.engine_names import LLM_ENGINES, STT_ENGINES, TTS_ENGINES
-from ai_pipeline.tools import BUILTIN_TOOL_NAMES, ToolSpec, parse_tool_specs
+from ai_pipeline.tools import DEFAULT_TOOL_NAMES, ToolSpec, parse_tool_specs
 
 DEFAULT_GREETING = "Hello, thank you for calling. How can I help you?"
 DEFAULT_GOODBYE = "Thank you for calling. Goodbye!"
@@ -79,6 +80,9 @@ class AgentConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     # The agent's speech at the caller (ai_pipeline/voice_level.py); None leaves TTS as it is.
     voice_level_dbfs: float | None = DEFAULT_VOICE_LEVEL_DBFS
+    # The conference join_conference moves the caller into when the LLM names none; without
+    # it the offline intent router cannot offer that tool (it cannot pick a conference).
+    default_conference_id: str | None = None
 
 
 _TOP_LEVEL = frozenset(
@@ -94,8 +98,10 @@ _TOP_LEVEL = frozenset(
         "engines",
         "vad",
         "voice_level_dbfs",
+        "default_conference_id",
     }
 )
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 def _str(raw: Mapping[str, Any], key: str, default: str, *, allow_empty: bool = True) -> str:
@@ -166,6 +172,15 @@ def _voice_level(raw: Mapping[str, Any]) -> float | None:
     return _number(raw, "voice_level_dbfs", DEFAULT_VOICE_LEVEL_DBFS, -35.0, -6.0)
 
 
+def _conference_id(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("default_conference_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise AgentConfigError(f"default_conference_id must be a conference id, got {value!r}")
+    return value.lower()
+
+
 def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
     """Validate ``CallStart.agent_config``; an empty dict gives the offline default agent."""
     if not isinstance(raw, Mapping):
@@ -183,7 +198,7 @@ def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
     if voice is not None and not isinstance(voice, str):
         raise AgentConfigError("voice must be a string")
     language = _str(raw, "language", "en", allow_empty=False)
-    tools_raw = raw.get("tools", list(BUILTIN_TOOL_NAMES))
+    tools_raw = raw.get("tools", list(DEFAULT_TOOL_NAMES))
     try:
         tools = parse_tool_specs(tools_raw)
     except ValueError as exc:
@@ -202,4 +217,5 @@ def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
         tts=_engine(engines.get("tts"), "tts", "piper", TTS_ENGINES),
         vad=_vad(raw.get("vad")),
         voice_level_dbfs=_voice_level(raw),
+        default_conference_id=_conference_id(raw),
     )

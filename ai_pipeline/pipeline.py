@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from contextlib import suppress
 from functools import cache
+from typing import Any
 
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.observers.base_observer import BaseObserver
@@ -41,7 +42,7 @@ from ai_pipeline.engines.factory import (
 from ai_pipeline.engines.models import ModelLoadError, ModelStore
 from ai_pipeline.engines.vad import SharedSileroVADAnalyzer
 from ai_pipeline.link import AgentLink, CallHandler, LinkClosed
-from ai_pipeline.tools import LinkToolRunner, tools_schema
+from ai_pipeline.tools import JOIN_CONFERENCE, SEND_SMS, LinkToolRunner, tools_schema
 from ai_pipeline.transport import (
     AgentTextTap,
     CallerTranscriptTap,
@@ -77,6 +78,17 @@ def make_call_handler(models: ModelStore, env: Mapping[str, str] | None = None) 
 async def run_call(start: CallStart, link: AgentLink) -> None:
     """Run the agent for one call until the caller or the agent hangs up."""
     await CallAgent(start, link, default_models(), os.environ).run()
+
+
+def tool_defaults(cfg: AgentConfig, start: CallStart) -> dict[str, dict[str, Any]]:
+    """What the call knows that a tool call may leave out: the caller's number for an SMS (where
+    the leg has one: SIP From, Twilio's parameters), the agent's default conference."""
+    defaults: dict[str, dict[str, Any]] = {}
+    if start.caller.startswith("+"):
+        defaults[SEND_SMS] = {"to": start.caller}
+    if cfg.default_conference_id:
+        defaults[JOIN_CONFERENCE] = {"conference_id": cfg.default_conference_id}
+    return defaults
 
 
 class CallAgent:
@@ -138,7 +150,12 @@ class CallAgent:
     async def _run_pipeline(
         self, cfg: AgentConfig, services: CallServices, vad: SharedSileroVADAnalyzer
     ) -> None:
-        tools = LinkToolRunner(self.send, self._end_call, timeout_secs=cfg.tool_timeout_secs)
+        tools = LinkToolRunner(
+            self.send,
+            self._end_call,
+            timeout_secs=cfg.tool_timeout_secs,
+            defaults=tool_defaults(cfg, self.start),
+        )
         for spec in cfg.tools:
             services.llm.register_function(spec.name, tools.handle)
         context = LLMContext(tools=tools_schema(cfg.tools)) if cfg.tools else LLMContext()

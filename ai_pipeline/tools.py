@@ -1,9 +1,11 @@
 """The agent's tools: their schemas, and running them through the media core over the agent link.
 
 Tools are executed by the call, not by the agent: the agent sends a ``FunctionCall`` frame, the
-media core runs it through the control plane (transfer, DTMF, webhooks...) and answers with a
-``FunctionCallResult``. :class:`LinkToolRunner` is the pipecat function handler that does that
-round trip, so any pipecat LLM service (ours or ``OpenAILLMService``) calls tools the same way.
+media core runs it through the control plane (transfer, DTMF, SMS, conferences, webhooks...) and
+answers with a ``FunctionCallResult``. Every built-in the control plane's API accepts is known
+here, so an agent saved with any of them starts. :class:`LinkToolRunner` is the pipecat function
+handler that does that round trip, so any pipecat LLM service (ours or ``OpenAILLMService``)
+calls tools the same way.
 
 A tool that does not answer in time gets an error result, so the LLM can tell the caller and the
 pipeline never waits forever. ``end_call`` is the one tool the agent runs itself: it has to say
@@ -33,6 +35,8 @@ DEPARTMENTS = ("sales", "billing", "support")
 END_CALL = "end_call"
 TRANSFER_CALL = "transfer_call"
 SEND_DTMF = "send_dtmf"
+SEND_SMS = "send_sms"
+JOIN_CONFERENCE = "join_conference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,33 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
         {"digits": {"type": "string", "pattern": "^[0-9*#A-D]+$"}},
         ("digits",),
     ),
+    SEND_SMS: ToolSpec(
+        SEND_SMS,
+        "Send a text message (SMS), by default to the caller's own phone.",
+        {
+            "text": {"type": "string", "maxLength": 1600, "description": "the message"},
+            "to": {
+                "type": "string",
+                "pattern": "^\\+[1-9][0-9]{6,14}$",
+                "description": "E.164 number; leave it out to text the caller",
+            },
+        },
+        ("text",),
+    ),
+    JOIN_CONFERENCE: ToolSpec(
+        JOIN_CONFERENCE,
+        "Move the caller into a conference call.",
+        {
+            "conference_id": {
+                "type": "string",
+                "description": "the conference's id; leave it out for the agent's default one",
+            }
+        },
+    ),
 }
 BUILTIN_TOOL_NAMES = tuple(BUILTIN_TOOLS)
+DEFAULT_TOOL_NAMES = (TRANSFER_CALL, END_CALL, SEND_DTMF)
+"""An agent config without ``tools`` gets these (the control plane enables the same three)."""
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -128,10 +157,19 @@ class LinkToolRunner:
     sent the matching ``FunctionCall`` is waiting on a future keyed by ``tool_call_id``.
     """
 
-    def __init__(self, send: SendFrame, end_call: EndCall, *, timeout_secs: float) -> None:
+    def __init__(
+        self,
+        send: SendFrame,
+        end_call: EndCall,
+        *,
+        timeout_secs: float,
+        defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self._send = send
         self._end_call = end_call
         self._timeout_secs = timeout_secs
+        self._defaults = defaults or {}
+        """Per tool, arguments the call knows and the LLM may leave out (the caller's number)."""
         self._pending: dict[str, asyncio.Future[FunctionCallResult]] = {}
         self._ids = itertools.count(1)
         self.late_results = 0
@@ -165,9 +203,8 @@ class LinkToolRunner:
         future: asyncio.Future[FunctionCallResult] = asyncio.get_running_loop().create_future()
         self._pending[tool_call_id] = future
         try:
-            await self._send(
-                FunctionCall(tool_call_id, params.function_name, dict(params.arguments))
-            )
+            arguments = {**self._defaults.get(params.function_name, {}), **params.arguments}
+            await self._send(FunctionCall(tool_call_id, params.function_name, arguments))
             result = await asyncio.wait_for(future, self._timeout_secs)
         except TimeoutError:
             log.warning(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_PASSED_WHEN_SET = ("prompt", "greeting", "voice", "language")
+_PASSED_WHEN_SET = ("prompt", "greeting", "voice", "language", "default_conference_id")
 _TOOL_FIELDS_FOR_THE_AGENT = ("name", "description", "parameters")
 _VAD_FIELDS = ("stop_secs", "confidence")
 

@@ -111,6 +111,8 @@ class AgentBody(Body):
     # Active speech level the agent's voice is brought to at the caller; null: TTS as it comes.
     voice_level_dbfs: float | None = Field(default=-20.0, ge=-35, le=-6)
     routes: Routes = Field(default_factory=Routes)
+    # join_conference's conference when the LLM names none (the offline router never names one)
+    default_conference_id: UUIDText | None = None
 
 
 class AccessKeyBody(Body):
@@ -146,6 +148,8 @@ class DtmfBody(Body):
 
 class SayBody(Body):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+    # true: cut the agent off and say this now; false: say it after what the agent is saying
+    interrupt: bool = False
 
 
 class TransferBody(Body):

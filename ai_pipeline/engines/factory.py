@@ -24,6 +24,7 @@ from ai_pipeline.engines.intent_router import IntentRouterLLMService
 from ai_pipeline.engines.models import ModelLoadError, ModelStore
 from ai_pipeline.engines.stt import WhisperPackagedSTTService
 from ai_pipeline.engines.tts import PiperPackagedTTSService
+from ai_pipeline.tools import JOIN_CONFERENCE
 
 
 class EngineError(RuntimeError):
@@ -125,9 +126,12 @@ def _build_flite(cfg: AgentConfig) -> TTSService:
 
 def build_llm(cfg: AgentConfig, models: ModelStore, env: Mapping[str, str]) -> LLMService:
     if cfg.llm.name == "intent-router":
+        # With no default conference the router cannot name one; a real LLM can.
+        no_conference = frozenset() if cfg.default_conference_id else frozenset({JOIN_CONFERENCE})
         return IntentRouterLLMService(
             _load(models.intent_router),
             system_instruction=cfg.prompt,
+            unroutable_tools=no_conference,
         )
     from pipecat.services.openai.llm import OpenAILLMService
 

@@ -35,7 +35,7 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
 from ai_pipeline.engines.minilm import FloatArray, MiniLMEncoder
-from ai_pipeline.tools import END_CALL, TRANSFER_CALL
+from ai_pipeline.tools import END_CALL, JOIN_CONFERENCE, SEND_SMS, TRANSFER_CALL
 
 MATCH_THRESHOLD = 0.45
 """Cosine similarity below which the router admits it did not understand (tuned on 20 phrases,
@@ -44,6 +44,7 @@ garbled STT output included: true matches scored >= 0.55, unrelated phrases <= 0
 FALLBACK_REPLY = (
     "Sorry, I didn't catch that. I can connect you to sales, billing or technical support."
 )
+FALLBACK_SMS_TEXT = "Thank you for calling."
 TOOL_ERROR_REPLY = "Sorry, that didn't work. Is there anything else I can help you with?"
 DTMF_PATTERN = re.compile(r"caller pressed\s+([0-9*#A-D]+)", re.IGNORECASE)
 
@@ -116,6 +117,29 @@ DEFAULT_INTENTS: tuple[Intent, ...] = (
             "that's everything, thanks",
         ),
         tool=END_CALL,
+    ),
+    Intent(
+        name="send_sms",
+        examples=(
+            "text me the details",
+            "can you send me a text",
+            "send that to my phone",
+            "send me a text message with the information",
+            "please message me the details",
+        ),
+        tool=SEND_SMS,  # the text: what the agent said last (see _tool_arguments)
+        after_result="Done, I've sent you a text message.",
+    ),
+    Intent(
+        name="join_conference",
+        examples=(
+            "put me into the conference call",
+            "join the conference",
+            "connect me to the meeting",
+            "add me to the conference call",
+        ),
+        tool=JOIN_CONFERENCE,  # the conference: the agent's default_conference_id
+        after_result="Okay, I'm putting you into the conference now.",
     ),
     Intent(
         name="help",
@@ -217,7 +241,12 @@ class IntentRouterLLMService(LLMService):
     """pipecat LLM service over :class:`IntentRouter`; one per call, the router shared."""
 
     def __init__(
-        self, router: IntentRouter, *, system_instruction: str | None = None, **kwargs: Any
+        self,
+        router: IntentRouter,
+        *,
+        system_instruction: str | None = None,
+        unroutable_tools: frozenset[str] = frozenset(),
+        **kwargs: Any,
     ) -> None:
         settings = LLMSettings(
             model="intent-router",
@@ -235,6 +264,9 @@ class IntentRouterLLMService(LLMService):
         )
         super().__init__(settings=settings, **kwargs)
         self._router = router
+        # Tools the LLM may call but the router may not pick: it cannot fill in what they need
+        # (join_conference with no default conference).
+        self._unroutable = unroutable_tools
         self._last_intent: Intent | None = None
         self.decisions: list[Decision] = []
 
@@ -281,7 +313,7 @@ class IntentRouterLLMService(LLMService):
             call = FunctionCallFromLLM(
                 function_name=intent.tool,
                 tool_call_id=f"call_{uuid.uuid4().hex[:24]}",
-                arguments=dict(intent.arguments),
+                arguments=_tool_arguments(intent, context),
                 context=context,
             )
             await self.run_function_calls([call])
@@ -298,8 +330,26 @@ class IntentRouterLLMService(LLMService):
         elif intent is not None and intent.tool == name and intent.after_result:
             await self.push_frame(LLMTextFrame(intent.after_result))
 
-    @staticmethod
-    def _allowed_tools(context: LLMContext) -> frozenset[str]:
+    def _allowed_tools(self, context: LLMContext) -> frozenset[str]:
         tools = context.tools
         standard = getattr(tools, "standard_tools", None) or []
-        return frozenset(str(getattr(t, "name", "")) for t in standard)
+        return frozenset(str(getattr(t, "name", "")) for t in standard) - self._unroutable
+
+
+def _tool_arguments(intent: Intent, context: LLMContext) -> dict[str, Any]:
+    """The intent's fixed arguments, and for ``send_sms`` the text: what the agent said last
+    ("text me the details" asks for what was just said). The caller's number and the default
+    conference are filled in by the tool runner, which knows the call."""
+    arguments = dict(intent.arguments)
+    if intent.tool == SEND_SMS and "text" not in arguments:
+        arguments["text"] = _last_reply(context) or FALLBACK_SMS_TEXT
+    return arguments
+
+
+def _last_reply(context: LLMContext) -> str:
+    for message in reversed(context.get_messages()):
+        if isinstance(message, Mapping) and message.get("role") == "assistant":
+            text = _text_of(message).strip()
+            if text:
+                return text
+    return ""

@@ -12,7 +12,7 @@ from ai_pipeline.agent_config import (
     EngineConfig,
     parse_agent_config,
 )
-from ai_pipeline.tools import BUILTIN_TOOL_NAMES
+from ai_pipeline.tools import DEFAULT_TOOL_NAMES
 
 
 def test_empty_config_is_the_offline_default() -> None:
@@ -23,7 +23,8 @@ def test_empty_config_is_the_offline_default() -> None:
         "piper",
     )
     assert cfg.greeting == DEFAULT_GREETING
-    assert tuple(t.name for t in cfg.tools) == BUILTIN_TOOL_NAMES
+    assert tuple(t.name for t in cfg.tools) == DEFAULT_TOOL_NAMES
+    assert cfg.default_conference_id is None
     assert cfg.vad.stop_secs == 0.2
 
 
@@ -116,3 +117,11 @@ def test_option_type_checked() -> None:
     cfg = parse_agent_config({"engines": {"llm": {"name": "openai", "model": 4}}})
     with pytest.raises(AgentConfigError, match="must be a string"):
         cfg.llm.option_str("model")
+
+
+def test_a_default_conference_is_a_conference_id() -> None:
+    conference = "6F1C2B9A-0000-4000-8000-00000000ABCD"
+    cfg = parse_agent_config({"tools": ["join_conference"], "default_conference_id": conference})
+    assert cfg.default_conference_id == conference.lower()
+    with pytest.raises(AgentConfigError, match="default_conference_id"):
+        parse_agent_config({"default_conference_id": "room 5"})

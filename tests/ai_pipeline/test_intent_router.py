@@ -43,6 +43,9 @@ def router(models: ModelStore) -> IntentRouter:
         ("hello?", "help"),
         ("The caller pressed 2", "transfer_billing"),
         ("the caller pressed 0#", "end_call"),
+        ("Can you text me the details?", "send_sms"),
+        ("could you send the address to my phone", "send_sms"),
+        ("Please put me into the conference call.", "join_conference"),
     ],
 )
 def test_routes_phone_phrases(router: IntentRouter, text: str, intent: str) -> None:
@@ -138,3 +141,41 @@ def test_service_falls_back_when_it_does_not_understand(router: IntentRouter) ->
         assert llm.decisions[-1].intent is None
 
     asyncio.run(main())
+
+
+def _routed_calls(llm: IntentRouterLLMService, context: LLMContext) -> list[tuple[str, Any]]:
+    calls: list[tuple[str, Any]] = []
+
+    async def handler(params: FunctionCallParams) -> None:
+        calls.append((params.function_name, dict(params.arguments)))
+        await params.result_callback({"status": "ok"})
+
+    async def main() -> None:
+        for name in BUILTIN_TOOLS:
+            llm.register_function(name, handler)
+        await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+
+    asyncio.run(main())
+    return calls
+
+
+def test_text_me_the_details_texts_what_the_agent_just_said(router: IntentRouter) -> None:
+    said = "We are open from nine to five, Monday to Friday."
+    context = _context(
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": "can you text me the details"},
+    )
+    # The caller's number is the tool runner's to add (tests/ai_pipeline/test_tools.py).
+    assert _routed_calls(IntentRouterLLMService(router), context) == [("send_sms", {"text": said})]
+
+
+def test_join_conference_is_routed_only_where_a_default_conference_is_named(
+    router: IntentRouter,
+) -> None:
+    asked = {"role": "user", "content": "please put me into the conference call"}
+    assert _routed_calls(IntentRouterLLMService(router), _context(asked)) == [
+        ("join_conference", {})
+    ]
+    unroutable = frozenset({"join_conference"})  # no default conference: the factory's choice
+    llm = IntentRouterLLMService(router, unroutable_tools=unroutable)
+    assert all(name != "join_conference" for name, _ in _routed_calls(llm, _context(asked)))

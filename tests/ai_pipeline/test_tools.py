@@ -10,8 +10,10 @@ from unittest.mock import MagicMock
 from pipecat.frames.frames import FunctionCallResultProperties
 from pipecat.services.llm_service import FunctionCallParams
 
+from ai_pipeline.agent_config import parse_agent_config
+from ai_pipeline.pipeline import tool_defaults
 from ai_pipeline.tools import BUILTIN_TOOLS, LinkToolRunner, tools_schema
-from proto.messages import FunctionCall, FunctionCallResult, LinkFrame
+from proto.messages import CallStart, FunctionCall, FunctionCallResult, LinkFrame
 
 
 class Recorder:
@@ -139,6 +141,32 @@ def test_cancel_all_releases_waiters() -> None:
 def test_tools_schema_lists_the_builtins() -> None:
     schema = tools_schema(list(BUILTIN_TOOLS.values()))
     names = [t.name for t in schema.standard_tools]
-    assert names == ["transfer_call", "end_call", "send_dtmf"]
+    assert names == ["transfer_call", "end_call", "send_dtmf", "send_sms", "join_conference"]
     transfer = schema.standard_tools[0]
     assert transfer.required == ["department"]
+
+
+def test_the_call_fills_in_what_the_llm_left_out() -> None:
+    """The caller's number for send_sms and the default conference: the call knows them, and
+    the LLM (the intent router above all) does not; what the LLM did say wins."""
+    conference = "6f1c2b9a-0000-4000-8000-00000000abcd"
+    cfg = parse_agent_config(
+        {"tools": ["send_sms", "join_conference"], "default_conference_id": conference}
+    )
+    defaults = tool_defaults(cfg, CallStart("c", caller="+15551230000"))
+
+    async def main() -> None:
+        rec = Recorder()
+        runner = LinkToolRunner(rec.send, rec.end_call, timeout_secs=0.05, defaults=defaults)
+        await runner.handle(rec.params("send_sms", "s1", {"text": "hi"}))
+        await runner.handle(rec.params("send_sms", "s2", {"text": "hi", "to": "+15559990000"}))
+        await runner.handle(rec.params("join_conference", "j1", {}))
+        assert rec.sent == [
+            FunctionCall("s1", "send_sms", {"to": "+15551230000", "text": "hi"}),
+            FunctionCall("s2", "send_sms", {"to": "+15559990000", "text": "hi"}),
+            FunctionCall("j1", "join_conference", {"conference_id": conference}),
+        ]
+
+    asyncio.run(main())
+    # No caller id (AudioSocket), no default conference: nothing is made up.
+    assert tool_defaults(parse_agent_config({}), CallStart("c")) == {}

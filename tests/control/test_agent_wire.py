@@ -90,3 +90,16 @@ async def test_an_unknown_engine_is_refused_when_the_agent_is_saved(plane: Plane
     assert r.status_code == 400
     err = await r.get_json()
     assert "whisper-tiny-en" in json.dumps(err)  # the message names what is known
+
+
+def test_every_tool_the_api_accepts_is_one_the_agent_knows() -> None:
+    """An agent saved with any built-in tool must start (the agent refused send_sms and
+    join_conference once: every call to such an agent ended at once with bad_agent_config)."""
+    accepted = AgentBody.model_json_schema()["properties"]["tools"]["items"]["anyOf"]
+    builtins = next(item["enum"] for item in accepted if "enum" in item)
+    assert {"send_sms", "join_conference"} <= set(builtins)
+    conference = "6f1c2b9a-0000-4000-8000-00000000abcd"
+    body = {"name": "all", "tools": builtins, "default_conference_id": conference}
+    agent = parse_agent_config(agent_config_for_call(as_stored(body)))
+    assert [t.name for t in agent.tools] == builtins
+    assert agent.default_conference_id == conference
