@@ -17,9 +17,10 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ ARI_APP = "callbridge"
 
 # ARI (without res_stasis_snoop and friends res_ari_channels silently does not load)
 _ARI_MODULES = (
-    "res_http_websocket res_ari res_ari_model res_stasis app_stasis res_ari_asterisk "
+    "res_http_websocket res_websocket_client res_ari res_ari_model res_stasis app_stasis res_ari_asterisk "
     "res_ari_channels res_ari_bridges res_ari_events res_ari_applications res_ari_recordings "
     "res_ari_playbacks res_ari_endpoints res_ari_device_states res_ari_sounds "
     "res_stasis_answer res_stasis_playback res_stasis_recording res_stasis_snoop "
@@ -154,7 +155,7 @@ class Asterisk:
         return out.stdout.decode("utf-8", "replace")
 
     def ari(self, method: str, path: str, **params: str) -> Any:
-        query = "&".join(f"{k}={urllib.request.quote(v, safe='')}" for k, v in params.items())
+        query = "&".join(f"{k}={urllib.parse.quote(v, safe='')}" for k, v in params.items())
         url = f"{self.base_url}/ari{path}" + (f"?{query}" if query else "")
         req = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)
         token = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
@@ -178,13 +179,16 @@ class Asterisk:
 
 
 @contextmanager
-def running_asterisk(extensions: str, extra: dict[str, str] | None = None) -> Iterator[Asterisk]:
-    """Start a private Asterisk with ``extensions`` as its dialplan; stop it after.
+def running_asterisk(
+    extensions: str | Callable[[Path], str], extra: dict[str, str] | None = None
+) -> Iterator[Asterisk]:
+    """Start a private Asterisk with ``extensions`` as its dialplan (or what it returns for
+    the instance's root directory, where files may go); stop it after.
     (The control socket lives in the temp dir: a short /tmp path keeps it under the
     108-byte limit of a Unix socket path.)"""
     root = Path(tempfile.mkdtemp(prefix="cb-ast-", dir="/tmp"))
     ast = Asterisk(root, free_port())
-    ast.write_config(extensions, extra)
+    ast.write_config(extensions(root) if callable(extensions) else extensions, extra)
     try:
         ast.start()
         yield ast

@@ -1,0 +1,192 @@
+"""The media core and the ARI app against a private real Asterisk, for tests/sip/test_ari_*.py.
+
+Callers are Local channels: ``channel originate Local/EXT@caller/n extension DNIS@incoming``
+makes ``;1`` run ``DNIS@incoming`` (which enters ``Stasis(callbridge,...)``) and ``;2`` run
+``EXT@caller``: the caller's own side, which plays a WAV we wrote and records with MixMonitor
+what it heard (``r()``) and what it said (``t()``). No SIP, no sound packs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+
+from media.audiosocket_server import serve_audiosocket
+from media.call import CallEnv
+from media.config import HostPort, MediaConfig
+from media.hooks import AgentAssignment, CallInfo, CallRejected
+from media.metrics import MediaMetrics
+from media.registry import CallRegistry
+from sip.ari.app import AriApp
+from sip.ari.client import AriClient
+from sip.ari.config import AriConfig
+from tests.asterisk_instance import ARI_APP, ARI_PASSWORD, ARI_USER, Asterisk, read_wav
+from tests.conftest import require_service
+from tests.media.conftest import RecordingHooks
+
+RATE_HZ = 8000
+UNKNOWN_AGENT = "no-such-agent"
+
+
+def require_asterisk() -> None:
+    from tests.asterisk_instance import asterisk_binary
+
+    if asterisk_binary() is None:
+        require_service("asterisk", "not installed: run bash ../shared/asterisk/build.sh")
+
+
+def tone_pcm16(freq_hz: float, seconds: float, rate_hz: int = RATE_HZ) -> bytes:
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    return (0.3 * 32767 * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
+
+
+def tone_level(pcm16: bytes, freq_hz: float, rate_hz: int = RATE_HZ) -> float:
+    """The fraction of the signal's energy within 30 Hz of ``freq_hz`` (0..1)."""
+    x = np.frombuffer(pcm16, "<i2").astype(np.float64)
+    if len(x) < rate_hz // 10:
+        return 0.0
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / rate_hz)
+    total = power.sum()
+    return float(power[np.abs(freqs - freq_hz) < 30].sum() / total) if total else 0.0
+
+
+def rms(pcm16: bytes) -> float:
+    x = np.frombuffer(pcm16, "<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
+
+
+class AriTestHooks(RecordingHooks):
+    """Records like RecordingHooks; refuses the agent :data:`UNKNOWN_AGENT` as the control
+    plane refuses an agent it does not have; collects ARI's call events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def call_created(self, info: CallInfo) -> AgentAssignment:
+        if info.params.get("agent_id") == UNKNOWN_AGENT:
+            self.created.append(info)
+            raise CallRejected(f"no agent {UNKNOWN_AGENT}")
+        return await super().call_created(info)
+
+    async def call_event(self, call_id: str, event_type: str, data: dict[str, Any]) -> None:
+        self.events.append((call_id, event_type, data))
+
+
+@dataclass
+class Bench:
+    asterisk: Asterisk
+    app: AriApp
+    env: CallEnv
+    hooks: AriTestHooks
+    audiosocket_port: int
+
+    async def originate(self, ext: str, dnis: str = "5551234") -> None:
+        await trio.to_thread.run_sync(
+            self.asterisk.rx, f"channel originate Local/{ext}@caller/n extension {dnis}@incoming"
+        )
+
+    async def wait_ended(self, calls: int = 1, timeout_s: float = 20.0) -> None:
+        with trio.fail_after(timeout_s):
+            while len(self.hooks.hungup) < calls:
+                await trio.sleep(0.05)
+
+    async def wait_running(self, calls: int = 1, timeout_s: float = 10.0) -> list[str]:
+        with trio.fail_after(timeout_s):
+            while len(self.env.registry) < calls:
+                await trio.sleep(0.05)
+        return [c.call_id for c in self.env.registry]
+
+    async def wait_asterisk_idle(self, timeout_s: float = 5.0) -> None:
+        """No channel and no bridge left in Asterisk: everything was cleaned up."""
+        with trio.fail_after(timeout_s):
+            while True:
+                chans = await trio.to_thread.run_sync(self.asterisk.ari, "GET", "/channels")
+                bridges = await trio.to_thread.run_sync(self.asterisk.ari, "GET", "/bridges")
+                if not chans and not bridges:
+                    return
+                await trio.sleep(0.1)
+
+    async def heard(self, name: str, timeout_s: float = 5.0) -> bytes:
+        """What the caller whose MixMonitor wrote ``<name>-heard.wav`` heard (8 kHz)."""
+        path = self.asterisk.root / f"{name}-heard.wav"
+        with trio.fail_after(timeout_s):
+            while not path.exists():
+                await trio.sleep(0.05)
+            await trio.sleep(0.3)  # MixMonitor closes the file once the channel is gone
+        pcm16, rate_hz = read_wav(path)
+        assert rate_hz == RATE_HZ
+        return pcm16
+
+
+def ari_config(asterisk: Asterisk, audiosocket_port: int, **overrides: Any) -> AriConfig:
+    return replace(
+        AriConfig(
+            url=f"{asterisk.base_url}/ari",
+            user=ARI_USER,
+            password=ARI_PASSWORD,
+            app=ARI_APP,
+            media_host=HostPort("127.0.0.1", audiosocket_port),
+            setup_timeout_s=10.0,
+            ring_timeout_s=10,
+        ),
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def ari_bench(
+    asterisk: Asterisk, agent_url: str, **ari_overrides: Any
+) -> AsyncIterator[Bench]:
+    """Media core (AudioSocket on a free port) + the ARI app, in a nursery of their own."""
+    hooks = AriTestHooks()
+    cfg = MediaConfig(audiosocket=HostPort("127.0.0.1", 0), agent=agent_url)
+    env = CallEnv(config=cfg, hooks=hooks, metrics=MediaMetrics(), registry=CallRegistry())
+    async with trio.open_nursery() as nursery:
+        app_holder: list[AriApp] = []
+
+        class Claims:
+            def claim(self, *args: Any) -> Any:
+                return app_holder[0].claim(*args) if app_holder else None
+
+        port = await nursery.start(serve_audiosocket, env, Claims())
+        ari_cfg = ari_config(asterisk, port, **ari_overrides)
+        client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
+        app = AriApp(ari_cfg, client, hooks)
+        app_holder.append(app)
+        await nursery.start(app.run, env.registry, cfg.max_calls)
+        yield Bench(asterisk, app, env, hooks, port)
+        nursery.cancel_scope.cancel()
+
+
+def caller_dialplan(root: Path, wav: Path, agent: str = "42", extra: str = "") -> str:
+    """``talk``: the caller plays ``wav``, then waits; MixMonitor records both directions.
+    ``incoming``: any DNIS enters our Stasis app for ``agent`` with a caller id and a variable."""
+    rec = root / "talk"
+    return f"""
+[caller]
+exten => talk,1,Answer()
+ same => n,MixMonitor({rec}.wav,r({rec}-heard.wav)t({rec}-said.wav))
+ same => n,Playback({wav.with_suffix("")})
+ same => n,Wait(2)
+ same => n,Hangup()
+exten => hold,1,Answer()
+ same => n,MixMonitor({root}/hold.wav,r({root}/hold-heard.wav))
+ same => n,Wait(30)
+ same => n,Hangup()
+{extra}
+[incoming]
+exten => _X.,1,Set(CALLERID(num)=+15550001)
+ same => n,Set(CB_LANG=en)
+ same => n,Stasis({ARI_APP},agent={agent})
+ same => n,Hangup()
+exten => nobody,1,Stasis({ARI_APP},agent={UNKNOWN_AGENT})
+ same => n,Hangup()
+"""
