@@ -37,6 +37,7 @@ class Step:
     window_s: float
     server_cpu_s: float
     root_cpu_s: float  # the server process without its children (serve without its agent)
+    tree_cpu_s: tuple[float, ...]  # each of ``target.pids`` with its descendants
     loadgen_cpu_s: float
     machine_busy_s: float  # every core's busy time over the window, whoever used it
     rss_before_bytes: int
@@ -130,6 +131,9 @@ def run_step(
         window_s=sampled1 - sampled0,  # as sampled: a starved parent may wake up late
         server_cpu_s=server1.cpu_s - server0.cpu_s,
         root_cpu_s=server1.root_cpu_s - server0.root_cpu_s,
+        tree_cpu_s=tuple(
+            b - a for a, b in zip(server0.tree_cpu_s, server1.tree_cpu_s, strict=True)
+        ),
         loadgen_cpu_s=gen1.cpu_s - gen0.cpu_s,
         machine_busy_s=busy1 - busy0,
         rss_before_bytes=before.rss_bytes if rss_baseline_bytes is None else rss_baseline_bytes,
@@ -182,6 +186,11 @@ def step_summary(step: Step, lateness_limit_ms: float) -> dict[str, Any]:
         "root_cpu_pct_per_call": _round(
             100 * step.root_cpu_s / step.window_s / step.n_calls if step.target.pids else None
         ),
+        # Each named process tree (serve, an agent it does not supervise) per call, by name.
+        "process_cpu_pct_per_call": {
+            name: round(100 * cpu_s / step.window_s / step.n_calls, 3)
+            for name, cpu_s in zip(step.target.pid_names, step.tree_cpu_s, strict=False)
+        },
         "loadgen_cpu_pct": round(100 * step.loadgen_cpu_s / step.window_s, 2),
         # What everything else on the host took meanwhile (% of one core): on a shared machine
         # this says how far the figures can be trusted.

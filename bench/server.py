@@ -92,26 +92,33 @@ class Usage:
     cpu_s: float  # the whole tree
     rss_bytes: int
     root_cpu_s: float  # the named processes alone, without their children
+    # Each named process with its descendants, in the order named: serve and an agent that it
+    # does not supervise are two trees, and a comparison needs each one's share.
+    tree_cpu_s: tuple[float, ...] = ()
 
 
 def tree_usage(pids: Sequence[int]) -> Usage:
     """CPU seconds (user + system) and RSS of ``pids`` and all their descendants, now."""
     cpu, rss, root_cpu = 0.0, 0, 0.0
+    trees: list[float] = []
     seen: set[int] = set()
     for pid in pids:
+        tree = 0.0
         try:
             root = psutil.Process(pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            continue
+            procs = []
         for proc in procs:
             if proc.pid in seen:
                 continue
             seen.add(proc.pid)
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 times = proc.cpu_times()
-                cpu += times.user + times.system
+                tree += times.user + times.system
                 rss += proc.memory_info().rss
                 if proc.pid == pid:
                     root_cpu += times.user + times.system
-    return Usage(cpu, rss, root_cpu)
+        cpu += tree
+        trees.append(tree)
+    return Usage(cpu, rss, root_cpu, tuple(trees))

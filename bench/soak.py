@@ -135,7 +135,9 @@ def run_soak(ns: argparse.Namespace) -> int:
         rows.append([name, g["start_kib"], g["end_kib"], slope, per_call])
     headers = ["process", "RSS start KiB", "RSS end KiB", "KiB/min", "KiB/min per call"]
     print(format_table(headers, rows))
-    print(f"\np99 lateness over the run: {result['lateness_p99_ms']} ms; results: {folder}")
+    p99 = result["lateness_p99_ms"]
+    late = f"{p99} ms" if p99 is not None else "none (no agent audio after --warmup to time)"
+    print(f"\np99 lateness over the run: {late}; results: {folder}")
     return 0
 
 

@@ -24,6 +24,8 @@ class Target:
     protocol: Literal["audiosocket", "twilio", "rtp"] = "audiosocket"
     path: str = "/"
     description: str = ""
+    pid_names: tuple[str, ...] = ()  # what each of ``pids`` is, where a report splits them
+    http_port: int = 0  # serve's control plane, when the bench started serve
 
 
 def add_serve_argument(p: argparse.ArgumentParser) -> None:
@@ -159,16 +161,23 @@ def callbridge_target(
         extra += ["--sip", f"127.0.0.1:{sip_port}", "--sip-invite-rate", "1000000",
                   "--sip-invite-burst", "1000000"]  # fmt: skip
     command = serve_command(port, agent, folder, extra, http_port)
-    # serve listens on AudioSocket last, after the control plane (and its media routes)
-    with launched(command, "127.0.0.1", port, folder / "serve.log") as pid:
+    # serve listens on AudioSocket last, after the control plane (and its media routes) and
+    # after its agent is ready: the offline agent loads its models first (tens of seconds here)
+    start_timeout_s = 20.0 if agent == "echo" or agent.startswith("ws") else 180.0
+    with launched(command, "127.0.0.1", port, folder / "serve.log", start_timeout_s) as pid:
         description = " ".join(command[1:])
+        protocol: Literal["audiosocket", "twilio", "rtp"]
         if leg == "rtp":
-            yield Target("callbridge", "127.0.0.1", sip_port, (pid,), "rtp", "/", description)
+            host_port, protocol, path = sip_port, "rtp", "/"
         elif leg == "twilio":
+            host_port, protocol = http_port, "twilio"
             path = f"/v1.0/media-streams?access_key={first_access_key(folder / 'serve.log')}"
-            yield Target("callbridge", "127.0.0.1", http_port, (pid,), "twilio", path, description)
         else:
-            yield Target("callbridge", "127.0.0.1", port, (pid,), description=description)
+            host_port, protocol, path = port, "audiosocket", "/"
+        yield Target(
+            "callbridge", "127.0.0.1", host_port, (pid,), protocol, path, description,
+            http_port=http_port,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -180,6 +189,6 @@ def pipecat_target(folder: Path, vad: bool) -> Iterator[Target]:
     command = python_command("-m", "bench.pipecat_baseline", "--port", str(port))
     if vad:
         command.append("--vad")
-    with launched(command, "127.0.0.1", port, folder / "pipecat.log", timeout_s=60) as pid:
-        label = "pipecat+vad" if vad else "pipecat"
+    label = "pipecat+vad" if vad else "pipecat"
+    with launched(command, "127.0.0.1", port, folder / f"{label}.log", timeout_s=60) as pid:
         yield Target(label, "127.0.0.1", port, (pid,), "twilio", PATH, " ".join(command[1:]))
