@@ -35,11 +35,16 @@ from bench.progress import Progress
 from bench.report import format_table, results_folder, write_json
 from bench.server import free_port, launched, python_command
 from bench.stats import summarize_ms
-from bench.targets import add_serve_argument, callbridge_target
+from bench.targets import add_serve_argument, callbridge_target, first_access_key
 from bench.turn_caller import LEG_RATE_HZ, TurnTimeout, TurnTimes, one_turn
+from bench.turn_tools import ToolReceiver, make_default_agent, tool_round_trips
 from media.config import ConfigError
 
 STAGES = ("vad_stop", "stt_final", "llm_first", "tts_first_audio", "link_first_audio")
+TOOL_LABEL = (
+    "tool call round trip: transfer_call as a webhook tool on a loopback receiver, agent link "
+    "FunctionCall -> media core -> control plane -> signed POST -> FunctionCallResult"
+)
 SPEECH_FLOOR_DBFS = -40.0  # quieter 20 ms frames at the end of a fixture are its silent tail
 
 
@@ -161,10 +166,13 @@ def run_turns(ns: argparse.Namespace, folder: Path, names: list[str]) -> list[di
     turns: list[dict[str, Any]] = []
     plan = [name for name in names for _ in range(ns.repeat)]
     with (
+        ToolReceiver().running() as receiver,
         launched(agent_cmd, "127.0.0.1", agent_port, folder / "turn-agent.log", timeout_s=180),
         callbridge_target(ns, folder, agent=f"ws://127.0.0.1:{agent_port}") as target,
         Progress(f"turn x{len(plan)}", len(plan)) as bar,
     ):
+        key = first_access_key(folder / "serve.log")
+        make_default_agent(target.http_port, key, receiver.url)
         for i, name in enumerate(plan):
             pcm8k = to_8k(load_fixture(name))
             tail_bytes = silent_tail_bytes(pcm8k)
@@ -180,6 +188,7 @@ def run_turns(ns: argparse.Namespace, folder: Path, names: list[str]) -> list[di
                 row.update(stage_latencies(times, record))
                 row["reply_ms"] = times.reply_frames * 20
                 row["agent_cpu_s"] = round(record.get("cpu_s", math.nan), 3)
+                row["tool_calls"] = tool_round_trips(record)
             turns.append(row)
             bar.update(i + 1)
     return turns
@@ -189,6 +198,17 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [*STAGES, "media_core", "caller_first_audio"]
     ok = [t for t in turns if "error" not in t]
     return {key: summarize_ms([t[key] for t in ok if key in t]) for key in keys}
+
+
+def summarise_tools(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tool round trips that succeeded, and how many answered with an error."""
+    calls = [c for t in turns for c in t.get("tool_calls", [])]
+    good = [c["round_trip_ms"] for c in calls if not c["is_error"]]
+    return {
+        "label": TOOL_LABEL,
+        "succeeded": summarize_ms(good),
+        "errors": sum(1 for c in calls if c["is_error"]),
+    }
 
 
 def run_turn(ns: argparse.Namespace) -> int:
@@ -223,6 +243,7 @@ def run_turn(ns: argparse.Namespace) -> int:
         "stt_fixtures": accuracy,
         "agent_cpu_pct_per_listening_call": cpu,
         "agent_cpu_s_per_call_with_inference": summarize_ms(agent_cpu),
+        "tool_calls": summarise_tools(turns),
     }
     params = {"utterances": names, "repeat": ns.repeat, "cpu_calls": cpu_calls}
     write_json(folder, "turn", ns.seed, params, results)
@@ -235,6 +256,12 @@ def run_turn(ns: argparse.Namespace) -> int:
         f"Turn latency by stage, {len(turns)} turns, offline agent",
     )
     print(report(summary, turns, acc, accuracy, cpu, agent_cpu))
+    tools = summarise_tools(turns)
+    done = tools["succeeded"]
+    print(
+        f"{TOOL_LABEL}: {done['count']} succeeded, p50 {done['p50_ms']} / max {done['max_ms']} "
+        f"ms; {tools['errors']} answered with an error"
+    )
     print(f"results: {folder}")
     return 0
 

@@ -4,7 +4,8 @@ models preloaded) behind the real agent-link server, with a stopwatch on each st
 For every call it records, with ``time.monotonic()`` (one clock for every process on the host,
 so the caller's end-of-speech time can be compared with these), when each stage produced its
 first output of a burst: VAD stop, STT final transcript, first LLM output (text or tool call),
-first TTS audio, and first audio frame written to the link. A burst starts after
+first TTS audio, and first audio frame written to the link; and each tool call's round trip
+through the media core and the control plane. A burst starts after
 :data:`BURST_GAP_S` without that output. One JSON line per call goes to ``--out`` when the call
 ends, with the call's CPU cost to the agent process.
 
@@ -34,7 +35,7 @@ from ai_pipeline.engines.models import ModelStore
 from ai_pipeline.link import AgentLink
 from ai_pipeline.pipeline import CallAgent
 from ai_pipeline.server import AgentServer
-from proto.messages import Audio, CallStart, LinkFrame
+from proto.messages import Audio, CallStart, FunctionCall, FunctionCallResult, LinkFrame
 
 BURST_GAP_S = 0.3
 STAGES: tuple[tuple[str, tuple[type, ...]], ...] = (
@@ -90,18 +91,27 @@ class StageClock(BaseObserver):
 
 
 class TimedLink:
-    """The call's link, timing the agent audio written to it."""
+    """The call's link, timing the agent audio written to it and each tool call's round trip
+    (``FunctionCall`` written -> its ``FunctionCallResult`` read: media core, control plane and
+    whatever runs the tool), with the result's ``is_error``."""
 
     def __init__(self, link: AgentLink, clock: StageClock) -> None:
         self._link = link
         self._clock = clock
+        self.tool_calls: dict[str, dict[str, Any]] = {}
 
     async def recv(self) -> LinkFrame:
-        return await self._link.recv()
+        frame = await self._link.recv()
+        if isinstance(frame, FunctionCallResult) and frame.tool_call_id in self.tool_calls:
+            call = self.tool_calls[frame.tool_call_id]
+            call.update(answered=time.monotonic(), is_error=frame.is_error, result=frame.result)
+        return frame
 
     async def send(self, frame: LinkFrame) -> None:
         if isinstance(frame, Audio):  # stamped as the write starts: the core may read it first
             self._clock.mark("link_first_audio", time.monotonic())
+        elif isinstance(frame, FunctionCall):
+            self.tool_calls[frame.tool_call_id] = {"name": frame.name, "sent": time.monotonic()}
         await self._link.send(frame)
 
 
@@ -110,11 +120,12 @@ def make_handler(models: ModelStore, out: Path) -> Any:
         clock = StageClock()
         cpu = time.process_time()
         record: dict[str, Any] = {"call_id": start.call_id, "started": time.monotonic()}
+        timed = TimedLink(link, clock)
         try:
-            agent = CallAgent(start, TimedLink(link, clock), models, os.environ, observers=[clock])
-            await agent.run()
+            await CallAgent(start, timed, models, os.environ, observers=[clock]).run()
         finally:
             record.update(ended=time.monotonic(), cpu_s=time.process_time() - cpu, **clock.starts())
+            record["tool_calls"] = list(timed.tool_calls.values())
             with out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 

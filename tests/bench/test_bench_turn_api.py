@@ -89,6 +89,13 @@ def test_bench_turn_one_turn_with_the_real_agent(tmp_path: Path) -> None:
     assert turn["vad_stop"] < turn["stt_final"]
     assert turn["media_core"] >= 0
     assert turn["reply_ms"] > 500 and turn["agent_cpu_s"] > 0
+    # "a question about my bill" -> transfer_call, which succeeded through the real control
+    # plane (a webhook tool answered on loopback), not an error reply from the AudioSocket leg.
+    (tool,) = turn["tool_calls"]
+    assert tool["name"] == "transfer_call" and tool["is_error"] is False, tool
+    assert 0 < tool["round_trip_ms"] < turn["caller_first_audio"]
+    assert result["tool_calls"]["succeeded"]["count"] == 1 and result["tool_calls"]["errors"] == 0
+    assert "webhook" in result["tool_calls"]["label"]
     assert result["stages_ms_after_end_of_speech"]["caller_first_audio"]["count"] == 1
     (fixture,) = result["stt_fixtures"]
     assert "bill" in fixture["text_8k"].lower()
