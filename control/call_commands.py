@@ -9,7 +9,9 @@ from the holder itself (``200``, ``409 call_not_live``, ``422 leg_cannot_transfe
 
 The requester waits a bounded time. No subscriber on the holder's inbox, or no answer within
 ``timeout_s``, raises :class:`HolderUnavailable` (the API's 503): the call may well be alive, so
-the answer is never a guess that it ended. A holder that is really gone is reaped by the heartbeat
+the answer is never a guess that it ended. A command carries its deadline, and a holder that
+reads it late (woken from a pause, behind a backlog) drops it: a 503 means "not done, try again".
+A holder that is really gone is reaped by the heartbeat
 (:mod:`control.nodes`), after which the row says ``hangup`` and the API answers 409.
 
 The transport is two methods (:class:`Transport`): Redis pub/sub between nodes; any channel with
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +61,7 @@ class Command:
     op: str
     args: dict[str, Any]
     reply_to: str
+    deadline_unix_s: float  # the requester answers 503 after it; the holder drops it after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ def encode_command(cmd: Command) -> str:
             "op": cmd.op,
             "args": cmd.args,
             "reply_to": cmd.reply_to,
+            "deadline": cmd.deadline_unix_s,
         }
     )
 
@@ -108,10 +113,10 @@ def encode_reply(request_id: str, reply: Reply) -> str:
     )
 
 
-def _field(msg: dict[str, Any], name: str, kind: type) -> Any:
+def _field(msg: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = msg.get(name)
-    if not isinstance(value, kind):
-        raise MalformedMessage(f"{name}: expected {kind.__name__}")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise MalformedMessage(f"{name}: expected {kind}")
     return value
 
 
@@ -134,6 +139,7 @@ def decode(text: str) -> Command | ReplyMessage:
             _field(msg, "op", str),
             _field(msg, "args", dict),
             _field(msg, "reply_to", str),
+            float(_field(msg, "deadline", (int, float))),
         )
     raise MalformedMessage("kind: expected command or reply")
 
@@ -178,7 +184,8 @@ class CallCommands:
         request_id = uuid.uuid4().hex
         pending = self._pending[request_id] = _Pending()
         try:
-            cmd = Command(request_id, call_id, op, args, self.inbox(self.me))
+            deadline = time.time() + self.timeout_s
+            cmd = Command(request_id, call_id, op, args, self.inbox(self.me), deadline)
             with trio.move_on_after(self.timeout_s):
                 try:
                     taken = await self._transport.publish(self.inbox(holder), encode_command(cmd))
@@ -225,6 +232,11 @@ class CallCommands:
             log.warning("call command dropped: inbox full", extra={"call_id": msg.call_id})
 
     async def _answer(self, cmd: Command) -> None:
+        if time.time() > cmd.deadline_unix_s:
+            # Its requester has answered 503 already: carrying it out now (a holder woken from
+            # a pause, a backlog) would act behind the client's back. Nodes' clocks run on NTP.
+            log.warning("call command expired unanswered", extra={"call_id": cmd.call_id})
+            return
         reply = self._execute(cmd.call_id, cmd.op, cmd.args)
         assert self._transport is not None  # serve() runs only with a transport
         try:

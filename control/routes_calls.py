@@ -186,12 +186,7 @@ def _say(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
 
 def _transfer(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
     assert isinstance(body, TransferBody)
-    try:
-        handle.transfer(body.target)
-    except LegCannotDo as exc:
-        raise ApiError(
-            422, "leg_cannot_transfer", str(exc) or f"{handle.leg} cannot transfer"
-        ) from exc
+    handle.transfer(body.target)
     return {"id": handle.call_id, "status": "transferring"}
 
 
@@ -218,8 +213,8 @@ def execute(calls: CallRegistry, call_id: str, op: str, args: dict[str, Any]) ->
         return Reply(200, action(handle, body))
     except ValidationError:
         return _error(400, "invalid_request", f"bad arguments for {op}")
-    except ApiError as exc:
-        return _error(exc.status, exc.code, exc.message)
+    except LegCannotDo as exc:  # e.g. an AudioSocket leg cannot transfer, an agentless call say
+        return _error(422, f"leg_cannot_{op}", str(exc) or f"a {handle.leg} leg cannot {op}")
 
 
 def _error(status: int, code: str, message: str) -> Reply:
