@@ -1,11 +1,11 @@
 """Simulated callers: many sockets per process, Trio inside, 20 ms frames in real time.
 
-Each caller plays Asterisk's side of AudioSocket (FINDINGS: kind 0x01 with the 16 UUID bytes,
-then kind 0x10 frames of 320 bytes of 8 kHz PCM16 every 20 ms), Twilio's side of Media
-Streams (:mod:`bench.wires`) or a SIP phone sending PCMU over RTP (:mod:`bench.sip_wire`),
-and times every audio frame that comes back. The audio is silence with a one-frame 1 kHz
-pulse every second, so a pulse's trip out and back can be timed without trusting the samples
-to survive resampling bit for bit.
+Each caller plays Asterisk's side of AudioSocket (``docs/measurements.md#asterisk-wire``:
+kind 0x01 with the 16 UUID bytes, then kind 0x10 frames of 320 bytes of 8 kHz PCM16 every
+20 ms), Twilio's side of Media Streams (:mod:`bench.wires`) or a SIP phone sending PCMU over
+RTP (:mod:`bench.sip_wire`), and times every audio frame that comes back. The audio is
+silence with a one-frame 1 kHz pulse every second, so a pulse's trip out and back can be timed
+without trusting the samples to survive resampling bit for bit.
 
 Lateness is measured against the 20 ms grid of the received audio itself: frame ``k`` is due at
 ``anchor + position_k`` where ``position_k`` is the audio already received before it and

@@ -2,8 +2,8 @@
 
 FastAPI + uvicorn, pipecat's ``FastAPIWebsocketTransport`` with its ``TwilioFrameSerializer``, one
 pipeline per call (input -> [Silero VAD] -> echo -> output) on pipecat's defaults, which is what
-its telephony examples do (FINDINGS.md measured this baseline). The app reads Twilio's
-``connected`` and ``start`` itself, as pipecat's serializer expects.
+its telephony examples do (``callbridge bench vs-pipecat`` measures it against callbridge).
+The app reads Twilio's ``connected`` and ``start`` itself, as pipecat's serializer expects.
 
 Run: ``python -m bench.pipecat_baseline --port 8765 [--vad]``; WebSocket path ``/ws``.
 """

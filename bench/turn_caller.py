@@ -1,9 +1,10 @@
 """One caller of the ``turn`` bench: Asterisk's side of an AudioSocket call that listens to the
 greeting, says one recorded utterance, and notes when the agent's answer reaches it.
 
-Asterisk's behaviour as ``res_audiosocket`` has it (see FINDINGS.md): the UUID first, then a
-320-byte slin frame (20 ms at 8 kHz) every 20 ms whether or not anyone speaks; hang-up is closing
-the socket. Times are ``time.monotonic()``, the clock the agent process stamps its stages with.
+Asterisk's behaviour as ``res_audiosocket`` has it (``docs/measurements.md#asterisk-wire``):
+the UUID first, then a 320-byte slin frame (20 ms at 8 kHz) every 20 ms whether or not anyone
+speaks; hang-up is closing the socket. Times are ``time.monotonic()``, the clock the agent
+process stamps its stages with.
 """
 
 from __future__ import annotations

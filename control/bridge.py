@@ -1,8 +1,10 @@
 """Run asyncio-only libraries (asyncmy, redis.asyncio) from the Trio process.
 
-FINDINGS.md measured the options; this is the recommended one: one asyncio loop in a dedicated
-thread owns the pools. Trio starts each coroutine with ``loop.call_soon_threadsafe`` and is woken
-through ``TrioToken.run_sync_soon``, so no worker thread is held per call. On Trio cancellation the
+Of the options measured before this code (``docs/measurements.md#asyncio-bridge``: trio-asyncio
+halved HTTP throughput, sync drivers in ``trio.to_thread`` cost ~5x the CPU per query), this one
+served ~80 % of plain asyncio Quart's requests/s: one asyncio loop in a dedicated thread owns the
+pools. Trio starts each coroutine with ``loop.call_soon_threadsafe`` and is woken through
+``TrioToken.run_sync_soon``, so no worker thread is held per call. On Trio cancellation the
 asyncio task is cancelled and we wait, shielded, until it has unwound (asyncmy closes the socket;
 the server side is bounded by ``max_statement_time``). In-flight calls are capped by a semaphore
 sized like the pool, so a burst queues in Trio instead of inside the driver.

@@ -1,6 +1,7 @@
 """Redis through the asyncio bridge: cache-aside storage and cross-node event fan-out.
 
-redis-py's asyncio client lives on the bridge's loop (FINDINGS.md); every call here is one hop.
+redis-py's asyncio client lives on the bridge's loop (``control/bridge.py`` says why); every call
+here is one hop.
 The pub/sub listener is a long-lived asyncio task whose messages are handed to Trio with
 ``TrioToken.run_sync_soon``, so the Trio side never blocks on Redis.
 """

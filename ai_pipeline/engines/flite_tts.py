@@ -1,8 +1,8 @@
 """Offline text-to-speech with CMU Flite: the permissively licensed fallback to piper.
 
 piper-tts and espeak-ng are GPL-3.0; Flite (Debian package ``flite``, BSD-style licence) is not.
-It sounds older, but FINDINGS measured 100% of its words recovered by our Whisper STT. Its
-16 kHz voices (``slt``, ``kal16``, ``awb``, ``rms``) produce the link's rate directly.
+It sounds older, but our Whisper STT understands it (``tests/ai_pipeline/test_flite_tts.py``).
+Its 16 kHz voices (``slt``, ``kal16``, ``awb``, ``rms``) produce the link's rate directly.
 
 Flite runs as a subprocess per utterance (~0.1 s for a sentence): no Python binding is packaged,
 and a process keeps a crash in the synthesiser away from the agent. The text goes in a file, not

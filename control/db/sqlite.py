@@ -1,7 +1,8 @@
 """SQLite backend (stdlib), the zero-config default.
 
-Every operation is one whole transaction in one ``trio.to_thread`` hop: FINDINGS.md measured 6-16 us
-per statement inline but 130-200 us per hop, and fsync must never run on the Trio thread. WAL with
+Every operation is one whole transaction in one ``trio.to_thread`` hop: a statement takes 8-29 us
+inline but a hop ~200 us (``python -m bench.probes.sqlite_hop``), and fsync must never run on the
+Trio thread. WAL with
 ``synchronous=NORMAL`` lets readers proceed during a write. One connection, used by one thread at a
 time (SQLite has a single writer anyway); operations that queue up while a hop runs share the
 next hop (:mod:`control.db.batched_hop`); a hop is not abandoned on cancel, so a transaction is

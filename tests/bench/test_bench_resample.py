@@ -51,7 +51,7 @@ def test_quality_separates_streaming_from_per_frame() -> None:
 
 
 def test_latency_sees_soxr_buffering() -> None:
-    """FINDINGS: soxr's stream holds audio back before its first output; one-shot does not."""
+    """soxr's stream holds audio back before its first output; one-shot does not."""
     first_stream, mean_stream, worst_stream = resample.measure_latency(SoxrStream)
     first_oneshot, mean_oneshot, worst_oneshot = resample.measure_latency(SoxrOneShot)
     assert first_stream is not None and first_stream > 20

@@ -1,4 +1,5 @@
-"""An AudioSocket client that behaves like Asterisk's ``res_audiosocket`` (FINDINGS.md):
+"""An AudioSocket client that behaves like Asterisk's ``res_audiosocket`` (as observed on a real
+Asterisk, ``docs/measurements.md#asterisk-wire``):
 the 16-byte UUID frame first, then slin frames of 20 ms (320 bytes at 8 kHz, kind 0x10) on a
 20 ms clock, DTMF as kind 0x03 with one ASCII digit, and hangup by just closing the socket.
 Everything it receives is kept with its arrival time for assertions."""

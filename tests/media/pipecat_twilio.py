@@ -1,4 +1,4 @@
-"""pipecat's ``TwilioFrameSerializer`` set up as FINDINGS.md says: no auto hang-up (it would need
+"""pipecat's ``TwilioFrameSerializer`` set up as it must be: no auto hang-up (it would need
 Twilio credentials), ``setup()`` before use. Only ``audio_in_sample_rate`` is read by setup."""
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ from media.chan_websocket import (
     media_start_text,
 )
 
-# What a real Asterisk sent (FINDINGS.md), and the same in chan_websocket.c's JSON shape.
+# What a real Asterisk sent (docs/measurements.md#asterisk-wire), and the same in
+# chan_websocket.c's JSON shape.
 PLAIN_START = (
     "MEDIA_START connection_id:media1 channel:WebSocket/media1/0x7f3a2c001234 "
     "channel_id:1764062400.42 format:slin16 optimal_frame_size:640 ptime:20"
