@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import trio
@@ -49,6 +49,9 @@ from sip.rtp_calls import RtpCalls
 
 log = logging.getLogger(__name__)
 
+# Readiness of something serve depends on beyond storage (the agent): raises when not ready.
+ReadyCheck = Callable[[], Awaitable[None]]
+
 
 class SchemaBehind(DatabaseError):
     """The database lacks migrations this version needs; run ``callbridge db migrate``."""
@@ -60,6 +63,7 @@ def create_app(
     legs: WebsocketCalls | None = None,
     rtp: RtpCalls | None = None,
     sip: SipOutbound | None = None,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
 ) -> QuartTrio:
     app = QuartTrio(
         "callbridge", static_folder=str(routes_media.STATIC_DIR), static_url_path="/page"
@@ -83,6 +87,7 @@ def create_app(
         for name, probe in (
             ("db", services.db.ping),
             ("redis", services.redis.ping if services.redis else None),
+            *(ready_checks or {}).items(),
         ):
             if probe is None:
                 continue
@@ -202,6 +207,7 @@ async def open_control_plane(
     legs: WebsocketCalls | None = None,
     rtp: RtpCalls | None = None,
     sip: SipOutbound | None = None,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
 ) -> AsyncIterator[ControlHooks]:
     """Serve HTTP on ``cfg.http`` and yield the hooks calls report to.
 
@@ -210,16 +216,18 @@ async def open_control_plane(
     ``nursery`` (the caller's) is kept for the seam's signature; nothing is started in it.
     ``legs`` runs the media WebSocket routes' calls once the media core attaches to it, and
     ``rtp`` the calls ``POST /v1.0/rtp-offers`` attaches by SDP, ``sip`` the SIP listener
-    that ``POST /v1.0/calls`` places calls through (when ``--sip`` is on). Where no
+    that ``POST /v1.0/calls`` places calls through (when ``--sip`` is on). ``/ready`` runs
+    ``ready_checks`` (the agent) beside the database and Redis checks. Where no
     JWT secret is configured, a random one signs this process's page and media tokens.
     """
     if not cfg.jwt_secret:  # tokens this process mints (page, media) need a key: a fresh one
         cfg = dataclasses.replace(cfg, jwt_secret=secrets.token_urlsafe(32))
     async with open_services(cfg, calls, metrics) as (services, hooks, own):
-        app = create_app(services, metrics, legs, rtp, sip)
+        app = create_app(services, metrics, legs, rtp, sip, ready_checks)
         hc = HypercornConfig()
         hc.bind = [str(cfg.http)]
         hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")  # ours (JSON), not a second handler
         await own.start(serve, app, hc)
         link = await routes_media.page_link(services)
         if link:
