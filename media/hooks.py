@@ -9,9 +9,12 @@ events and tools. A call reports to :class:`CallHooks` and the control plane act
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from proto.messages import JsonObject
+
+if TYPE_CHECKING:
+    from media.bridge import Bridge
 
 HangupCause = Literal["caller", "agent", "api", "error", "timeout", "shutdown"]
 
@@ -77,6 +80,17 @@ class CallHandle(Protocol):
 
     def transfer(self, target: str) -> None:
         """Hand the caller to ``target``; raises :class:`LegCannotDo` where the leg cannot."""
+
+    @property
+    def bridge_id(self) -> str | None:
+        """The bridge the call's audio is in, if any."""
+
+    def join_bridge(self, bridge: Bridge, agent: Literal["park", "close"] = "park") -> None:
+        """Move the call's audio from its agent into ``bridge``; the agent link is parked
+        (kept for :meth:`leave_bridge`) or closed. Raises :class:`LegCannotDo`."""
+
+    def leave_bridge(self, then: Literal["agent", "hangup"] = "agent") -> None:
+        """Take the call out of its bridge: back to its agent, or hang up."""
 
 
 class CallHooks(Protocol):

@@ -131,9 +131,16 @@ class Mixer:
         return slot is not None and not slot.leaving
 
     def add(self, pid: str, send_gain: float = 1.0, hear_gain: float = 1.0) -> None:
-        if pid in self._slots:
+        """Fade ``pid`` in from the next mix (back in, from where it stands, if it was still
+        fading out)."""
+        old = self._slots.get(pid)
+        if old is not None and not old.leaving:
             raise KeyError(f"{pid} is already in the mix")
-        self._slots[pid] = _Slot(_gain(send_gain), _gain(hear_gain))
+        slot = _Slot(_gain(send_gain), _gain(hear_gain))
+        if old is not None:
+            slot.send_level, slot.hear_level = old.send_level, old.hear_level
+            slot.limiter_gain, slot.limiter_hold = old.limiter_gain, old.limiter_hold
+        self._slots[pid] = slot
 
     def remove(self, pid: str) -> None:
         """Fade ``pid`` out over the next mix; it is gone from :attr:`ids` after that."""

@@ -210,7 +210,7 @@ def flushes() -> Iterator[Flushes]:
             if rec.getMessage() == "barge-in":
                 record.seen.append((trio.current_time(), float(rec.__dict__["dropped_ms"])))
 
-    logger = logging.getLogger("media.call")
+    logger = logging.getLogger("media.leg_side")
     handler, level = Handler(logging.DEBUG), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)

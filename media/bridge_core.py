@@ -1,0 +1,184 @@
+"""A bridge's participants and one tick of their audio: pure, no clock (the Trio clock is
+:mod:`media.bridge`).
+
+Each participant is a :class:`BridgePort`, the call's :class:`media.peer.AudioPeer` while it is
+in the bridge: caller frames go into a queue bounded in milliseconds (past it the oldest frame is
+dropped and counted, so a leg whose clock runs fast cannot build up latency), and its mix comes
+out through ``deliver``, a non-blocking hand-over into the call's playout. :meth:`BridgeCore.tick`
+takes one frame from every port (silence from a port with none: a stalled leg is heard as
+silence and holds nobody up), mixes them (:class:`media.mixer.Mixer`) and delivers. Ports are
+plain values with no task of their own, so one tick could later drive every call of a process.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from media.audio import FRAME_MS, pcm16_bytes_per_frame
+from media.leg import LegDtmf
+from media.mixer import ENTRY_TONE, EXIT_TONE, FRAME_SAMPLES, MIX_RATE_HZ, Mixer
+from media.peer import PeerEvent, PeerKind
+
+FRAME_BYTES = pcm16_bytes_per_frame(MIX_RATE_HZ)
+PORT_QUEUE_MS = 100  # five frames: a leg's jitter, not a backlog
+TALK_START_TICKS = 2  # 40 ms above the threshold: talking
+TALK_STOP_TICKS = 25  # 500 ms below it: stopped (a pause between words is not an event)
+
+Deliver = Callable[[bytes, int], None]
+
+
+class BridgeFull(Exception):
+    """The bridge has its maximum of participants."""
+
+
+class BridgeEnded(Exception):
+    """The bridge is over; nobody can join it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Talking:
+    """A participant started (``talking``) or stopped talking."""
+
+    participant_id: str
+    talking: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPressed:
+    participant_id: str
+    digit: str
+
+
+BridgeEvent = Talking | KeyPressed
+
+
+class BridgePort:
+    """One participant's end of the bridge."""
+
+    kind: PeerKind = "bridge"
+
+    def __init__(self, participant_id: str, deliver: Deliver, queue_ms: int = PORT_QUEUE_MS):
+        self.participant_id = participant_id
+        self.deliver = deliver
+        self.dropped_ms = 0.0
+        self.silent_ticks = 0  # ticks that found nothing queued (a stalled leg, or a late one)
+        self._frames: deque[bytes] = deque()
+        self._max_frames = max(1, queue_ms // FRAME_MS)
+        self._partial = b""
+        self._events: list[BridgeEvent] = []
+
+    def uplink(self, pcm16: bytes) -> None:
+        # A resampler's output may straddle frames (44.1 kHz legs): re-cut into 20 ms frames.
+        data = self._partial + pcm16 if self._partial else pcm16
+        whole = len(data) - len(data) % FRAME_BYTES
+        for i in range(0, whole, FRAME_BYTES):
+            self._frames.append(data[i : i + FRAME_BYTES])
+        self._partial = data[whole:]
+        while len(self._frames) > self._max_frames:
+            self._frames.popleft()
+            self.dropped_ms += FRAME_MS
+
+    async def leg_event(self, event: PeerEvent) -> None:
+        if isinstance(event, LegDtmf):
+            self._events.append(KeyPressed(self.participant_id, event.digit))
+
+    def take(self) -> bytes | None:
+        if self._frames:
+            return self._frames.popleft()
+        self.silent_ticks += 1
+        return None
+
+    def take_events(self) -> list[BridgeEvent]:
+        events, self._events = self._events, []
+        return events
+
+
+class BridgeCore:
+    """Who is in, and :meth:`tick`: one 20 ms frame of everyone's audio, mixed and delivered."""
+
+    def __init__(self, tones: bool = True, max_participants: int | None = None) -> None:
+        self.tones = tones
+        self.max_participants = max_participants
+        self.mixer = Mixer()
+        self.ended = False
+        self.ports: dict[str, BridgePort] = {}
+        self._leaving: dict[str, BridgePort] = {}  # fading out: their input is mixed once more
+        self._talk_run: dict[str, int] = {}  # consecutive ticks on the other side of the threshold
+        self.talking: set[str] = set()
+        self._silence = np.zeros(FRAME_SAMPLES, np.int16)
+
+    def join(self, participant_id: str, deliver: Deliver) -> BridgePort:
+        if self.ended:
+            raise BridgeEnded("the bridge has ended")
+        if participant_id in self.ports:
+            raise KeyError(f"{participant_id} is already in the bridge")
+        if self.max_participants is not None and len(self.ports) >= self.max_participants:
+            raise BridgeFull(f"the bridge has its maximum of {self.max_participants}")
+        self._leaving.pop(participant_id, None)  # back before its fade-out: fades in again
+        port = BridgePort(participant_id, deliver)
+        if self.tones:
+            self.mixer.announce(ENTRY_TONE, self.ports)
+        self.mixer.add(participant_id)
+        self.ports[participant_id] = port
+        return port
+
+    def leave(self, participant_id: str) -> BridgePort | None:
+        port = self.ports.pop(participant_id, None)
+        if port is None:
+            return None
+        self.mixer.remove(participant_id)
+        self._leaving[participant_id] = port
+        self._talk_run.pop(participant_id, None)
+        self.talking.discard(participant_id)
+        if self.tones:
+            self.mixer.announce(EXIT_TONE, self.ports)
+        return port
+
+    def set_mute(self, participant_id: str, send: bool | None, hear: bool | None) -> None:
+        self._require(participant_id)
+        self.mixer.set_mute(participant_id, send, hear)
+
+    def set_gain(self, participant_id: str, send: float | None, hear: float | None) -> None:
+        self._require(participant_id)
+        self.mixer.set_gain(participant_id, send, hear)
+
+    def _require(self, participant_id: str) -> None:
+        if participant_id not in self.ports:
+            raise KeyError(f"{participant_id} is not in the bridge")
+
+    def tick(self) -> list[BridgeEvent]:
+        ids = self.mixer.ids
+        if not ids:
+            return []
+        rows = np.empty((len(ids), FRAME_SAMPLES), np.int16)
+        events: list[BridgeEvent] = []
+        for i, pid in enumerate(ids):
+            port = self.ports.get(pid) or self._leaving[pid]
+            frame = port.take()
+            rows[i] = self._silence if frame is None else np.frombuffer(frame, "<i2")
+            events += port.take_events()
+        out = self.mixer.mix(rows).astype("<i2")
+        for i, pid in enumerate(ids):
+            if pid in self.ports:
+                self.ports[pid].deliver(out[i].tobytes(), MIX_RATE_HZ)
+        for pid in [p for p in self._leaving if p not in self.mixer.ids]:
+            del self._leaving[pid]
+        return events + self._talking_changes()
+
+    def _talking_changes(self) -> list[BridgeEvent]:
+        changes: list[BridgeEvent] = []
+        for pid, loud in self.mixer.talking.items():
+            if pid not in self.ports:
+                continue
+            now_talking = pid in self.talking
+            run = self._talk_run.get(pid, 0) + 1 if loud != now_talking else 0
+            self._talk_run[pid] = run
+            if run >= (TALK_STOP_TICKS if now_talking else TALK_START_TICKS):
+                self._talk_run[pid] = 0
+                (self.talking.discard if now_talking else self.talking.add)(pid)
+                changes.append(Talking(pid, not now_talking))
+        return changes

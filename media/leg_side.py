@@ -1,0 +1,207 @@
+"""A call's leg side: the caller's audio in and out, whoever the call talks with.
+
+Two tasks in the call's nursery: the leg reader (caller audio -> 16 kHz -> the current peer's
+:meth:`~media.peer.AudioPeer.uplink`; key presses and played marks -> the peer) and the pacer
+(playout buffer -> leg, one 20 ms frame per slot of the Trio clock). The peer queues audio for the
+caller through the :class:`media.peer.Downlink` methods here, which never block. Resampling is
+streaming and per direction; the playout buffer is bounded in milliseconds, and tighter while the
+peer is live (a bridge): a live source fills it exactly as fast as it drains, so any backlog a
+stall leaves would be latency for the rest of the call; past ``live_max_ms`` it is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from media.audio import FRAME_MS, LINK_RATE_HZ, pcm16_bytes_for_ms
+from media.dtmf_tones import dtmf_pcm16
+from media.hooks import HangupCause, LegCannotDo
+from media.leg import Leg, LegAudio, LegDtmf, LegError, LegHangup, LegMarkPlayed
+from media.metrics import MediaMetrics
+from media.pacing import PacingGrid
+from media.peer import AudioPeer, NoPeer
+from media.playout import PlayoutBuffer
+from media.resample import StreamResampler
+
+log = logging.getLogger(__name__)
+
+FRAME_S = FRAME_MS / 1000
+PACER_SLEW_S = 0.001  # how far one frame may pull the pacing grid earlier (gaps stay >= 19 ms)
+# How far behind its slot a frame may be and still catch up (the frames behind it go out in the
+# same burst); further behind, the grid restarts. 100 ms: five frames, within what a phone's or
+# Asterisk's jitter buffer absorbs.
+PACER_CATCHUP_S = 0.1
+LIVE_PLAYOUT_MAX_MS = 120  # a bridge's audio queued for the caller, at most
+
+EndCall = Callable[[HangupCause, str], None]
+
+
+@dataclass(slots=True)
+class CallStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    uplink_dropped_ms: float = 0.0
+    max_lateness_s: float = 0.0
+
+
+class LegSide:
+    """Implements :class:`media.peer.Downlink` for the call's current peer."""
+
+    def __init__(
+        self,
+        leg: Leg,
+        call_id: str,
+        playout_max_ms: int,
+        metrics: MediaMetrics,
+        end: EndCall,
+    ) -> None:
+        self.leg = leg
+        self.call_id = call_id
+        self.stats = CallStats()
+        self.peer: AudioPeer = NoPeer()
+        self.goodbye: str | None = None  # set: end the call once the playout has drained
+        self._metrics = metrics
+        self._end = end
+        self._playout_max_ms = playout_max_ms
+        self._live = False
+        self._up = StreamResampler(leg.rate_hz, LINK_RATE_HZ)
+        self._down = StreamResampler(LINK_RATE_HZ, leg.rate_hz)
+        self._playout = PlayoutBuffer(leg.rate_hz, playout_max_ms)
+        self._audio_ready = trio.lowlevel.ParkingLot()
+
+    def attach(self, peer: AudioPeer, live: bool = False) -> None:
+        """From the next frame on, talk with ``peer`` (``live``: a bridge, not a burst source)."""
+        self.peer = peer
+        self._live = live
+
+    def end_after_playout(self, reason: str) -> None:
+        self.goodbye = reason
+        self._audio_ready.unpark_all()
+
+    # ---- caller -> peer -------------------------------------------------------------------
+
+    async def reader(self) -> None:
+        frames_in = self._metrics.frames_in.labels(self.leg.kind)
+        while True:
+            try:
+                event = await self.leg.receive()
+            except LegError as exc:
+                self._metrics.leg_errors.labels(self.leg.kind, exc.reason).inc()
+                cause: HangupCause = "caller" if exc.reason == "closed" else "error"
+                log.info("leg ended", extra={"call_id": self.call_id, "reason": str(exc)})
+                self._end(cause, f"leg {exc.reason}")
+                return
+            if isinstance(event, LegAudio):
+                frames_in.inc()
+                self.stats.frames_in += 1
+                self._to_uplink(event.pcm16)
+            elif isinstance(event, LegDtmf | LegMarkPlayed):
+                await self.peer.leg_event(event)
+            elif isinstance(event, LegHangup):
+                self._end("caller", event.reason)
+                return
+
+    def _to_uplink(self, pcm16: bytes) -> None:
+        if self._up.in_rate_hz != self.leg.rate_hz:  # the leg learnt its real rate
+            self._retune(self.leg.rate_hz)
+        self.peer.uplink(self._up.process(pcm16))
+
+    def _retune(self, rate_hz: int) -> None:
+        self._up = StreamResampler(rate_hz, LINK_RATE_HZ)
+        self._down = StreamResampler(LINK_RATE_HZ, rate_hz)
+        self._playout = PlayoutBuffer(rate_hz, self._playout_max_ms)
+
+    # ---- peer -> caller (Downlink) --------------------------------------------------------
+
+    def play(self, pcm16: bytes, rate_hz: int = LINK_RATE_HZ) -> None:
+        if self.goodbye is not None:
+            return  # the agent already said goodbye
+        if rate_hz != self._down.in_rate_hz:
+            self._down = StreamResampler(rate_hz, self.leg.rate_hz)
+        pcm16_leg = self._down.process(pcm16)
+        if self._live and len(self._playout) >= pcm16_bytes_for_ms(
+            LIVE_PLAYOUT_MAX_MS, self._playout.rate_hz
+        ):
+            dropped_ms, _ = self._playout.flush()  # the leg stalled: drop the backlog, not later
+            self._metrics.drops.labels("playout").inc(dropped_ms)
+        self._queue_playout(pcm16_leg)
+
+    def _queue_playout(self, pcm16: bytes) -> None:
+        dropped_ms = self._playout.push(pcm16)
+        if dropped_ms:
+            self._metrics.drops.labels("playout").inc(dropped_ms)
+        self._audio_ready.unpark_all()
+
+    def add_mark(self, name: str) -> None:
+        self._playout.add_mark(name)
+
+    async def interrupt(self) -> list[str]:
+        dropped_ms, marks = self._playout.flush()
+        self._down.reset()
+        self._metrics.flushes.inc()
+        log.debug("barge-in", extra={"call_id": self.call_id, "dropped_ms": dropped_ms})
+        await self.leg.clear()
+        return marks
+
+    async def send_dtmf(self, digits: str) -> None:
+        try:
+            await self.leg.send_dtmf(digits)
+        except LegCannotDo:
+            self._queue_playout(dtmf_pcm16(digits, self.leg.rate_hz))
+
+    # ---- pacing ---------------------------------------------------------------------------
+
+    async def pacer(self) -> None:
+        """Send one frame per 20 ms slot of a :class:`media.pacing.PacingGrid`: frames whose
+        slot passed during a short delay catch up at once, a stream that stopped restarts the
+        grid, a live stream that runs early pulls it earlier (the rules are in that module)."""
+        grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S)
+        held_tail = False
+        ran_dry = False
+        frames_out = self._metrics.frames_out.labels(self.leg.kind)
+        lateness = self._metrics.lateness
+        while True:
+            if not len(self._playout):
+                if self.goodbye is not None:
+                    self._end("agent", self.goodbye)
+                    return
+                await self._audio_ready.park()
+                ran_dry = True
+                continue
+            now = trio.current_time()
+            due = grid.slot(now, ran_dry)
+            if not self.leg.self_paced and now < due:
+                # (A slot already past needs no sleep: Trio wakes a sleeper by cancelling it,
+                # the costliest wake-up it has. Sends the kernel takes at once do not
+                # checkpoint, so a catch-up burst runs at most PACER_CATCHUP_S / FRAME_S + 1
+                # frames before this sleep, the loop's checkpoint, comes round again.)
+                await trio.sleep_until(due)
+            ran_dry = False
+            frame = self._playout.pop_frame(pad=held_tail or self.goodbye is not None)
+            if frame is None:  # a short tail: give the agent one slot to complete it
+                held_tail = True
+                grid.advance()
+                continue
+            held_tail = False
+            late_s = trio.current_time() - due
+            lateness.observe(late_s)
+            self.stats.max_lateness_s = max(self.stats.max_lateness_s, late_s)
+            await self._send_leg(frame)
+            frames_out.inc()
+            self.stats.frames_out += 1
+            for name in self._playout.passed_marks():
+                await self.leg.send_mark(name)
+                await self.peer.leg_event(LegMarkPlayed(name))
+            grid.advance()
+
+    async def _send_leg(self, frame: bytes) -> None:
+        try:
+            await self.leg.send_audio(frame)
+        except LegError as exc:
+            self._metrics.leg_errors.labels(self.leg.kind, exc.reason).inc()
+            self._end("caller" if exc.reason == "closed" else "error", f"leg {exc.reason}")
+            await trio.sleep_forever()  # cancelled by _end

@@ -1,0 +1,83 @@
+"""Real calls in a bridge: AudioSocket callers (Asterisk-like peers) move from their agent (the
+echo agent) into a mixing bridge, hear each other and not themselves, and go back."""
+
+from __future__ import annotations
+
+import numpy as np
+import trio
+
+from media.bridge import Bridge
+from media.hooks import CallHandle
+from tests.media.asterisk_peer import AsteriskPeer
+from tests.media.conftest import Media, tone
+
+LEG_RATE_HZ = 8000
+TONES_HZ = (350.0, 1250.0, 1700.0)  # apart from each other and from the entry/exit tones
+LEVEL = 0.3  # of full scale, each
+
+
+def tone_db(pcm16: bytes, freq_hz: float) -> float:
+    """Level of ``freq_hz`` in ``pcm16`` (8 kHz), dB relative to a full-scale sine."""
+    x = np.frombuffer(pcm16, "<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size))) * 2 / np.hanning(x.size).sum()
+    bins = np.fft.rfftfreq(x.size, 1 / LEG_RATE_HZ)
+    near = np.abs(bins - freq_hz) <= 15
+    return float(20 * np.log10(spectrum[near].max() / 32767 + 1e-12))
+
+
+def heard(peer: AsteriskPeer, start: float, end: float) -> bytes:
+    return b"".join(r.payload for r in peer.audio_frames() if start <= r.t < end)
+
+
+async def handle_of(media: Media, peer: AsteriskPeer) -> CallHandle:
+    with trio.fail_after(5):
+        while True:
+            for info in media.hooks.created:
+                handle = media.env.registry.get(info.call_id)
+                if info.leg_ref == str(peer.call_uuid) and handle is not None:
+                    return handle
+            await trio.sleep(0.02)
+
+
+async def test_three_callers_hear_each_other_not_themselves_and_go_back(
+    media_echo: Media,
+) -> None:
+    bridge = Bridge("conf-1")  # entry/exit tones on, as for a conference
+    peers = [await AsteriskPeer.connect(media_echo.port) for _ in TONES_HZ]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        for peer, freq in zip(peers, TONES_HZ, strict=True):
+            nursery.start_soon(peer.read_until_closed)
+            nursery.start_soon(peer.play, tone(freq, 5.0, level=LEVEL))
+        calls = [await handle_of(media_echo, p) for p in peers]
+        await trio.sleep(0.5)
+        echoed_at = trio.current_time()  # before the bridge, each hears its own echo
+        await trio.sleep(0.5)
+        for call in calls:
+            call.join_bridge(bridge)
+        joined_at = trio.current_time()
+        assert [c.bridge_id for c in calls] == ["conf-1"] * 3
+        await trio.sleep(1.5)
+        calls[0].leave_bridge("agent")
+        left_at = trio.current_time()
+        await trio.sleep(1.2)
+        for peer in peers:
+            await peer.close()
+        bridge.close()
+    window = (joined_at + 0.5, joined_at + 1.5)  # after the entry tones
+    for i, peer in enumerate(peers):
+        before = heard(peer, echoed_at, echoed_at + 0.5)
+        assert tone_db(before, TONES_HZ[i]) > -14  # the echo agent: its own voice back
+        during = heard(peer, *window)
+        assert len(during) >= 0.9 * 2 * LEG_RATE_HZ  # a frame every 20 ms
+        own = tone_db(during, TONES_HZ[i])
+        for j, freq in enumerate(TONES_HZ):
+            if j != i:  # each other caller at the level it sent (-10.5 dBFS), within 1 dB
+                assert abs(tone_db(during, freq) - 20 * np.log10(LEVEL)) < 1.0, (i, j)
+        assert own < 20 * np.log10(LEVEL) - 50, (i, own)  # itself: not at all
+    # p0 went back to its agent: it hears itself again, the others no longer hear it
+    after = (left_at + 0.5, left_at + 1.1)
+    assert tone_db(heard(peers[0], *after), TONES_HZ[0]) > -14
+    assert tone_db(heard(peers[0], *after), TONES_HZ[1]) < -60
+    assert tone_db(heard(peers[1], *after), TONES_HZ[0]) < -60
+    assert tone_db(heard(peers[1], *after), TONES_HZ[2]) > -12
