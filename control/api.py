@@ -29,7 +29,9 @@ from control.bridge import BridgeClosed
 from control.db import DatabaseError
 from control.http_drain import DrainBeforeReuse
 from control.ratelimit import TokenBuckets, retry_after_header
+from control.schemas import UNION_TAGS
 from control.services import Services
+from control.validation import field_errors
 from proto import safe_json
 
 log = logging.getLogger(__name__)
@@ -163,10 +165,7 @@ class Api:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            fields = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-                for e in exc.errors()
-            ]
+            fields = field_errors(exc, model, UNION_TAGS)
             raise ApiError(
                 400, "invalid_request", "request body failed validation", fields
             ) from exc

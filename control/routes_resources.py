@@ -90,6 +90,10 @@ async def _write_agent(
     return agent_id
 
 
+def _with_article(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def register_reads(
     api: Api,
     table: str,
@@ -116,7 +120,7 @@ def register_reads(
         page = await store.list(table, ctx.principal.customer_id, size, token, **equal)
         return {"result": [shown(r) for r in page.rows], "next_page_token": page.next_page_token}
 
-    @api.route("GET", f"{base}/<{id_param}>", summary=f"Get a {noun}", role=role)
+    @api.route("GET", f"{base}/<{id_param}>", summary=f"Get {_with_article(noun)}", role=role)
     async def get_row(ctx: Ctx, **ids: str) -> dict[str, Any]:
         row = await store.get(table, ids[id_param], ctx.principal.customer_id)
         if row is None:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from ai_pipeline.engine_names import DEFAULT_ENGINES, ENGINES_BY_KIND
 
@@ -87,6 +97,43 @@ class WebhookTool(Body):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
+BUILTIN_TOOL_NAMES = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")
+# The two kinds of tool entry are told apart by their JSON type (a name or an object). These tags
+# name the union's members for pydantic; control.validation leaves them out of error locations.
+_BUILTIN_TAG, _WEBHOOK_TAG = "built-in tool", "webhook tool"
+UNION_TAGS = frozenset({_BUILTIN_TAG, _WEBHOOK_TAG})
+
+
+def _known_tool(name: str) -> str:
+    if name not in BUILTIN_TOOL_NAMES:
+        allowed = ", ".join(BUILTIN_TOOL_NAMES)
+        raise PydanticCustomError(
+            "unknown_tool", f"unknown tool {name[:64]!r}; allowed: {allowed}, or a webhook tool"
+        )
+    return name
+
+
+def _tool_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return _BUILTIN_TAG
+    return _WEBHOOK_TAG if isinstance(value, dict | WebhookTool) else None
+
+
+BuiltinTool = Annotated[
+    str,
+    AfterValidator(_known_tool),
+    WithJsonSchema({"type": "string", "enum": list(BUILTIN_TOOL_NAMES)}),
+]
+Tool = Annotated[
+    Annotated[BuiltinTool, Tag(_BUILTIN_TAG)] | Annotated[WebhookTool, Tag(_WEBHOOK_TAG)],
+    Discriminator(
+        _tool_kind,
+        custom_error_type="invalid_tool",
+        custom_error_message="a tool is a built-in tool's name or a webhook tool object",
+    ),
+]
+
+
 class Routes(Body):
     audiosocket_uuids: list[UUIDText] = Field(default_factory=list, max_length=100)
     numbers: list[E164] = Field(default_factory=list, max_length=100)
@@ -97,10 +144,7 @@ class AgentBody(Body):
     is_default: bool = False
     prompt: str = Field(default="", max_length=20_000)
     greeting: str = Field(default="", max_length=2_000)
-    tools: list[
-        Literal["end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference"]
-        | WebhookTool
-    ] = Field(default_factory=list, max_length=32)
+    tools: list[Tool] = Field(default_factory=list, max_length=32)
     transfer_targets: dict[str, Annotated[str, StringConstraints(max_length=255)]] = Field(
         default_factory=dict, max_length=64
     )

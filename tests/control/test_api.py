@@ -45,7 +45,7 @@ async def test_agent_crud_and_validation(plane: Plane) -> None:
     )
     body = await r.get_json()
     assert r.status_code == 400 and body["error"] == "invalid_request"
-    assert {f["field"] for f in body["fields"]} == {"vad.stop_secs", "routes.numbers.0"}
+    assert {f["field"] for f in body["fields"]} == {"vad.stop_secs", "routes.numbers[0]"}
     r = await c.post("/v1.0/agents", json={**AGENT, "surprise": 1}, headers=auth)
     assert r.status_code == 400 and (await r.get_json())["fields"][0]["field"] == "surprise"
 
