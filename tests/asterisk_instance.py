@@ -31,9 +31,9 @@ ARI_APP = "callbridge"
 
 # ARI (without res_stasis_snoop and friends res_ari_channels silently does not load)
 _ARI_MODULES = (
-    "res_http_websocket res_websocket_client res_ari res_ari_model res_stasis app_stasis res_ari_asterisk "
-    "res_ari_channels res_ari_bridges res_ari_events res_ari_applications res_ari_recordings "
-    "res_ari_playbacks res_ari_endpoints res_ari_device_states res_ari_sounds "
+    "res_http_websocket res_websocket_client res_ari res_ari_model res_stasis app_stasis "
+    "res_ari_asterisk res_ari_channels res_ari_bridges res_ari_events res_ari_applications "
+    "res_ari_recordings res_ari_playbacks res_ari_endpoints res_ari_device_states res_ari_sounds "
     "res_stasis_answer res_stasis_playback res_stasis_recording res_stasis_snoop "
     "res_stasis_device_state bridge_simple bridge_softmix"
 )

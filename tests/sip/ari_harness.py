@@ -8,6 +8,7 @@ what it heard (``r()``) and what it said (``t()``). No SIP, no sound packs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -17,12 +18,14 @@ from typing import Any
 import numpy as np
 import trio
 
+from ai_pipeline.link import AgentLink, CallHandler
 from media.audiosocket_server import serve_audiosocket
 from media.call import CallEnv
 from media.config import HostPort, MediaConfig
-from media.hooks import AgentAssignment, CallInfo, CallRejected
+from media.hooks import AgentAssignment, CallHandle, CallInfo, CallRejected, ToolOutcome
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from proto.messages import Audio, CallStart, Dtmf, FunctionCall, Hangup, Transcript
 from sip.ari.app import AriApp
 from sip.ari.client import AriClient
 from sip.ari.config import AriConfig
@@ -57,9 +60,48 @@ def tone_level(pcm16: bytes, freq_hz: float, rate_hz: int = RATE_HZ) -> float:
     return float(power[np.abs(freqs - freq_hz) < 30].sum() / total) if total else 0.0
 
 
+def seconds_of(pcm16: bytes, freq_hz: float, rate_hz: int = RATE_HZ) -> float:
+    """How long ``freq_hz`` dominates the audio, counted in 100 ms blocks."""
+    block = rate_hz // 10 * 2
+    blocks = [pcm16[i : i + block] for i in range(0, len(pcm16) - block + 1, block)]
+    return sum(0.1 for b in blocks if rms(b) > 300 and tone_level(b, freq_hz) > 0.5)
+
+
 def rms(pcm16: bytes) -> float:
     x = np.frombuffer(pcm16, "<i2").astype(np.float64)
     return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
+
+
+def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
+    """An echo agent that calls ``transfer_call`` to ``target`` after ``after_frames`` frames
+    of the caller's audio (as an LLM would once it understood where the caller wants to go)."""
+
+    async def run(start: CallStart, link: AgentLink) -> None:
+        frames = 0
+        while True:
+            frame = await link.recv()
+            if isinstance(frame, Audio):
+                await link.send(frame)
+                frames += 1
+                if frames == after_frames:
+                    await link.send(FunctionCall("t1", "transfer_call", {"target": target}))
+            elif isinstance(frame, Hangup):
+                return
+
+    return run
+
+
+async def dtmf_agent(start: CallStart, link: AgentLink) -> None:
+    """Answers a key press with key 7, half a second later (SendDTMF on the caller's side
+    swallows what arrives while it still plays its own digit)."""
+    while True:
+        frame = await link.recv()
+        if isinstance(frame, Dtmf):
+            await link.send(Transcript("caller", f"pressed {frame.digit}"))
+            await asyncio.sleep(0.5)
+            await link.send(Dtmf("7"))
+        elif isinstance(frame, Hangup):
+            return
 
 
 class AriTestHooks(RecordingHooks):
@@ -75,6 +117,16 @@ class AriTestHooks(RecordingHooks):
             self.created.append(info)
             raise CallRejected(f"no agent {UNKNOWN_AGENT}")
         return await super().call_created(info)
+
+    async def execute_tool(
+        self, call: CallHandle, name: str, arguments: dict[str, Any]
+    ) -> ToolOutcome:
+        """As the control plane's tools do: ``transfer_call`` asks the call to transfer."""
+        if name == "transfer_call":
+            self.tools.append((name, arguments))
+            call.transfer(str(arguments["target"]))
+            return ToolOutcome({"status": "transferring"})
+        return await super().execute_tool(call, name, arguments)
 
     async def call_event(self, call_id: str, event_type: str, data: dict[str, Any]) -> None:
         self.events.append((call_id, event_type, data))
@@ -166,10 +218,15 @@ async def ari_bench(
         nursery.cancel_scope.cancel()
 
 
-def caller_dialplan(root: Path, wav: Path, agent: str = "42", extra: str = "") -> str:
+def caller_dialplan(
+    root: Path, wav: Path, long_wav: Path | None = None, agent: str = "42", extra: str = ""
+) -> str:
     """``talk``: the caller plays ``wav``, then waits; MixMonitor records both directions.
+    ``long`` plays ``long_wav`` then waits 8 s; ``hold`` only listens; ``dtmf`` presses 5 and
+    stores the digit it hears back in the global HEARD.
     ``incoming``: any DNIS enters our Stasis app for ``agent`` with a caller id and a variable."""
     rec = root / "talk"
+    long_wav = long_wav or wav
     return f"""
 [caller]
 exten => talk,1,Answer()
@@ -181,6 +238,17 @@ exten => hold,1,Answer()
  same => n,MixMonitor({root}/hold.wav,r({root}/hold-heard.wav))
  same => n,Wait(30)
  same => n,Hangup()
+exten => dtmf,1,Answer()
+ same => n,Wait(1)
+ same => n,SendDTMF(5)
+ same => n,Read(HEARD,,1,,1,4)
+ same => n,Set(GLOBAL(HEARD)=${{HEARD}})
+ same => n,Hangup()
+exten => long,1,Answer()
+ same => n,MixMonitor({root}/long.wav,r({root}/long-heard.wav))
+ same => n,Playback({long_wav.with_suffix("")})
+ same => n,Wait(8)
+ same => n,Hangup()
 {extra}
 [incoming]
 exten => _X.,1,Set(CALLERID(num)=+15550001)
@@ -189,4 +257,17 @@ exten => _X.,1,Set(CALLERID(num)=+15550001)
  same => n,Hangup()
 exten => nobody,1,Stasis({ARI_APP},agent={UNKNOWN_AGENT})
  same => n,Hangup()
+"""
+
+
+def target_dialplan(root: Path, tone_wav: Path) -> str:
+    """``300@targets``: a transfer target that answers and plays ``tone_wav`` for a while."""
+    return f"""
+[targets]
+exten => 300,1,Answer()
+ same => n,Playback({tone_wav.with_suffix("")})
+ same => n,Playback({tone_wav.with_suffix("")})
+ same => n,Wait(10)
+ same => n,Hangup()
+exten => 486,1,Busy(1)
 """

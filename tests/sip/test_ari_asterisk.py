@@ -13,25 +13,39 @@ import pytest
 import trio
 
 from tests.asterisk_instance import Asterisk, running_asterisk, write_wav
+from tests.media.conftest import agent_in_thread
 from tests.sip.ari_harness import (
     RATE_HZ,
     ari_bench,
     caller_dialplan,
+    dtmf_agent,
     require_asterisk,
     rms,
+    seconds_of,
+    target_dialplan,
     tone_level,
     tone_pcm16,
+    transfer_agent,
 )
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 TONE_HZ = 700.0
 
 
+TARGET_HZ = 1000.0
+
+
 @pytest.fixture
 def asterisk(tmp_path: Path) -> Iterator[Asterisk]:
     require_asterisk()
     wav = write_wav(tmp_path / "tone.wav", tone_pcm16(TONE_HZ, 1.5))
-    with running_asterisk(lambda root: caller_dialplan(root, wav)) as ast:
+    long_wav = write_wav(tmp_path / "long.wav", tone_pcm16(TONE_HZ, 4.0))
+    target_wav = write_wav(tmp_path / "target.wav", tone_pcm16(TARGET_HZ, 1.5))
+
+    def dialplan(root: Path) -> str:
+        return caller_dialplan(root, wav, long_wav) + target_dialplan(root, target_wav)
+
+    with running_asterisk(dialplan) as ast:
         yield ast
 
 
@@ -82,3 +96,45 @@ async def test_api_hangup_ends_the_call_in_asterisk(asterisk: Asterisk, echo_age
         await bench.wait_ended()
         await bench.wait_asterisk_idle()
     assert bench.hooks.hungup[0][1:] == ("api", "api")
+
+
+async def test_dtmf_both_ways(asterisk: Asterisk) -> None:
+    """The caller's key reaches the agent (over the ExternalMedia AudioSocket); the agent's
+    answer, another key, reaches the caller through ARI."""
+    with agent_in_thread(dtmf_agent) as url:
+        async with ari_bench(asterisk, url) as bench:
+            await bench.originate("dtmf")
+            await bench.wait_ended()
+            await bench.wait_asterisk_idle()
+    assert ("caller", "pressed 5") in [t[1:] for t in bench.hooks.transcripts]
+    heard = asterisk.ari("GET", "/asterisk/variable", variable="HEARD")
+    assert heard["value"] == "7"
+    assert ("dtmf_received", {"digit": "5"}) in [e[1:] for e in bench.hooks.events]
+
+
+async def test_agent_transfer_leaves_the_caller_bridged_with_the_target(
+    asterisk: Asterisk,
+) -> None:
+    """The agent's transfer_call: Asterisk dials the target into the caller's bridge, the
+    agent's ExternalMedia channel leaves, and the caller hears the target's tone, not the
+    agent's echo of its own tone."""
+    with agent_in_thread(transfer_agent("300")) as url:
+        dial = "Local/{target}@targets/n"
+        async with ari_bench(asterisk, url, transfer_dial=dial) as bench:
+            await bench.originate("long")
+            await bench.wait_ended()
+            channels = [c["id"] for c in asterisk.channels()]
+            [bridge] = asterisk.ari("GET", "/bridges")
+            await bench.wait_asterisk_idle(timeout_s=20)
+            heard = await bench.heard("long")
+    assert bench.hooks.hungup[0][1:] == ("agent", "transferred to 300")
+    assert bench.hooks.tools == [("transfer_call", {"target": "300"})]
+    assert not [c for c in channels if c.startswith("cbm-")], "the agent's media stayed"
+    caller = bench.hooks.created[0].params["asterisk_channel"]
+    [target] = [c for c in bridge["channels"] if c != caller]
+    assert target.startswith("cbt-") and target in channels
+    assert ("transfer_succeeded", {"target": "300"}) in [e[1:] for e in bench.hooks.events]
+    # The target played 2 x 1.5 s of 1000 Hz; the caller's 4 s of 700 Hz was echoed only
+    # until the transfer (after 0.5 s of it): the agent is gone.
+    assert seconds_of(heard, TARGET_HZ) >= 2.0
+    assert seconds_of(heard, TONE_HZ) <= 2.0
