@@ -19,7 +19,7 @@ from contextlib import suppress
 from functools import cache
 from typing import Any
 
-from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.frames.frames import InterruptionFrame, TTSSpeakFrame
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.runner import WorkerRunner
@@ -51,7 +51,16 @@ from ai_pipeline.transport import (
     frame_from_link,
 )
 from ai_pipeline.turns import phone_turn_strategies
-from proto.messages import CallStart, Error, FunctionCallResult, Hangup, LinkFrame, Mark
+from proto.messages import (
+    CallStart,
+    Error,
+    FunctionCallResult,
+    Hangup,
+    Interruption,
+    LinkFrame,
+    Mark,
+    Text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +233,10 @@ class CallAgent:
                     break
                 elif isinstance(frame, Mark):
                     continue  # playout acks: the pipeline estimates playout itself
+                elif isinstance(frame, Interruption):  # say with interrupt: cut the agent off
+                    await worker.queue_frame(InterruptionFrame())
+                elif isinstance(frame, Text):  # the control plane's say: in the agent's voice
+                    await worker.queue_frame(TTSSpeakFrame(frame.text))
                 elif (pipecat_frame := frame_from_link(frame)) is not None:
                     await worker.queue_frame(pipecat_frame)
         except LinkClosed:

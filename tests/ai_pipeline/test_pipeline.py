@@ -19,6 +19,7 @@ from proto.messages import (
     FunctionCall,
     Hangup,
     Interruption,
+    Text,
     Transcript,
 )
 from tests.ai_pipeline.call_harness import Call, agent_text, answer_transferred, run_scenario
@@ -171,5 +172,46 @@ def test_core_hangup_ends_the_call(models: ModelStore) -> None:
         await call.link.to_agent.put(Hangup("caller"))
         await asyncio.wait_for(call.agent, 10)
         call._core.cancel()
+
+    run_scenario(main)
+
+
+def test_say_is_spoken_after_the_agent_or_at_once_cutting_it_off(models: ModelStore) -> None:
+    """The control plane's say (a Text frame) in the agent's voice: queued after what the agent
+    is saying, or, after an Interruption from the core, at once, the agent cut off."""
+    long_greeting = (
+        "Welcome to the callbridge demo line. This greeting is deliberately long, so that "
+        "there is plenty of time to cut it off. Please listen carefully to every option."
+    )
+
+    async def main() -> None:
+        queued = Call(models, {"greeting": "Hello, how can I help?"})
+        await queued.wait_for(Audio)
+        await queued.link.to_agent.put(Text("Your order has shipped."))
+        i_greeting, _ = await queued.wait_for(
+            Transcript, lambda f: agent_text(f) and f.final and f.text.startswith("Hello")
+        )
+        i_said, said = await queued.wait_for(Transcript, lambda f: "shipped" in f.text)
+        assert (said.text, said.final) == ("Your order has shipped.", True)
+        assert i_said > i_greeting  # after the greeting, whole: nothing was cut off
+        assert not any(isinstance(f, Interruption) for f in queued.frames)
+        # Spoken, not only reported: the greeting alone is ~1.4 s of audio, with the text ~2.8 s.
+        spoken_ms = sum(len(f.pcm16) for f in queued.frames[:i_said] if isinstance(f, Audio)) / 32
+        assert spoken_ms > 2400, spoken_ms
+        await queued.finish()
+
+        cut = Call(models, {"greeting": long_greeting})
+        i_audio, _ = await cut.wait_for(Audio)
+        await asyncio.sleep(1.0)  # the caller hears a second of the greeting
+        await cut.link.to_agent.put(Interruption())
+        await cut.link.to_agent.put(Text("We are closing in five minutes."))
+        i_flush, _ = await cut.wait_for(Interruption, after=i_audio)  # the core must flush
+        i_said, said = await cut.wait_for(Transcript, lambda f: "closing" in f.text, within_s=30)
+        assert (said.text, said.final) == ("We are closing in five minutes.", True)
+        greeting = [f for f in cut.frames if isinstance(f, Transcript) and "Welcome" in f.text]
+        assert greeting and all(not f.final for f in greeting)  # cut short
+        said_pcm16 = [f.pcm16 for f in cut.frames[i_flush:i_said] if isinstance(f, Audio)]
+        assert sum(map(len, said_pcm16)) / 32 > 1200  # "We are closing..." itself, spoken
+        await cut.finish()
 
     run_scenario(main)
