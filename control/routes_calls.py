@@ -180,7 +180,7 @@ def _dtmf(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
 
 def _say(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
     assert isinstance(body, SayBody)
-    handle.say(body.text)
+    handle.say(body.text, interrupt=body.interrupt)
     return {"id": handle.call_id, "status": "queued"}
 
 

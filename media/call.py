@@ -88,10 +88,16 @@ class Call:
     def hangup_after_playout(self, reason: str) -> None:
         self._side.end_after_playout(reason)
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, interrupt: bool = False) -> None:
         if self._agent is None or self._agent.closed:
             raise LegCannotDo("the call has no agent")
-        self._spawn(self._agent.send, m.Text(text))
+        self._spawn(self._say, text, interrupt)
+
+    async def _say(self, text: str, interrupt: bool) -> None:
+        assert self._agent is not None
+        if interrupt:  # cut the agent off; it then asks the core to flush, as on a barge-in
+            await self._agent.send(m.Interruption())
+        await self._agent.send(m.Text(text))
 
     def send_dtmf(self, digits: str) -> None:
         self._spawn(self._side.send_dtmf, digits)

@@ -72,8 +72,9 @@ class CallHandle(Protocol):
     def hangup_after_playout(self, reason: str) -> None:
         """End the call once the agent audio already queued has played (end_call)."""
 
-    def say(self, text: str) -> None:
-        """Have the agent speak ``text``."""
+    def say(self, text: str, interrupt: bool = False) -> None:
+        """Have the agent speak ``text``: after what it is saying, or (``interrupt``) at once,
+        cutting it off."""
 
     def send_dtmf(self, digits: str) -> None:
         """Send key presses to the caller's side (in-band tones where the leg has no signalling)."""

@@ -115,8 +115,8 @@ class FakeCall:
     def hangup_after_playout(self, reason: str) -> None:
         self.actions.append(("hangup_after_playout", reason))
 
-    def say(self, text: str) -> None:
-        self.actions.append(("say", text))
+    def say(self, text: str, interrupt: bool = False) -> None:
+        self.actions.append(("say", text, "interrupt") if interrupt else ("say", text))
 
     def send_dtmf(self, digits: str) -> None:
         self.actions.append(("dtmf", digits))
