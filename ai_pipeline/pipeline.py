@@ -5,8 +5,10 @@ every call. The models are shared by all calls in the process (:class:`ModelStor
 else (VAD state, context, services, transport) is per call, so one call's failure ends that call.
 
 What is left out on purpose, because the media core does it or it costs CPU for nothing here:
-pipecat's output transport (pacing sleeps, resampling), RTVI and the default observers (FINDINGS:
-~40% of the framework's own CPU), turn tracking and the idle timeout (the core owns call life).
+pipecat's output transport (pacing sleeps, resampling), RTVI and the default observers (a
+profile of pipecat's own telephony setup put them at ~40% of the framework's CPU; not re-measured
+here: ``docs/measurements.md#pipecat-baseline``), turn tracking and the idle timeout (the core
+owns call life).
 """
 
 from __future__ import annotations
