@@ -90,10 +90,10 @@ class NodeHeartbeat:
         was_alive = await self.redis.refresh(self.key(self.me), self._info, ttl_ms)
         if self._beats and not was_alive:
             log.error("this node's heartbeat had lapsed; its calls may have been reaped")
-            await self._drop_reaped_calls()
+            await self.hang_up_reaped_calls()
         self._beats += 1
 
-    async def _drop_reaped_calls(self) -> None:
+    async def hang_up_reaped_calls(self) -> None:
         for handle in self.calls:
             row = await self.store.get("calls", handle.call_id, None)
             if row is not None and row["status"] not in LIVE_STATUSES:

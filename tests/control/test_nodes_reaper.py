@@ -1,0 +1,110 @@
+"""Reaping a dead node's calls, on SQLite and on MariaDB: however many survivors race for the same
+rows, each call ends once with one ``call_hungup`` event; a live holder's and another node's calls
+are left alone; a node paused past its TTL hangs up the calls survivors ended meanwhile."""
+
+from __future__ import annotations
+
+import trio
+from conftest import FakeCall
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from control.call_commands import Holder
+from control.call_end import end_call_once
+from control.db import Database
+from control.events import EventBus
+from control.hooks import ControlHooks
+from control.nodes import NodeHeartbeat
+from control.store import Store
+from control.tools import ToolExecutor
+from media.registry import CallRegistry
+
+DEAD = Holder("node-dead")
+
+
+async def _calls(store: Store, holder: Holder, n: int, status: str = "progressing") -> list[str]:
+    ids = []
+    for _ in range(n):
+        row = await store.insert(
+            "calls",
+            {
+                "customer_id": "c1",
+                "agent_id": "a1",
+                "leg": "audiosocket",
+                "leg_ref": "",
+                "direction": "incoming",
+                "source": "",
+                "destination": "",
+                "status": status,
+                "hangup_cause": "",
+                "hangup_reason": "",
+                "duration_ms": 0,
+                "tm_answer": None,
+                "tm_hangup": None,
+                "node_id": holder.node_id,
+                "worker_id": holder.worker_id,
+            },
+        )
+        ids.append(row["id"])
+    return ids
+
+
+def _survivor(store: Store, name: str, calls: CallRegistry | None = None) -> NodeHeartbeat:
+    drops = Counter("drops", "", registry=CollectorRegistry())
+    bus = EventBus(store, drops)
+    return NodeHeartbeat(store, bus, None, Holder(name), calls or CallRegistry(), ttl_s=3)
+
+
+async def _hungup_events(db: Database) -> list[str]:
+    rows = await db.fetch_all("SELECT resource_id FROM {p}events WHERE type = 'call_hungup'")
+    return sorted(r["resource_id"] for r in rows)
+
+
+async def test_racing_survivors_end_each_call_once(db: Database) -> None:
+    store = Store(db)
+    dead = await _calls(store, DEAD, 20)
+    other = await _calls(store, Holder("node-dead", worker_id=1), 2)  # another worker: alive
+    survivors = [_survivor(store, f"survivor-{i}") for i in range(3)]
+    ended: list[int] = []
+
+    async def reap(node: NodeHeartbeat) -> None:
+        ended.append(await node.reap(DEAD, "node node-dead/0 stopped answering its heartbeat"))
+
+    async with trio.open_nursery() as nursery:
+        for node in survivors:
+            nursery.start_soon(reap, node)
+    assert sum(ended) == 20
+    assert await _hungup_events(db) == sorted(dead)
+    for call_id in dead:
+        row = await store.get("calls", call_id, None)
+        assert row is not None and (row["status"], row["hangup_cause"]) == ("hangup", "node_lost")
+    for call_id in other:
+        row = await store.get("calls", call_id, None)
+        assert row is not None and row["status"] == "progressing"
+
+
+async def test_a_holder_ending_a_reaped_call_late_sends_no_second_event(db: Database) -> None:
+    store = Store(db)
+    (call_id,) = await _calls(store, DEAD, 1)
+    survivor = _survivor(store, "survivor")
+    assert await survivor.reap(DEAD, "node node-dead/0 stopped answering its heartbeat") == 1
+    latency = Histogram("t", "", registry=CollectorRegistry())
+    tools = ToolExecutor(store, survivor.bus.publish, latency)
+    await ControlHooks(store, survivor.bus, tools).call_hungup(call_id, "caller", "woke up late")
+    assert await _hungup_events(db) == [call_id]
+    row = await store.get("calls", call_id, None)
+    assert row is not None and row["hangup_cause"] == "node_lost"
+
+
+async def test_a_node_paused_past_its_ttl_hangs_up_the_calls_survivors_ended(
+    db: Database,
+) -> None:
+    store = Store(db)
+    me = Holder("node-paused")
+    reaped, kept = await _calls(store, me, 2)
+    registry = CallRegistry()
+    registry.add(FakeCall(reaped))
+    registry.add(FakeCall(kept))
+    assert await end_call_once(store, reaped, "node_lost", "a survivor reaped it", (me.node_id, 0))
+    await _survivor(store, "node-paused", registry).hang_up_reaped_calls()
+    assert registry.get(reaped).actions == [("hangup", "node_lost")]  # type: ignore[union-attr]
+    assert registry.get(kept).actions == []  # type: ignore[union-attr]
