@@ -22,10 +22,12 @@ import trio
 from pydantic import BaseModel, ValidationError
 from quart import Response, g, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from control.auth import AuthError, Principal, Role, authenticate
 from control.bridge import BridgeClosed
+from control.client_addr import client_address
 from control.db import DatabaseError
 from control.http_drain import DrainBeforeReuse
 from control.ratelimit import TokenBuckets, retry_after_header
@@ -176,10 +178,11 @@ class Api:
         g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
         g.started = time.perf_counter()
         g.principal = None
+        g.client_addr = self.client_addr(request.remote_addr or "", request.headers)
         if not request.path.startswith("/v1.0/") or request.path == "/v1.0/ws":
             return
         now_s = trio.current_time()
-        wait_s = self.ip_buckets.take(f"ip:{request.remote_addr}", now_s)
+        wait_s = self.ip_buckets.take(f"ip:{g.client_addr}", now_s)
         if wait_s:
             raise ApiError(
                 429,
@@ -196,6 +199,15 @@ class Api:
                 "too many requests for this customer",
                 headers={"Retry-After": retry_after_header(wait_s)},
             )
+
+    def client_addr(self, peer: str, headers: Headers) -> str:
+        """The client's address: ``peer``, or the one a trusted proxy names (client_addr.py)."""
+        return client_address(
+            peer,
+            self.services.cfg.trusted_proxies,
+            headers.getlist("Forwarded"),
+            headers.getlist("X-Forwarded-For"),
+        )
 
     async def principal(self, header: str) -> Principal:
         try:
@@ -224,6 +236,7 @@ class Api:
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
+                "client": g.get("client_addr"),
             },
         )
         return response
@@ -241,7 +254,7 @@ class Api:
                         "path": request.path[:255],
                         "status_code": status_code,
                         "request_id": g.get("request_id", ""),
-                        "remote_addr": (request.remote_addr or "")[:64],
+                        "remote_addr": str(g.get("client_addr", ""))[:64],
                     },
                 )
         except (DatabaseError, BridgeClosed) as exc:

@@ -12,7 +12,9 @@ import re
 import socket
 from dataclasses import dataclass, field
 
+from control.client_addr import Network, ProxyConfigError, parse_networks
 from control.db.base import DatabaseUrl, DatabaseUrlError, check_prefix
+from control.tls import TlsConfigError, TlsFiles, check_tls_files
 from media.config import ConfigError, HostPort
 
 DEFAULT_DB = "sqlite:///callbridge.db"
@@ -43,6 +45,9 @@ class ControlConfig:
     node_id: str = ""
     node_ttl_s: float = 10.0  # heartbeat lifetime: a node silent this long has its calls reaped
     command_timeout_s: float = 2.0  # a call command routed to another node answers 503 after this
+    tls: TlsFiles | None = None  # HTTPS and wss:// on the listener (control/tls.py)
+    # Connections from these may name the client in X-Forwarded-For / Forwarded (client_addr.py).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def node(self) -> str:
@@ -57,6 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
         help="control plane HTTP listener (default %(default)s)",
+    )
+    g.add_argument(
+        "--tls-cert",
+        default="",
+        metavar="FILE",
+        help="PEM certificate (chain): serve HTTPS and wss:// on --http (default: plain HTTP)",
+    )
+    g.add_argument(
+        "--tls-key", default="", metavar="FILE", help="PEM private key of --tls-cert (default none)"
+    )
+    g.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy whose X-Forwarded-For/Forwarded name the client, for rate limits and"
+        " logs; repeat for more (default none: the headers are ignored)",
     )
     add_db_arguments(g)
     g.add_argument(
@@ -129,10 +151,17 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
     node_ttl_s = getattr(ns, "node_ttl", 10.0)
     if not 1.0 <= node_ttl_s <= 300.0:
         raise ConfigError("--node-ttl must be within 1..300 seconds")
+    try:
+        tls = check_tls_files(getattr(ns, "tls_cert", ""), getattr(ns, "tls_key", ""))
+        proxies = parse_networks(getattr(ns, "trusted_proxy", []))
+    except (TlsConfigError, ProxyConfigError) as exc:
+        raise ConfigError(str(exc)) from None
     return ControlConfig(
         http=http,
         node_id=node_id,
         node_ttl_s=node_ttl_s,
+        tls=tls,
+        trusted_proxies=proxies,
         db=db,
         db_prefix=prefix,
         redis=redis,

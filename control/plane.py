@@ -39,6 +39,7 @@ from control.openapi import build_document
 from control.redis_link import RedisLink
 from control.services import ControlMetrics, Services
 from control.store import Store
+from control.tls import apply_tls
 from control.tools import ToolExecutor
 from control.webhooks import WebhookDispatcher
 from media.metrics import MediaMetrics
@@ -228,6 +229,7 @@ async def open_control_plane(
         hc.bind = [str(cfg.http)]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")  # ours (JSON), not a second handler
+        apply_tls(hc, cfg.tls)
         await own.start(serve, app, hc)
         link = await routes_media.page_link(services)
         if link:

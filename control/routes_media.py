@@ -103,7 +103,8 @@ def _register_socket(api: Api, path: str, kind: LegKind, calls: WebsocketCalls) 
     async def media_socket() -> None:
         subprotocol = "media" if "media" in websocket.requested_subprotocols else None
         # The REST API's per-IP bucket: a client opening sockets in a loop is held back too.
-        if api.ip_buckets.take(f"ip:{websocket.remote_addr}", trio.current_time()):
+        remote = api.client_addr(websocket.remote_addr or "", websocket.headers)
+        if api.ip_buckets.take(f"ip:{remote}", trio.current_time()):
             calls.count_refusal(kind, "rate_limited")
             await websocket.accept(subprotocol=subprotocol)
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "rate limited: try again later")
@@ -122,7 +123,6 @@ def _register_socket(api: Api, path: str, kind: LegKind, calls: WebsocketCalls) 
             return
         await websocket.accept(subprotocol=subprotocol)
         socket = cast(MessageSocket, websocket)
-        remote = websocket.remote_addr or ""
         await calls.serve(kind, socket, _authorizer(api, principal), remote_addr=remote)
 
     api.app.websocket(path, endpoint=f"WS {path}")(media_socket)
@@ -143,7 +143,9 @@ async def page_link(services: Services) -> str:
     }
     http = services.cfg.http
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
-    return f"http://{host}:{http.port}/#token={jwt_encode(claims, services.cfg.jwt_secret)}"
+    scheme = "https" if services.cfg.tls else "http"
+    token = jwt_encode(claims, services.cfg.jwt_secret)
+    return f"{scheme}://{host}:{http.port}/#token={token}"
 
 
 def register(api: Api, calls: WebsocketCalls) -> None:
