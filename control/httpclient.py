@@ -28,8 +28,10 @@ class HttpResponse:
     body: bytes
 
 
-async def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpResponse:
-    return await request("POST", url, body, headers, timeout_s)
+async def post(
+    url: str, body: bytes, headers: dict[str, str], timeout_s: float, *, verify_tls: bool = True
+) -> HttpResponse:
+    return await request("POST", url, body, headers, timeout_s, verify_tls=verify_tls)
 
 
 async def request(
@@ -39,7 +41,11 @@ async def request(
     headers: dict[str, str],
     timeout_s: float,
     max_response_bytes: int = MAX_RESPONSE_BYTES,
+    *,
+    verify_tls: bool = True,
 ) -> HttpResponse:
+    """``verify_tls=False`` is a receiver's own opt-out (a self-signed development endpoint);
+    https:// is verified against the system's CAs and the host name otherwise."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpClientError(f"unsupported URL {url!r}")
@@ -56,11 +62,28 @@ async def request(
                 body,
                 headers,
                 max_response_bytes,
+                _tls_context(verify_tls),
             )
         except (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError) as exc:
-            raise HttpClientError(f"{method} {url}: {exc}") from exc
+            raise HttpClientError(f"{method} {url}: {_why(exc)}") from exc
     assert scope.cancelled_caught
     raise HttpClientError(f"{method} {url}: no response within {timeout_s:g} s")
+
+
+def _why(exc: BaseException) -> str:
+    """The reason to report: trio wraps a TLS failure (certificate not trusted, wrong host) in
+    a BrokenResourceError with no text of its own; the SSL error it carries says what went
+    wrong."""
+    cause = exc.__cause__ or exc.__context__
+    return str(exc) or (str(cause) if cause is not None else "") or type(exc).__name__
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def _exchange(
@@ -71,10 +94,11 @@ async def _exchange(
     body: bytes,
     headers: dict[str, str],
     max_response_bytes: int,
+    tls: ssl.SSLContext,
 ) -> HttpResponse:
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     if scheme == "https":
-        stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host)
+        stream = trio.SSLStream(stream, tls, server_hostname=host)
     async with stream:
         conn = h11.Connection(h11.CLIENT)
         method, host_header, target = head

@@ -95,6 +95,8 @@ class WebhookTool(Body):
     secret: str = Field(default="", max_length=255)
     description: str = Field(default="", max_length=1000)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    # false: accept any certificate (a self-signed receiver in development); this tool only
+    tls_verify: bool = True
 
 
 BUILTIN_TOOL_NAMES = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")

@@ -220,7 +220,13 @@ class ToolExecutor:
         ).encode()
         headers = signed_headers(str(tool.get("secret", "")), "tool_call", ctx.call_id, body)
         try:
-            resp = await post(str(tool.get("url", "")), body, headers, self.timeout_s)
+            resp = await post(
+                str(tool.get("url", "")),
+                body,
+                headers,
+                self.timeout_s,
+                verify_tls=tool.get("tls_verify", True) is not False,
+            )
         except HttpClientError as exc:
             return _error("tool_unreachable", str(exc))
         if not 200 <= resp.status_code < 300:

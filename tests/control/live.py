@@ -12,11 +12,15 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from control.tls import TlsFiles, apply_tls
 
-async def serve_app(nursery: trio.Nursery, app: Any) -> int:
-    """Start ``app`` in ``nursery``; returns its port. Cancel the nursery to stop it."""
+
+async def serve_app(nursery: trio.Nursery, app: Any, tls: TlsFiles | None = None) -> int:
+    """Start ``app`` in ``nursery`` (over TLS with ``tls``); returns its port. Cancel the
+    nursery to stop it."""
     cfg = HypercornConfig()
     cfg.bind = ["127.0.0.1:0"]
     cfg.accesslog = None
+    apply_tls(cfg, tls)
     binds: list[str] = await nursery.start(serve, app, cfg)
     return int(binds[0].rsplit(":", 1)[1])

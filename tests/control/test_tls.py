@@ -9,7 +9,6 @@ import argparse
 import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -18,15 +17,14 @@ from pathlib import Path
 import pytest
 import trio
 from conftest import open_plane_for
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
+from live import serve_app
 
 from control import config as control_config
-from control.tls import TlsConfigError, TlsFiles, apply_tls, check_tls_files
+from control.tls import TlsConfigError, TlsFiles, check_tls_files
 from media.codecs.g711 import ulaw_to_pcm16
 from media.config import ConfigError
 from media.twilio import OutboundMedia, TwilioPeer
-from tests.conftest import require_service
+from tests.control.certs import lone_key, self_signed
 from tests.control.test_e2e_websocket_legs import SID, Plane, plane, twilio_chunks
 from tests.media.conftest import best_snr_db, tone
 from tests.media.ws_client import play
@@ -40,24 +38,11 @@ TLS = TlsFiles(str(_DIR / "cert.pem"), str(_DIR / "key.pem"))
 OTHER_KEY = str(_DIR / "other-key.pem")
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def certificate() -> Iterator[None]:
     """A self-signed certificate for 127.0.0.1 and localhost, and a key that is not its own."""
-    if shutil.which("openssl") is None:
-        require_service("openssl", "the openssl command makes the test certificate")
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    san = "subjectAltName=IP:127.0.0.1,DNS:localhost"
-    _openssl(
-        *("req", "-x509", *ec, "-keyout", TLS.key_path, "-out", TLS.cert_path, "-days", "2"),
-        *("-subj", "/CN=localhost", "-addext", san),
-    )
-    _openssl(
-        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", OTHER_KEY
-    )
+    self_signed(TLS)
+    lone_key(OTHER_KEY)
     yield
     shutil.rmtree(_DIR, ignore_errors=True)
 
@@ -96,16 +81,6 @@ def test_serve_flags_reach_the_config_or_stop_start_up() -> None:
         control_config.from_args(ns)
 
 
-async def _serve_tls(nursery: trio.Nursery, app: object) -> int:
-    cfg = HypercornConfig()
-    cfg.bind = ["127.0.0.1:0"]
-    cfg.accesslog = None
-    apply_tls(cfg, TLS)
-    binds: list[str] = await nursery.start(serve, app, cfg)
-    assert binds[0].startswith("https://")
-    return int(binds[0].rsplit(":", 1)[1])
-
-
 def _get_https(port: int) -> bytes:
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=5) as resp:
         body: bytes = resp.read()
@@ -135,7 +110,7 @@ async def test_https_with_http2_and_plain_http_refused_cleanly(
     tmp_path: object, nursery: trio.Nursery, trust_it: None
 ) -> None:
     async with await open_plane_for("sqlite", tmp_path) as plane:
-        port = await _serve_tls(nursery, plane.app)
+        port = await serve_app(nursery, plane.app, TLS)
         assert b'"status":"ok"' in await trio.to_thread.run_sync(_get_https, port)
         assert await trio.to_thread.run_sync(_alpn, port) == "h2"
         answer = await trio.to_thread.run_sync(_plain_http, port)
