@@ -47,6 +47,9 @@ from sip.ari.transfer import Transfers
 
 log = logging.getLogger(__name__)
 
+# The reason the media core gives a call it ends because the server stops (media/call.py).
+# Such a caller stays in our Stasis app: the next callbridge adopts it (see reconcile).
+SHUTDOWN_REASON = "server shutting down"
 JOB_QUEUE = 1024  # ARI requests waiting for a worker; beyond it they are dropped and counted
 WORKERS = 4
 
@@ -166,6 +169,9 @@ class AriApp:
         if call is None:
             return
         call.running = False
+        if reason == SHUTDOWN_REASON:
+            self.calls.forget(call)  # its ExternalMedia channel ends with our socket
+            return
         self.request("hangup media", rq.hangup(call.media_id))
         if call.handed_off and not call.gone:
             return  # the caller talks to the target now; kept until one of them leaves

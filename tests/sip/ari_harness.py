@@ -156,6 +156,15 @@ class Bench:
                 await trio.sleep(0.05)
         return [c.call_id for c in self.env.registry]
 
+    async def wait_bridged(self, calls: int = 1, timeout_s: float = 10.0) -> None:
+        """Set-up is over: ``calls`` agents' ExternalMedia channels are in their bridges."""
+        with trio.fail_after(timeout_s):
+            while (
+                sum(e[1] == "bridge_joined" and e[2]["role"] == "agent" for e in self.hooks.events)
+                < calls
+            ):
+                await trio.sleep(0.05)
+
     async def wait_asterisk_idle(self, timeout_s: float = 5.0) -> None:
         """No channel and no bridge left in Asterisk: everything was cleaned up."""
         with trio.fail_after(timeout_s):
