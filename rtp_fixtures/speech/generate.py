@@ -26,6 +26,8 @@ UTTERANCES: dict[str, str] = {
     "goodbye": "That's all, thank you. Goodbye.",
     "opening_hours": "What time are you open tomorrow?",
     "press_one": "I want to press one for the menu.",
+    "text_me": "Can you text me the details?",
+    "join_conference": "Please put me into the conference call.",
 }
 
 

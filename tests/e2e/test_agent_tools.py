@@ -1,0 +1,140 @@
+"""The agent's tools and the API's say through every real part: an Asterisk-like AudioSocket
+caller, the media core, ``callbridge agent`` (its own process, the offline pipeline) and the
+control plane itself (its HTTP API, storage and tool executor on SQLite), not a fake.
+
+An agent saved through the API with ``send_sms`` and ``join_conference`` once ended every call at
+once with ``bad_agent_config``, and ``POST /v1.0/calls/<id>/say`` answered ``queued`` while the
+agent dropped the text: these calls show both work, from the caller's words (or the API call) to
+what the caller hears and what the control plane records.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import media.audiosocket_server
+from media.audiosocket import encode_frame
+from media.audiosocket_server import serve_audiosocket
+from media.call import CallEnv
+from media.config import HostPort, MediaConfig
+from media.hooks import CallInfo
+from tests.control.conftest import Plane, open_plane_for
+from tests.e2e.test_agent_call import (
+    Caller,
+    caller_utterance,
+    wait_for,
+    whisper,
+)
+from tests.media.asterisk_peer import AsteriskPeer
+
+__all__ = ["whisper"]  # the fixture, used by name below
+
+pytestmark = pytest.mark.slow
+
+CALLER_ID = "+15551230000"
+GREETING = "Hello, how can I help?"
+
+
+def data(event: dict[str, Any]) -> Any:
+    return json.loads(event["data"]) if isinstance(event["data"], str) else event["data"]
+
+
+@dataclass
+class Line:
+    """The control plane and the media core in front of the offline agent process."""
+
+    plane: Plane
+    auth: dict[str, str]
+    customer_id: str
+    port: int
+
+    async def api(self, method: str, path: str, body: Any = None) -> Any:
+        client = self.plane.client
+        response = await getattr(client, method)(path, json=body, headers=self.auth)
+        assert response.status_code < 300, (path, response.status_code, await response.get_data())
+        return await response.get_json()
+
+    async def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
+        return await self.plane.services.store.find(table, **where)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def line(
+    nursery: trio.Nursery, offline_agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Line]:
+    # AudioSocket carries no caller id (a SIP leg has From, Twilio its parameters): the test
+    # gives its calls one, which is all the agent needs to text the caller.
+    monkeypatch.setattr(
+        media.audiosocket_server, "CallInfo", functools.partial(CallInfo, caller=CALLER_ID)
+    )
+    async with await open_plane_for("sqlite", tmp_path) as plane:
+        customer_id, auth = await plane.customer()
+        cfg = MediaConfig(audiosocket=HostPort("127.0.0.1", 0), agent=offline_agent)
+        env = CallEnv(cfg, plane.hooks, plane.media_metrics, plane.calls)
+        port = await nursery.start(serve_audiosocket, env)
+        yield Line(plane, auth, customer_id, port)
+        nursery.cancel_scope.cancel()
+
+
+async def call_agent(line: Line, **detail: Any) -> AsteriskPeer:
+    """A caller whose AudioSocket UUID routes it to an agent saved through the API first."""
+    peer = await AsteriskPeer.connect(line.port, send_uuid=False)
+    routes = {"audiosocket_uuids": [str(peer.call_uuid)]}
+    body = {"name": "front desk", "greeting": GREETING, "routes": routes, **detail}
+    await line.api("post", "/v1.0/agents", body)
+    await peer.send_raw(encode_frame(0x01, peer.call_uuid.bytes))
+    return peer
+
+
+async def test_an_agent_with_every_builtin_texts_the_caller_and_joins_a_conference(
+    line: Line,
+) -> None:
+    conference = await line.api("post", "/v1.0/conferences", {"name": "team room"})
+    tools = ["end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference"]
+    peer = await call_agent(line, tools=tools, default_conference_id=conference["id"])
+    caller = Caller(peer)
+    async with trio.open_nursery() as call:
+        call.start_soon(peer.read_until_closed)
+        call.start_soon(caller.run)
+        # The agent started (no bad_agent_config) and greeted the caller.
+        await wait_for(lambda: caller.heard(), 60, "the greeting")
+        await caller.wait_until_quiet()
+        (call_row,) = await line.rows("calls", customer_id=line.customer_id)
+
+        caller.say(caller_utterance("text_me.wav"))
+        await agent_said(line, call_row["id"], "sent you a text", 45)
+        caller.say(caller_utterance("join_conference.wav"))
+        await agent_said(line, call_row["id"], "into the conference", 45)
+        await caller.peer.close()
+        call.cancel_scope.cancel()
+
+    # The control plane's executor sent the message: to the caller, the text being what the
+    # agent had just said (the router's "text me the details")...
+    (message,) = await line.rows("messages", call_id=call_row["id"])
+    assert (message["destination"], message["text"]) == (CALLER_ID, GREETING)
+    # ...joined the conference the agent names by default...
+    (participant,) = await line.rows("participants", conference_id=conference["id"])
+    assert participant["call_id"] == call_row["id"]
+    # ...and both results went back to the agent, which said so (its replies follow only a
+    # result without an error).
+    events = await line.rows("events", customer_id=line.customer_id, type="tool_called")
+    called = [(data(e)["name"], data(e)["is_error"]) for e in events]
+    assert called == [("send_sms", False), ("join_conference", False)], called
+
+
+async def agent_said(line: Line, call_id: str, words: str, timeout_s: float) -> str:
+    """The agent's transcript row (the control plane keeps those heard in full) with ``words``."""
+    with trio.fail_after(timeout_s):
+        while True:
+            for row in await line.rows("transcripts", call_id=call_id):
+                if row["role"] == "agent" and words in row["text"]:
+                    return str(row["text"])
+            await trio.sleep(0.1)
