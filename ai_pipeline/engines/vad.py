@@ -6,8 +6,9 @@ in the per-call :class:`SileroOnnxModel`.
 
 It also runs inline on the event loop instead of handing every 20 ms chunk to a per-call
 worker thread. ``python -m bench.probes.silero_sessions --calls 50`` measured, per 20 ms chunk
-per call at 50 calls: pipecat's stock analyzers 588 us of CPU, separate sessions inline 371, one
-shared session through the thread hand-off 374, shared and inline 167 (``docs/measurements.md``).
+per call at 50 calls: pipecat's stock analyzers 584-590 us of CPU, separate sessions inline
+322-371, one shared session through the thread hand-off 324-374, shared and inline 167-240
+(``docs/measurements.md``).
 """
 
 from __future__ import annotations
