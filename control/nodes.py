@@ -15,13 +15,16 @@ live nodes (``--node-id``; HOSTNAME:HTTP_PORT by default).
 
 A holder paused longer than its TTL (SIGSTOP, a stalled VM) finds on its next beat that its key had
 lapsed: survivors may have ended its calls meanwhile, so it hangs up each local call whose row
-says ended, rather than carry media for a call the platform reports as over.
+says ended, rather than carry media for a call the platform reports as over. A holder judges
+others only after its own key has lived a whole TTL: after a start, a pause, or Redis losing its
+keys (restart, flush: every key gone at once), the other live nodes have all beaten again by then.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from typing import Any
 
@@ -60,6 +63,7 @@ class NodeHeartbeat:
         self.calls = calls
         self.ttl_s = ttl_s
         self._beats = 0
+        self._steady_since = math.inf  # since when this node's own beats have found its key
         self._info = json.dumps({"pid": os.getpid(), "tm_start": now_ts()})
 
     def key(self, holder: Holder) -> str:
@@ -88,9 +92,14 @@ class NodeHeartbeat:
         assert self.redis is not None
         ttl_ms = int(self.ttl_s * 1000)
         was_alive = await self.redis.refresh(self.key(self.me), self._info, ttl_ms)
-        if self._beats and not was_alive:
-            log.error("this node's heartbeat had lapsed; its calls may have been reaped")
-            await self.hang_up_reaped_calls()
+        if not was_alive:
+            # Our own key was gone: we start, we were paused past the TTL, or Redis lost its keys
+            # (restart, flush). In the last case every node's key is gone at once, and reaping
+            # now would end the live calls of nodes that simply have not beaten again yet.
+            self._steady_since = trio.current_time()
+            if self._beats:
+                log.error("this node's heartbeat had lapsed; its calls may have been reaped")
+                await self.hang_up_reaped_calls()
         self._beats += 1
 
     async def hang_up_reaped_calls(self) -> None:
@@ -100,7 +109,10 @@ class NodeHeartbeat:
                 handle.hangup("node_lost")
 
     async def reap_lapsed(self) -> int:
-        """End the live calls of every other holder whose heartbeat has lapsed."""
+        """End the live calls of every other holder whose heartbeat has lapsed. Only a node
+        whose own key has stayed alive for a whole TTL judges: every live node has beaten since."""
+        if trio.current_time() - self._steady_since < self.ttl_s:
+            return 0
         rows = await self.store.db.fetch_all(
             f"SELECT DISTINCT node_id, worker_id FROM {{p}}calls WHERE {_LIVE} AND node_id <> ''",
             list(LIVE_STATUSES),

@@ -1,19 +1,22 @@
 """Reaping a dead node's calls, on SQLite and on MariaDB: however many survivors race for the same
 rows, each call ends once with one ``call_hungup`` event; a live holder's and another node's calls
-are left alone; a node paused past its TTL hangs up the calls survivors ended meanwhile."""
+are left alone; a node paused past its TTL hangs up the calls survivors ended meanwhile; no node
+judges others before its own heartbeat has lived a whole TTL."""
 
 from __future__ import annotations
 
 import trio
-from conftest import FakeCall
+from conftest import REDIS_URL, FakeCall, require_service
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from control.bridge import AsyncioBridge
 from control.call_commands import Holder
 from control.call_end import end_call_once
 from control.db import Database
 from control.events import EventBus
 from control.hooks import ControlHooks
 from control.nodes import NodeHeartbeat
+from control.redis_link import RedisLink
 from control.store import Store
 from control.tools import ToolExecutor
 from media.registry import CallRegistry
@@ -108,3 +111,36 @@ async def test_a_node_paused_past_its_ttl_hangs_up_the_calls_survivors_ended(
     await _survivor(store, "node-paused", registry).hang_up_reaped_calls()
     assert registry.get(reaped).actions == [("hangup", "node_lost")]  # type: ignore[union-attr]
     assert registry.get(kept).actions == []  # type: ignore[union-attr]
+
+
+async def test_no_node_reaps_before_its_own_key_lived_a_whole_ttl(
+    db: Database, bridge: AsyncioBridge
+) -> None:
+    """A node just started, or back after Redis lost every key (restart, FLUSHALL), sees every
+    other node's key missing: it must wait until they have all had the time to beat again."""
+    require_service("Redis", "127.0.0.1", 6379)
+    redis = RedisLink(REDIS_URL, bridge)
+    await redis.open()
+    store = Store(db)
+    others = await _calls(store, Holder("node-other"), 3)
+    me = _survivor(store, "node-me")
+    me.redis, me.ttl_s = redis, 1.0
+    try:
+        await me.beat()  # a fresh start
+        assert await me.reap_lapsed() == 0
+        for _ in range(4):  # beats at a third of the TTL, for more than a TTL
+            await trio.sleep(0.3)
+            await me.beat()
+        await redis.delete(me.key(me.me))  # Redis lost its keys
+        await me.beat()
+        assert await me.reap_lapsed() == 0
+        for call_id in others:
+            row = await store.get("calls", call_id, None)
+            assert row is not None and row["status"] == "progressing"
+        for _ in range(4):
+            await trio.sleep(0.3)
+            await me.beat()
+        assert await me.reap_lapsed() == 3  # node-other never came back: now it is reaped
+    finally:
+        await redis.delete(me.key(me.me))
+        await redis.aclose()
