@@ -24,11 +24,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response
 from quart_trio import QuartTrio
 
-from control import routes_calls, routes_media, routes_resources, routes_rtp, ws
+from control import (
+    routes_calls,
+    routes_conferences,
+    routes_media,
+    routes_resources,
+    routes_rtp,
+    ws,
+)
 from control.api import Api
 from control.bootstrap import ensure_bootstrap
 from control.bridge import AsyncioBridge
 from control.call_commands import CallCommands, Holder
+from control.conferences import Conferences
 from control.config import ControlConfig
 from control.db import Database, DatabaseError, open_database
 from control.db.migrate import migrate, pending
@@ -73,6 +81,7 @@ def create_app(
     app.extensions["callbridge.api"] = api  # the route records, for the OpenAPI test
     routes_calls.register(api, sip)
     routes_resources.register(api)
+    routes_conferences.register(api, services.conferences)
     routes_media.register(api, legs or WebsocketCalls())
     routes_rtp.register(api, rtp or RtpCalls())
     ws.register(api)
@@ -156,9 +165,16 @@ async def open_services(
                     f"callbridge:{cfg.db_prefix}",
                     cfg.command_timeout_s,
                 )
-                services = Services(cfg, db, store, bus, calls, cmetrics, commands, redis)
+                conferences = Conferences(store, bus, calls)
+                services = Services(
+                    cfg, db, store, bus, calls, cmetrics, commands, redis, conferences
+                )
                 tools = ToolExecutor(
-                    store, bus.publish, cmetrics.tool_latency, timeout_s=cfg.tool_timeout_s
+                    store,
+                    bus.publish,
+                    cmetrics.tool_latency,
+                    timeout_s=cfg.tool_timeout_s,
+                    conferences=conferences,
                 )
                 heartbeat = NodeHeartbeat(store, bus, redis, me, calls, cfg.node_ttl_s)
                 hooks = ControlHooks(store, bus, tools, (me.node_id, me.worker_id))
@@ -168,6 +184,7 @@ async def open_services(
                         await nursery.start(redis.listen, bus.channel, bus.on_redis_message)
                     await nursery.start(commands.serve)
                     await nursery.start(heartbeat.run)  # reconciles this node's stale calls first
+                    await nursery.start(conferences.run)
                     try:
                         yield services, hooks, nursery
                     finally:

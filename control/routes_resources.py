@@ -1,4 +1,4 @@
-"""``/v1.0`` agents, accesskeys, webhooks, events, conferences (+ participants)."""
+"""``/v1.0`` agents, accesskeys, webhooks, events (conferences: routes_conferences.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from control.api import Api, ApiError, Ctx, not_found
 from control.auth import Role, access_key_cache_key, new_access_key
 from control.db import DatabaseError
 from control.routes_calls import page_args, public
-from control.schemas import AccessKeyBody, AgentBody, ConferenceBody, ParticipantBody, WebhookBody
+from control.schemas import AccessKeyBody, AgentBody, WebhookBody
 from control.store import Store
 
 _AGENT_COLUMNS = {"name", "is_default"}
@@ -129,7 +129,7 @@ def register_reads(
 
 
 def register(api: Api) -> None:
-    store, bus = api.services.store, api.services.bus
+    store = api.services.store
 
     async def owned(ctx: Ctx, table: str, row_id: str) -> dict[str, Any]:
         row = await store.get(table, row_id, ctx.principal.customer_id)
@@ -148,7 +148,6 @@ def register(api: Api) -> None:
         ("accesskeys", "/v1.0/accesskeys", "access key", accesskey_public, "customer_admin", ()),
         ("webhooks", "/v1.0/webhooks", "webhook", webhook_public, "customer_admin", ()),
         ("events", "/v1.0/events", "event", public, "agent_user", ("type",)),
-        ("conferences", "/v1.0/conferences", "conference", public, "agent_user", ()),
     )
     for table, base, noun, shown, role, filters in reads:
         register_reads(api, table, base, noun, shown, role, filters)
@@ -277,90 +276,3 @@ def register(api: Api) -> None:
         await owned(ctx, "webhooks", webhook_id)
         rows, token = await listing(ctx, "deliveries", webhook_id=webhook_id)
         return {"result": [public(r) for r in rows], "next_page_token": token}
-
-    # -- conferences ----------------------------------------------------------------------------
-    @api.route(
-        "POST",
-        "/v1.0/conferences",
-        summary="Create a conference",
-        body=ConferenceBody,
-        role="customer_manager",
-        status=201,
-    )
-    async def create_conference(ctx: Ctx) -> dict[str, Any]:
-        cid = ctx.principal.customer_id
-        row = await store.insert(
-            "conferences", {"customer_id": cid, "name": ctx.body.name, "status": "progressing"}
-        )
-        await bus.publish(cid, "conference_created", row["id"], public(row))
-        return public(row)
-
-    @api.route(
-        "DELETE",
-        "/v1.0/conferences/<conference_id>",
-        summary="End a conference",
-        role="customer_manager",
-    )
-    async def end_conference(ctx: Ctx, conference_id: str) -> dict[str, Any]:
-        cid = ctx.principal.customer_id
-        await owned(ctx, "conferences", conference_id)
-        row = await store.update("conferences", conference_id, cid, {"status": "ended"})
-        if row is None:
-            raise not_found("conference")
-        await bus.publish(cid, "conference_ended", conference_id, public(row))
-        return public(row)
-
-    @api.route(
-        "GET",
-        "/v1.0/conferences/<conference_id>/participants",
-        summary="List a conference's participants",
-        query=("page_size", "page_token"),
-    )
-    async def list_participants(ctx: Ctx, conference_id: str) -> dict[str, Any]:
-        await owned(ctx, "conferences", conference_id)
-        rows, token = await listing(ctx, "participants", conference_id=conference_id)
-        return {"result": [public(r) for r in rows], "next_page_token": token}
-
-    @api.route(
-        "POST",
-        "/v1.0/conferences/<conference_id>/participants",
-        summary="Add a call to a conference",
-        body=ParticipantBody,
-        role="customer_manager",
-        status=201,
-    )
-    async def add_participant(ctx: Ctx, conference_id: str) -> dict[str, Any]:
-        cid = ctx.principal.customer_id
-        conf = await owned(ctx, "conferences", conference_id)
-        if conf["status"] == "ended":
-            raise ApiError(409, "conference_ended", "the conference has ended")
-        call_id = ctx.body.call_id.lower()
-        if await store.get("calls", call_id, cid) is None:
-            raise ApiError(
-                400,
-                "invalid_request",
-                "unknown call",
-                [{"field": "call_id", "message": "no such call"}],
-            )
-        row = await store.insert(
-            "participants", {"customer_id": cid, "conference_id": conference_id, "call_id": call_id}
-        )
-        await bus.publish(cid, "conference_participant_added", conference_id, public(row))
-        return public(row)
-
-    @api.route(
-        "DELETE",
-        "/v1.0/conferences/<conference_id>/participants/<participant_id>",
-        summary="Remove a call from a conference",
-        role="customer_manager",
-    )
-    async def remove_participant(
-        ctx: Ctx, conference_id: str, participant_id: str
-    ) -> dict[str, Any]:
-        cid = ctx.principal.customer_id
-        row = await owned(ctx, "participants", participant_id)
-        if row["conference_id"] != conference_id:
-            raise not_found("participant")
-        await store.delete("participants", participant_id, cid)
-        await bus.publish(cid, "conference_participant_removed", conference_id, public(row))
-        return public(row)

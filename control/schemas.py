@@ -44,6 +44,9 @@ EVENT_TYPES = (
     "conference_ended",
     "conference_participant_added",
     "conference_participant_removed",
+    "conference_participant_updated",
+    "conference_participant_talking",
+    "conference_participant_dtmf",
 )
 EventType = Literal[
     "call_created",
@@ -56,6 +59,9 @@ EventType = Literal[
     "conference_ended",
     "conference_participant_added",
     "conference_participant_removed",
+    "conference_participant_updated",
+    "conference_participant_talking",
+    "conference_participant_dtmf",
 ]
 
 
@@ -175,10 +181,28 @@ class WebhookBody(Body):
 
 class ConferenceBody(Body):
     name: Name
+    tones: bool = True  # entry/exit tones to the others when somebody joins or leaves
+    max_participants: int = Field(default=0, ge=0, le=100)  # 0: no limit
+    on_leave: Literal["agent", "hangup"] = "agent"  # where a call goes when it leaves
+
+
+VolumePct = Annotated[int, Field(ge=0, le=400)]
 
 
 class ParticipantBody(Body):
     call_id: UUIDText
+    mute_send: bool = False  # the others do not hear this participant
+    mute_hear: bool = False  # this participant hears nobody
+    talk_volume_pct: VolumePct = 100  # how loud the others hear it
+    listen_volume_pct: VolumePct = 100  # how loud it hears the others
+    moderator: bool = False  # the conference ends when a moderator leaves
+
+
+class ParticipantUpdateBody(Body):
+    mute_send: bool | None = None
+    mute_hear: bool | None = None
+    talk_volume_pct: VolumePct | None = None
+    listen_volume_pct: VolumePct | None = None
 
 
 class CallCreateBody(Body):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control.call_commands import CallCommands
+from control.conferences import Conferences
 from control.config import ControlConfig
 from control.db import Database
 from control.events import EventBus
@@ -53,6 +54,7 @@ class Services:
     metrics: ControlMetrics
     commands: CallCommands  # call actions reach the call's holder (control/call_commands.py)
     redis: RedisLink | None = None
+    conferences: Conferences | None = None  # conference bridges (control/conferences.py)
 
     @property
     def http_latency(self) -> Histogram:

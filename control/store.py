@@ -59,8 +59,22 @@ TABLES: dict[str, Table] = {
             cached=True,
         ),
         Table("transcripts", ("call_id", "role", "text")),
-        Table("conferences", ("name", "status")),
-        Table("participants", ("conference_id", "call_id")),
+        # conference options and participant state: migration 0003 (control/conferences.py)
+        Table("conferences", ("name", "status", "tones", "max_participants", "on_leave")),
+        Table(
+            "participants",
+            (
+                "conference_id",
+                "call_id",
+                "status",
+                "mute_send",
+                "mute_hear",
+                "talk_volume_pct",
+                "listen_volume_pct",
+                "moderator",
+                "tm_leave",
+            ),
+        ),
         Table("webhooks", ("url", "secret", "event_types"), frozenset({"event_types"})),
         Table(
             "deliveries", ("webhook_id", "event_id", "attempt", "status", "status_code", "error")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Histogram
 
+from control.conferences import ConferenceError, Conferences
 from control.db import DatabaseError
 from control.httpclient import MAX_RESPONSE_BYTES, HttpClientError, post
 from control.store import Store
@@ -96,12 +97,14 @@ class ToolExecutor:
         latency: Histogram,
         sms: SmsProvider | None = None,
         timeout_s: float = 5.0,
+        conferences: Conferences | None = None,
     ) -> None:
         self.store = store
         self.publish = publish
         self.latency = latency
         self.sms = sms or StoreOnlySms()
         self.timeout_s = timeout_s
+        self.conferences = conferences
 
     async def execute(
         self, call: CallHandle, ctx: CallContext, name: str, arguments: dict[str, Any]
@@ -152,7 +155,7 @@ class ToolExecutor:
             return self._transfer(call, ctx, args)
         if name == "send_sms":
             return await self._send_sms(ctx, args)
-        return await self._join_conference(ctx, args)
+        return await self._join_conference(call, ctx, args)
 
     def _transfer(self, call: CallHandle, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
         target = _arg(args, "target", TRANSFER_TARGET, required=False)
@@ -191,26 +194,24 @@ class ToolExecutor:
         )
         return ToolOutcome({"status": status, "message_id": row["id"]})
 
-    async def _join_conference(self, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
+    async def _join_conference(
+        self, call: CallHandle, ctx: CallContext, args: dict[str, Any]
+    ) -> ToolOutcome:
+        """The caller's audio moves into the conference's bridge (control/conferences.py);
+        this agent is parked meanwhile, and gets the caller back when it leaves."""
         conference_id = _arg(args, "conference_id", UUID_RE, 36)
         conf = await self.store.get("conferences", conference_id, ctx.customer_id)
         if conf is None or conf["status"] == "ended":
             return _error("not_found", "no such active conference")
-        part = await self.store.insert(
-            "participants",
-            {
-                "customer_id": ctx.customer_id,
-                "conference_id": conference_id,
-                "call_id": ctx.call_id,
-            },
+        if self.conferences is None:
+            return _error("unavailable", "conference bridges are not running")
+        try:
+            part = await self.conferences.add_call(conf, ctx.call_id, handle=call)
+        except ConferenceError as exc:
+            return _error(exc.code, str(exc))
+        return ToolOutcome(
+            {"status": "joined", "conference_id": conference_id, "participant_id": part["id"]}
         )
-        await self.publish(
-            ctx.customer_id,
-            "conference_participant_added",
-            conference_id,
-            {"participant_id": part["id"], "call_id": ctx.call_id},
-        )
-        return ToolOutcome({"status": "joined", "conference_id": conference_id})
 
     async def _webhook_tool(
         self, ctx: CallContext, tool: dict[str, Any], args: dict[str, Any]

@@ -5,8 +5,8 @@ Thin on purpose (style 2): the tick is pure; this module only keeps time. Ticks 
 fixed grid (``start + k * 20 ms``); a task that wakes late runs the slots it missed at once (each
 takes one frame from every queue, so nobody's audio piles up), and after more than
 ``CATCHUP_S`` behind it starts a new grid instead of bursting. With nobody in the bridge the task
-sleeps until somebody joins. Events (talking, key presses) go to ``on_event`` from the tick; it
-must not block.
+sleeps until somebody joins. Events (talking, key presses, a participant left) go to
+``on_event``, which must not block.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import trio
 
 from media.audio import FRAME_MS
-from media.bridge_core import BridgeCore, BridgeEvent, BridgePort, Deliver
+from media.bridge_core import BridgeCore, BridgeEvent, BridgePort, Deliver, Left
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class Bridge:
         return port
 
     def leave(self, participant_id: str) -> None:
-        self.core.leave(participant_id)
+        if self.core.leave(participant_id) is not None and self._on_event is not None:
+            self._on_event(Left(participant_id))
 
     def close(self) -> None:
         """End the bridge: nobody can join; the task returns. (Participants still in it hear

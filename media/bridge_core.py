@@ -53,7 +53,14 @@ class KeyPressed:
     digit: str
 
 
-BridgeEvent = Talking | KeyPressed
+@dataclass(frozen=True, slots=True)
+class Left:
+    """A participant left (taken out, or its call ended): its owner updates its record."""
+
+    participant_id: str
+
+
+BridgeEvent = Talking | KeyPressed | Left
 
 
 class BridgePort:

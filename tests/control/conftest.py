@@ -126,6 +126,17 @@ class FakeCall:
             raise LegCannotDo(f"{self.leg} legs cannot transfer")
         self.actions.append(("transfer", target))
 
+    bridge_id: str | None = None
+
+    def join_bridge(self, bridge: Any, agent: str = "park") -> None:
+        bridge.join(self.call_id, lambda pcm16, rate_hz: None)
+        self.bridge_id = bridge.bridge_id
+        self.actions.append(("join_bridge", bridge.bridge_id))
+
+    def leave_bridge(self, then: str = "agent") -> None:
+        self.actions.append(("leave_bridge", then))
+        self.bridge_id = None
+
 
 @dataclass
 class Plane:

@@ -151,6 +151,7 @@ SAMPLE_BODIES: dict[str, Any] = {
     "/v1.0/calls/{call_id}/say": {"text": "hello"},
     "/v1.0/calls/{call_id}/transfer": {"target": "+15550001111"},
     "/v1.0/conferences/{conference_id}/participants": {"call_id": str(uuid.uuid4())},
+    "/v1.0/conferences/{conference_id}/participants/{participant_id}": {"mute_send": True},
 }
 
 

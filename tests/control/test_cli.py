@@ -32,8 +32,13 @@ def test_migrate_status_bootstrap_on_sqlite(
     assert status["migrations"] == [
         {"version": 1, "name": "init", "applied": False},
         {"version": 2, "name": "call_holder", "applied": False},
+        {"version": 3, "name": "conference_audio", "applied": False},
     ]
-    assert _run([*db, "migrate"], capsys)["applied"] == ["0001_init", "0002_call_holder"]
+    assert _run([*db, "migrate"], capsys)["applied"] == [
+        "0001_init",
+        "0002_call_holder",
+        "0003_conference_audio",
+    ]
     assert _run([*db, "migrate"], capsys)["applied"] == []
     first = _run([*db, "bootstrap"], capsys)
     assert str(first["access_key"]).startswith("ak_")
@@ -58,7 +63,11 @@ def test_migrate_on_mariadb(mysql_url: str, capsys: pytest.CaptureFixture[str]) 
     prefix = f"c{uuid.uuid4().hex[:8]}_"
     args = ["--db", mysql_url, "--db-prefix", prefix]
     try:
-        assert _run([*args, "migrate"], capsys)["applied"] == ["0001_init", "0002_call_holder"]
+        assert _run([*args, "migrate"], capsys)["applied"] == [
+            "0001_init",
+            "0002_call_holder",
+            "0003_conference_audio",
+        ]
         assert _run([*args, "migrate"], capsys)["applied"] == []
     finally:
 

@@ -140,7 +140,10 @@ async def test_builtin_tools(plane: Plane) -> None:
         "conferences", {"customer_id": cid, "name": "r", "status": "progressing"}
     )
     out = await h.execute_tool(call, "join_conference", {"conference_id": conf["id"]})
-    assert out.result == {"status": "joined", "conference_id": conf["id"]}
+    assert out.result["status"] == "joined" and out.result["conference_id"] == conf["id"]
+    assert ("join_bridge", conf["id"]) in call.actions  # the call's audio moved, not just a row
+    (part,) = await plane.services.store.find("participants", conference_id=conf["id"])
+    assert part["id"] == out.result["participant_id"] and part["status"] == "joined"
     out = await h.execute_tool(call, "join_conference", {"conference_id": str(uuid.uuid4())})
     assert out.result["error"] == "not_found"
     out = await h.execute_tool(call, "format_disk", {})

@@ -1,0 +1,318 @@
+"""Conferences with audio: one media bridge (:mod:`media.bridge`) per live conference.
+
+Adding a call (REST or the agent's ``join_conference``) moves that call's audio from its agent
+into the conference's bridge (:meth:`media.hooks.CallHandle.join_bridge`, the agent link parked);
+removing it returns the call to its agent or hangs it up, by the conference's ``on_leave``; ending
+the conference does that for everyone. Participant rows carry the state (joined/left, mutes,
+volumes, moderator); talking is live state only (an event on each change, not a row write).
+
+Bridges tick in this service's nursery. Their events come through a bounded channel to one
+writer task, which updates rows and publishes (database first, then the event); a full channel
+drops talking events (counted in the log), never a participant's leaving, which is also written
+directly by the request that caused it. A call lives on one node: a call another node holds cannot
+join here (409 ``call_on_another_node``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from control.db.base import now_ts
+from control.events import EventBus
+from control.store import Store
+from media.bridge import Bridge
+from media.bridge_core import BridgeEnded, BridgeEvent, BridgeFull, KeyPressed, Left, Talking
+from media.hooks import CallHandle, LegCannotDo
+from media.registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+EVENT_QUEUE = 512  # bridge events waiting for the writer; talking events beyond it are dropped
+
+
+class ConferenceError(Exception):
+    """A conference action cannot be done; carries the HTTP status and an error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(slots=True)
+class _Live:
+    conference_id: str
+    customer_id: str
+    bridge: Bridge
+    on_leave: str
+    max_participants: int
+    participants: dict[str, str] = field(default_factory=dict)  # call id -> participant id
+    moderators: set[str] = field(default_factory=set)  # call ids
+
+
+def public_participant(row: dict[str, Any], talking: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "tm_delete"}
+    for flag in ("mute_send", "mute_hear", "moderator"):
+        out[flag] = bool(row.get(flag))
+    out["talking"] = talking
+    return out
+
+
+class Conferences:
+    def __init__(self, store: Store, bus: EventBus, calls: CallRegistry) -> None:
+        self.store = store
+        self.bus = bus
+        self.calls = calls
+        self.dropped_events = 0
+        self._live: dict[str, _Live] = {}
+        self._marking: dict[str, trio.Event] = {}  # participant ids being marked left now
+        self._nursery: trio.Nursery | None = None
+        self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, BridgeEvent]](
+            EVENT_QUEUE
+        )
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the bridges and the event writer until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._write_events)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                for live in self._live.values():
+                    live.bridge.close()
+
+    def talking(self, conference_id: str, call_id: str) -> bool:
+        live = self._live.get(conference_id)
+        return live is not None and call_id in live.bridge.core.talking
+
+    # ---- participants ---------------------------------------------------------------------
+
+    async def add_call(
+        self,
+        conference: dict[str, Any],
+        call_id: str,
+        *,
+        handle: CallHandle | None = None,
+        mute_send: bool = False,
+        mute_hear: bool = False,
+        talk_volume_pct: int = 100,
+        listen_volume_pct: int = 100,
+        moderator: bool = False,
+    ) -> dict[str, Any]:
+        """Move live call ``call_id`` (``handle``: the agent's own call, for its tool) into
+        ``conference``'s bridge; returns the participant."""
+        if conference["status"] == "ended":
+            raise ConferenceError(409, "conference_ended", "the conference has ended")
+        call = await self.store.get("calls", call_id, conference["customer_id"])
+        if call is None:  # (another customer's call is not found either)
+            raise ConferenceError(404, "not_found", "call not found")
+        handle = handle or self.calls.get(call_id)
+        if handle is None and call["status"] == "hangup":
+            raise ConferenceError(409, "call_not_live", "the call has ended")
+        if handle is None:
+            raise ConferenceError(409, "call_on_another_node", "the call is held by another node")
+        if handle.bridge_id is not None:
+            raise ConferenceError(409, "call_in_bridge", f"the call is in {handle.bridge_id}")
+        live = self._live_for(conference)
+        if live.max_participants and len(live.participants) >= live.max_participants:
+            raise ConferenceError(409, "conference_full", "the conference is full")
+        row = await self.store.insert(
+            "participants",
+            {
+                "customer_id": live.customer_id,
+                "conference_id": live.conference_id,
+                "call_id": call_id,
+                "status": "joined",
+                "mute_send": int(mute_send),
+                "mute_hear": int(mute_hear),
+                "talk_volume_pct": talk_volume_pct,
+                "listen_volume_pct": listen_volume_pct,
+                "moderator": int(moderator),
+                "tm_leave": None,
+            },
+        )
+        try:
+            self._join(live, handle, row)
+        except ConferenceError:
+            await self.store.delete("participants", row["id"], live.customer_id)
+            raise
+        await self.bus.publish(
+            live.customer_id,
+            "conference_participant_added",
+            live.conference_id,
+            public_participant(row),
+        )
+        return row
+
+    def _join(self, live: _Live, handle: CallHandle, row: dict[str, Any]) -> None:
+        try:
+            handle.join_bridge(live.bridge)
+        except BridgeFull as exc:  # (the count above raced another request)
+            raise ConferenceError(409, "conference_full", str(exc)) from None
+        except (LegCannotDo, BridgeEnded) as exc:
+            raise ConferenceError(409, "cannot_join", str(exc)) from None
+        live.participants[handle.call_id] = row["id"]
+        if row["moderator"]:
+            live.moderators.add(handle.call_id)
+        self._apply(live, row)
+
+    @staticmethod
+    def _apply(live: _Live, row: dict[str, Any]) -> None:
+        core, call_id = live.bridge.core, row["call_id"]
+        core.set_mute(call_id, bool(row["mute_send"]), bool(row["mute_hear"]))
+        core.set_gain(call_id, row["talk_volume_pct"] / 100, row["listen_volume_pct"] / 100)
+
+    async def update(self, participant: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """Mutes and volumes of a joined participant, in the row and in the bridge at once."""
+        if participant["status"] != "joined":
+            raise ConferenceError(409, "participant_left", "the participant has left")
+        values = {k: int(v) for k, v in changes.items() if v is not None}
+        row = await self.store.update(
+            "participants", participant["id"], participant["customer_id"], values
+        )
+        if row is None:
+            raise ConferenceError(404, "not_found", "participant not found")
+        live = self._live.get(row["conference_id"])
+        if live is not None and row["call_id"] in live.participants:
+            self._apply(live, row)
+        await self.bus.publish(
+            row["customer_id"],
+            "conference_participant_updated",
+            row["conference_id"],
+            public_participant(row, self.talking(row["conference_id"], row["call_id"])),
+        )
+        return row
+
+    async def remove(self, participant: dict[str, Any], then: str | None = None) -> dict[str, Any]:
+        """Take the participant out: its call goes back to its agent or is hung up (``then``,
+        else the conference's ``on_leave``)."""
+        live = self._live.get(participant["conference_id"])
+        call_id = participant["call_id"]
+        if live is not None and call_id in live.participants:
+            handle = self.calls.get(call_id)
+            if handle is not None and handle.bridge_id == live.bridge.bridge_id:
+                handle.leave_bridge("hangup" if (then or live.on_leave) == "hangup" else "agent")
+            else:
+                live.bridge.leave(call_id)
+        return await self._mark_left(participant["id"], participant["customer_id"]) or participant
+
+    async def end(self, conference_id: str) -> None:
+        """Everyone leaves (by ``on_leave``); the bridge stops."""
+        live = self._live.pop(conference_id, None)
+        if live is None:
+            return
+        for call_id, participant_id in list(live.participants.items()):
+            handle = self.calls.get(call_id)
+            if handle is not None and handle.bridge_id == live.bridge.bridge_id:
+                handle.leave_bridge("hangup" if live.on_leave == "hangup" else "agent")
+            await self._mark_left(participant_id, live.customer_id)
+        live.bridge.close()
+
+    # ---- bridges and their events ---------------------------------------------------------
+
+    def _live_for(self, conference: dict[str, Any]) -> _Live:
+        live = self._live.get(conference["id"])
+        if live is not None:
+            return live
+        if self._nursery is None:
+            raise ConferenceError(503, "unavailable", "conference bridges are not running")
+        conference_id = conference["id"]
+        bridge = Bridge(
+            conference_id,
+            tones=bool(conference.get("tones", 1)),
+            max_participants=int(conference.get("max_participants") or 0) or None,
+            on_event=lambda event: self._on_event(conference_id, event),
+        )
+        live = _Live(
+            conference_id,
+            conference["customer_id"],
+            bridge,
+            str(conference.get("on_leave") or "agent"),
+            int(conference.get("max_participants") or 0),
+        )
+        self._live[conference_id] = live
+        self._nursery.start_soon(bridge.run)
+        return live
+
+    def _on_event(self, conference_id: str, event: BridgeEvent) -> None:
+        try:
+            self._events_send.send_nowait((conference_id, event))
+        except trio.WouldBlock:
+            self.dropped_events += 1  # a Left is also written by whoever caused it
+            log.warning("conference event dropped", extra={"conference_id": conference_id})
+
+    async def _write_events(self) -> None:
+        async for conference_id, event in self._events_recv:
+            live = self._live.get(conference_id)
+            if live is None:
+                continue
+            try:
+                await self._write_event(live, event)
+            except Exception:  # a storage outage must not stop later events
+                log.exception("conference event not recorded", extra={"id": conference_id})
+
+    async def _write_event(self, live: _Live, event: BridgeEvent) -> None:
+        participant_id = live.participants.get(event.participant_id)
+        if participant_id is None:
+            return
+        if isinstance(event, Left):
+            del live.participants[event.participant_id]
+            await self._mark_left(participant_id, live.customer_id)
+            if event.participant_id in live.moderators:
+                await self._moderator_left(live)
+            return
+        data: dict[str, Any] = {"participant_id": participant_id, "call_id": event.participant_id}
+        if isinstance(event, Talking):
+            data["talking"] = event.talking
+            kind = "conference_participant_talking"
+        elif isinstance(event, KeyPressed):
+            data["digit"] = event.digit
+            kind = "conference_participant_dtmf"
+        await self.bus.publish(live.customer_id, kind, live.conference_id, data)
+
+    async def _moderator_left(self, live: _Live) -> None:
+        row = await self.store.update(
+            "conferences", live.conference_id, live.customer_id, {"status": "ended"}
+        )
+        await self.end(live.conference_id)
+        if row is not None:
+            await self.bus.publish(
+                live.customer_id, "conference_ended", live.conference_id, _public(row)
+            )
+
+    async def _mark_left(self, participant_id: str, customer_id: str) -> dict[str, Any] | None:
+        """Record the leaving once (whoever sees it first: the request, or the bridge; the
+        other one, while the first is still writing, waits for it and reads the result)."""
+        marking = self._marking.get(participant_id)
+        if marking is not None:
+            await marking.wait()
+            return await self.store.get("participants", participant_id, customer_id)
+        self._marking[participant_id] = done = trio.Event()
+        try:
+            row = await self.store.get("participants", participant_id, customer_id)
+            if row is None or row["status"] == "left":
+                return row
+            values = {"status": "left", "tm_leave": now_ts()}
+            row = await self.store.update("participants", participant_id, customer_id, values)
+            if row is not None:
+                await self.bus.publish(
+                    customer_id,
+                    "conference_participant_removed",
+                    row["conference_id"],
+                    public_participant(row),
+                )
+            return row
+        finally:
+            del self._marking[participant_id]
+            done.set()
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "tm_delete"}
