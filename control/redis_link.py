@@ -8,13 +8,21 @@ The pub/sub listener is a long-lived asyncio task whose messages are handed to T
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 import trio
+from redis.exceptions import RedisError
 
 from control.bridge import AsyncioBridge
+
+log = logging.getLogger(__name__)
+_RESUBSCRIBE_FIRST_S = 0.1  # then doubling: Redis back within a second costs ~0.1-0.3 s of messages
+_RESUBSCRIBE_CAP_S = 5.0
 
 
 class RedisLink:
@@ -78,20 +86,35 @@ class RedisLink:
         on_message: Callable[[str], None],
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Call ``on_message`` (in Trio) for every message on ``channel`` until cancelled."""
+        """Call ``on_message`` (in Trio) for every message on ``channel`` until cancelled.
+
+        A lost connection (Redis restarted, a network blip) is re-established with back-off and
+        the channel subscribed again; what was published meanwhile is lost, as pub/sub loses it
+        (events' webhooks do not depend on it; a routed call command times out into a 503)."""
         token = trio.lowlevel.current_trio_token()
         subscribed = trio.Event()
 
         async def loop() -> None:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(channel)
-            token.run_sync_soon(subscribed.set)
-            try:
-                async for msg in pubsub.listen():
-                    if msg.get("type") == "message":
-                        token.run_sync_soon(on_message, msg["data"])
-            finally:
-                await pubsub.aclose()
+            delay_s = _RESUBSCRIBE_FIRST_S
+            while True:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(channel)
+                    token.run_sync_soon(subscribed.set)
+                    delay_s = _RESUBSCRIBE_FIRST_S
+                    async for msg in pubsub.listen():
+                        if msg.get("type") == "message":
+                            token.run_sync_soon(on_message, msg["data"])
+                except (RedisError, OSError) as exc:
+                    log.error(
+                        "redis subscription lost; subscribing again",
+                        extra={"channel": channel, "error": str(exc), "retry_s": delay_s},
+                    )
+                finally:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.aclose()
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _RESUBSCRIBE_CAP_S)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._bridge.run_unlimited, loop)
