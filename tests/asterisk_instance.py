@@ -40,7 +40,8 @@ _ARI_MODULES = (
 # calls without SIP, audio, AudioSocket
 _CALL_MODULES = (
     "res_timing_timerfd res_sorcery_config codec_resample codec_ulaw format_wav format_pcm "
-    "pbx_config res_clioriginate chan_audiosocket res_audiosocket app_audiosocket "
+    "pbx_config res_clioriginate chan_bridge_media chan_audiosocket res_audiosocket "
+    "app_audiosocket "
     "app_mixmonitor app_playback app_dial app_senddtmf app_read app_echo app_verbose "
     "func_callerid func_global func_channel app_playtones res_musiconhold"
 )
@@ -91,7 +92,7 @@ class Asterisk:
 
     def write_config(self, extensions: str, extra: dict[str, str] | None = None) -> None:
         etc = self.root / "etc"
-        for sub in ("etc", "lib", "spool", "run", "log"):
+        for sub in ("etc", "lib", "spool/recording", "run", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         files = {
             "asterisk.conf": (

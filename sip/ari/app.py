@@ -25,6 +25,7 @@ from media.leg import Leg
 from media.registry import CallRegistry
 from sip.ari import requests as rq
 from sip.ari.client import AriClient, AriUnavailable
+from sip.ari.conference import AriConferences
 from sip.ari.config import AriConfig
 from sip.ari.events import (
     AriEvent,
@@ -34,6 +35,7 @@ from sip.ari.events import (
     ChannelEnteredBridge,
     ChannelHangupRequest,
     ChannelLeftBridge,
+    RecordingEvent,
     StasisEnd,
     StasisStart,
     cause_text,
@@ -42,6 +44,7 @@ from sip.ari.events import (
 )
 from sip.ari.leg import AriLeg
 from sip.ari.reconcile import MEDIA_PREFIX, TARGET_PREFIX, plan, stasis_args_of
+from sip.ari.recordings import AriRecordings
 from sip.ari.state import AriCall, CallTable
 from sip.ari.transfer import Transfers
 
@@ -81,6 +84,8 @@ class AriApp:
         self._limiter = trio.CapacityLimiter(cfg.max_setups)
         self._nursery: trio.Nursery | None = None
         self.transfers = Transfers(self)
+        self.conferences = AriConferences(self)
+        self.recordings = AriRecordings(self)
 
     # ---- running --------------------------------------------------------------------------
 
@@ -146,6 +151,7 @@ class AriApp:
             params=params,
         )
         call.call_id, call.running = info.call_id, True
+        self.recordings.start(call.bridge_id, info.call_id)
         ari_leg = AriLeg(leg, call.call_uuid, self)
         call.leg = ari_leg
         call.claimed.set()
@@ -174,6 +180,8 @@ class AriApp:
             return
         self.request("hangup media", rq.hangup(call.media_id))
         if call.handed_off and not call.gone:
+            if call.conference_bridge:  # its own bridge is empty now
+                self.request("destroy bridge", rq.destroy_bridge(call.bridge_id))
             return  # the caller talks to the target now; kept until one of them leaves
         if not call.gone:
             # A call the control plane refused never entered the registry.
@@ -184,6 +192,8 @@ class AriApp:
         self._finish(call)
 
     def _finish(self, call: AriCall) -> None:
+        if call.conference_bridge:
+            self.conferences.left(call.conference_bridge, call.caller.id)
         if call.target_id:
             self.request("hangup target", rq.hangup(call.target_id))
         self.request("destroy bridge", rq.destroy_bridge(call.bridge_id))
@@ -216,6 +226,9 @@ class AriApp:
     async def _on_event(self, event: AriEvent) -> None:
         if isinstance(event, StasisStart):
             self._on_stasis_start(event.channel, event.args)
+            return
+        if isinstance(event, RecordingEvent):
+            self.recordings.on_event(event)
             return
         if isinstance(event, ChannelEnteredBridge | ChannelLeftBridge):
             call = self.calls.by_channel(event.channel.id)

@@ -38,6 +38,7 @@ class AriConfig:
     request_timeout_s: float = 5.0  # each REST call's deadline
     setup_timeout_s: float = 10.0  # Stasis entry -> our AudioSocket connected
     max_setups: int = 64  # calls being set up at once; more wait their turn
+    record_dir: str | None = None  # --record-dir: Asterisk records each call's bridge too
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -117,4 +118,5 @@ def from_args(ns: argparse.Namespace, audiosocket: HostPort) -> AriConfig | None
         transfer_context=ns.ari_transfer_context,
         transfer_mode=ns.ari_transfer_mode,
         outbound_dial=ns.ari_outbound_dial,
+        record_dir=getattr(ns, "record_dir", None),
     )

@@ -169,6 +169,10 @@ def stored_recording_file(name: str) -> AriRequest:
     return AriRequest("GET", f"/recordings/stored/{_seg(name)}/file", binary=True)
 
 
+def delete_stored_recording(name: str) -> AriRequest:
+    return AriRequest("DELETE", f"/recordings/stored/{_seg(name)}")
+
+
 def decode_response(request: AriRequest, status: int, body: bytes) -> Any:
     """The JSON an ARI call answered (None for 204; the bytes of a file), or
     :class:`AriRequestError`; a success whose body is not JSON is an :class:`AriProtocolError`."""

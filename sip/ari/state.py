@@ -32,6 +32,7 @@ class AriCall:
     gone: bool = False  # the caller's channel has left (hangup, Stasis end)
     handed_off: bool = False  # transferred: the caller is someone else's now
     target_id: str = ""  # a transfer target we originated
+    conference_bridge: str = ""  # the conference it joined (its caller is there now)
     target_answered: bool = False
     target_failure: str = ""
     target_done: trio.Event = field(default_factory=trio.Event)  # answered or failed

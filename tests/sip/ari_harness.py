@@ -269,6 +269,25 @@ exten => nobody,1,Stasis({ARI_APP},agent={UNKNOWN_AGENT})
 """
 
 
+CONFERENCE_HZ = (500.0, 800.0, 1100.0)
+
+
+def conference_dialplan(root: Path, wavs: list[Path]) -> str:
+    """``conf1``..``conf3``: callers that listen for 3 s (time to join), then each plays its
+    own tone (``wavs``) and listens again; MixMonitor records what each heard."""
+    lines = ["[caller]"]
+    for n, wav in enumerate(wavs, 1):
+        lines += [
+            f"exten => conf{n},1,Answer()",
+            f" same => n,MixMonitor({root}/conf{n}.wav,r({root}/conf{n}-heard.wav))",
+            " same => n,Wait(3)",
+            f" same => n,Playback({wav.with_suffix('')})",
+            " same => n,Wait(2)",
+            " same => n,Hangup()",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def target_dialplan(root: Path, tone_wav: Path) -> str:
     """``300@targets``: a transfer target that answers and plays ``tone_wav`` for a while."""
     return f"""

@@ -1,0 +1,79 @@
+"""Conferences that Asterisk mixes: one mixing bridge ``cbc-<conference id>`` per conference.
+
+An Asterisk call that joins moves its caller channel from its own call bridge into the
+conference bridge (ARI's ``addChannel`` departs the old bridge first, leaving the agent's
+ExternalMedia channel alone there); the agent's side ends once its queued audio has played, as
+after a blind transfer, so the conference's audio never
+passes through callbridge. Asterisk's softmix sends each participant the mix of the others.
+The bridge goes when its last caller leaves (or :meth:`AriConferences.end`). Calls of other legs
+join conferences in the media core's own bridges (control/conferences.py); this module is the
+native path for a conference whose calls are all Asterisk's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sip.ari import requests as rq
+from sip.ari.reconcile import CONFERENCE_BRIDGE_PREFIX
+
+if TYPE_CHECKING:
+    from sip.ari.app import AriApp
+
+log = logging.getLogger(__name__)
+
+
+class NotAnAsteriskCall(LookupError):
+    """The call is not (or no longer) one that callbridge holds through ARI."""
+
+
+class AriConferences:
+    def __init__(self, app: AriApp) -> None:
+        self.app = app
+        self.members: dict[str, set[str]] = {}  # conference bridge id -> caller channel ids
+
+    def bridge_id(self, conference_id: str) -> str:
+        return CONFERENCE_BRIDGE_PREFIX + conference_id
+
+    async def join(self, call_id: str, conference_id: str) -> str:
+        """Move the call's caller into the conference's bridge; returns the bridge id. Raises
+        :class:`NotAnAsteriskCall`, or the ARI error when Asterisk refuses."""
+        app = self.app
+        call = app.calls.by_call_id(call_id)
+        if call is None or call.gone or call.handed_off:
+            raise NotAnAsteriskCall(f"call {call_id} is not a live Asterisk call")
+        bridge_id = self.bridge_id(conference_id)
+        if bridge_id not in self.members:
+            await app.client.call(rq.create_bridge(bridge_id, f"conference {conference_id}"))
+            self.members[bridge_id] = set()
+            if app.cfg.record_dir:
+                app.recordings.start(bridge_id, f"conference-{conference_id}")
+        call.handed_off = True  # its StasisEnd or hangup is the conference's business now
+        try:
+            await app.client.call(rq.add_channels(bridge_id, call.caller.id))
+        except BaseException:
+            call.handed_off = False
+            raise
+        self.members[bridge_id].add(call.caller.id)
+        call.conference_bridge = bridge_id
+        app.event(call, "conference_joined", {"conference_id": conference_id})
+        app.end_call(call, f"joined conference {conference_id}")
+        return bridge_id
+
+    def left(self, bridge_id: str, channel_id: str) -> None:
+        """A member's channel is gone: the last one out takes the bridge with it."""
+        members = self.members.get(bridge_id)
+        if members is None:
+            return
+        members.discard(channel_id)
+        if not members:
+            del self.members[bridge_id]
+            self.app.request("destroy conference", rq.destroy_bridge(bridge_id))
+
+    async def end(self, conference_id: str) -> None:
+        """Hang up every member and destroy the bridge."""
+        bridge_id = self.bridge_id(conference_id)
+        for channel_id in self.members.pop(bridge_id, set()):
+            self.app.request("hangup conference member", rq.hangup(channel_id))
+        self.app.request("destroy conference", rq.destroy_bridge(bridge_id))
