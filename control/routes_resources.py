@@ -31,6 +31,7 @@ def accesskey_public(row: dict[str, Any]) -> dict[str, Any]:
 def webhook_public(row: dict[str, Any]) -> dict[str, Any]:
     out = public(row)
     out["secret"] = row["secret"][:6] + "..." if row["secret"] else ""
+    out["tls_verify"] = bool(row.get("tls_verify", True))
     return out
 
 
@@ -253,9 +254,10 @@ def register(api: Api) -> None:
                 "url": body.url,
                 "secret": secret,
                 "event_types": list(body.event_types),
+                "tls_verify": body.tls_verify,
             },
         )
-        return {**public(row), "secret": secret}
+        return {**webhook_public(row), "secret": secret}
 
     @api.route(
         "DELETE", "/v1.0/webhooks/<webhook_id>", summary="Delete a webhook", role="customer_admin"

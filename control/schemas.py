@@ -177,6 +177,8 @@ class WebhookBody(Body):
     url: HttpUrl
     secret: str = Field(default="", min_length=0, max_length=255)
     event_types: list[EventType] = Field(default_factory=list, max_length=len(EVENT_TYPES))
+    # false: accept any certificate (a self-signed receiver in development); this webhook only
+    tls_verify: bool = True
 
 
 class ConferenceBody(Body):

@@ -75,7 +75,9 @@ TABLES: dict[str, Table] = {
                 "tm_leave",
             ),
         ),
-        Table("webhooks", ("url", "secret", "event_types"), frozenset({"event_types"})),
+        Table(
+            "webhooks", ("url", "secret", "event_types", "tls_verify"), frozenset({"event_types"})
+        ),
         Table(
             "deliveries", ("webhook_id", "event_id", "attempt", "status", "status_code", "error")
         ),

@@ -139,7 +139,8 @@ class WebhookDispatcher:
         headers = signed_headers(hook["secret"], event["type"], event["id"], body)
         status_code, error = 0, ""
         try:
-            resp = await post(hook["url"], body, headers, self.timeout_s)
+            verify = bool(hook.get("tls_verify", True))
+            resp = await post(hook["url"], body, headers, self.timeout_s, verify_tls=verify)
             status_code = resp.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"

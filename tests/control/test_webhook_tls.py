@@ -83,3 +83,21 @@ async def test_a_webhook_to_a_self_signed_receiver_is_refused_by_default(
     assert not await dispatcher.attempt(Job(hook, event), 1)
     (row,) = await plane.services.store.find("deliveries", webhook_id=hook["id"])
     assert row["status"] == "retrying" and "CERTIFICATE_VERIFY_FAILED" in row["error"]
+
+
+async def test_a_webhook_may_opt_out_for_itself_only(plane: Plane, https_url: str) -> None:
+    cid, auth = await plane.customer()
+    c = plane.client
+    r = await c.post("/v1.0/webhooks", json={"url": https_url, "tls_verify": False}, headers=auth)
+    lax = await r.get_json()
+    assert r.status_code == 201 and lax["tls_verify"] is False
+    r = await c.post("/v1.0/webhooks", json={"url": https_url}, headers=auth)
+    strict = await r.get_json()
+    assert strict["tls_verify"] is True
+    got = await (await c.get(f"/v1.0/webhooks/{lax['id']}", headers=auth)).get_json()
+    assert got["tls_verify"] is False
+    dispatcher: WebhookDispatcher = plane.services.bus.webhooks  # type: ignore[assignment]
+    event = {"id": str(uuid.uuid4()), "type": "call_created", "customer_id": cid}
+    for hook, delivered in ((lax, True), (strict, False)):
+        row = await plane.services.store.get("webhooks", hook["id"], cid)
+        assert await dispatcher.attempt(Job(row, event), 1) is delivered
