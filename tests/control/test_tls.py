@@ -9,6 +9,8 @@ import argparse
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -132,3 +134,17 @@ async def test_a_twilio_media_stream_over_wss_echoes(plane: Plane, trust_it: Non
     out = [TwilioPeer(SID).parse(m) for m in session.received]
     echoed = b"".join(ulaw_to_pcm16(m.ulaw) for m in out if isinstance(m, OutboundMedia))
     assert best_snr_db(src, echoed, max_delay=4000)[0] > 25
+
+
+def test_serve_with_a_mismatched_key_says_so_in_one_line_and_exits(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "callbridge", "serve", "--agent", "echo", "--tls-cert",
+         TLS.cert_path, "--tls-key", OTHER_KEY, "--db", f"sqlite:///{tmp_path / 'x.db'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == (
+        f"callbridge serve: --tls-key {OTHER_KEY} is not the key of --tls-cert {TLS.cert_path}"
+    ), proc.stderr
+    assert "Traceback" not in proc.stderr
