@@ -1,0 +1,95 @@
+"""``callbridge serve --ari`` as a user runs it, against a real Asterisk: a Stasis call gets the
+echo agent, its call row says leg ``asterisk`` with the channel and bridge ids, the API hangs
+another one up through ARI, and the ARI password shows in no log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.asterisk_instance import ARI_PASSWORD, ARI_USER, Asterisk, running_asterisk, write_wav
+from tests.sip.ari_harness import caller_dialplan, require_asterisk, seconds_of, tone_pcm16
+from tests.test_serve import start_serve, stop_serve
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+
+@pytest.fixture
+def asterisk(tmp_path: Path) -> Iterator[Asterisk]:
+    require_asterisk()
+    wav = write_wav(tmp_path / "tone.wav", tone_pcm16(700.0, 1.5))
+    # No agent argument: the bootstrap customer's default agent answers.
+    with running_asterisk(lambda root: caller_dialplan(root, wav, agent="")) as ast:
+        yield ast
+
+
+def _bootstrap_key(db: Path) -> str:
+    cmd = [sys.executable, "-m", "callbridge", "db", "--db", f"sqlite:///{db}"]
+    subprocess.run([*cmd, "migrate"], check=True, capture_output=True, timeout=60)
+    out = subprocess.run([*cmd, "bootstrap"], check=True, capture_output=True, timeout=60)
+    return str(json.loads(out.stdout)["access_key"])
+
+
+def _api(port: int, key: str, method: str, path: str) -> Any:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=b"" if method == "POST" else None,
+        headers={"Authorization": f"AccessKey {key}"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def _calls(port: int, key: str, status: str, count: int) -> list[dict[str, Any]]:
+    with trio.fail_after(20):
+        while True:
+            rows = await trio.to_thread.run_sync(_api, port, key, "GET", "/v1.0/calls")
+            found = [r for r in rows["result"] if r["status"] == status]
+            if len(found) >= count:
+                return list(found)
+            await trio.sleep(0.1)
+
+
+async def test_serve_with_ari_runs_stasis_calls(
+    asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _bootstrap_key(tmp_path / "serve.db")
+    monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", ARI_PASSWORD)
+    ari = ["--ari", asterisk.base_url, "--ari-user", ARI_USER]
+    proc, ports = start_serve(tmp_path, "--agent", "echo", *ari)
+    port = ports["http"]
+    try:
+        with trio.fail_after(60):
+            while (await trio.to_thread.run_sync(asterisk.ari, "GET", "/applications")) == []:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+                await trio.sleep(0.2)
+        originate = "channel originate Local/{}@caller/n extension 5551234@incoming"
+        await trio.to_thread.run_sync(asterisk.rx, originate.format("talk"))
+        [done] = await _calls(port, key, "hangup", 1)
+        await trio.to_thread.run_sync(asterisk.rx, originate.format("hold"))
+        [live] = await _calls(port, key, "progressing", 1)
+        await trio.to_thread.run_sync(_api, port, key, "POST", f"/v1.0/calls/{live['id']}/hangup")
+        with trio.fail_after(10):
+            while await trio.to_thread.run_sync(asterisk.channels):
+                await trio.sleep(0.1)
+        ended = await trio.to_thread.run_sync(_api, port, key, "GET", f"/v1.0/calls/{live['id']}")
+    finally:
+        await trio.to_thread.run_sync(stop_serve, proc)
+    assert done["leg"] == "asterisk" and done["hangup_cause"] == "caller"
+    assert (done["source"], done["destination"]) == ("+15550001", "5551234")
+    channel_id, bridge_id = done["leg_ref"].split("/")
+    assert channel_id and bridge_id.startswith("cbb-")
+    assert ended["hangup_cause"] == "api"
+    heard = (asterisk.root / "talk-heard.wav").read_bytes()[44:]
+    assert seconds_of(heard, 700.0) >= 1.0, "the echo did not come back through serve"
+    log = (tmp_path / "serve.log").read_text()
+    assert "ari connected" in log and ARI_PASSWORD not in log
