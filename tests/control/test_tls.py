@@ -122,18 +122,23 @@ async def test_https_with_http2_and_plain_http_refused_cleanly(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("plane", [{"tls": TLS}], indirect=True)
-async def test_a_twilio_media_stream_over_wss_echoes(plane: Plane, trust_it: None) -> None:
+async def twilio_echo_snr_db(host_port: str, plane: Plane) -> float:
+    """A Twilio media-streams call over ``wss://host_port`` to the echo agent: the echo's SNR."""
     peer = TwilioPeer(SID)
     src = tone(1000, 1.5)
-    url = f"wss://{plane.http}/v1.0/media-streams?access_key={plane.access_key}"
+    url = f"wss://{host_port}/v1.0/media-streams?access_key={plane.access_key}"
     first = [peer.connected(), peer.start({"agent_id": plane.agent_id})]
     session = await trio.to_thread.run_sync(
         lambda: play(url, first, twilio_chunks(peer, src), peer.stop())
     )
     out = [TwilioPeer(SID).parse(m) for m in session.received]
     echoed = b"".join(ulaw_to_pcm16(m.ulaw) for m in out if isinstance(m, OutboundMedia))
-    assert best_snr_db(src, echoed, max_delay=4000)[0] > 25
+    return best_snr_db(src, echoed, max_delay=4000)[0]
+
+
+@pytest.mark.parametrize("plane", [{"tls": TLS}], indirect=True)
+async def test_a_twilio_media_stream_over_wss_echoes(plane: Plane, trust_it: None) -> None:
+    assert await twilio_echo_snr_db(plane.http, plane) > 25
 
 
 def test_serve_with_a_mismatched_key_says_so_in_one_line_and_exits(tmp_path: Path) -> None:

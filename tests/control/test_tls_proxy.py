@@ -21,14 +21,11 @@ import trio
 
 from control.client_addr import parse_networks
 from control.tls import TlsFiles
-from media.codecs.g711 import ulaw_to_pcm16
-from media.twilio import OutboundMedia, TwilioPeer
 from tests.conftest import end_process, require_service
 from tests.control.certs import self_signed
 from tests.control.test_e2e_audiosocket import _free_port
-from tests.control.test_e2e_websocket_legs import SID, Plane, plane, twilio_chunks
-from tests.media.conftest import best_snr_db, tone
-from tests.media.ws_client import play
+from tests.control.test_e2e_websocket_legs import Plane, plane
+from tests.control.test_tls import twilio_echo_snr_db
 
 __all__ = ["plane"]  # the e2e plane fixture, here behind nginx
 
@@ -131,13 +128,4 @@ async def test_behind_nginx_the_bucket_is_the_real_clients(nginx_in_front: int) 
 async def test_a_twilio_media_stream_over_wss_through_nginx(
     plane: Plane, nginx_in_front: int
 ) -> None:
-    peer = TwilioPeer(SID)
-    src = tone(1000, 1.5)
-    url = f"wss://127.0.0.1:{nginx_in_front}/v1.0/media-streams?access_key={plane.access_key}"
-    first = [peer.connected(), peer.start({"agent_id": plane.agent_id})]
-    session = await trio.to_thread.run_sync(
-        lambda: play(url, first, twilio_chunks(peer, src), peer.stop())
-    )
-    out = [TwilioPeer(SID).parse(m) for m in session.received]
-    echoed = b"".join(ulaw_to_pcm16(m.ulaw) for m in out if isinstance(m, OutboundMedia))
-    assert best_snr_db(src, echoed, max_delay=4000)[0] > 25
+    assert await twilio_echo_snr_db(f"127.0.0.1:{nginx_in_front}", plane) > 25
