@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
 from media.agent_client import AgentLinkError
 from media.agent_peer import AgentPeer
+from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferDesk, TransferOutcome
 from media.config import MediaConfig
 from media.hooks import AgentAssignment, CallHooks, CallInfo, CallRejected, HangupCause, LegCannotDo
 from media.leg import Leg
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOOL_TIMEOUT_S = 10.0
+TRANSFER_TOOL_TIMEOUT_S = 150.0  # transfer_call waits for the answer (or why there was none)
 CLEANUP_TIMEOUT_S = 2.0
 AgentOnJoin = Literal["park", "close"]
 AfterBridge = Literal["agent", "hangup"]
@@ -40,12 +42,14 @@ AfterBridge = Literal["agent", "hangup"]
 
 @dataclass(frozen=True, slots=True)
 class CallEnv:
-    """What every call shares: configuration, the control plane's hooks, metrics, registry."""
+    """What every call shares: configuration, the control plane's hooks, metrics, registry,
+    and the transfer desk (the SIP trunk transfers to numbers go out through)."""
 
     config: MediaConfig
     hooks: CallHooks
     metrics: MediaMetrics
     registry: CallRegistry
+    transfers: TransferDesk = field(default_factory=TransferDesk)
 
 
 class Call:
@@ -63,6 +67,8 @@ class Call:
         self._bridge: Bridge | None = None
         self._cause: HangupCause | None = None
         self._reason = ""
+        self._transfer: BridgeTransfer | None = None
+        self._pending: PendingCallee | None = None  # set: this call is a transfer's far end
 
     @property
     def stats(self) -> CallStats:
@@ -103,10 +109,33 @@ class Call:
         self._spawn(self._side.send_dtmf, digits)
 
     def transfer(self, target: str) -> None:
-        transfer = getattr(self._leg, "transfer", None)
-        if transfer is None:
-            raise LegCannotDo(f"a {self._leg.kind} leg cannot transfer; use the PBX (ARI redirect)")
-        self._spawn(transfer, target)
+        """A SIP leg transfers by REFER; any other leg by an outbound call through the trunk,
+        bridged with the caller (:mod:`media.bridge_transfer`)."""
+        refer = getattr(self._leg, "transfer", None)
+        if refer is not None:
+            self._spawn(refer, target)
+            return
+        if self._env.transfers.dialler is None:
+            raise LegCannotDo("no SIP trunk for transfers: set --sip-outbound or --sip-register")
+        if self._transfer is not None and not self._transfer.done.is_set():
+            raise LegCannotDo("a transfer is already in progress")
+        if self._bridge is not None:
+            raise LegCannotDo(f"the call is in bridge {self._bridge.bridge_id}")
+        params = {"customer_id": self._assignment.customer_id}
+        params["agent_id"] = self._assignment.agent_id
+        source = self.info.caller if self.info.caller.startswith("+") else "anonymous"
+        attempt = BridgeTransfer(target, self._env.transfers, source, params)
+        self._spawn(attempt.run, self)
+        self._transfer = attempt
+
+    async def transfer_outcome(self) -> TransferOutcome:
+        """How the transfer just started ended: answered, or failed and why (a REFER is only
+        ``transferring``: the PBX carries it on)."""
+        attempt = self._transfer
+        if attempt is None:
+            return TransferOutcome("transferring")
+        await attempt.done.wait()
+        return attempt.outcome
 
     def join_bridge(self, bridge: Bridge, agent: AgentOnJoin = "park") -> None:
         """Move the caller's audio into ``bridge``; the agent link is parked (kept for
@@ -152,14 +181,17 @@ class Call:
         env.registry.add(self)
         env.metrics.calls_total.labels(self.leg).inc()
         env.metrics.calls_active.labels(self.leg).inc()
+        self._pending = env.transfers.claim(self.info.params.get("transfer_token"))
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                if not await self._start_agent():
+                if self._pending is None and not await self._start_agent():
                     return
                 nursery.start_soon(self._side.reader)
                 nursery.start_soon(self._side.pacer)
                 await env.hooks.call_answered(self)
+                if self._pending is not None:  # a transfer's callee answered: into its bridge
+                    self._pending.answered_by(self)
         except Exception as exc:  # a bug in this call must not reach the server's nursery
             log.exception("call failed", extra={"call_id": self.call_id})
             self._record_end("error", f"internal: {type(exc).__name__}")
@@ -231,6 +263,8 @@ class Call:
             "call ended",
             extra={"call_id": self.call_id, "cause": cause, "reason": reason, **asdict(self.stats)},
         )
+        if self._pending is not None:
+            self._pending.ended_with(reason)
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT_S):
             await env.hooks.call_hungup(self.call_id, cause, reason)
 
@@ -239,6 +273,13 @@ class Call:
     @property
     def ending(self) -> bool:
         return self._side.goodbye is not None
+
+    async def close_agent(self, reason: str) -> None:
+        if self._agent is not None and not self._agent.closed:
+            await self._agent.close(reason)
+
+    def end_transferred(self, reason: str) -> None:
+        self.end("caller", reason)  # the far end of a blind transfer hung up
 
     def start_tool(self, call: m.FunctionCall) -> None:
         assert self._nursery is not None
@@ -251,8 +292,10 @@ class Call:
         await self._env.hooks.transcript(self.call_id, role, text, final)
 
     async def _run_tool(self, call: m.FunctionCall) -> None:
+        agent = self._agent  # the result goes to the agent that asked, if it is still here
+        limit_s = TRANSFER_TOOL_TIMEOUT_S if call.name == "transfer_call" else TOOL_TIMEOUT_S
         try:
-            with trio.fail_after(TOOL_TIMEOUT_S):
+            with trio.fail_after(limit_s):
                 outcome = await self._env.hooks.execute_tool(self, call.name, call.arguments)
             result, is_error = outcome.result, outcome.is_error
         except trio.TooSlowError:
@@ -262,9 +305,8 @@ class Call:
         except Exception as exc:  # a broken tool gives the LLM an error, never a dead call
             log.exception("tool failed", extra={"call_id": self.call_id, "tool": call.name})
             result, is_error = {"error": f"tool {call.name} failed: {type(exc).__name__}"}, True
-        if self._agent is not None and not self._agent.closed:
-            frame = m.FunctionCallResult(call.tool_call_id, call.name, result, is_error)
-            await self._agent.send(frame)
+        if agent is not None and not agent.closed:
+            await agent.send(m.FunctionCallResult(call.tool_call_id, call.name, result, is_error))
 
 
 def new_call_id() -> str:

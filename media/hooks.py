@@ -15,6 +15,7 @@ from proto.messages import JsonObject
 
 if TYPE_CHECKING:
     from media.bridge import Bridge
+    from media.bridge_transfer import TransferOutcome
 
 HangupCause = Literal["caller", "agent", "api", "error", "timeout", "shutdown"]
 
@@ -80,7 +81,11 @@ class CallHandle(Protocol):
         """Send key presses to the caller's side (in-band tones where the leg has no signalling)."""
 
     def transfer(self, target: str) -> None:
-        """Hand the caller to ``target``; raises :class:`LegCannotDo` where the leg cannot."""
+        """Hand the caller to ``target`` (a number or SIP URI): REFER on a SIP leg, an outbound
+        call bridged with the caller on any other; raises :class:`LegCannotDo` where it cannot."""
+
+    async def transfer_outcome(self) -> TransferOutcome:
+        """Wait for the transfer :meth:`transfer` started: answered, or failed and why."""
 
     @property
     def bridge_id(self) -> str | None:

@@ -170,6 +170,10 @@ class Mixer:
         if who and pcm.size:
             self._announcements.append(_Announcement(pcm, who))
 
+    def clear_announcements(self) -> None:
+        """Stop whatever is being announced (ringback once the callee answers)."""
+        self._announcements.clear()
+
     # ---- one tick ------------------------------------------------------------------------
 
     def mix(self, frames: Pcm16Array) -> Pcm16Array:

@@ -192,9 +192,10 @@ class SippUas:
 
 @asynccontextmanager
 async def sipp_uas(folder: Path, scenario: str | None = None, timeout_s: float = 30,
-                   port: int = 0) -> AsyncIterator[SippUas]:  # fmt: skip
+                   port: int = 0, rtp_echo: bool = False) -> AsyncIterator[SippUas]:  # fmt: skip
     """sipp answering one call on ``port`` (0: a free loopback port): its built-in ``uas``
-    scenario, or ``scenario`` from sip/sipp/. On leaving, waits (bounded) for that call's end."""
+    scenario, or ``scenario`` from sip/sipp/; ``rtp_echo``: it sends back the RTP it gets.
+    On leaving, waits (bounded) for that call's end."""
     binary = require_binary("sipp")
     port = port or free_udp_port()
     stem = f"uas-{random.getrandbits(32)}"
@@ -202,7 +203,8 @@ async def sipp_uas(folder: Path, scenario: str | None = None, timeout_s: float =
     which = ["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", "uas"]
     cmd = [
         binary, *which, "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
-        "-mp", str(free_udp_port(pair=True)), "-m", "1", "-nostdin",
+        "-mp", str(free_udp_port(pair=True)), *(["-rtp_echo"] if rtp_echo else []),
+        "-m", "1", "-nostdin",
         "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_msg",
         "-message_file", str(messages), "-trace_err", "-error_file", str(errors),
     ]  # fmt: skip

@@ -1,0 +1,174 @@
+"""A blind transfer to a number on any leg: an outbound call bridged with the caller.
+
+The caller moves into a two-party bridge of its own (no tones) and hears ringback; an outbound call
+is placed through the process's :class:`Dialler` (the SIP trunk) carrying a one-time token, and the
+call that starts with that token (:meth:`TransferDesk.claim`) runs with no agent: once its callee
+answers it joins the bridge and the caller's agent link is closed. Busy, no answer or any failure
+before the answer brings the caller back to its agent, and the outcome says why (the agent's tool
+result). Afterwards the two calls end together: either side hanging up hangs up the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import trio
+
+from media.bridge import Bridge
+from media.hooks import CallHandle
+from media.mixer import tone_pcm
+
+log = logging.getLogger(__name__)
+
+SETTLE_TIMEOUT_S = 120.0  # the trunk's own ring timeout (60 s by default) ends it sooner
+RINGBACK_CYCLE_S = 6.0
+# North American ringback (440 + 480 Hz, 2 s on, 4 s off): what callers expect while it rings.
+RINGBACK = tone_pcm((440.0,), 2000) + tone_pcm((480.0,), 2000)
+
+
+class Dialler(Protocol):
+    """Places an outbound call (``sip.outbound.SipOutbound``); returns its call id, or raises
+    (``OriginateRefused``) with the reason."""
+
+    async def originate(self, source: str, destination: str, params: Mapping[str, str]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOutcome:
+    status: Literal["transferring", "answered", "failed"]
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class PendingCallee:
+    """The far end of a transfer, from the dial until its call ends."""
+
+    answered: trio.Event = field(default_factory=trio.Event)
+    ended: trio.Event = field(default_factory=trio.Event)
+    callee: CallHandle | None = None
+    reason: str = ""
+
+    def answered_by(self, call: CallHandle) -> None:
+        self.callee = call
+        self.answered.set()
+
+    def ended_with(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.ended.set()
+
+
+class TransferDesk:
+    """Shared by every call of a process: the trunk (None: no transfers to numbers) and the
+    callees placed for transfers, until their calls claim them."""
+
+    def __init__(self, dialler: Dialler | None = None) -> None:
+        self.dialler = dialler
+        self._pending: dict[str, PendingCallee] = {}
+
+    def expect(self) -> tuple[str, PendingCallee]:
+        token = secrets.token_urlsafe(16)  # unguessable: a leg's own parameters cannot claim it
+        pending = self._pending[token] = PendingCallee()
+        return token, pending
+
+    def claim(self, token: object) -> PendingCallee | None:
+        if not isinstance(token, str) or not token:
+            return None
+        return self._pending.pop(token, None)
+
+    def forget(self, token: str) -> None:
+        self._pending.pop(token, None)
+
+
+class TransferCaller(Protocol):
+    """What a transfer needs from the caller's call (:class:`media.call.Call`)."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    def join_bridge(self, bridge: Bridge, agent: Literal["park", "close"] = "park") -> None: ...
+
+    def leave_bridge(self, then: Literal["agent", "hangup"] = "agent") -> None: ...
+
+    async def close_agent(self, reason: str) -> None: ...
+
+    def end_transferred(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class BridgeTransfer:
+    """One attempt; :attr:`done` is set with :attr:`outcome` once it is answered or failed."""
+
+    target: str
+    desk: TransferDesk
+    source: str
+    params: dict[str, str]
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: TransferOutcome = TransferOutcome("transferring")
+
+    def _finish(self, outcome: TransferOutcome) -> None:
+        if not self.done.is_set():
+            self.outcome = outcome
+            self.done.set()
+
+    async def run(self, caller: TransferCaller) -> None:
+        """Runs in the caller's nursery (for the rest of the call, once answered)."""
+        bridge = Bridge(f"transfer-{caller.call_id}", tones=False)
+        token, pending = self.desk.expect()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(bridge.run)
+                caller.join_bridge(bridge, agent="park")
+                ringing = trio.CancelScope()
+                nursery.start_soon(_ringback, bridge, caller.call_id, ringing)
+                answered = await self._dial(token, pending, caller)
+                ringing.cancel()
+                bridge.core.mixer.clear_announcements()
+                if answered and pending.callee is not None:
+                    pending.callee.join_bridge(bridge)
+                    await caller.close_agent("transferred")
+                    self._finish(TransferOutcome("answered", self.target))
+                    await pending.ended.wait()
+                    caller.end_transferred(f"transfer ended: {pending.reason}")
+                bridge.close()
+        finally:
+            self.desk.forget(token)
+            self._finish(TransferOutcome("failed", "the call ended"))
+            if pending.callee is not None and not pending.ended.is_set():
+                pending.callee.hangup("the caller hung up")
+
+    async def _dial(self, token: str, pending: PendingCallee, caller: TransferCaller) -> bool:
+        """Place the call and wait for its answer; False (caller back to its agent) if none."""
+        assert self.desk.dialler is not None
+        try:
+            await self.desk.dialler.originate(
+                self.source, self.target, {**self.params, "transfer_token": token}
+            )
+        except Exception as exc:  # OriginateRefused: the trunk says why; the caller goes on
+            log.info("transfer not placed", extra={"call_id": caller.call_id, "error": str(exc)})
+            pending.ended_with(str(exc) or type(exc).__name__)
+        with trio.move_on_after(SETTLE_TIMEOUT_S):
+            async with trio.open_nursery() as either:
+                for event in (pending.answered, pending.ended):
+                    either.start_soon(_cancel_when_set, event, either.cancel_scope)
+        if pending.answered.is_set() and not pending.ended.is_set():
+            return True
+        caller.leave_bridge("agent")
+        self._finish(TransferOutcome("failed", pending.reason or "no answer"))
+        return False
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _ringback(bridge: Bridge, call_id: str, scope: trio.CancelScope) -> None:
+    """Ring into the caller's ear only, until ``scope`` is cancelled."""
+    with scope:
+        while True:
+            bridge.core.mixer.announce(RINGBACK, [call_id])
+            await trio.sleep(RINGBACK_CYCLE_S)
