@@ -14,6 +14,7 @@ from control import config as control_config
 from control.plane import open_control_plane
 from media import config as media_config
 from media.audiosocket_server import serve_audiosocket
+from media.bridge_transfer import TransferDesk
 from media.call import CallEnv
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
@@ -74,7 +75,13 @@ async def serve(
         async with open_control_plane(
             control_cfg, registry, metrics, nursery, legs, rtp, sip
         ) as hooks:
-            env = CallEnv(config=media_cfg, hooks=hooks, metrics=metrics, registry=registry)
+            env = CallEnv(
+                config=media_cfg,
+                hooks=hooks,
+                metrics=metrics,
+                registry=registry,
+                transfers=TransferDesk(sip),  # transfer_call to a number: the SIP trunk
+            )
             legs.attach(env, nursery)
             rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
             ari = None
