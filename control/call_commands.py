@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 _INBOX_QUEUE = 256  # commands waiting for this holder's executor; beyond it they are dropped
@@ -161,6 +162,7 @@ class CallCommands:
         channel_prefix: str = "callbridge:",
         timeout_s: float = 2.0,
         max_pending: int = 1024,
+        drops: Counter | None = None,
     ) -> None:
         self.me = me
         self._execute = execute
@@ -170,7 +172,7 @@ class CallCommands:
         self._max_pending = max_pending
         self._pending: dict[str, _Pending] = {}
         self._inbox_send, self._inbox_receive = trio.open_memory_channel[Command](_INBOX_QUEUE)
-        self.dropped = 0  # commands dropped at a full inbox queue (the requester gets 503)
+        self._drops = drops  # commands dropped at a full inbox queue (the requester gets 503)
 
     def inbox(self, holder: Holder) -> str:
         return f"{self._prefix}inbox:{holder}"
@@ -228,7 +230,8 @@ class CallCommands:
         try:
             self._inbox_send.send_nowait(msg)
         except trio.WouldBlock:
-            self.dropped += 1
+            if self._drops is not None:
+                self._drops.inc()
             log.warning("call command dropped: inbox full", extra={"call_id": msg.call_id})
 
     async def _answer(self, cmd: Command) -> None:

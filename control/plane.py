@@ -164,6 +164,7 @@ async def open_services(
                     redis,
                     f"callbridge:{cfg.db_prefix}",
                     cfg.command_timeout_s,
+                    drops=cmetrics.command_drops,
                 )
                 conferences = Conferences(store, bus, calls)
                 services = Services(

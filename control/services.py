@@ -37,6 +37,11 @@ class ControlMetrics:
         self.event_drops = Counter(
             "callbridge_event_drops", "Events dropped at a full subscriber queue", registry=registry
         )
+        self.command_drops = Counter(
+            "callbridge_call_command_drops",
+            "Call commands from other nodes dropped at a full inbox (their requester answered 503)",
+            registry=registry,
+        )
         self.webhook_drops = Counter(
             "callbridge_webhook_drops",
             "Webhook deliveries dropped at a full queue",
