@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
 import signal
 import time
 
@@ -38,8 +40,9 @@ def _handler(echo: bool) -> CallHandler:
     from ai_pipeline.pipeline import default_models, run_call
 
     # Load every offline model before the port opens: the supervisor (and a load balancer's
-    # health check) treats a listening agent as ready, and the first call must not wait seconds
-    # for Whisper and the voice. A broken model install fails here, at start, with its name.
+    # health check) treats an agent that answers the link handshake as ready, and the first call
+    # must not wait seconds for Whisper and the voice. A broken model install fails here, at
+    # start, with its name.
     started = time.perf_counter()
     default_models().preload_offline()
     log.info("offline models loaded", extra={"secs": round(time.perf_counter() - started, 2)})
@@ -47,6 +50,8 @@ def _handler(echo: bool) -> CallHandler:
 
 
 EX_CONFIG = 78  # sysexits.h: configuration error (here: an offline model is not installed)
+EX_CANNOT_LISTEN = 71  # sysexits.h EX_OSERR: the listen address is taken or not ours to bind
+_BIND_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -58,7 +63,19 @@ def run(ns: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         log.error("agent cannot start: %s", exc)
         return EX_CONFIG  # a restart cannot fix it: serve's supervisor gives up on this code
-    asyncio.run(serve_forever(handler, listen))
+    try:
+        asyncio.run(serve_forever(handler, listen))
+    except OSError as exc:
+        if exc.errno not in _BIND_ERRNOS:
+            raise
+        # One line, and a code serve's supervisor does not restart on: retrying cannot free it.
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        log.error(
+            "agent cannot listen on %s: %s; stop what holds it or choose another --listen",
+            listen,
+            reason,
+        )
+        return EX_CANNOT_LISTEN
     return 0
 
 

@@ -3,6 +3,10 @@
 asyncio, because pipecat is. The first frame of a connection must be ``CallStart`` within
 ``start_timeout_s``; after that the handler owns the call. A handler's crash ends that call with an
 ``Error`` frame and a close code, and never the server.
+
+Readiness is the link's own handshake: every opening handshake's answer names this process
+(``Callbridge-Agent-Pid``), so ``serve`` knows that its own child answered, not a stranger on the
+port; a handshake on :data:`READY_PATH` is a probe and is closed at once, without a log line.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from ai_pipeline.link import CallHandler, LinkClosed
 from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
@@ -22,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INTERNAL_ERROR = 1011
+READY_PATH = "/ready"
+PID_HEADER = "Callbridge-Agent-Pid"
 
 
 class WebSocketAgentLink:
@@ -59,6 +67,12 @@ class AgentServer:
         self.calls_active = 0
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
+        if ws.request is not None and ws.request.path == READY_PATH:
+            # A readiness probe: the handshake was the answer. The prober closes; closing first
+            # would race its reading of the handshake's answer.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), self._start_timeout_s)
+            return
         link = WebSocketAgentLink(ws)
         try:
             first = await asyncio.wait_for(link.recv(), self._start_timeout_s)
@@ -91,7 +105,13 @@ class AgentServer:
             compression=None,  # PCM does not deflate; compression would only cost CPU
             ping_interval=20,
             ping_timeout=20,
+            process_response=_name_this_process,
         )
+
+
+def _name_this_process(ws: ServerConnection, request: Request, response: Response) -> Response:
+    response.headers[PID_HEADER] = str(os.getpid())
+    return response
 
 
 async def _send_quietly(link: WebSocketAgentLink, frame: LinkFrame) -> None:

@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from media.config import ConfigError
 
     args = list(sys.argv[1:] if argv is None else argv)
+    configure_logging()  # before a subcommand's imports can log (pipecat logs as it loads)
     ns = build_parser(args).parse_args(args)
     configure_logging(ns.log_level)
     try:

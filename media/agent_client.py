@@ -53,6 +53,7 @@ class AgentClient:
         self._pending: deque[LinkFrame] = deque()
         self._fragments: list[bytes] = []
         self.last_receive_time = trio.current_time()  # any bytes, pongs included
+        self.handshake_response: Response | None = None
 
     @classmethod
     async def connect(cls, url: str, timeout_s: float) -> AgentClient:
@@ -89,6 +90,7 @@ class AgentClient:
                 if isinstance(event, Response):
                     if self._ws.state is not State.OPEN:
                         raise AgentLinkError("handshake", str(self._ws.handshake_exc))
+                    self.handshake_response = event  # who answered (serve's readiness probe)
                     return
             if not data:
                 raise AgentLinkError("handshake", "agent closed during the handshake")
