@@ -45,10 +45,13 @@ class _RequestBody:
     """What has been seen of one request's body, through the app's ``receive``."""
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        self.expected_bytes: int | None = None
+        # RFC 9112 section 6.3: no Content-Length and no Transfer-Encoding is no body at all.
+        self.expected_bytes: int | None = 0
         for name, value in headers:
             if name.lower() == b"content-length" and value.strip().isdigit():
                 self.expected_bytes = int(value)
+            elif name.lower() == b"transfer-encoding":
+                self.expected_bytes = None  # chunked: known only at its end
         self.received_bytes = 0
         self.done = trio.Event()
         if self.expected_bytes == 0:
