@@ -19,8 +19,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Only the subcommand being run has its module imported and its arguments added."""
-    parser = argparse.ArgumentParser(prog="callbridge", description=__doc__.split(".")[0])
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser = argparse.ArgumentParser(
+        prog="callbridge", description="callbridge: AI voice agents on phone calls."
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="INFO",
+        help="JSON log lines on stderr from this level up (default %(default)s)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     chosen = next((arg for arg in argv if arg in SUBCOMMANDS), None)
     for name, (module, help_text) in SUBCOMMANDS.items():

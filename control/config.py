@@ -85,18 +85,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--redis",
         default="",
         metavar="URL",
-        help="redis://HOST:PORT/DB for cache-aside and cross-node events",
+        help="redis://HOST:PORT/DB for cache-aside and cross-node events (default: none, one"
+        " node's in-process cache and events)",
     )
     g.add_argument(
         "--rate-per-s",
         type=float,
         default=50.0,
+        metavar="PER_S",
         help="API requests per second per customer and per IP (default %(default)s)",
     )
-    g.add_argument("--rate-burst", type=int, default=100, help="token bucket size")
+    g.add_argument(
+        "--rate-burst",
+        type=int,
+        default=100,
+        metavar="N",
+        help="requests allowed at once above --rate-per-s (token bucket size; default %(default)s)",
+    )
     g.add_argument(
         "--node-id",
         default=os.environ.get("CALLBRIDGE_NODE_ID", ""),
+        metavar="ID",
         help="this node's identity among nodes sharing the database; keep it across restarts"
         " (default HOSTNAME:HTTP_PORT)",
     )
@@ -112,6 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--webhook-attempts",
         type=int,
         default=5,
+        metavar="N",
         help="deliveries tried before giving up (default %(default)s)",
     )
 
@@ -123,7 +133,9 @@ def add_db_arguments(g: argparse._ActionsContainer) -> None:
         metavar="URL",
         help="sqlite:///FILE or mysql://USER@HOST:PORT/DB (default %(default)s)",
     )
-    g.add_argument("--db-prefix", default="", help="table name prefix (default none)")
+    g.add_argument(
+        "--db-prefix", default="", metavar="PREFIX", help="table name prefix (default none)"
+    )
 
 
 def parse_db(ns: argparse.Namespace) -> tuple[DatabaseUrl, str]:

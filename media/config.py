@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--audiosocket-numbering",
         choices=("current", "draft"),
         default=d.audiosocket_numbering,
-        help="slin16 is kind 0x12 (current Asterisk) or 0x11 (older draft)",
+        help="slin16 is kind 0x12 (current Asterisk) or 0x11 (older draft) (default %(default)s)",
     )
     g.add_argument(
         "--agent",
@@ -110,10 +110,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--playout-max-ms",
         type=int,
         default=d.playout_max_ms,
-        help="agent audio queued per call, in ms; beyond it audio is dropped and counted",
+        metavar="MS",
+        help="agent audio queued per call, in ms; beyond it audio is dropped and counted"
+        " (default %(default)s)",
     )
     g.add_argument(
-        "--max-calls", type=int, default=d.max_calls, help="calls refused beyond this many"
+        "--max-calls",
+        type=int,
+        default=d.max_calls,
+        metavar="N",
+        help="calls at once; more are refused (default %(default)s)",
     )
     g.add_argument(
         "--record-dir",

@@ -81,26 +81,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="SIP UDP listener, e.g. 127.0.0.1:5060 (default: off)",
     )
-    g.add_argument("--sip-advertise", default="", metavar="IP", help="address in Contact/SDP")
     g.add_argument(
-        "--rtp-ports", default="10000-20000", metavar="MIN-MAX", help="RTP UDP port range"
+        "--sip-advertise",
+        default="",
+        metavar="IP",
+        help="address in Via, Contact and SDP (default: the --sip host)",
     )
-    g.add_argument("--sip-invite-rate", type=float, default=10.0, metavar="PER_S")
-    g.add_argument("--sip-invite-burst", type=int, default=50)
+    g.add_argument(
+        "--rtp-ports",
+        default="10000-20000",
+        metavar="MIN-MAX",
+        help="RTP UDP port range (default %(default)s)",
+    )
+    g.add_argument(
+        "--sip-invite-rate",
+        type=float,
+        default=10.0,
+        metavar="PER_S",
+        help="new INVITEs accepted per second from one source address; a proxy in front counts"
+        " as one (default %(default)s)",
+    )
+    g.add_argument(
+        "--sip-invite-burst",
+        type=int,
+        default=50,
+        metavar="N",
+        help="INVITEs accepted at once above --sip-invite-rate (default %(default)s)",
+    )
     g.add_argument(
         "--sip-outbound",
         default="",
         metavar="HOST:PORT",
         help="where POST /v1.0/calls sends INVITEs (trunk/proxy); default: the registrar",
     )
-    g.add_argument("--sip-ring-timeout", type=float, default=60.0, metavar="S")
+    g.add_argument(
+        "--sip-ring-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="cancel an outbound call unanswered after S s (default %(default)s)",
+    )
     g.add_argument(
         "--sip-register",
         default="",
         metavar="SIP_URI",
-        help=f"register sip:user@host[:port] (digest password from ${PASSWORD_ENV})",
+        help=f"register sip:user@host[:port] (digest password from ${PASSWORD_ENV}; default: off)",
     )
-    g.add_argument("--sip-register-expires", type=int, default=600, metavar="S")
+    g.add_argument(
+        "--sip-register-expires",
+        type=int,
+        default=600,
+        metavar="S",
+        help="registration lifetime asked of the registrar, refreshed before it ends"
+        " (default %(default)s)",
+    )
     g.add_argument(
         "--sip-auth-user",
         default="",

@@ -67,10 +67,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ari",
         metavar="URL",
-        help=f"Asterisk's ARI, e.g. http://127.0.0.1:8088 (password in ${PASSWORD_ENV})",
+        help=f"Asterisk's ARI, e.g. http://127.0.0.1:8088 (password in ${PASSWORD_ENV};"
+        " default: off)",
     )
-    g.add_argument("--ari-user", default="", metavar="USER", help="ari.conf user")
-    g.add_argument("--ari-app", default="callbridge", metavar="NAME", help="Stasis app name")
+    g.add_argument(
+        "--ari-user", default="", metavar="USER", help="ari.conf user (required with --ari)"
+    )
+    g.add_argument(
+        "--ari-app",
+        default="callbridge",
+        metavar="NAME",
+        help="Stasis app name (default %(default)s)",
+    )
     g.add_argument(
         "--ari-media-host",
         metavar="HOST:PORT",
@@ -80,20 +88,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ari-transfer-dial",
         default="",
         metavar="DIAL",
-        help="transfer by originating DIAL ({target} replaced), e.g. PJSIP/{target}@trunk",
+        help="transfer by originating DIAL ({target} replaced), e.g. PJSIP/{target}@trunk"
+        " (default: none, see --ari-transfer-context)",
     )
     g.add_argument(
         "--ari-transfer-context",
         default="callbridge-transfer",
         metavar="CONTEXT",
-        help="without --ari-transfer-dial: the caller continues at TARGET@CONTEXT",
+        help="without --ari-transfer-dial: the caller continues at TARGET@CONTEXT"
+        " (default %(default)s)",
     )
-    g.add_argument("--ari-transfer-mode", choices=("blind", "warm"), default="blind")
+    g.add_argument(
+        "--ari-transfer-mode",
+        choices=("blind", "warm"),
+        default="blind",
+        help="warm: the agent stays on the call until it ends it (default %(default)s)",
+    )
     g.add_argument(
         "--ari-outbound-dial",
         default="",
         metavar="DIAL",
-        help="POST /v1.0/calls leg asterisk dials this ({destination} replaced)",
+        help="POST /v1.0/calls leg asterisk dials this ({destination} replaced; default: none)",
     )
 
 
