@@ -1,7 +1,7 @@
 """Regenerate the synthetic caller utterances in this folder (see README.md).
 
-Run from the repository root: ``.venv/bin/python rtp_fixtures/speech/generate.py``. Piper is
-deterministic for a given voice and text, so the WAVs only change when the voice package does.
+Run from the repository root: ``.venv/bin/python rtp_fixtures/speech/generate.py``. The output
+is not byte-for-byte repeatable (see README.md): keep the files tests already use.
 """
 
 from __future__ import annotations

@@ -28,8 +28,12 @@ from media.config import HostPort, MediaConfig
 from media.hooks import CallInfo
 from tests.control.conftest import Plane, open_plane_for
 from tests.e2e.test_agent_call import (
+    LONG_GREETING,
+    SPEECH_RMS,
     Caller,
     caller_utterance,
+    heard_text,
+    rms,
     wait_for,
     whisper,
 )
@@ -138,3 +142,46 @@ async def agent_said(line: Line, call_id: str, words: str, timeout_s: float) -> 
                 if row["role"] == "agent" and words in row["text"]:
                     return str(row["text"])
             await trio.sleep(0.1)
+
+
+async def test_say_is_heard_in_the_agent_voice_after_it_or_cutting_it_off(
+    line: Line, whisper: Any
+) -> None:
+    peer = await call_agent(line, greeting=LONG_GREETING)
+    caller = Caller(peer)
+    async with trio.open_nursery() as call:
+        call.start_soon(peer.read_until_closed)
+        call.start_soon(caller.run)
+        await wait_for(lambda: len(caller.heard()) >= 50, 60, "a second of the greeting")
+        (call_row,) = await line.rows("calls", customer_id=line.customer_id)
+        path = f"/v1.0/calls/{call_row['id']}/say"
+
+        # Interrupting: the greeting stops and the text is said at once.
+        cut_at = trio.current_time()
+        queued = await line.api(
+            "post", path, {"text": "We are closing in five minutes.", "interrupt": True}
+        )
+        assert queued["status"] == "queued"
+        said = await agent_said(line, call_row["id"], "closing", 30)
+        await caller.wait_until_quiet(after=cut_at)
+        cut_heard = caller.heard(after=cut_at)
+
+        # Queued: said after what the agent is saying; here, after the text above.
+        queued_at = trio.current_time()
+        await line.api("post", path, {"text": "Thank you for waiting, your order is ready."})
+        await agent_said(line, call_row["id"], "ready", 30)
+        await caller.wait_until_quiet(after=queued_at)
+        queued_heard = caller.heard(after=queued_at)
+        await peer.close()
+        call.cancel_scope.cancel()
+
+    assert said == "We are closing in five minutes."
+    for frames, words in ((cut_heard, "closing"), (queued_heard, "ready")):
+        pcm16 = b"".join(f.payload for f in frames)
+        assert len(pcm16) / 2 / 8000 > 1.0 and rms(pcm16) > SPEECH_RMS  # speech was heard
+        assert words in heard_text(whisper, frames).lower()
+    # The greeting was cut off: the caller heard the said text, not the rest of the greeting,
+    # and the greeting never became a final transcript (only what was heard in full does).
+    assert "support" not in heard_text(whisper, cut_heard).lower()
+    agent_rows = [r["text"] for r in await line.rows("transcripts", call_id=call_row["id"])]
+    assert not any(t.startswith("Welcome") for t in agent_rows), agent_rows
