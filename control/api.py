@@ -31,7 +31,7 @@ from control.client_addr import client_address
 from control.db import DatabaseError
 from control.http_drain import DrainBeforeReuse
 from control.ratelimit import TokenBuckets, retry_after_header
-from control.schemas import UNION_TAGS
+from control.schemas import PATTERN_MEANINGS, UNION_TAGS
 from control.services import Services
 from control.validation import field_errors
 from proto import safe_json
@@ -167,7 +167,7 @@ class Api:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            fields = field_errors(exc, model, UNION_TAGS)
+            fields = field_errors(exc, model, UNION_TAGS, PATTERN_MEANINGS)
             raise ApiError(
                 400, "invalid_request", "request body failed validation", fields
             ) from exc

@@ -22,17 +22,23 @@ from pydantic_core import PydanticCustomError
 
 from ai_pipeline.engine_names import DEFAULT_ENGINES, ENGINES_BY_KIND
 
-E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
-UUIDText = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-    ),
-]
+_E164 = r"^\+[1-9][0-9]{6,14}$"
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
+_HTTP_URL = r"^https?://[^\s]{3,2040}$"
+# What a pattern asks for, in words: control.validation says this instead of the regex.
+PATTERN_MEANINGS = {
+    _E164: "a phone number in E.164 form, like +15551234567",
+    _UUID: "a UUID, like 3f2b5c1e-8d4a-4c7e-9b1a-2e6f0d9c8b7a",
+    _TOOL_NAME: "a name of letters, digits and _, not starting with a digit, up to 64",
+    _HTTP_URL: "an http:// or https:// URL without spaces",
+}
+E164 = Annotated[str, StringConstraints(pattern=_E164)]
+UUIDText = Annotated[str, StringConstraints(pattern=_UUID)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
 EngineName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")]
-ToolName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")]
-HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{3,2040}$")]
+ToolName = Annotated[str, StringConstraints(pattern=_TOOL_NAME)]
+HttpUrl = Annotated[str, StringConstraints(pattern=_HTTP_URL)]
 EVENT_TYPES = (
     "call_created",
     "call_answered",

@@ -52,7 +52,11 @@ def _fields_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
     return {name for model in models for name in model.model_fields}
 
 
-def _message(error: Any, root: type[BaseModel]) -> str:
+def _message(error: Any, root: type[BaseModel], patterns: dict[str, str]) -> str:
+    if error["type"] == "string_pattern_mismatch":
+        meaning = patterns.get(str(error.get("ctx", {}).get("pattern", "")))
+        if meaning:
+            return f"expected {meaning}"
     if error["type"] == "extra_forbidden":
         unknown = str(error["loc"][-1])
         allowed = sorted(_fields_at(root, tuple(error["loc"])))
@@ -66,13 +70,17 @@ def _message(error: Any, root: type[BaseModel]) -> str:
 
 
 def field_errors(
-    exc: ValidationError, root: type[BaseModel], skip: frozenset[str] = frozenset()
+    exc: ValidationError,
+    root: type[BaseModel],
+    skip: frozenset[str] = frozenset(),
+    patterns: dict[str, str] | None = None,
 ) -> list[dict[str, str]]:
-    """One ``{"field", "message"}`` per problem, in the body's own terms."""
+    """One ``{"field", "message"}`` per problem, in the body's own terms; union tags in
+    ``skip`` are left out of locations, ``patterns`` say what a regex asks for in words."""
     seen: set[tuple[str, str]] = set()
     out = []
     for error in exc.errors():
-        item = (field_path(error["loc"], skip), _message(error, root))
+        item = (field_path(error["loc"], skip), _message(error, root, patterns or {}))
         if item not in seen:
             seen.add(item)
             out.append({"field": item[0], "message": item[1]})

@@ -45,6 +45,7 @@ async def test_a_bad_webhook_tool_points_into_the_object_not_at_union_members(
     tool = {"name": "t", "type": "webhook", "url": "ftp://x.example/t"}
     fields = await _fields(plane, "/v1.0/agents", {"name": "a", "tools": [tool, 7]})
     assert [f["field"] for f in fields] == ["tools[0].url", "tools[1]"]
+    assert fields[0]["message"] == "expected an http:// or https:// URL without spaces"
     assert fields[1]["message"] == "a tool is a built-in tool's name or a webhook tool object"
     assert not any("literal" in f["field"] or "WebhookTool" in f["field"] for f in fields)
 
@@ -55,7 +56,7 @@ async def test_an_unknown_field_names_the_one_meant(plane: Plane) -> None:
     assert field["field"] == "events"
     assert field["message"] == (
         "unknown field 'events'; did you mean 'event_types'? (allowed here: event_types, secret,"
-        " url)"
+        " tls_verify, url)"
     )
     (field,) = await _fields(plane, "/v1.0/agents", {"name": "a", "vad": {"stop_sec": 1}})
     assert field["field"] == "vad.stop_sec"
