@@ -34,11 +34,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(tmp_path: Path, *agent_args: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
-    """``callbridge serve`` on free ports, its SQLite database in ``tmp_path``."""
+def start_serve(
+    tmp_path: Path, *agent_args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """``callbridge serve`` on free ports, its SQLite database in ``tmp_path``; ``env`` is its
+    whole environment (default: ours)."""
     ports = {"http": free_port(), "audiosocket": free_port(), "agent": free_port()}
     # A file, not a pipe nobody reads: the agent's logs would fill a pipe and block serve.
-    with (tmp_path / "serve.log").open("wb") as log:
+    with (tmp_path / "serve.log").open("ab") as log:  # a restart appends
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -57,7 +60,7 @@ def start_serve(tmp_path: Path, *agent_args: str) -> tuple[subprocess.Popen[byte
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env={**os.environ},
+            env={**os.environ} if env is None else env,
         )
     return proc, ports
 
