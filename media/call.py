@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import trio
 
@@ -52,6 +52,14 @@ class CallEnv:
     transfers: TransferDesk = field(default_factory=TransferDesk)
 
 
+class TransferAttempt(Protocol):
+    """A transfer under way: a bridged outbound call (:mod:`media.bridge_transfer`) or a SIP
+    REFER (:class:`sip.leg.ReferTransfer`); ``done`` is set once ``outcome`` is known."""
+
+    done: trio.Event
+    outcome: TransferOutcome
+
+
 class Call:
     """Implements :class:`media.hooks.CallHandle` for the control plane."""
 
@@ -67,7 +75,7 @@ class Call:
         self._bridge: Bridge | None = None
         self._cause: HangupCause | None = None
         self._reason = ""
-        self._transfer: BridgeTransfer | None = None
+        self._transfer: TransferAttempt | None = None
         self._pending: PendingCallee | None = None  # set: this call is a transfer's far end
 
     @property
@@ -111,9 +119,15 @@ class Call:
     def transfer(self, target: str) -> None:
         """A SIP leg transfers by REFER; any other leg by an outbound call through the trunk,
         bridged with the caller (:mod:`media.bridge_transfer`)."""
-        refer = getattr(self._leg, "transfer", None)
-        if refer is not None:
-            self._spawn(refer, target)
+        refer = getattr(self._leg, "refer", None)
+        if refer is not None:  # SIP: a REFER, its outcome reported as a bridged transfer's is
+            attempt = refer(target)
+            self._spawn(attempt.run)
+            self._transfer = attempt
+            return
+        transfer = getattr(self._leg, "transfer", None)  # a leg that transfers by itself
+        if transfer is not None:
+            self._spawn(transfer, target)
             return
         if self._env.transfers.dialler is None:
             raise LegCannotDo("no SIP trunk for transfers: set --sip-outbound or --sip-register")
@@ -129,8 +143,8 @@ class Call:
         self._transfer = attempt
 
     async def transfer_outcome(self) -> TransferOutcome:
-        """How the transfer just started ended: answered, or failed and why (a REFER is only
-        ``transferring``: the PBX carries it on)."""
+        """How the transfer just started ended: answered, or failed and why (a leg that
+        transfers by itself reports only ``transferring``: the PBX carries it on)."""
         attempt = self._transfer
         if attempt is None:
             return TransferOutcome("transferring")

@@ -24,6 +24,8 @@ REASONS = {
     200: "OK",
     202: "Accepted",
     400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
     415: "Unsupported Media Type",
@@ -39,6 +41,8 @@ REASONS = {
     500: "Server Internal Error",
     501: "Not Implemented",
     503: "Service Unavailable",
+    600: "Busy Everywhere",
+    603: "Decline",
 }
 
 

@@ -17,10 +17,18 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from media.hooks import AgentAssignment, CallHandle, CallHooks, CallInfo, HangupCause, ToolOutcome
+from media.hooks import (
+    AgentAssignment,
+    CallHandle,
+    CallHooks,
+    CallInfo,
+    HangupCause,
+    LegCannotDo,
+    ToolOutcome,
+)
 from media.leg import LegError, LegEvent, LegHangup
 from proto.messages import JsonObject
-from sip.leg import SipLeg
+from sip.leg import ReferTransfer, SipLeg
 
 if TYPE_CHECKING:
     from sip.call_media import CallMedia, OfferedMedia
@@ -117,9 +125,10 @@ class OutboundLeg:
         if self._inner is not None:
             await self._inner.send_dtmf(digits)
 
-    async def transfer(self, target: str) -> None:
-        if self._inner is not None:
-            await self._inner.transfer(target)
+    def refer(self, target: str) -> ReferTransfer:
+        if self._inner is None:
+            raise LegCannotDo("the call is not answered yet")
+        return self._inner.refer(target)
 
     async def hangup(self, reason: str) -> None:
         if self._inner is not None:
