@@ -85,6 +85,24 @@ async def test_racing_survivors_end_each_call_once(db: Database) -> None:
         assert row is not None and row["status"] == "progressing"
 
 
+async def test_a_reaped_call_leaves_its_conference_once(db: Database) -> None:
+    store = Store(db)
+    (call_id,) = await _calls(store, DEAD, 1)
+    seat = await store.insert(
+        "participants", {"customer_id": "c1", "conference_id": "conf-1", "call_id": call_id}
+    )
+    survivors = [_survivor(store, f"survivor-{i}") for i in range(2)]
+    async with trio.open_nursery() as nursery:
+        for node in survivors:
+            nursery.start_soon(node.reap, DEAD, "node node-dead/0 stopped answering")
+    row = await store.get("participants", seat["id"], None)
+    assert row is not None and row["status"] == "left" and row["tm_leave"]
+    removed = await db.fetch_all(
+        "SELECT resource_id FROM {p}events WHERE type = 'conference_participant_removed'"
+    )
+    assert [r["resource_id"] for r in removed] == ["conf-1"]
+
+
 async def test_a_holder_ending_a_reaped_call_late_sends_no_second_event(db: Database) -> None:
     store = Store(db)
     (call_id,) = await _calls(store, DEAD, 1)
