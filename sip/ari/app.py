@@ -252,7 +252,7 @@ class AriApp:
                 call, f"caller hung up ({event.cause_txt or cause_text(event.cause)})"
             )
         elif isinstance(event, StasisEnd):
-            self._caller_gone(call, "the caller left the Stasis application")
+            self._caller_gone(call, "the caller left the Stasis application", left_stasis=True)
         elif isinstance(event, ChannelDtmfReceived):
             self.event(call, "dtmf_received", {"digit": event.digit})
 
@@ -270,10 +270,12 @@ class AriApp:
         if self.calls.by_channel(channel.id) is None:
             self._start_setup(channel, args)
 
-    def _caller_gone(self, call: AriCall, reason: str) -> None:
+    def _caller_gone(self, call: AriCall, reason: str, left_stasis: bool = False) -> None:
         if call.gone:
             return
         call.gone = True
+        if left_stasis and call.handed_off:
+            return  # transferred by continue: the agent's side is already ending
         if call.leg is not None and call.running:
             call.leg.end(reason)  # the call ends; release() cleans up
         elif call.setup_scope is not None and not call.claimed.is_set():

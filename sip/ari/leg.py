@@ -5,7 +5,8 @@ A wrapper around the AudioSocket leg, so the call session runs unchanged: audio,
 barge-in go to the socket; what only Asterisk can do (DTMF to the caller, transfer, a hangup
 with a cause) goes to ARI through :class:`AriActions`, which returns at once (the media core
 never waits on ARI). ARI also ends the leg: when the caller hangs up or leaves Stasis, the
-pending read is cancelled and the call reads :class:`LegHangup` with Asterisk's cause.
+pending read is cancelled and the call reads :class:`LegHangup` with Asterisk's cause; so
+silence on the socket is not taken for a hangup.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 
 import trio
 
-from media.leg import Leg, LegEvent, LegHangup
+from media.leg import Leg, LegError, LegEvent, LegHangup
 
 
 class AriActions(Protocol):
@@ -59,13 +60,24 @@ class AriLeg:
             with trio.CancelScope() as scope:
                 self._read_scope = scope
                 try:
-                    return await self._inner.receive()
+                    return await self._read()
                 finally:
                     self._read_scope = None
         if self._reported:
             await trio.sleep_forever()  # the call stops reading after the first hangup
         self._reported = True
         return LegHangup(self._ended or "asterisk ended the call")
+
+    async def _read(self) -> LegEvent:
+        """Silence is not a hangup here: a bridge passes no frames while the caller sends none
+        (a muted phone, a caller on hold), and ARI reports the real hangup. A closed socket
+        still ends the call at once."""
+        while True:
+            try:
+                return await self._inner.receive()
+            except LegError as exc:
+                if exc.reason != "idle_timeout":
+                    raise
 
     async def send_audio(self, pcm16: bytes) -> None:
         await self._inner.send_audio(pcm16)

@@ -116,7 +116,8 @@ class Transfers:
             return
         if not call.target_answered:
             if isinstance(event, ChannelDestroyed):
-                call.target_failure = event.cause_txt or cause_text(event.cause)
+                why = event.cause_txt or cause_text(event.cause)
+                call.target_failure = f"the target hung up before answering ({why})"
                 call.target_done.set()
             return
         if call.handed_off and not call.gone:

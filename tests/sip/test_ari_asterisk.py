@@ -138,3 +138,59 @@ async def test_agent_transfer_leaves_the_caller_bridged_with_the_target(
     # until the transfer (after 0.5 s of it): the agent is gone.
     assert seconds_of(heard, TARGET_HZ) >= 2.0
     assert seconds_of(heard, TONE_HZ) <= 2.0
+
+
+async def test_transfer_by_continue_into_the_dialplan(asterisk: Asterisk) -> None:
+    """Without a dial string the caller leaves Stasis for TARGET@context: the dialplan plays
+    the target's tone to the caller, and our bridge and media channel are gone."""
+    with agent_in_thread(transfer_agent("300")) as url:
+        async with ari_bench(asterisk, url, transfer_context="targets") as bench:
+            await bench.originate("long")
+            await bench.wait_ended()
+            await trio.sleep(0.5)
+            channels = [c["id"] for c in asterisk.channels()]
+            bridges = asterisk.ari("GET", "/bridges")
+            await bench.wait_asterisk_idle(timeout_s=20)
+            heard = await bench.heard("long")
+    assert bench.hooks.hungup[0][1:] == ("agent", "transferred to 300")
+    assert bridges == [] and not [c for c in channels if c.startswith("cbm-")]
+    assert seconds_of(heard, TARGET_HZ) >= 2.0
+    assert seconds_of(heard, TONE_HZ) <= 2.0
+
+
+async def test_warm_transfer_keeps_the_agent_until_it_leaves(asterisk: Asterisk) -> None:
+    with agent_in_thread(transfer_agent("300")) as url:
+        dial = "Local/{target}@targets/n"
+        async with ari_bench(asterisk, url, transfer_dial=dial, transfer_mode="warm") as bench:
+            await bench.originate("long")
+            with trio.fail_after(10):
+                while not any(e[1] == "transfer_succeeded" for e in bench.hooks.events):
+                    await trio.sleep(0.05)
+            [call_id] = [c.call_id for c in bench.env.registry]
+            [bridge] = asterisk.ari("GET", "/bridges")
+            handle = bench.env.registry.get(call_id)
+            assert handle is not None
+            handle.hangup_after_playout("introduced")  # the agent's end_call
+            await bench.wait_ended()
+            [after] = asterisk.ari("GET", "/bridges")
+            await bench.wait_asterisk_idle(timeout_s=20)
+    assert len(bridge["channels"]) == 3  # caller, target and the agent introducing them
+    assert len(after["channels"]) == 2 and not [c for c in after["channels"] if "cbm-" in c]
+    assert bench.hooks.hungup[0][1:] == ("agent", "introduced")
+
+
+async def test_failed_transfer_leaves_the_caller_with_the_agent(asterisk: Asterisk) -> None:
+    with agent_in_thread(transfer_agent("486")) as url:
+        dial = "Local/{target}@targets/n"
+        async with ari_bench(asterisk, url, transfer_dial=dial) as bench:
+            await bench.originate("long")
+            with trio.fail_after(15):
+                while not any(e[1] == "transfer_failed" for e in bench.hooks.events):
+                    await trio.sleep(0.05)
+            assert len(bench.env.registry) == 1, "a failed transfer ended the call"
+            await bench.wait_ended(timeout_s=20)
+            await bench.wait_asterisk_idle()
+    [failed] = [e[2] for e in bench.hooks.events if e[1] == "transfer_failed"]
+    # (Local channels carry no busy cause to the originated side: Asterisk reports cause 0.)
+    assert failed["target"] == "486" and "hung up before answering" in failed["reason"]
+    assert bench.hooks.hungup[0][1] == "caller"
