@@ -98,6 +98,17 @@ async def wait_http(port: int) -> None:
                 await trio.sleep(0.2)
 
 
+def json_log(log: Path) -> list[dict[str, Any]]:
+    """serve's log, every line a JSON object (one format: its agent's and pipecat's lines too)."""
+    records = []
+    for number, line in enumerate(log.read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"serve.log line {number} is not JSON: {line[:200]!r}") from None
+    return records
+
+
 def ready_record(log: Path) -> dict[str, Any]:
     """serve's structured "callbridge ready" log record."""
     for line in log.read_text().splitlines():
@@ -128,6 +139,8 @@ async def test_serve_answers_a_call_and_restarts_a_crashed_agent(
     await wait_http(ports["http"])
     assert http_json(ports["http"], "/health")["status"] == "ok"
     assert ready_record(tmp_path / "serve.log")["frozen_objects"] > 10_000  # callbridge.heap
+    starts = [r for r in json_log(tmp_path / "serve.log") if "Running on" in r["msg"]]
+    assert len(starts) == 1, starts  # hypercorn's start line, once, through our handler
     assert await one_echo_call(ports["audiosocket"]) > 30
 
     children = psutil.Process(proc.pid).children()
@@ -173,6 +186,8 @@ async def test_serve_on_defaults_answers_with_the_offline_agent(tmp_path: Path) 
         assert len(children) == 1 and "--echo" not in children[0].cmdline()
     finally:
         stop_serve(proc)
+    pipecat = [r for r in json_log(tmp_path / "serve.log") if r["logger"].startswith("pipecat")]
+    assert any("Pipecat" in r["msg"] for r in pipecat), "pipecat's banner, as a JSON record"
     greeting = np.frombuffer(peer.audio(), dtype="<i2")
     assert greeting.size / 8000 > 1.0  # "Hello, how can I help you?" is well over a second
     assert float(np.sqrt(np.mean(greeting.astype(np.float64) ** 2))) > 300  # speech, not hiss
