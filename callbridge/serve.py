@@ -84,10 +84,15 @@ async def serve(
         legs = WebsocketCalls()  # media WebSocket routes; their calls run in this nursery
         rtp = RtpCalls()  # RTP legs attached by SDP through the API; their calls too
         sip = SipOutbound()  # POST /v1.0/calls places SIP calls through the listener
+        ready_checks: dict[str, ReadyCheck] = {"agent": agent_ready}
+        client = None
+        if ari_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
+            client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
+            ready_checks["asterisk"] = client.check_ready
         with listening("--http", control_cfg.http):
             hooks = await stack.enter_async_context(
                 open_control_plane(
-                    control_cfg, registry, metrics, nursery, legs, rtp, sip, {"agent": agent_ready}
+                    control_cfg, registry, metrics, nursery, legs, rtp, sip, ready_checks
                 )
             )
         env = CallEnv(
@@ -100,8 +105,7 @@ async def serve(
         legs.attach(env, nursery)
         rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
         ari = None
-        if ari_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
-            client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
+        if ari_cfg is not None and client is not None:
             ari = AriApp(ari_cfg, client, ControlEvents(hooks))
         with listening("--audiosocket", media_cfg.audiosocket):
             await nursery.start(serve_audiosocket, env, ari)

@@ -54,6 +54,11 @@ class AriClient:
         self.last_error = "not connected yet"
         self.connects = 0
 
+    async def check_ready(self) -> None:
+        """For ``/ready``: raises while the events socket is down (calls cannot enter)."""
+        if not self.connected:
+            raise AriUnavailable(self.last_error)
+
     async def call(self, req: AriRequest) -> Any:
         """One REST call; raises :class:`AriRequestError` (Asterisk said no) or
         :class:`AriUnavailable` (no usable answer in time)."""

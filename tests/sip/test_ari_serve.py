@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,18 @@ from typing import Any
 import pytest
 import trio
 
-from tests.asterisk_instance import ARI_PASSWORD, ARI_USER, Asterisk, running_asterisk, write_wav
+from tests.asterisk_instance import (
+    ARI_PASSWORD,
+    ARI_USER,
+    Asterisk,
+    free_port,
+    running_asterisk,
+    write_wav,
+)
 from tests.sip.ari_harness import caller_dialplan, require_asterisk, seconds_of, tone_pcm16
 from tests.test_serve import start_serve, stop_serve
 
-pytestmark = [pytest.mark.service, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture
@@ -36,6 +44,15 @@ def _bootstrap_key(db: Path) -> str:
     subprocess.run([*cmd, "migrate"], check=True, capture_output=True, timeout=60)
     out = subprocess.run([*cmd, "bootstrap"], check=True, capture_output=True, timeout=60)
     return str(json.loads(out.stdout)["access_key"])
+
+
+def _ready(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    return status, str(json.loads(body)["checks"].get("asterisk"))
 
 
 def _api(port: int, key: str, method: str, path: str) -> Any:
@@ -59,6 +76,7 @@ async def _calls(port: int, key: str, status: str, count: int) -> list[dict[str,
             await trio.sleep(0.1)
 
 
+@pytest.mark.service
 async def test_serve_with_ari_runs_stasis_calls(
     asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -72,6 +90,7 @@ async def test_serve_with_ari_runs_stasis_calls(
             while (await trio.to_thread.run_sync(asterisk.ari, "GET", "/applications")) == []:
                 assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
                 await trio.sleep(0.2)
+        assert await trio.to_thread.run_sync(_ready, port) == (200, "ok")
         originate = "channel originate Local/{}@caller/n extension 5551234@incoming"
         await trio.to_thread.run_sync(asterisk.rx, originate.format("talk"))
         [done] = await _calls(port, key, "hangup", 1)
@@ -93,3 +112,26 @@ async def test_serve_with_ari_runs_stasis_calls(
     assert seconds_of(heard, 700.0) >= 1.0, "the echo did not come back through serve"
     log = (tmp_path / "serve.log").read_text()
     assert "ari connected" in log and ARI_PASSWORD not in log
+
+
+async def test_serve_starts_with_asterisk_down_and_ready_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", "x")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: Asterisk is down
+    proc, ports = start_serve(tmp_path, "--agent", "echo", "--ari", nowhere, "--ari-user", "u")
+    try:
+        with trio.fail_after(60):
+            while True:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+                try:
+                    status, asterisk = await trio.to_thread.run_sync(_ready, ports["http"])
+                except OSError:
+                    await trio.sleep(0.2)
+                    continue
+                if asterisk != "None":
+                    break
+                await trio.sleep(0.2)
+    finally:
+        await trio.to_thread.run_sync(stop_serve, proc)
+    assert (status, asterisk) == (503, "error: AriUnavailable")
