@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from callbridge.heap import freeze_startup_heap
+from tests.bytes_diff import pytest_assertrepr_compare  # noqa: F401 (a hook: short byte diffs)
 
 
 def require_service(name: str, reason: str) -> None:
