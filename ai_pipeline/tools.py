@@ -31,6 +31,10 @@ from proto.messages import FunctionCall, FunctionCallResult, LinkFrame
 log = logging.getLogger(__name__)
 
 DEPARTMENTS = ("sales", "billing", "support")
+TRANSFER_TIMEOUT_SECS = 150.0
+"""transfer_call's result waits for the transfer's answer (the new call answered, busy, no
+answer...), as long as the core waits for it (media/call.py TRANSFER_TOOL_TIMEOUT_S): a shorter
+wait would tell the caller it failed while it may still go through."""
 
 END_CALL = "end_call"
 TRANSFER_CALL = "transfer_call"
@@ -200,21 +204,24 @@ class LinkToolRunner:
             return
         # Some OpenAI-compatible servers omit ids; the core needs one to answer.
         tool_call_id = params.tool_call_id or f"call_{next(self._ids)}"
+        timeout_secs = self._timeout_secs
+        if params.function_name == TRANSFER_CALL:
+            timeout_secs = max(timeout_secs, TRANSFER_TIMEOUT_SECS)
         future: asyncio.Future[FunctionCallResult] = asyncio.get_running_loop().create_future()
         self._pending[tool_call_id] = future
         try:
             arguments = {**self._defaults.get(params.function_name, {}), **params.arguments}
             await self._send(FunctionCall(tool_call_id, params.function_name, arguments))
-            result = await asyncio.wait_for(future, self._timeout_secs)
+            result = await asyncio.wait_for(future, timeout_secs)
         except TimeoutError:
             log.warning(
                 "tool %s (%s) timed out after %.1f s",
                 params.function_name,
                 tool_call_id,
-                self._timeout_secs,
+                timeout_secs,
             )
             await params.result_callback(
-                {"error": f"{params.function_name} timed out after {self._timeout_secs:g} s"}
+                {"error": f"{params.function_name} timed out after {timeout_secs:g} s"}
             )
             return
         finally:

@@ -139,10 +139,12 @@ def test_tool_timeout_gives_the_llm_an_error(models: ModelStore) -> None:
         return None
 
     async def main() -> None:
-        call = Call(models, {"greeting": "", "tool_timeout_secs": 0.5}, never)
-        await call.say("billing_question.wav")
+        # (transfer_call waits for the transfer's answer, however long the tool timeout.)
+        config = {"greeting": "", "tools": ["send_sms"], "tool_timeout_secs": 0.5}
+        call = Call(models, config, never)
+        await call.say("text_me.wav")
         i_call, fc = await call.wait_for(FunctionCall)
-        assert fc.arguments == {"department": "billing"}
+        assert fc.name == "send_sms"
         _, reply = await call.wait_for(Transcript, agent_text, after=i_call)
         assert reply.text == TOOL_ERROR_REPLY
         await call.finish()

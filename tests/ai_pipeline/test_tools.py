@@ -82,11 +82,11 @@ def test_timeout_gives_an_error_result_and_late_result_is_counted() -> None:
     async def main() -> None:
         rec = Recorder()
         runner = LinkToolRunner(rec.send, rec.end_call, timeout_secs=0.05)
-        await runner.handle(rec.params("transfer_call", "t1", {"department": "billing"}))
+        await runner.handle(rec.params("send_sms", "t1", {"text": "hi"}))
         assert len(rec.results) == 1
         assert "timed out" in rec.results[0][0]["error"]
         assert runner.pending == 0
-        runner.resolve(FunctionCallResult("t1", "transfer_call", {}))
+        runner.resolve(FunctionCallResult("t1", "send_sms", {}))
         runner.resolve(FunctionCallResult("never-sent", "x", {}))
         assert runner.late_results == 2
 
@@ -170,3 +170,26 @@ def test_the_call_fills_in_what_the_llm_left_out() -> None:
     asyncio.run(main())
     # No caller id (AudioSocket), no default conference: nothing is made up.
     assert tool_defaults(parse_agent_config({}), CallStart("c")) == {}
+
+
+def test_transfer_call_waits_for_the_transfers_answer_past_the_tool_timeout() -> None:
+    """A transfer's result comes when the new call answers or fails (a REFER's NOTIFY 486 may
+    take tens of seconds): timing it out at the tool timeout would tell the caller it failed
+    while it may still go through, and lose the real failure when it comes."""
+
+    async def main() -> None:
+        rec = Recorder()
+        runner = LinkToolRunner(rec.send, rec.end_call, timeout_secs=0.05)
+        call = asyncio.create_task(
+            runner.handle(rec.params("transfer_call", "t1", {"department": "sales"}))
+        )
+        await asyncio.sleep(0.3)  # six tool timeouts
+        busy = {"error": "transfer_failed", "message": "sip 486 Busy Here"}
+        runner.resolve(FunctionCallResult("t1", "transfer_call", busy, is_error=True))
+        await call
+        assert rec.results == [({"error": busy}, None)]
+        # Any other tool still times out at the tool timeout.
+        await runner.handle(rec.params("send_dtmf", "d1", {"digits": "1"}))
+        assert "timed out" in rec.results[-1][0]["error"]
+
+    asyncio.run(main())
