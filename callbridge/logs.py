@@ -38,6 +38,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.Formatter.converter = time.gmtime
+    # websockets says "connection open" / "connection closed" with an object's repr at INFO for
+    # every agent link and every /ready probe; the calls' own records say more. Its warnings stay.
+    quiet = root.level > logging.DEBUG
+    logging.getLogger("websockets").setLevel(logging.WARNING if quiet else logging.NOTSET)
     _route_loguru(level.upper())
 
 
