@@ -21,11 +21,13 @@ from typing import Any, Literal
 from control.store import Store
 from proto import safe_json
 
-Role = Literal["customer_admin", "customer_manager", "agent_user"]
-ROLES: tuple[Role, ...] = ("customer_admin", "customer_manager", "agent_user")
-# What each role may do: admin everything, manager everything but keys and webhooks' secrets,
-# agent_user reads and acts on calls only.
-_RANK = {"agent_user": 0, "customer_manager": 1, "customer_admin": 2}
+Role = Literal["platform_admin", "customer_admin", "customer_manager", "agent_user"]
+ROLES: tuple[Role, ...] = ("platform_admin", "customer_admin", "customer_manager", "agent_user")
+# What each role may do: platform_admin also manages customers (/v1.0/customers) and is its own
+# customer's admin, admin everything of its customer, manager everything but keys and webhooks'
+# secrets, agent_user reads and acts on calls only. No route mints a platform_admin key: only
+# `callbridge db create-accesskey --role platform_admin`, run by whoever holds the database.
+_RANK = {"agent_user": 0, "customer_manager": 1, "customer_admin": 2, "platform_admin": 3}
 # A JWT's header and claims are parsed before its signature can be trusted: keep them small.
 MAX_JWT_PART_BYTES = 4096
 
@@ -150,6 +152,17 @@ async def _access_key_row(store: Store, digest: str) -> dict[str, Any] | None:
     return rows[0]
 
 
+async def inactive_customer(store: Store, customer_id: str) -> str:
+    """Why ``customer_id`` may not act ("unknown", "disabled"), or "" when it may. Cached with
+    the customer row (Redis, when configured); disabling invalidates it (control/customers.py)."""
+    row = await store.get("customers", customer_id, None)
+    if row is None:
+        return "unknown"
+    if row.get("status", "active") != "active":
+        return "disabled"
+    return ""
+
+
 async def authenticate(header: str, store: Store, jwt_secret: str) -> Principal:
     """The principal behind an ``Authorization`` header value, or :class:`AuthError`."""
     scheme, _, credential = header.strip().partition(" ")
@@ -157,7 +170,12 @@ async def authenticate(header: str, store: Store, jwt_secret: str) -> Principal:
     if not credential:
         raise AuthError("missing credentials")
     if scheme.lower() == "bearer":
-        return jwt_decode(credential, jwt_secret)
+        principal = jwt_decode(credential, jwt_secret)
+        # A JWT outlives any revocation (it is not stored): its customer is checked instead.
+        problem = await inactive_customer(store, principal.customer_id)
+        if problem:
+            raise AuthError(f"the token's customer is {problem}")
+        return principal
     if scheme == "AccessKey":
         if not credential.startswith("ak_") or len(credential) > 128:
             raise AuthError("malformed access key")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 
 import trio
 
-from control.auth import ROLES
+from control.auth import ROLES, inactive_customer
 from control.bootstrap import create_access_key, ensure_bootstrap
 from control.bridge import AsyncioBridge
 from control.config import add_db_arguments, parse_db
@@ -27,7 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("migrate", help="apply pending schema migrations")
     sub.add_parser("status", help="list migrations and whether each is applied")
     sub.add_parser("bootstrap", help="create the default customer, agent and a first admin key")
-    key = sub.add_parser("create-accesskey", help="mint an access key (printed once)")
+    customer = sub.add_parser("create-customer", help="create a customer (prints its id)")
+    customer.add_argument("--name", required=True)
+    customer.add_argument("--email", default="")
+    key = sub.add_parser(
+        "create-accesskey", help="mint a key for an existing, active customer (printed once)"
+    )
     key.add_argument("--customer-id", required=True)
     key.add_argument("--role", choices=ROLES, default="customer_admin")
     key.add_argument("--name", default="cli")
@@ -74,6 +80,15 @@ async def _run(ns: argparse.Namespace) -> int:
                     }
                 )
                 return 0
+            if ns.db_command == "create-customer":
+                return await _create_customer(store, ns.name, ns.email)
+            problem = await inactive_customer(store, ns.customer_id)
+            if problem:
+                sys.stderr.write(
+                    f"customer {ns.customer_id} is {problem}: no key minted"
+                    " (`callbridge db create-customer --name NAME` creates one)\n"
+                )
+                return 2
             row, token = await create_access_key(store, ns.customer_id, ns.role, ns.name, ns.expire)
             _out(
                 {
@@ -86,6 +101,17 @@ async def _run(ns: argparse.Namespace) -> int:
             return 0
     finally:
         bridge.close()
+
+
+async def _create_customer(store: Store, name: str, email: str) -> int:
+    if await store.find("customers", name=name):
+        sys.stderr.write(f"a customer named {name!r} exists already\n")
+        return 2
+    customer_id = str(uuid.uuid4())  # a customer row owns itself
+    values = {"id": customer_id, "customer_id": customer_id, "name": name, "email": email}
+    await store.insert("customers", {**values, "status": "active", "tm_disable": None})
+    _out({"customer_id": customer_id, "name": name})
+    return 0
 
 
 def _out(obj: object) -> None:

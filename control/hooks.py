@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from control.agent_wire import agent_config_for_call
+from control.auth import inactive_customer
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.bridge import BridgeClosed
 from control.call_end import end_call_once
@@ -95,6 +96,8 @@ class ControlHooks:
         if agent is None:
             raise CallRejected(f"no agent for {info.leg} call {info.leg_ref or info.callee}")
         customer_id = agent["customer_id"]
+        if await inactive_customer(self.store, customer_id) == "disabled":  # control/customers.py
+            raise CallRejected(f"customer {customer_id} is disabled")
         row = await self.store.insert(
             "calls",
             {

@@ -27,6 +27,7 @@ from quart_trio import QuartTrio
 from control import (
     routes_calls,
     routes_conferences,
+    routes_customers,
     routes_media,
     routes_resources,
     routes_rtp,
@@ -81,6 +82,7 @@ def create_app(
     app.extensions["callbridge.api"] = api  # the route records, for the OpenAPI test
     routes_calls.register(api, sip)
     routes_resources.register(api)
+    routes_customers.register(api)
     routes_conferences.register(api, services.conferences)
     routes_media.register(api, legs or WebsocketCalls())
     routes_rtp.register(api, rtp or RtpCalls())

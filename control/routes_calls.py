@@ -46,6 +46,19 @@ def page_args(ctx: Ctx) -> tuple[int, str]:
     return int(raw), token
 
 
+def status_filter(ctx: Ctx, allowed: tuple[str, ...]) -> dict[str, str]:
+    """``?status=`` as a list filter: nothing, or one of ``allowed`` (400 otherwise)."""
+    status = ctx.args.get("status", "")
+    if status and status not in allowed:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "unknown status",
+            [{"field": "status", "message": f"one of {allowed}"}],
+        )
+    return {"status": status} if status else {}
+
+
 def register(api: Api, sip: SipOutbound | None = None) -> None:
     store, calls, commands = api.services.store, api.services.calls, api.services.commands
 
@@ -57,15 +70,7 @@ def register(api: Api, sip: SipOutbound | None = None) -> None:
     )
     async def list_calls(ctx: Ctx) -> dict[str, Any]:
         size, token = page_args(ctx)
-        status = ctx.args.get("status", "")
-        if status and status not in CALL_STATUSES:
-            raise ApiError(
-                400,
-                "invalid_request",
-                "unknown status",
-                [{"field": "status", "message": f"one of {CALL_STATUSES}"}],
-            )
-        filters = {"status": status} if status else {}
+        filters = status_filter(ctx, CALL_STATUSES)
         page = await store.list("calls", ctx.principal.customer_id, size, token, **filters)
         return {"result": [public(r) for r in page.rows], "next_page_token": page.next_page_token}
 
@@ -172,6 +177,11 @@ def _hangup(handle: CallHandle, _body: BaseModel | None) -> dict[str, Any]:
     return {"id": handle.call_id, "status": "terminating"}
 
 
+def _end_disabled(handle: CallHandle, _body: BaseModel | None) -> dict[str, Any]:
+    handle.hangup("customer_disabled")  # control/customers.py; no route sends this op
+    return {"id": handle.call_id, "status": "terminating"}
+
+
 def _dtmf(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
     assert isinstance(body, DtmfBody)
     handle.send_dtmf(body.digits)
@@ -193,6 +203,7 @@ def _transfer(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
 _Action = Callable[[CallHandle, BaseModel | None], dict[str, Any]]
 ACTIONS: dict[str, tuple[type[BaseModel] | None, _Action]] = {
     "hangup": (None, _hangup),
+    "end_disabled": (None, _end_disabled),
     "dtmf": (DtmfBody, _dtmf),
     "say": (SayBody, _say),
     "transfer": (TransferBody, _transfer),

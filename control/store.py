@@ -34,7 +34,10 @@ class Table:
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        Table("customers", ("name",)),
+        # status, email, description, tm_disable: migration 0005 (control/customers.py)
+        Table(
+            "customers", ("name", "status", "email", "description", "tm_disable"), cached=True
+        ),
         Table("accesskeys", ("name", "role", "token_hash", "token_prefix", "tm_expire")),
         Table("agents", ("name", "is_default", "detail"), frozenset({"detail"}), cached=True),
         Table("agent_routes", ("agent_id", "kind", "value")),
@@ -242,16 +245,20 @@ class Store:
     async def list(
         self,
         table_name: str,
-        customer_id: str,
+        customer_id: str | None,
         page_size: int = 50,
         page_token: str = "",
         **equal: Any,
     ) -> Page:
         """Newest first. ``page_token`` is the previous page's last ``tm_create`` (VoIPBIN's
-        shape); rows created in the same microsecond as a page boundary are ordered by id."""
+        shape); rows created in the same microsecond as a page boundary are ordered by id.
+        ``customer_id`` None lists across customers (the platform admin's customer list only)."""
         table = TABLES[table_name]
-        clauses = ["customer_id = ?", "tm_delete IS NULL"]
-        params: list[Any] = [customer_id]
+        clauses = ["tm_delete IS NULL"]
+        params: list[Any] = []
+        if customer_id is not None:
+            clauses.append("customer_id = ?")
+            params.append(customer_id)
         for key, value in equal.items():
             if key not in table.all_columns:
                 raise UnknownColumn(f"{table.name}.{key}")

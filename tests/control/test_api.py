@@ -160,7 +160,9 @@ async def test_every_route_hides_other_customers_resources(plane: Plane) -> None
     ids = await _populate(plane, owner)
     _, stranger = await plane.customer()
     c = plane.client
-    api_specs = [s for s in _specs(plane) if s.path_params]
+    # /v1.0/customers/<id> is the platform's, not a customer's: 403 to every customer role
+    # (tests/control/test_customers.py); a platform admin sees customers, not their resources.
+    api_specs = [s for s in _specs(plane) if s.path_params and s.role != "platform_admin"]
     assert len(api_specs) >= 15
     for spec in api_specs:
         path = spec.openapi_path.format(**ids)
