@@ -43,6 +43,7 @@ from sip.ari.events import (
     parse_channel,
 )
 from sip.ari.leg import AriLeg
+from sip.ari.outbound import OUTBOUND_PREFIX, AriOutbound
 from sip.ari.reconcile import MEDIA_PREFIX, TARGET_PREFIX, plan, stasis_args_of
 from sip.ari.recordings import AriRecordings
 from sip.ari.state import AriCall, CallTable
@@ -86,6 +87,7 @@ class AriApp:
         self.transfers = Transfers(self)
         self.conferences = AriConferences(self)
         self.recordings = AriRecordings(self)
+        self.outbound = AriOutbound(self)
 
     # ---- running --------------------------------------------------------------------------
 
@@ -150,6 +152,11 @@ class AriApp:
             callee=caller.exten,
             params=params,
         )
+        placed = self.outbound.placed(caller.id)
+        if placed is not None:  # a call we placed: our id, our numbers
+            info = replace(
+                info, call_id=placed.call_id, caller=placed.source, callee=placed.destination
+            )
         call.call_id, call.running = info.call_id, True
         self.recordings.start(call.bridge_id, info.call_id)
         ari_leg = AriLeg(leg, call.call_uuid, self)
@@ -169,12 +176,18 @@ class AriApp:
         if call is not None:
             await self.transfers.transfer(call, target)
 
+    def started(self, call_uuid: str) -> None:
+        call = self.calls.by_uuid(call_uuid)
+        if call is not None:
+            self.outbound.running(call.caller.id)
+
     def release(self, call_uuid: str, reason: str) -> None:
         """The media core is done with the call: hang up what is left in Asterisk."""
         call = self.calls.by_uuid(call_uuid)
         if call is None:
             return
         call.running = False
+        self.outbound.failed(call.caller.id, reason)  # (a call placed that never started)
         if reason == SHUTDOWN_REASON:
             self.calls.forget(call)  # its ExternalMedia channel ends with our socket
             return
@@ -208,9 +221,13 @@ class AriApp:
     # ---- events ---------------------------------------------------------------------------
 
     async def _on_connected(self) -> None:
+        # Calls held before the lists were fetched count too: one that ends meanwhile has its
+        # caller still listed, and must not be adopted as a caller without an agent.
+        held_before = self.calls.held()
         channels = [parse_channel(c) for c in await self.client.call(rq.list_channels())]
         bridges = [parse_bridge(b) for b in await self.client.call(rq.list_bridges())]
-        todo = plan(self.cfg.app, self.calls.held(), channels, bridges)
+        held = held_before + [h for h in self.calls.held() if h not in held_before]
+        todo = plan(self.cfg.app, held, channels, bridges)
         for caller_id in todo.gone:
             call = self.calls.by_channel(caller_id)
             if call is not None:
@@ -240,6 +257,9 @@ class AriApp:
         channel = getattr(event, "channel", None)
         call = self.calls.by_channel(channel.id) if isinstance(channel, Channel) else None
         if call is None or not isinstance(channel, Channel):
+            if isinstance(event, ChannelDestroyed) and event.channel.id.startswith(OUTBOUND_PREFIX):
+                why = event.cause_txt or cause_text(event.cause)
+                self.outbound.failed(event.channel.id, f"not answered ({why})")
             return
         if channel.id == call.target_id:
             self.transfers.on_target_event(call, event)
@@ -309,6 +329,7 @@ class AriApp:
         if call.leg is not None:  # claimed, then a later step failed: end it the usual way
             call.leg.end(f"asterisk set-up failed: {failure}")
             return
+        self.outbound.failed(call.caller.id, failure or "set-up failed")
         if not call.gone:
             failure = failure or f"our AudioSocket was not reached in {self.cfg.setup_timeout_s} s"
             log.warning(

@@ -27,6 +27,8 @@ class AriActions(Protocol):
 
     def release(self, call_uuid: str, reason: str) -> None: ...
 
+    def started(self, call_uuid: str) -> None: ...
+
 
 class AriLeg:
     kind = "asterisk"
@@ -39,6 +41,7 @@ class AriLeg:
         self._ended: str | None = None
         self._reported = False
         self._read_scope: trio.CancelScope | None = None
+        self._started = False
 
     @property
     def rate_hz(self) -> int:  # the AudioSocket leg learns it from the first frame
@@ -56,6 +59,9 @@ class AriLeg:
             self._read_scope.cancel()
 
     async def receive(self) -> LegEvent:
+        if not self._started:  # the call is registered and its agent link is up
+            self._started = True
+            self._actions.started(self.call_uuid)
         if self._ended is None:
             with trio.CancelScope() as scope:
                 self._read_scope = scope

@@ -60,7 +60,7 @@ class Transfers:
             )
             return
         log.info("ari transfer", extra={"call_id": call.call_id, "target": target})
-        self.app.event(call, "transfer_succeeded", {"target": target})
+        self.app.event(call, "transferred", {"target": target})
         if self.app.cfg.transfer_mode == "blind" or not self.app.cfg.transfer_dial:
             self.app.request(
                 "agent leaves bridge", rq.remove_channel(call.bridge_id, call.media_id)

@@ -298,4 +298,11 @@ exten => 300,1,Answer()
  same => n,Wait(10)
  same => n,Hangup()
 exten => 486,1,Busy(1)
+[callees]
+exten => +15559999,1,Answer()
+ same => n,MixMonitor({root}/callee.wav,r({root}/callee-heard.wav))
+ same => n,Playback({tone_wav.with_suffix("")})
+ same => n,Wait(1)
+ same => n,Hangup()
+exten => +15550486,1,Busy(1)
 """

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from sip.outbound import OriginateRefused
 from tests.asterisk_instance import Asterisk, running_asterisk, write_wav
 from tests.media.conftest import agent_in_thread
 from tests.sip.ari_harness import (
@@ -133,7 +134,7 @@ async def test_agent_transfer_leaves_the_caller_bridged_with_the_target(
     caller = bench.hooks.created[0].params["asterisk_channel"]
     [target] = [c for c in bridge["channels"] if c != caller]
     assert target.startswith("cbt-") and target in channels
-    assert ("transfer_succeeded", {"target": "300"}) in [e[1:] for e in bench.hooks.events]
+    assert ("transferred", {"target": "300"}) in [e[1:] for e in bench.hooks.events]
     # The target played 2 x 1.5 s of 1000 Hz; the caller's 4 s of 700 Hz was echoed only
     # until the transfer (after 0.5 s of it): the agent is gone.
     assert seconds_of(heard, TARGET_HZ) >= 2.0
@@ -164,7 +165,7 @@ async def test_warm_transfer_keeps_the_agent_until_it_leaves(asterisk: Asterisk)
         async with ari_bench(asterisk, url, transfer_dial=dial, transfer_mode="warm") as bench:
             await bench.originate("long")
             with trio.fail_after(10):
-                while not any(e[1] == "transfer_succeeded" for e in bench.hooks.events):
+                while not any(e[1] == "transferred" for e in bench.hooks.events):
                     await trio.sleep(0.05)
             [call_id] = [c.call_id for c in bench.env.registry]
             [bridge] = asterisk.ari("GET", "/bridges")
@@ -194,3 +195,25 @@ async def test_failed_transfer_leaves_the_caller_with_the_agent(asterisk: Asteri
     # (Local channels carry no busy cause to the originated side: Asterisk reports cause 0.)
     assert failed["target"] == "486" and "hung up before answering" in failed["reason"]
     assert bench.hooks.hungup[0][1] == "caller"
+
+
+async def test_outbound_call_placed_through_asterisk(asterisk: Asterisk, echo_agent: str) -> None:
+    """POST /v1.0/calls with leg asterisk: Asterisk dials, the answer enters our app, the
+    agent talks to the callee; a busy callee is a refusal with a reason."""
+    dial = "Local/{destination}@callees/n"
+    async with ari_bench(asterisk, echo_agent, outbound_dial=dial) as bench:
+        params = {"agent_id": "42", "customer_id": "c1"}
+        call_id = await bench.app.outbound.originate("+15550001", "+15559999", params)
+        assert bench.env.registry.get(call_id) is not None
+        await bench.wait_ended()
+        await bench.wait_asterisk_idle()
+        heard = await bench.heard("callee")
+        with pytest.raises(OriginateRefused) as refused:
+            await bench.app.outbound.originate("+15550001", "+15550486", params)
+        await bench.wait_asterisk_idle()
+    info = bench.hooks.created[0]
+    assert info.call_id == call_id and info.leg == "asterisk"
+    assert (info.caller, info.callee) == ("+15550001", "+15559999")
+    assert info.params["direction"] == "outgoing" and info.params["agent_id"] == "42"
+    assert seconds_of(heard, TARGET_HZ) >= 1.0  # the callee's own tone, echoed by the agent
+    assert refused.value.code == "call_refused" and len(bench.hooks.created) == 1
