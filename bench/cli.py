@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("turn", help="voice-to-voice latency with the real offline agent")
     _common(p)
     add_turn_arguments(p)
+    from bench.turn_stt import add_stt_arguments
+
+    p = sub.add_parser("stt", help="Whisper's 30 s window against the short window: CPU, words")
+    _common(p)
+    add_stt_arguments(p)
     p = sub.add_parser("api", help="control plane REST and event latency under load")
     _common(p)
     add_api_arguments(p)
@@ -64,6 +69,10 @@ def run(ns: argparse.Namespace) -> int:
         from bench.turn import run_turn
 
         return run_turn(ns)
+    if ns.bench == "stt":
+        from bench.turn_stt import run_stt
+
+        return run_stt(ns)
     if ns.bench == "resample":
         from bench.resample import run_resample, summary_table
 

@@ -37,6 +37,7 @@ from bench.server import free_port, launched, python_command
 from bench.stats import summarize_ms
 from bench.targets import add_serve_argument, callbridge_target, first_access_key
 from bench.turn_caller import LEG_RATE_HZ, TurnTimeout, TurnTimes, one_turn
+from bench.turn_stt import stt_report
 from bench.turn_tools import ToolReceiver, make_default_agent, tool_round_trips
 from media.config import ConfigError
 
@@ -72,11 +73,6 @@ def to_8k(pcm16_16k: bytes) -> bytes:
     return np.asarray(soxr.resample(x, 16000, LEG_RATE_HZ), dtype="<i2").tobytes()
 
 
-def to_16k(pcm16_8k: bytes) -> bytes:
-    x = np.frombuffer(pcm16_8k, dtype="<i2")
-    return np.asarray(soxr.resample(x, LEG_RATE_HZ, 16000), dtype="<i2").tobytes()
-
-
 def silent_tail_bytes(pcm16: bytes, frame_bytes: int = 320) -> int:
     """Bytes after the last 20 ms frame with speech in it: the fixture's padding plus the
     voice's own trailing silence, so that the end of speech is where the words end."""
@@ -101,25 +97,15 @@ def stage_latencies(times: TurnTimes, record: dict[str, Any]) -> dict[str, float
 
 
 def word_accuracy(names: list[str]) -> list[dict[str, Any]]:
-    """Whisper tiny.en on the fixtures: at 16 kHz, and after an 8 kHz phone channel."""
-    from ai_pipeline.engines.models import ModelStore
-    from ai_pipeline.engines.stt import transcribe_pcm16
-    from ai_pipeline.turnbench import fixture_transcripts, load_fixture, word_errors, words
+    """Whisper tiny.en on the fixtures, short window and 30 s window, at 16 kHz and through an
+    8 kHz phone channel (:mod:`bench.turn_stt`); the agent runs the short one."""
+    from bench.turn_stt import stt_rows
 
-    whisper = ModelStore().whisper()
-    rows = []
-    for name, reference in fixture_transcripts():
-        if name not in names:
-            continue
-        ref = words(reference)
-        row: dict[str, Any] = {"fixture": name, "reference": reference, "words": len(ref)}
-        for path, pcm16 in (("16k", load_fixture(name)), ("8k", to_16k(to_8k(load_fixture(name))))):
-            started = time.perf_counter()
-            text = transcribe_pcm16(whisper, pcm16)
-            row[f"text_{path}"] = text
-            row[f"errors_{path}"] = word_errors(ref, words(text))
-            row[f"stt_ms_{path}"] = round((time.perf_counter() - started) * 1000, 1)
-        rows.append(row)
+    rows = stt_rows(names)
+    for row in rows:
+        for channel in ("16k", "8k"):
+            row[f"text_{channel}"] = row[f"short_text_{channel}"]
+            row[f"errors_{channel}"] = row[f"short_errors_{channel}"]
     return rows
 
 
@@ -256,6 +242,7 @@ def run_turn(ns: argparse.Namespace) -> int:
         f"Turn latency by stage, {len(turns)} turns, offline agent",
     )
     print(report(summary, turns, acc, accuracy, cpu, agent_cpu))
+    print(stt_report(accuracy))
     tools = summarise_tools(turns)
     done = tools["succeeded"]
     print(

@@ -86,7 +86,7 @@ def build_stt(cfg: AgentConfig, models: ModelStore, env: Mapping[str, str]) -> S
     if cfg.stt.name == "whisper-tiny-en":
         if cfg.language.split("-")[0] != "en":  # "en", "en-US", "en-GB"...
             raise EngineError(f"whisper-tiny-en transcribes English only, not {cfg.language!r}")
-        return WhisperPackagedSTTService(model=_load(models.whisper))
+        return WhisperPackagedSTTService(whisper=_load(models.whisper_window))
     spec = CLOUD_STT[cfg.stt.name]
     cls = _cloud_class(spec)
     key = api_key_from_env(cfg.stt, spec.key_env, env)
@@ -168,7 +168,7 @@ def load_models_for(cfg: AgentConfig, models: ModelStore) -> None:
     """
     loaders = [models.silero_session]
     if cfg.stt.name == "whisper-tiny-en":
-        loaders.append(models.whisper)
+        loaders.append(models.whisper_window)
     if cfg.llm.name == "intent-router":
         loaders.append(models.intent_router)
     if cfg.tts.name == "piper":

