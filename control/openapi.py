@@ -79,7 +79,7 @@ def build_document(specs: list[RouteSpec], version: str = "0.1.0") -> dict[str, 
         paths.setdefault(spec.openapi_path, {})[spec.method.lower()] = op
     for path, summary in (
         ("/health", "Liveness"),
-        ("/ready", "Readiness (DB, Redis)"),
+        ("/ready", "Readiness (database, Redis when configured, the agent, Asterisk when --ari)"),
         ("/metrics", "Prometheus metrics"),
         ("/openapi.json", "This document"),
         ("/", "The page: talk to the agent from a browser (assets under /page/)"),
