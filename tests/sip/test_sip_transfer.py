@@ -8,6 +8,7 @@ The hooks run transfer_call as the control plane's tool executor does (``call.tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import trio
 from ai_pipeline.link import AgentLink
 from media.hooks import CallHandle, ToolOutcome
 from proto.messages import CallStart, FunctionCall, FunctionCallResult, Hangup
+from tests.control.conftest import open_plane_for
 from tests.media.conftest import RecordingHooks, agent_in_thread
 from tests.sip.nodes import start_node
 from tests.sip.peers import free_udp_port, run_sipp
@@ -80,3 +82,32 @@ async def test_a_failed_refer_is_an_error_result_for_the_agent(
     assert result.is_error and result.result["error"] == "transfer_failed"
     assert result.result["message"].startswith(detail), result.result
     assert hooks.hungup[0][1:] == ("agent", "told the caller")
+
+
+async def test_the_control_plane_records_the_failed_transfer(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """With the control plane's own hooks and tool executor: the agent's result is the error,
+    and ``call_transfer_failed`` is emitted with the SIP status."""
+    agent = TransferringAgent()
+    async with await open_plane_for("sqlite", tmp_path) as plane:
+        store = plane.services.store
+        customer_id, _ = await plane.customer()
+        row = await store.insert(
+            "agents",
+            {"customer_id": customer_id, "name": "desk", "is_default": 0,
+             "detail": {"tools": ["transfer_call"]}},
+        )  # fmt: skip
+        route = {"agent_id": row["id"], "kind": "number", "value": "agent"}  # sipp dials "agent"
+        await store.insert("agent_routes", {"customer_id": customer_id, **route})
+        with agent_in_thread(agent) as agent_url:
+            node = await start_node(nursery, agent_url, plane.hooks)  # type: ignore[arg-type]
+            port = free_udp_port(pair=True)
+            run = await run_sipp(tmp_path, "uac_refer_notify_busy.xml", node.port, port)
+            assert run.returncode == 0, run.stdout[-2000:] + run.errors + run.messages
+        events = await store.find("events", customer_id=customer_id)
+    ((result),) = agent.results
+    assert result.is_error and result.result["error"] == "transfer_failed", result
+    (failed,) = [e for e in events if e["type"] == "call_transfer_failed"]
+    data = json.loads(failed["data"]) if isinstance(failed["data"], str) else failed["data"]
+    assert data["target"] == TARGET and data["reason"].startswith("sip 486 Busy Here"), data
