@@ -145,6 +145,8 @@ class Api:
                 parsed = await self._parse_body(spec.body) if spec.body else None
                 ctx = Ctx(principal, parsed, {k: request.args.get(k, "") for k in spec.query})
                 result = await fn(ctx, **params)
+                if isinstance(result, Response):  # a file (a call's recording), not JSON
+                    return result
                 return Response(
                     json.dumps(result, default=str),
                     status=spec.status,

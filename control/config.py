@@ -37,6 +37,8 @@ class ControlConfig:
     webhook_timeout_s: float = 5.0
     webhook_backoff_s: float = 1.0  # first retry delay; doubles each attempt
     tool_timeout_s: float = 5.0
+    record_dir: str | None = None  # serve --record-dir: recordings served with call summaries
+    summary_settle_s: float = 1.0  # after a hang-up, for the agent's last transcripts to land
     cache_ttl_s: int = 30
     ws_ping_s: float = 30.0
     ws_dead_s: float = 60.0
@@ -181,4 +183,5 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
         rate_per_s=rate,
         rate_burst=burst,
         webhook_attempts=attempts,
+        record_dir=getattr(ns, "record_dir", None),
     )

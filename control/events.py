@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -81,6 +81,9 @@ class EventBus:
         self.redis = redis
         self.channel = channel
         self._subs: set[Subscription] = set()
+        # Told of each event this node publishes (not of other nodes' events), at once and
+        # without blocking: the call summary writer (control/summaries.py) queues ended calls.
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
 
     async def publish(
         self, customer_id: str, event_type: str, resource_id: str, data: dict[str, Any]
@@ -104,6 +107,8 @@ class EventBus:
             self.deliver_local(event)
         if self.webhooks is not None:
             await self.webhooks.offer(event)
+        for observe in self.observers:
+            observe(event)
         return event
 
     def on_redis_message(self, message: str) -> None:

@@ -31,6 +31,7 @@ from control import (
     routes_media,
     routes_resources,
     routes_rtp,
+    summaries,
     ws,
 )
 from control.api import Api
@@ -48,6 +49,7 @@ from control.openapi import build_document
 from control.redis_link import RedisLink
 from control.services import ControlMetrics, Services
 from control.store import Store
+from control.summaries import SummaryWriter
 from control.tls import apply_tls
 from control.tools import ToolExecutor
 from control.webhooks import WebhookDispatcher
@@ -87,6 +89,7 @@ def create_app(
     routes_media.register(api, legs or WebsocketCalls())
     routes_rtp.register(api, rtp or RtpCalls())
     ws.register(api)
+    summaries.register(api, services.cfg.record_dir)
     document = build_document(api.specs)
 
     @app.get("/health")
@@ -179,6 +182,10 @@ async def open_services(
                     timeout_s=cfg.tool_timeout_s,
                     conferences=conferences,
                 )
+                writer = SummaryWriter(
+                    store, bus, cmetrics.summary_drops, cfg.record_dir, cfg.summary_settle_s
+                )
+                bus.observers.append(writer.observe)
                 heartbeat = NodeHeartbeat(store, bus, redis, me, calls, cfg.node_ttl_s)
                 hooks = ControlHooks(store, bus, tools, (me.node_id, me.worker_id))
                 async with trio.open_nursery() as nursery:
@@ -188,6 +195,7 @@ async def open_services(
                     await nursery.start(commands.serve)
                     await nursery.start(heartbeat.run)  # reconciles this node's stale calls first
                     await nursery.start(conferences.run)
+                    await nursery.start(writer.run)
                     try:
                         yield services, hooks, nursery
                     finally:

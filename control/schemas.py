@@ -53,6 +53,8 @@ EVENT_TYPES = (
     "conference_participant_updated",
     "conference_participant_talking",
     "conference_participant_dtmf",
+    "call_summary",
+    "customer_disabled",
 )
 EventType = Literal[
     "call_created",
@@ -68,6 +70,8 @@ EventType = Literal[
     "conference_participant_updated",
     "conference_participant_talking",
     "conference_participant_dtmf",
+    "call_summary",
+    "customer_disabled",
 ]
 
 

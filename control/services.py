@@ -42,6 +42,11 @@ class ControlMetrics:
             "Call commands from other nodes dropped at a full inbox (their requester answered 503)",
             registry=registry,
         )
+        self.summary_drops = Counter(
+            "callbridge_summary_drops",
+            "Ended calls left without a summary: the summary queue was full (control/summaries.py)",
+            registry=registry,
+        )
         self.webhook_drops = Counter(
             "callbridge_webhook_drops",
             "Webhook deliveries dropped at a full queue",

@@ -35,9 +35,7 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         # status, email, description, tm_disable: migration 0005 (control/customers.py)
-        Table(
-            "customers", ("name", "status", "email", "description", "tm_disable"), cached=True
-        ),
+        Table("customers", ("name", "status", "email", "description", "tm_disable"), cached=True),
         Table("accesskeys", ("name", "role", "token_hash", "token_prefix", "tm_expire")),
         Table("agents", ("name", "is_default", "detail"), frozenset({"detail"}), cached=True),
         Table("agent_routes", ("agent_id", "kind", "value")),
@@ -62,6 +60,12 @@ TABLES: dict[str, Table] = {
             cached=True,
         ),
         Table("transcripts", ("call_id", "role", "text")),
+        # one per ended call: migration 0006 (control/summaries.py)
+        Table(
+            "summaries",
+            ("call_id", "method", "disposition", "text", "detail"),
+            frozenset({"detail"}),
+        ),
         # conference options and participant state: migration 0003 (control/conferences.py)
         Table("conferences", ("name", "status", "tones", "max_participants", "on_leave")),
         Table(

@@ -23,6 +23,7 @@ from control.conferences import ConferenceError, Conferences
 from control.db import DatabaseError
 from control.httpclient import MAX_RESPONSE_BYTES, HttpClientError, post
 from control.store import Store
+from control.summary_doc import capped_json
 from control.webhooks import signed_headers
 from media.hooks import CallHandle, LegCannotDo, ToolOutcome
 from proto import safe_json
@@ -122,7 +123,12 @@ class ToolExecutor:
                 ctx.customer_id,
                 "tool_called",
                 ctx.call_id,
-                {"name": name, "arguments": arguments, "is_error": outcome.is_error},
+                {
+                    "name": name,
+                    "arguments": arguments,
+                    "is_error": outcome.is_error,
+                    "result": capped_json(outcome.result),  # what the agent was told (summaries)
+                },
             )
         except DatabaseError as exc:
             log.error(
