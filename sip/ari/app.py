@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import trio
 
+from media.bridge_transfer import TransferOutcome
 from media.hooks import CallInfo
 from media.leg import Leg
 from media.registry import CallRegistry
@@ -171,10 +172,11 @@ class AriApp:
         if call is not None and not call.gone:
             self.request("dtmf", rq.send_dtmf(call.caller.id, digits))
 
-    async def transfer(self, call_uuid: str, target: str) -> None:
+    async def transfer(self, call_uuid: str, target: str) -> TransferOutcome:
         call = self.calls.by_uuid(call_uuid)
-        if call is not None:
-            await self.transfers.transfer(call, target)
+        if call is None:
+            return TransferOutcome("failed", "the call has ended")
+        return await self.transfers.transfer(call, target)
 
     def started(self, call_uuid: str) -> None:
         call = self.calls.by_uuid(call_uuid)

@@ -11,10 +11,12 @@ silence on the socket is not taken for a hangup.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 
+from media.bridge_transfer import TransferOutcome
 from media.leg import Leg, LegError, LegEvent, LegHangup
 
 
@@ -23,11 +25,26 @@ class AriActions(Protocol):
 
     def send_dtmf(self, call_uuid: str, digits: str) -> None: ...
 
-    async def transfer(self, call_uuid: str, target: str) -> None: ...
+    async def transfer(self, call_uuid: str, target: str) -> TransferOutcome: ...
 
     def release(self, call_uuid: str, reason: str) -> None: ...
 
     def started(self, call_uuid: str) -> None: ...
+
+
+@dataclass(slots=True)
+class AriTransfer:
+    target: str
+    call_uuid: str
+    actions: AriActions
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: TransferOutcome = field(default_factory=lambda: TransferOutcome("transferring"))
+
+    async def run(self) -> None:
+        try:
+            self.outcome = await self.actions.transfer(self.call_uuid, self.target)
+        finally:
+            self.done.set()
 
 
 class AriLeg:
@@ -97,8 +114,10 @@ class AriLeg:
     async def send_dtmf(self, digits: str) -> None:
         self._actions.send_dtmf(self.call_uuid, digits)
 
-    async def transfer(self, target: str) -> None:
-        await self._actions.transfer(self.call_uuid, target)
+    def refer(self, target: str) -> AriTransfer:
+        """A transfer by Asterisk; the call runs it (``run``) and waits on ``done``, as for a
+        SIP REFER (:class:`sip.leg.ReferTransfer`), so the agent learns the outcome."""
+        return AriTransfer(target, self.call_uuid, self._actions)
 
     async def hangup(self, reason: str) -> None:
         self._actions.release(self.call_uuid, reason)

@@ -11,7 +11,7 @@ Two ways, by configuration:
   dialplan dials whatever it likes); our bridge and ExternalMedia channel are dropped.
 
 A transfer that fails (the target is busy, does not answer, Asterisk refuses) leaves the call
-with the agent and becomes a ``transfer_failed`` event; the agent's tool already returned.
+with the agent, and the agent's ``transfer_call`` gets the failure and its reason as its result.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from media.bridge_transfer import TransferOutcome
 from sip.ari import requests as rq
 from sip.ari.client import AriUnavailable
 from sip.ari.events import AriEvent, ChannelDestroyed, StasisEnd, cause_text
@@ -38,11 +39,12 @@ class Transfers:
     def __init__(self, app: AriApp) -> None:
         self.app = app
 
-    async def transfer(self, call: AriCall, target: str) -> None:
+    async def transfer(self, call: AriCall, target: str) -> TransferOutcome:
         """Never raises: the call's own task runs this, and a failed transfer must not end
-        the call."""
+        the call. The outcome reaches the agent as its tool's result (the control plane
+        publishes ``call_transferred`` / ``call_transfer_failed`` from it)."""
         if call.gone or call.handed_off or call.target_id:
-            return
+            return TransferOutcome("failed", "the call is already being transferred or ended")
         try:
             if self.app.cfg.transfer_dial:
                 ok = await self._dial(call, target)
@@ -55,17 +57,15 @@ class Transfers:
                 "ari transfer failed",
                 extra={"call_id": call.call_id, "target": target, "error": call.target_failure},
             )
-            self.app.event(
-                call, "transfer_failed", {"target": target, "reason": call.target_failure}
-            )
-            return
+            return TransferOutcome("failed", call.target_failure)
         log.info("ari transfer", extra={"call_id": call.call_id, "target": target})
-        self.app.event(call, "transferred", {"target": target})
         if self.app.cfg.transfer_mode == "blind" or not self.app.cfg.transfer_dial:
             self.app.request(
                 "agent leaves bridge", rq.remove_channel(call.bridge_id, call.media_id)
             )
             self.app.end_call(call, f"transferred to {target}")
+        # continue: the dialplan carries the caller on, whether the target answers is its own
+        return TransferOutcome("answered" if self.app.cfg.transfer_dial else "transferring")
 
     async def _continue(self, call: AriCall, target: str) -> bool:
         call.handed_off = True  # the StasisEnd that follows is the transfer, not a hangup

@@ -20,6 +20,7 @@ import trio
 
 from ai_pipeline.link import AgentLink, CallHandler
 from media.audiosocket_server import serve_audiosocket
+from media.bridge_transfer import TransferOutcome
 from media.call import CallEnv
 from media.config import HostPort, MediaConfig
 from media.hooks import AgentAssignment, CallHandle, CallInfo, CallRejected, ToolOutcome
@@ -111,6 +112,7 @@ class AriTestHooks(RecordingHooks):
     def __init__(self) -> None:
         super().__init__()
         self.events: list[tuple[str, str, dict[str, Any]]] = []
+        self.transfer_outcomes: list[TransferOutcome] = []
 
     async def call_created(self, info: CallInfo) -> AgentAssignment:
         if info.params.get("agent_id") == UNKNOWN_AGENT:
@@ -121,11 +123,14 @@ class AriTestHooks(RecordingHooks):
     async def execute_tool(
         self, call: CallHandle, name: str, arguments: dict[str, Any]
     ) -> ToolOutcome:
-        """As the control plane's tools do: ``transfer_call`` asks the call to transfer."""
+        """As the control plane's tools do: ``transfer_call`` asks the call to transfer and
+        answers the agent with the outcome."""
         if name == "transfer_call":
             self.tools.append((name, arguments))
             call.transfer(str(arguments["target"]))
-            return ToolOutcome({"status": "transferring"})
+            outcome = await call.transfer_outcome()
+            self.transfer_outcomes.append(outcome)
+            return ToolOutcome({"status": outcome.status}, is_error=outcome.status == "failed")
         return await super().execute_tool(call, name, arguments)
 
     async def call_event(self, call_id: str, event_type: str, data: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from media.bridge_transfer import TransferOutcome
 from sip.outbound import OriginateRefused
 from tests.asterisk_instance import Asterisk, running_asterisk, write_wav
 from tests.media.conftest import agent_in_thread
@@ -134,7 +135,7 @@ async def test_agent_transfer_leaves_the_caller_bridged_with_the_target(
     caller = bench.hooks.created[0].params["asterisk_channel"]
     [target] = [c for c in bridge["channels"] if c != caller]
     assert target.startswith("cbt-") and target in channels
-    assert ("transferred", {"target": "300"}) in [e[1:] for e in bench.hooks.events]
+    assert bench.hooks.transfer_outcomes == [TransferOutcome("answered")]
     # The target played 2 x 1.5 s of 1000 Hz; the caller's 4 s of 700 Hz was echoed only
     # until the transfer (after 0.5 s of it): the agent is gone.
     assert seconds_of(heard, TARGET_HZ) >= 2.0
@@ -165,7 +166,7 @@ async def test_warm_transfer_keeps_the_agent_until_it_leaves(asterisk: Asterisk)
         async with ari_bench(asterisk, url, transfer_dial=dial, transfer_mode="warm") as bench:
             await bench.originate("long")
             with trio.fail_after(10):
-                while not any(e[1] == "transferred" for e in bench.hooks.events):
+                while not bench.hooks.transfer_outcomes:
                     await trio.sleep(0.05)
             [call_id] = [c.call_id for c in bench.env.registry]
             [bridge] = asterisk.ari("GET", "/bridges")
@@ -186,14 +187,15 @@ async def test_failed_transfer_leaves_the_caller_with_the_agent(asterisk: Asteri
         async with ari_bench(asterisk, url, transfer_dial=dial) as bench:
             await bench.originate("long")
             with trio.fail_after(15):
-                while not any(e[1] == "transfer_failed" for e in bench.hooks.events):
+                while not bench.hooks.transfer_outcomes:
                     await trio.sleep(0.05)
             assert len(bench.env.registry) == 1, "a failed transfer ended the call"
             await bench.wait_ended(timeout_s=20)
             await bench.wait_asterisk_idle()
-    [failed] = [e[2] for e in bench.hooks.events if e[1] == "transfer_failed"]
-    # (Local channels carry no busy cause to the originated side: Asterisk reports cause 0.)
-    assert failed["target"] == "486" and "hung up before answering" in failed["reason"]
+    [failed] = bench.hooks.transfer_outcomes
+    # The agent's tool result says why (Local channels carry no busy cause to the originated
+    # side: Asterisk reports cause 0).
+    assert failed.status == "failed" and "hung up before answering" in failed.detail
     assert bench.hooks.hungup[0][1] == "caller"
 
 
