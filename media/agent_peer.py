@@ -24,6 +24,7 @@ from media.leg_side import CallStats
 from media.metrics import MediaMetrics
 from media.peer import Downlink, PeerEvent, PeerKind
 from proto import messages as m
+from proto.messages import JsonObject
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class AgentPeer:
         start = m.CallStart(
             call_id=info.call_id,
             agent_id=assignment.agent_id,
-            agent_config=assignment.config,
+            agent_config=_with_call_variables(assignment.config, info),
             sample_rate_hz=LINK_RATE_HZ,
             leg=leg_kind,
             caller=info.caller,
@@ -259,3 +260,10 @@ class AgentPeer:
     async def _barge_in(self) -> None:
         for name in await self._downlink.interrupt():  # cleared marks count as played (Twilio)
             await self.send(m.Mark(name))
+
+
+def _with_call_variables(config: JsonObject, info: CallInfo) -> JsonObject:
+    """The PBX's variables for this call (Asterisk channel variables, from ARI) ride in the
+    agent's config as ``channel_vars``, since the call start has no field of its own for them."""
+    variables = info.params.get("channel_vars")
+    return {**config, "channel_vars": variables} if isinstance(variables, dict) else config
