@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import trio
 
+from ai_pipeline.echo import echo_call
 from ai_pipeline.link import AgentLink, CallHandler
 from media.audiosocket_server import serve_audiosocket
 from media.bridge_transfer import TransferOutcome
@@ -88,6 +89,16 @@ def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
                     await link.send(FunctionCall("t1", "transfer_call", {"target": target}))
             elif isinstance(frame, Hangup):
                 return
+
+    return run
+
+
+def recording_echo(starts: list[CallStart]) -> CallHandler:
+    """The echo agent, keeping each call's start (what the agent was told about the call)."""
+
+    async def run(start: CallStart, link: AgentLink) -> None:
+        starts.append(start)
+        await echo_call(start, link)
 
     return run
 

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from media.bridge_transfer import TransferOutcome
+from proto.messages import CallStart
 from sip.outbound import OriginateRefused
 from tests.asterisk_instance import Asterisk, running_asterisk, write_wav
 from tests.media.conftest import agent_in_thread
@@ -21,6 +22,7 @@ from tests.sip.ari_harness import (
     ari_bench,
     caller_dialplan,
     dtmf_agent,
+    recording_echo,
     require_asterisk,
     rms,
     seconds_of,
@@ -52,13 +54,18 @@ def asterisk(tmp_path: Path) -> Iterator[Asterisk]:
 
 
 async def test_echo_agent_round_trip_through_stasis_and_external_media(
-    asterisk: Asterisk, echo_agent: str
+    asterisk: Asterisk,
 ) -> None:
-    async with ari_bench(asterisk, echo_agent) as bench:
-        await bench.originate("talk")
-        await bench.wait_ended()
-        heard = await bench.heard("talk")
-        await bench.wait_asterisk_idle()
+    starts: list[CallStart] = []
+    with agent_in_thread(recording_echo(starts)) as url:
+        async with ari_bench(asterisk, url) as bench:
+            await bench.originate("talk")
+            await bench.wait_ended()
+            heard = await bench.heard("talk")
+            await bench.wait_asterisk_idle()
+    [start] = starts  # what the agent was told: caller id, DNIS, channel variables
+    assert (start.leg, start.caller, start.callee) == ("asterisk", "+15550001", "5551234")
+    assert start.agent_config["channel_vars"] == {"CB_LANG": "en"}
     info = bench.hooks.created[0]
     assert info.leg == "asterisk"
     assert (info.caller, info.callee) == ("+15550001", "5551234")
