@@ -105,9 +105,11 @@ class Conferences:
         talk_volume_pct: int = 100,
         listen_volume_pct: int = 100,
         moderator: bool = False,
+        after_agent_reply: bool = False,
     ) -> dict[str, Any]:
         """Move live call ``call_id`` (``handle``: the agent's own call, for its tool) into
-        ``conference``'s bridge; returns the participant."""
+        ``conference``'s bridge; returns the participant. ``after_agent_reply``: the audio
+        moves once the agent has answered the tool's result ("putting you in now")."""
         if conference["status"] == "ended":
             raise ConferenceError(409, "conference_ended", "the conference has ended")
         call = await self.store.get("calls", call_id, conference["customer_id"])
@@ -139,7 +141,7 @@ class Conferences:
             },
         )
         try:
-            self._join(live, handle, row)
+            self._join(live, handle, row, after_agent_reply)
         except ConferenceError:
             await self.store.delete("participants", row["id"], live.customer_id)
             raise
@@ -151,9 +153,12 @@ class Conferences:
         )
         return row
 
-    def _join(self, live: _Live, handle: CallHandle, row: dict[str, Any]) -> None:
+    def _join(
+        self, live: _Live, handle: CallHandle, row: dict[str, Any], after_reply: bool
+    ) -> None:
+        self._apply(live, row)  # (kept for the join, where it waits for the agent's reply)
         try:
-            handle.join_bridge(live.bridge)
+            handle.join_bridge(live.bridge, after_reply=after_reply)
         except BridgeFull as exc:  # (the count above raced another request)
             raise ConferenceError(409, "conference_full", str(exc)) from None
         except (LegCannotDo, BridgeEnded) as exc:
@@ -161,13 +166,16 @@ class Conferences:
         live.participants[handle.call_id] = row["id"]
         if row["moderator"]:
             live.moderators.add(handle.call_id)
-        self._apply(live, row)
 
     @staticmethod
     def _apply(live: _Live, row: dict[str, Any]) -> None:
-        core, call_id = live.bridge.core, row["call_id"]
-        core.set_mute(call_id, bool(row["mute_send"]), bool(row["mute_hear"]))
-        core.set_gain(call_id, row["talk_volume_pct"] / 100, row["listen_volume_pct"] / 100)
+        live.bridge.core.configure(
+            row["call_id"],
+            bool(row["mute_send"]),
+            bool(row["mute_hear"]),
+            row["talk_volume_pct"] / 100,
+            row["listen_volume_pct"] / 100,
+        )
 
     async def update(self, participant: dict[str, Any], **changes: Any) -> dict[str, Any]:
         """Mutes and volumes of a joined participant, in the row and in the bridge at once."""

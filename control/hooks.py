@@ -54,7 +54,7 @@ class ControlHooks:
         self.bus = bus
         self.tools = tools
         self.holder = holder  # (node id, worker id) recorded on each call row (control/nodes.py)
-        self._live: dict[str, CallContext] = {}
+        self._live: dict[str, CallContext] = tools.contexts  # shared: agent:<id> transfers
 
     async def _find_agent(self, info: CallInfo) -> dict[str, Any] | None:
         # A WebSocket leg's route sets customer_id from the socket's credentials: its caller

@@ -53,6 +53,8 @@ EVENT_TYPES = (
     "conference_participant_updated",
     "conference_participant_talking",
     "conference_participant_dtmf",
+    "call_transferred",
+    "call_transfer_failed",
     "call_summary",
     "customer_disabled",
 )
@@ -70,6 +72,8 @@ EventType = Literal[
     "conference_participant_updated",
     "conference_participant_talking",
     "conference_participant_dtmf",
+    "call_transferred",
+    "call_transfer_failed",
     "call_summary",
     "customer_disabled",
 ]

@@ -19,20 +19,23 @@ from typing import Any, Protocol
 
 from prometheus_client import Histogram
 
+from control.agent_wire import agent_config_for_call
 from control.conferences import ConferenceError, Conferences
 from control.db import DatabaseError
 from control.httpclient import MAX_RESPONSE_BYTES, HttpClientError, post
 from control.store import Store
 from control.summary_doc import capped_json
 from control.webhooks import signed_headers
-from media.hooks import CallHandle, LegCannotDo, ToolOutcome
+from media.hooks import AgentAssignment, CallHandle, LegCannotDo, ToolOutcome
 from proto import safe_json
 
 log = logging.getLogger(__name__)
 BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 DTMF = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
-TRANSFER_TARGET = re.compile(r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15})$")
+TRANSFER_TARGET = re.compile(
+    r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15}|agent:[0-9a-fA-F-]{36})$"
+)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -106,6 +109,9 @@ class ToolExecutor:
         self.sms = sms or StoreOnlySms()
         self.timeout_s = timeout_s
         self.conferences = conferences
+        # The live calls' contexts (ControlHooks shares its own): an agent:<id> transfer
+        # switches one, so the new agent's own tools are the ones enabled.
+        self.contexts: dict[str, CallContext] = {}
 
     async def execute(
         self, call: CallHandle, ctx: CallContext, name: str, arguments: dict[str, Any]
@@ -158,12 +164,17 @@ class ToolExecutor:
             call.send_dtmf(_arg(args, "digits", DTMF, 32))
             return ToolOutcome({"status": "sent"})
         if name == "transfer_call":
-            return self._transfer(call, ctx, args)
+            return await self._transfer(call, ctx, args)
         if name == "send_sms":
             return await self._send_sms(ctx, args)
         return await self._join_conference(call, ctx, args)
 
-    def _transfer(self, call: CallHandle, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
+    async def _transfer(
+        self, call: CallHandle, ctx: CallContext, args: dict[str, Any]
+    ) -> ToolOutcome:
+        """To ``agent:<id>``: the call's link switches to that agent. To a number or SIP URI:
+        REFER on a SIP leg; on any other leg an outbound call bridged with the caller, and the
+        result waits for its answer (busy, no answer: the caller is back, the agent told why)."""
         target = _arg(args, "target", TRANSFER_TARGET, required=False)
         if not target:
             department = _arg(args, "department", max_len=64).lower()
@@ -171,11 +182,48 @@ class ToolExecutor:
             target = targets.get(department, "") if isinstance(targets, dict) else ""
             if not target:
                 return _error("unknown_department", f"no transfer target for {department!r}")
+        if target.startswith("agent:"):
+            return await self._to_agent(call, ctx, target)
         try:
             call.transfer(target)
         except LegCannotDo as exc:
             return _error("leg_cannot_transfer", str(exc) or f"{call.leg} cannot transfer")
-        return ToolOutcome({"status": "transferring", "target": target})
+        outcome = await call.transfer_outcome()
+        if outcome.status == "failed":
+            await self.publish(
+                ctx.customer_id,
+                "call_transfer_failed",
+                ctx.call_id,
+                {"target": target, "reason": outcome.detail},
+            )
+            return _error("transfer_failed", f"the transfer to {target} failed: {outcome.detail}")
+        await self.publish(
+            ctx.customer_id,
+            "call_transferred",
+            ctx.call_id,
+            {"target": target, "status": outcome.status},
+        )
+        status = "transferred" if outcome.status == "answered" else "transferring"
+        return ToolOutcome({"status": status, "target": target})
+
+    async def _to_agent(self, call: CallHandle, ctx: CallContext, target: str) -> ToolOutcome:
+        agent_id = target.removeprefix("agent:").lower()
+        agent = await self.store.get("agents", agent_id, ctx.customer_id)
+        if agent is None:
+            return _error("unknown_agent", f"no agent {agent_id!r}")
+        assignment = AgentAssignment(
+            agent["id"], ctx.customer_id, agent_config_for_call(agent["detail"])
+        )
+        try:
+            call.switch_agent(assignment)
+        except LegCannotDo as exc:
+            return _error("leg_cannot_transfer", str(exc))
+        self.contexts[ctx.call_id] = CallContext(ctx.call_id, ctx.customer_id, agent["detail"])
+        await self.store.update("calls", ctx.call_id, ctx.customer_id, {"agent_id": agent["id"]})
+        await self.publish(
+            ctx.customer_id, "call_transferred", ctx.call_id, {"target": target, "status": "agent"}
+        )
+        return ToolOutcome({"status": "transferred", "target": target})
 
     async def _send_sms(self, ctx: CallContext, args: dict[str, Any]) -> ToolOutcome:
         destination = _arg(args, "to", E164, 16)
@@ -212,7 +260,9 @@ class ToolExecutor:
         if self.conferences is None:
             return _error("unavailable", "conference bridges are not running")
         try:
-            part = await self.conferences.add_call(conf, ctx.call_id, handle=call)
+            part = await self.conferences.add_call(
+                conf, ctx.call_id, handle=call, after_agent_reply=True
+            )
         except ConferenceError as exc:
             return _error(exc.code, str(exc))
         return ToolOutcome(

@@ -54,7 +54,13 @@ class Bridge:
         return port
 
     def leave(self, participant_id: str) -> None:
-        if self.core.leave(participant_id) is not None and self._on_event is not None:
+        if self.core.leave(participant_id) is not None:
+            self.report_left(participant_id)
+
+    def report_left(self, participant_id: str) -> None:
+        """Tell the owner ``participant_id`` is gone (also one that was expected and never
+        came: a call that ended while its agent was still talking)."""
+        if self._on_event is not None:
             self._on_event(Left(participant_id))
 
     def close(self) -> None:

@@ -63,6 +63,14 @@ class Left:
 BridgeEvent = Talking | KeyPressed | Left
 
 
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    mute_send: bool
+    mute_hear: bool
+    send_gain: float
+    hear_gain: float
+
+
 class BridgePort:
     """One participant's end of the bridge."""
 
@@ -116,24 +124,52 @@ class BridgeCore:
         self._leaving: dict[str, BridgePort] = {}  # fading out: their input is mixed once more
         self._talk_run: dict[str, int] = {}  # consecutive ticks on the other side of the threshold
         self.talking: set[str] = set()
+        self._presets: dict[str, _Settings] = {}  # for participants on their way in
         self._silence = np.zeros(FRAME_SAMPLES, np.int16)
 
-    def join(self, participant_id: str, deliver: Deliver) -> BridgePort:
+    def check_room(self) -> None:
+        """Raises :class:`BridgeEnded` or :class:`BridgeFull` where a join would."""
         if self.ended:
             raise BridgeEnded("the bridge has ended")
-        if participant_id in self.ports:
-            raise KeyError(f"{participant_id} is already in the bridge")
         if self.max_participants is not None and len(self.ports) >= self.max_participants:
             raise BridgeFull(f"the bridge has its maximum of {self.max_participants}")
+
+    def join(self, participant_id: str, deliver: Deliver) -> BridgePort:
+        self.check_room()
+        if participant_id in self.ports:
+            raise KeyError(f"{participant_id} is already in the bridge")
         self._leaving.pop(participant_id, None)  # back before its fade-out: fades in again
         port = BridgePort(participant_id, deliver)
         if self.tones:
             self.mixer.announce(ENTRY_TONE, self.ports)
         self.mixer.add(participant_id)
         self.ports[participant_id] = port
+        preset = self._presets.pop(participant_id, None)
+        if preset is not None:
+            self._apply(participant_id, preset)
         return port
 
+    def configure(
+        self,
+        participant_id: str,
+        mute_send: bool,
+        mute_hear: bool,
+        send_gain: float,
+        hear_gain: float,
+    ) -> None:
+        """Mutes and gains of ``participant_id``: at once if it is in, else when it joins."""
+        settings = _Settings(mute_send, mute_hear, send_gain, hear_gain)
+        if participant_id in self.ports:
+            self._apply(participant_id, settings)
+        else:
+            self._presets[participant_id] = settings
+
+    def _apply(self, participant_id: str, settings: _Settings) -> None:
+        self.mixer.set_mute(participant_id, settings.mute_send, settings.mute_hear)
+        self.mixer.set_gain(participant_id, settings.send_gain, settings.hear_gain)
+
     def leave(self, participant_id: str) -> BridgePort | None:
+        self._presets.pop(participant_id, None)
         port = self.ports.pop(participant_id, None)
         if port is None:
             return None
@@ -144,18 +180,6 @@ class BridgeCore:
         if self.tones:
             self.mixer.announce(EXIT_TONE, self.ports)
         return port
-
-    def set_mute(self, participant_id: str, send: bool | None, hear: bool | None) -> None:
-        self._require(participant_id)
-        self.mixer.set_mute(participant_id, send, hear)
-
-    def set_gain(self, participant_id: str, send: float | None, hear: float | None) -> None:
-        self._require(participant_id)
-        self.mixer.set_gain(participant_id, send, hear)
-
-    def _require(self, participant_id: str) -> None:
-        if participant_id not in self.ports:
-            raise KeyError(f"{participant_id} is not in the bridge")
 
     def tick(self) -> list[BridgeEvent]:
         ids = self.mixer.ids

@@ -1,12 +1,12 @@
 """A blind transfer to a number on any leg: an outbound call bridged with the caller.
 
-The caller moves into a two-party bridge of its own (no tones) and hears ringback; an outbound call
-is placed through the process's :class:`Dialler` (the SIP trunk) carrying a one-time token, and the
-call that starts with that token (:meth:`TransferDesk.claim`) runs with no agent: once its callee
-answers it joins the bridge and the caller's agent link is closed. Busy, no answer or any failure
-before the answer brings the caller back to its agent, and the outcome says why (the agent's tool
-result). Afterwards the two calls end together: either side hanging up hangs up the other.
-"""
+Once the agent's last words have played, the caller moves into a two-party bridge of its own
+(no tones) and hears ringback; an outbound call is placed through the process's
+:class:`Dialler` (the SIP trunk) carrying a one-time token, and the call that starts with that
+token (:meth:`TransferDesk.claim`) runs with no agent: once its callee answers it joins the
+bridge and the caller's agent link is closed. Busy, no answer or any failure before the answer
+brings the caller back to its agent, and the outcome says why (the agent's tool result).
+Afterwards the two calls end together: either side hanging up hangs up the other."""
 
 from __future__ import annotations
 
@@ -93,6 +93,8 @@ class TransferCaller(Protocol):
 
     def leave_bridge(self, then: Literal["agent", "hangup"] = "agent") -> None: ...
 
+    async def agent_done_speaking(self) -> None: ...
+
     async def close_agent(self, reason: str) -> None: ...
 
     def end_transferred(self, reason: str) -> None: ...
@@ -117,6 +119,7 @@ class BridgeTransfer:
     async def run(self, caller: TransferCaller) -> None:
         """Runs in the caller's nursery (for the rest of the call, once answered)."""
         bridge = Bridge(f"transfer-{caller.call_id}", tones=False)
+        await caller.agent_done_speaking()
         token, pending = self.desk.expect()
         try:
             async with trio.open_nursery() as nursery:

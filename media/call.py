@@ -18,6 +18,7 @@ import trio
 
 from media.agent_client import AgentLinkError
 from media.agent_peer import AgentPeer
+from media.bridge_core import BridgeEnded, BridgeFull
 from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferDesk, TransferOutcome
 from media.config import MediaConfig
 from media.hooks import AgentAssignment, CallHooks, CallInfo, CallRejected, HangupCause, LegCannotDo
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOOL_TIMEOUT_S = 10.0
+# Before a transfer moves the caller, the agent's last words ("putting you through") play out.
+AGENT_QUIET_S = 0.6
+AGENT_QUIET_MAX_S = 10.0
+REPLY_START_S = 3.0  # how long an agent may take to start answering a tool's result
 TRANSFER_TOOL_TIMEOUT_S = 150.0  # transfer_call waits for the answer (or why there was none)
 CLEANUP_TIMEOUT_S = 2.0
 AgentOnJoin = Literal["park", "close"]
@@ -142,6 +147,20 @@ class Call:
         self._spawn(attempt.run, self)
         self._transfer = attempt
 
+    def switch_agent(self, assignment: AgentAssignment) -> None:
+        """Hand the caller to another agent: the current link is told goodbye and closed,
+        a new one opens with ``assignment``; the leg never notices."""
+        if self._bridge is not None:
+            raise LegCannotDo(f"the call is in bridge {self._bridge.bridge_id}")
+        self._spawn(self._switch_agent, assignment)
+
+    async def _switch_agent(self, assignment: AgentAssignment) -> None:
+        self._side.attach(NoPeer())
+        await self.close_agent("handed over to another agent")
+        await self._drop_queued_audio()
+        self._assignment = assignment
+        await self._start_agent()
+
     async def transfer_outcome(self) -> TransferOutcome:
         """How the transfer just started ended: answered, or failed and why (a leg that
         transfers by itself reports only ``transferring``: the PBX carries it on)."""
@@ -151,13 +170,37 @@ class Call:
         await attempt.done.wait()
         return attempt.outcome
 
-    def join_bridge(self, bridge: Bridge, agent: AgentOnJoin = "park") -> None:
+    def join_bridge(
+        self, bridge: Bridge, agent: AgentOnJoin = "park", after_reply: bool = False
+    ) -> None:
         """Move the caller's audio into ``bridge``; the agent link is parked (kept for
-        :meth:`leave_bridge`) or closed. Raises :class:`LegCannotDo` where it cannot."""
+        :meth:`leave_bridge`) or closed. ``after_reply``: once the agent has said what it says
+        to the tool result that asked for this ("putting you through now"). Raises
+        :class:`LegCannotDo` where it cannot (or BridgeFull, BridgeEnded)."""
         if self._nursery is None or self._cause is not None:
             raise LegCannotDo("the call is not in progress")
         if self._bridge is not None:
             raise LegCannotDo(f"the call is already in bridge {self._bridge.bridge_id}")
+        if after_reply:
+            bridge.core.check_room()
+            self._bridge = bridge  # taken: nothing else moves the call meanwhile
+            self._nursery.start_soon(self._join_after_reply, bridge, agent)
+            return
+        self._join(bridge, agent)
+
+    async def _join_after_reply(self, bridge: Bridge, agent: AgentOnJoin) -> None:
+        await self._side.wait_reply(REPLY_START_S, AGENT_QUIET_S, AGENT_QUIET_MAX_S)
+        if self._bridge is not bridge:
+            return  # taken out (or the bridge ended) before it was joined
+        self._bridge = None
+        try:
+            self._join(bridge, agent)
+        except (BridgeFull, BridgeEnded) as exc:  # the caller stays with its agent
+            log.info("bridge not joined", extra={"call_id": self.call_id, "error": str(exc)})
+            bridge.report_left(self.call_id)
+
+    def _join(self, bridge: Bridge, agent: AgentOnJoin) -> None:
+        assert self._nursery is not None
         port = bridge.join(self.call_id, self._side.play)  # raises BridgeFull, BridgeEnded
         self._bridge = bridge
         self._side.attach(port, live=True)
@@ -173,7 +216,10 @@ class Call:
         bridge, self._bridge = self._bridge, None
         if bridge is None:
             return
-        bridge.leave(self.call_id)
+        if self.call_id in bridge.participants:
+            bridge.leave(self.call_id)
+        else:  # still waiting for the agent's reply: it never joined
+            bridge.report_left(self.call_id)
         self._side.attach(NoPeer())
         if then == "hangup" or self._nursery is None or self._cause is not None:
             self.end("api", "left the bridge")
@@ -262,7 +308,10 @@ class Call:
         cause, reason = self._cause or "shutdown", self._reason or "server shutting down"
         env = self._env
         if self._bridge is not None:
-            self._bridge.leave(self.call_id)
+            if self.call_id in self._bridge.participants:
+                self._bridge.leave(self.call_id)
+            else:
+                self._bridge.report_left(self.call_id)
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT_S):
             agent = self._agent
             if agent is not None and not agent.closed:
@@ -287,6 +336,9 @@ class Call:
     @property
     def ending(self) -> bool:
         return self._side.goodbye is not None
+
+    async def agent_done_speaking(self) -> None:
+        await self._side.wait_quiet(AGENT_QUIET_S, AGENT_QUIET_MAX_S)
 
     async def close_agent(self, reason: str) -> None:
         if self._agent is not None and not self._agent.closed:

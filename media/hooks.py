@@ -84,6 +84,9 @@ class CallHandle(Protocol):
         """Hand the caller to ``target`` (a number or SIP URI): REFER on a SIP leg, an outbound
         call bridged with the caller on any other; raises :class:`LegCannotDo` where it cannot."""
 
+    def switch_agent(self, assignment: AgentAssignment) -> None:
+        """Hand the call to another agent (a new agent link; the old one is closed)."""
+
     async def transfer_outcome(self) -> TransferOutcome:
         """Wait for the transfer :meth:`transfer` started: answered, or failed and why."""
 
@@ -91,9 +94,12 @@ class CallHandle(Protocol):
     def bridge_id(self) -> str | None:
         """The bridge the call's audio is in, if any."""
 
-    def join_bridge(self, bridge: Bridge, agent: Literal["park", "close"] = "park") -> None:
+    def join_bridge(
+        self, bridge: Bridge, agent: Literal["park", "close"] = "park", after_reply: bool = False
+    ) -> None:
         """Move the call's audio from its agent into ``bridge``; the agent link is parked
-        (kept for :meth:`leave_bridge`) or closed. Raises :class:`LegCannotDo`."""
+        (kept for :meth:`leave_bridge`) or closed; ``after_reply``: once the agent has answered
+        the tool result that asked for it. Raises :class:`LegCannotDo`."""
 
     def leave_bridge(self, then: Literal["agent", "hangup"] = "agent") -> None:
         """Take the call out of its bridge: back to its agent, or hang up."""

@@ -72,6 +72,7 @@ class LegSide:
         self._down = StreamResampler(LINK_RATE_HZ, leg.rate_hz)
         self._playout = PlayoutBuffer(leg.rate_hz, playout_max_ms)
         self._audio_ready = trio.lowlevel.ParkingLot()
+        self._drained = trio.lowlevel.ParkingLot()
 
     def attach(self, peer: AudioPeer, live: bool = False) -> None:
         """From the next frame on, talk with ``peer`` (``live``: a bridge, not a burst source)."""
@@ -147,6 +148,27 @@ class LegSide:
         await self.leg.clear()
         return marks
 
+    async def wait_quiet(self, quiet_s: float, max_s: float) -> None:
+        """Until the caller has heard everything queued and nothing more came for ``quiet_s``
+        (an agent's last sentence before a transfer), ``max_s`` at most."""
+        with trio.move_on_after(max_s):
+            while True:
+                if len(self._playout):
+                    await self._drained.park()
+                with trio.move_on_after(quiet_s):
+                    await self._audio_ready.park()
+                    continue  # more audio came: wait for it to play too
+                return
+
+    async def wait_reply(self, start_s: float, quiet_s: float, max_s: float) -> None:
+        """Like :meth:`wait_quiet`, but first give the agent ``start_s`` to start talking (its
+        reply to a tool's result is still on its way when the result is sent)."""
+        with trio.move_on_after(max_s):
+            if not len(self._playout):
+                with trio.move_on_after(start_s):
+                    await self._audio_ready.park()
+            await self.wait_quiet(quiet_s, max_s)
+
     async def send_dtmf(self, digits: str) -> None:
         try:
             await self.leg.send_dtmf(digits)
@@ -166,6 +188,7 @@ class LegSide:
         lateness = self._metrics.lateness
         while True:
             if not len(self._playout):
+                self._drained.unpark_all()
                 if self.goodbye is not None:
                     self._end("agent", self.goodbye)
                     return

@@ -35,7 +35,8 @@ from control.db.migrate import drop_all, migrate
 from control.hooks import ControlHooks
 from control.plane import create_app, open_services
 from control.services import Services
-from media.hooks import LegCannotDo
+from media.bridge_transfer import TransferOutcome
+from media.hooks import AgentAssignment, LegCannotDo
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from tests.conftest import require_service as require_ci_service
@@ -126,9 +127,15 @@ class FakeCall:
             raise LegCannotDo(f"{self.leg} legs cannot transfer")
         self.actions.append(("transfer", target))
 
+    async def transfer_outcome(self) -> TransferOutcome:
+        return TransferOutcome("transferring")  # a REFER: the PBX carries the call on
+
+    def switch_agent(self, assignment: AgentAssignment) -> None:
+        self.actions.append(("switch_agent", assignment.agent_id))
+
     bridge_id: str | None = None
 
-    def join_bridge(self, bridge: Any, agent: str = "park") -> None:
+    def join_bridge(self, bridge: Any, agent: str = "park", after_reply: bool = False) -> None:
         bridge.join(self.call_id, lambda pcm16, rate_hz: None)
         self.bridge_id = bridge.bridge_id
         self.actions.append(("join_bridge", bridge.bridge_id))

@@ -38,6 +38,7 @@ from media.websocket_calls import WebsocketCalls
 from tests.e2e.conftest import free_port
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import agent_in_thread, tone
+from tests.media.tones import tone_db
 
 RATE_HZ = 8000
 LEVEL = 0.25  # of full scale, each caller
@@ -57,15 +58,6 @@ def http(method: str, url: str, auth: str, body: Any = None) -> tuple[int, Any]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def tone_db(pcm16: bytes, freq_hz: float) -> float:
-    """Level of ``freq_hz`` in 8 kHz ``pcm16``, dB relative to a full-scale sine."""
-    x = np.frombuffer(pcm16, "<i2").astype(float)
-    window = np.hanning(x.size)
-    spectrum = np.abs(np.fft.rfft(x * window)) * 2 / window.sum()
-    near = np.abs(np.fft.rfftfreq(x.size, 1 / RATE_HZ) - freq_hz) <= 15
-    return float(20 * np.log10(spectrum[near].max() / 32767 + 1e-12))
 
 
 @dataclass

@@ -10,19 +10,11 @@ from media.bridge import Bridge
 from media.hooks import CallHandle
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import Media, tone
+from tests.media.tones import tone_db
 
 LEG_RATE_HZ = 8000
 TONES_HZ = (350.0, 1250.0, 1700.0)  # apart from each other and from the entry/exit tones
 LEVEL = 0.3  # of full scale, each
-
-
-def tone_db(pcm16: bytes, freq_hz: float) -> float:
-    """Level of ``freq_hz`` in ``pcm16`` (8 kHz), dB relative to a full-scale sine."""
-    x = np.frombuffer(pcm16, "<i2").astype(float)
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size))) * 2 / np.hanning(x.size).sum()
-    bins = np.fft.rfftfreq(x.size, 1 / LEG_RATE_HZ)
-    near = np.abs(bins - freq_hz) <= 15
-    return float(20 * np.log10(spectrum[near].max() / 32767 + 1e-12))
 
 
 def heard(peer: AsteriskPeer, start: float, end: float) -> bytes:

@@ -30,6 +30,7 @@ from sip.outbound import SipOutbound
 from sip.server import serve_sip
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import RecordingHooks, agent_in_thread, tone
+from tests.media.tones import tone_db
 from tests.sip.peers import require_binary, sipp_uas
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -39,11 +40,11 @@ CALLER_HZ, AGENT_HZ = 1000.0, 600.0
 
 
 async def tone_agent(start: CallStart, link: AgentLink) -> None:
-    """Answers every frame with as much of a continuous 600 Hz tone."""
+    """Answers every frame with sound in it with as much of a continuous 600 Hz tone."""
     phase = 0
     while True:
         frame = await link.recv()
-        if isinstance(frame, Audio):
+        if isinstance(frame, Audio) and np.abs(np.frombuffer(frame.pcm16, "<i2")).max() > 500:
             n = len(frame.pcm16) // 2
             t = (phase + np.arange(n)) / frame.sample_rate_hz
             phase += n
@@ -58,16 +59,6 @@ def agent() -> Iterator[str]:
     require_binary("sipp")
     with agent_in_thread(tone_agent) as url:
         yield url
-
-
-def tone_db(pcm16: bytes, freq_hz: float) -> float:
-    x = np.frombuffer(pcm16, "<i2").astype(float)
-    if x.size < 400:
-        return -200.0
-    window = np.hanning(x.size)
-    spectrum = np.abs(np.fft.rfft(x * window)) * 2 / window.sum()
-    near = np.abs(np.fft.rfftfreq(x.size, 1 / RATE_HZ) - freq_hz) <= 15
-    return float(20 * np.log10(spectrum[near].max() / 32767 + 1e-12))
 
 
 @dataclass
@@ -124,16 +115,19 @@ async def test_transfer_answered_bridges_the_caller_with_the_far_end(
         peer = await AsteriskPeer.connect(node.audiosocket_port)
         async with trio.open_nursery() as calls:
             calls.start_soon(peer.read_until_closed)
-            calls.start_soon(peer.play, tone(CALLER_HZ, 6.0))
+            # The caller talks, pauses (the agent falls quiet: the transfer goes ahead), talks.
+            talk = tone(CALLER_HZ, 1.5) + bytes(2 * RATE_HZ) + tone(CALLER_HZ, 5.0)
+            calls.start_soon(peer.play, talk)
             call = await caller_call(node, peer)
-            await trio.sleep(1.0)
+            await trio.sleep(1.4)
             before = trio.current_time()
             call.transfer("+15550002")
             with trio.fail_after(20):
                 outcome = await call.transfer_outcome()
             answered = trio.current_time()
             assert (outcome.status, outcome.detail) == ("answered", "+15550002")
-            await trio.sleep(2.0)
+            assert answered - before < 1.6  # the agent fell quiet, and sipp answers at once
+            await trio.sleep(3.6 - (answered - before))
             await peer.close()  # the caller hangs up: the far end gets a BYE
             with trio.fail_after(10):
                 while len(node.hooks.hungup) < 2:
@@ -143,7 +137,7 @@ async def test_transfer_answered_bridges_the_caller_with_the_far_end(
     assert "INVITE sip:+15550002@127.0.0.1" in run.messages and "BYE sip:" in run.messages
     with_agent = heard(peer, before - 0.8, before)
     assert tone_db(with_agent, AGENT_HZ) > -14 and tone_db(with_agent, CALLER_HZ) < -50
-    far_end = heard(peer, answered + 0.5, answered + 1.8)
+    far_end = heard(peer, before + 2.0, before + 3.5)  # the caller talks again from +1.6 s
     assert tone_db(far_end, CALLER_HZ) > -16, "the caller hears itself back from sipp"
     assert tone_db(far_end, AGENT_HZ) < -50, "and no longer its agent"
     callee_info = node.hooks.created[1]
@@ -161,11 +155,12 @@ async def test_busy_far_end_returns_the_caller_to_its_agent(
         peer = await AsteriskPeer.connect(node.audiosocket_port)
         async with trio.open_nursery() as calls:
             calls.start_soon(peer.read_until_closed)
-            calls.start_soon(peer.play, tone(CALLER_HZ, 5.0))
+            talk = tone(CALLER_HZ, 1.0) + bytes(2 * RATE_HZ) + tone(CALLER_HZ, 4.0)
+            calls.start_soon(peer.play, talk)
             call = await caller_call(node, peer)
-            await trio.sleep(0.5)
+            await trio.sleep(0.9)
             call.transfer("+15550002")
-            ringing = trio.current_time()
+            ringing = trio.current_time() + 0.6  # once the agent is quiet
             with trio.fail_after(20):
                 outcome = await call.transfer_outcome()
             failed = trio.current_time()
