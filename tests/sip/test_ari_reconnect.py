@@ -34,6 +34,8 @@ class Proxy:
         self.target_port = target_port
         self.port = 0
         self.refuse = False
+        self.flowing = trio.Event()  # cleared: bytes wait (a stalled Asterisk)
+        self.flowing.set()
         self._scopes: list[trio.CancelScope] = []
 
     async def serve(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -50,22 +52,22 @@ class Proxy:
             self._scopes.append(scope)
             upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
             async with client, upstream, trio.open_nursery() as nursery:
-                nursery.start_soon(_pipe, client, upstream)
-                nursery.start_soon(_pipe, upstream, client)
+                nursery.start_soon(self._pipe, client, upstream)
+                nursery.start_soon(self._pipe, upstream, client)
         self._scopes.remove(scope)
 
     def cut(self) -> None:
         for scope in self._scopes:
             scope.cancel()
 
-
-async def _pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
-    try:
-        while data := await src.receive_some(65536):
-            await dst.send_all(data)
-    except trio.BrokenResourceError:
-        pass
-    await dst.send_eof()
+    async def _pipe(self, src: trio.SocketStream, dst: trio.SocketStream) -> None:
+        try:
+            while data := await src.receive_some(65536):
+                await self.flowing.wait()
+                await dst.send_all(data)
+        except trio.BrokenResourceError:
+            pass
+        await dst.send_eof()
 
 
 @asynccontextmanager
@@ -188,3 +190,29 @@ async def test_asterisk_down_at_start_is_retried(echo_agent: str, tmp_path: Path
             await wait_for(lambda: bench.app.client.connected, timeout_s=15)
             await bench.originate("hold")
             await bench.wait_running()
+
+
+async def test_a_stalled_asterisk_never_holds_up_the_media_core(
+    asterisk: Asterisk, echo_agent: str
+) -> None:
+    """ARI answers nothing for a while: an API hangup and the agent's DTMF still act at once
+    in the media core; the ARI work waits in its queue and reaches Asterisk once it answers."""
+    async with proxied(asterisk) as (via_proxy, proxy), ari_bench(via_proxy, echo_agent) as bench:
+        await bench.originate("hold")
+        [call_id] = await bench.wait_running()
+        await bench.wait_bridged()
+        handle = bench.env.registry.get(call_id)
+        assert handle is not None
+        proxy.flowing = trio.Event()  # Asterisk's HTTP server stalls
+        started = trio.current_time()
+        handle.send_dtmf("1")
+        handle.hangup("api")
+        await bench.wait_ended(timeout_s=5)
+        ended_s = trio.current_time() - started
+        caller = bench.hooks.created[0].params["asterisk_channel"]
+        still_up = caller in {c["id"] for c in asterisk.channels()}  # ARI did not get through
+        proxy.flowing.set()
+        await bench.wait_asterisk_idle(timeout_s=15)
+    assert bench.hooks.hungup[0][1] == "api" and still_up
+    # Waiting on ARI would take the call's whole cleanup bound (2 s) or the REST deadline (5 s).
+    assert ended_s < 1.0, "the call waited on ARI"
