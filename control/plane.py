@@ -185,7 +185,8 @@ async def open_services(
                 writer = SummaryWriter(
                     store, bus, cmetrics.summary_drops, cfg.record_dir, cfg.summary_settle_s
                 )
-                bus.observers.append(writer.observe)
+                bus.observers += [writer.observe, cmetrics.observe_event]
+                cmetrics.webhook_backlog.set_function(lambda: len(dispatcher.queue))
                 heartbeat = NodeHeartbeat(store, bus, redis, me, calls, cfg.node_ttl_s)
                 hooks = ControlHooks(store, bus, tools, (me.node_id, me.worker_id))
                 async with trio.open_nursery() as nursery:

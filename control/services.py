@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from control.call_commands import CallCommands
 from control.conferences import Conferences
@@ -12,6 +13,7 @@ from control.config import ControlConfig
 from control.db import Database
 from control.events import EventBus
 from control.redis_link import RedisLink
+from control.schemas import BUILTIN_TOOL_NAMES
 from control.store import Store
 from media.registry import CallRegistry
 
@@ -42,6 +44,18 @@ class ControlMetrics:
             "Call commands from other nodes dropped at a full inbox (their requester answered 503)",
             registry=registry,
         )
+        self.tool_errors = Counter(
+            "callbridge_tool_errors",
+            "Agent tool calls answered with an error (built-in tool name, or custom)",
+            ["tool"],
+            registry=registry,
+        )
+        # set to the dispatcher's queue length where it is built (control/plane.py)
+        self.webhook_backlog = Gauge(
+            "callbridge_webhook_backlog",
+            "Webhook deliveries waiting: queued, in flight or waiting for a retry",
+            registry=registry,
+        )
         self.summary_drops = Counter(
             "callbridge_summary_drops",
             "Ended calls left without a summary: the summary queue was full (control/summaries.py)",
@@ -52,6 +66,13 @@ class ControlMetrics:
             "Webhook deliveries dropped at a full queue",
             registry=registry,
         )
+
+    def observe_event(self, event: dict[str, Any]) -> None:
+        """The event bus's observer: tool errors, named as ``callbridge_tool_seconds`` names
+        them (a customer's own tool names would make one series per name)."""
+        if event["type"] == "tool_called" and event["data"].get("is_error"):
+            name = event["data"].get("name", "")
+            self.tool_errors.labels(name if name in BUILTIN_TOOL_NAMES else "custom").inc()
 
 
 @dataclass(frozen=True, slots=True)

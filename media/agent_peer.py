@@ -79,6 +79,7 @@ class AgentPeer:
             max(2, cfg.uplink_queue_ms // 20)
         )
         self._uplink_queued = 0  # items handed to the uplink sender and not yet written
+        self._turn_from: float | None = None  # the caller's last final transcript, Trio time
 
     @classmethod
     async def open(
@@ -229,6 +230,9 @@ class AgentPeer:
 
     async def _on_agent_frame(self, frame: m.LinkFrame) -> None:
         if isinstance(frame, m.Audio):
+            if self._turn_from is not None:  # the first audio of the agent's answer
+                self._metrics.agent_turn.observe(trio.current_time() - self._turn_from)
+                self._turn_from = None
             if not self.parked:
                 self._downlink.play(frame.pcm16, frame.sample_rate_hz)
         elif isinstance(frame, m.Interruption):
@@ -246,8 +250,11 @@ class AgentPeer:
         elif isinstance(frame, m.Dtmf):
             await self._owner.agent_dtmf(frame.digit)
         elif isinstance(frame, m.Transcript):
+            if frame.role == "caller" and frame.final:
+                self._turn_from = trio.current_time()
             await self._owner.agent_transcript(frame.role, frame.text, frame.final)
         elif isinstance(frame, m.Transcription):  # a stock pipecat bot's view of the caller
+            self._turn_from = trio.current_time()
             await self._owner.agent_transcript("caller", frame.text, True)
         elif isinstance(frame, m.Error):
             log.warning(

@@ -58,6 +58,13 @@ class MediaMetrics:
             ["reason"],
             registry=r,
         )
+        self.agent_turn = Histogram(
+            "callbridge_agent_turn_seconds",
+            "From the caller's final transcript to the first audio of the agent's answer"
+            " (LLM and TTS as the media core sees them; the agent's VAD and STT come before)",
+            buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=r,
+        )
         self.rtp_rejected = Counter(
             "callbridge_rtp_rejected",
             "RTP/RTCP datagrams rejected (malformed, spoofed, wrong payload type), by reason",
