@@ -32,7 +32,6 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
-from pipecat.processors.audio.vad_processor import VADProcessor
 
 from ai_pipeline.agent_config import AgentConfig, AgentConfigError, parse_agent_config
 from ai_pipeline.engines.factory import (
@@ -42,7 +41,7 @@ from ai_pipeline.engines.factory import (
     load_models_for,
 )
 from ai_pipeline.engines.models import ModelLoadError, ModelStore
-from ai_pipeline.engines.vad import SharedSileroVADAnalyzer
+from ai_pipeline.engines.vad import PhoneVADProcessor, SharedSileroVADAnalyzer
 from ai_pipeline.link import AgentLink, CallHandler, LinkClosed
 from ai_pipeline.tools import JOIN_CONFERENCE, SEND_SMS, LinkToolRunner, tools_schema
 from ai_pipeline.transport import (
@@ -178,7 +177,7 @@ class CallAgent:
         self._goodbye = cfg.goodbye
         pipeline = Pipeline(
             [
-                VADProcessor(vad_analyzer=vad),
+                PhoneVADProcessor(vad),  # also says when the caller goes quiet (STT starts)
                 services.stt,
                 CallerTranscriptTap(self.send),
                 DTMFAggregator(timeout=DTMF_FLUSH_SECS, prefix="The caller pressed "),

@@ -9,19 +9,46 @@ worker thread. ``python -m bench.probes.silero_sessions --calls 50`` measured, p
 per call at 50 calls: pipecat's stock analyzers 584-590 us of CPU, separate sessions inline
 322-371, one shared session through the thread hand-off 324-374, shared and inline 167-240
 (``docs/measurements.md``).
+
+It also says when the caller *goes quiet*, before the VAD's ``stop_secs`` have passed
+(:class:`CallerQuietFrame`), and when they speak again before then (:class:`CallerResumedFrame`),
+so that the STT can start on the utterance while the VAD still waits to be sure it ended.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+from pipecat.frames.frames import SystemFrame
+from pipecat.processors.audio.vad_processor import VADProcessor
 
 from ai_pipeline.agent_config import VadConfig
 
 if TYPE_CHECKING:
     import onnxruntime  # type: ignore[import-untyped]
+
+
+QUIET_WINDOWS = 2
+"""VAD windows (32 ms each at 16 kHz) of quiet after speech before the caller counts as gone
+quiet: one low window is often the dip inside a word; the default ``stop_secs`` is 6 windows."""
+
+
+@dataclass
+class CallerQuietFrame(SystemFrame):
+    """The caller went quiet after speech; the VAD has not yet decided that speech stopped."""
+
+
+@dataclass
+class CallerResumedFrame(SystemFrame):
+    """The caller spoke again after a :class:`CallerQuietFrame`, before the VAD's stop."""
+
+
+QuietHook = Callable[[bool], Awaitable[None]]
+"""Called with True when the caller goes quiet, False when they resume before the stop."""
 
 
 def _per_call_model(session: onnxruntime.InferenceSession) -> SileroOnnxModel:
@@ -54,8 +81,33 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         self._model = _per_call_model(session)
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
+        self.on_quiet: QuietHook | None = None
+        self._quiet = False
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Inline: cheaper than the base class's thread hand-off per chunk (see module doc)."""
         state: VADState = self._run_analyzer(buffer)
+        quiet = state == VADState.STOPPING and self._vad_stopping_count >= QUIET_WINDOWS
+        if state == VADState.SPEAKING and self._quiet:
+            self._quiet = False
+            if self.on_quiet is not None:
+                await self.on_quiet(False)
+        elif quiet and not self._quiet:
+            self._quiet = True
+            if self.on_quiet is not None:
+                await self.on_quiet(True)
+        elif state == VADState.QUIET:
+            self._quiet = False  # the stop confirmed it: VADUserStoppedSpeakingFrame follows
         return state
+
+
+class PhoneVADProcessor(VADProcessor):
+    """pipecat's ``VADProcessor`` that also pushes :class:`CallerQuietFrame` and
+    :class:`CallerResumedFrame` downstream (to the STT)."""
+
+    def __init__(self, vad_analyzer: SharedSileroVADAnalyzer) -> None:
+        super().__init__(vad_analyzer=vad_analyzer)
+        vad_analyzer.on_quiet = self._quiet_changed
+
+    async def _quiet_changed(self, quiet: bool) -> None:
+        await self.push_frame(CallerQuietFrame() if quiet else CallerResumedFrame())

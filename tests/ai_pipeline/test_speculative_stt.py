@@ -1,0 +1,75 @@
+"""Speculative STT: Whisper starts when the caller goes quiet, before the VAD's stop.
+
+The real Silero VAD (``PhoneVADProcessor`` over the shared session) and the real Whisper service
+in a pipecat pipeline, fed the speech fixtures 20 ms at a time. The VAD counts samples, not wall
+time, so the pauses below are exact: 120 ms is past the 64 ms that count as going quiet and short
+of the 200 ms ``stop_secs``; 700 ms is a stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+from pipecat.frames.frames import Frame, InputAudioRawFrame, TranscriptionFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.tests.utils import run_test
+
+from ai_pipeline.agent_config import VadConfig
+from ai_pipeline.engines.models import ModelStore
+from ai_pipeline.engines.stt import WhisperPackagedSTTService
+from ai_pipeline.engines.vad import CallerQuietFrame, PhoneVADProcessor, SharedSileroVADAnalyzer
+from ai_pipeline.turnbench import words
+from tests.ai_pipeline.memory_link import FRAME_BYTES, RATE_HZ, load_wav_pcm16, silence_ms
+
+
+def frames(pcm16: bytes) -> list[Frame]:
+    return [
+        InputAudioRawFrame(pcm16[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0"), RATE_HZ, 1)
+        for i in range(0, len(pcm16), FRAME_BYTES)
+    ]
+
+
+def speech_only(pcm16: bytes, floor_dbfs: float = -40.0) -> bytes:
+    """The fixture without its quiet lead and tail (20 ms frames under ``floor_dbfs``)."""
+    x = np.frombuffer(pcm16, dtype=np.int16).astype(np.float64)
+    n = len(x) // (FRAME_BYTES // 2)
+    rms = np.sqrt(np.mean(x[: n * FRAME_BYTES // 2].reshape(n, -1) ** 2, axis=1)) / 32768
+    loud = np.flatnonzero(20 * np.log10(rms + 1e-12) > floor_dbfs)
+    return pcm16[loud[0] * FRAME_BYTES : (loud[-1] + 1) * FRAME_BYTES]
+
+
+def transcribe_through_vad(
+    models: ModelStore, pcm16: bytes
+) -> tuple[list[str], dict[str, int], int]:
+    """Transcripts, the service's speculation counts, and how many times the caller went quiet."""
+    stt = WhisperPackagedSTTService(whisper=models.whisper_window())
+    vad = SharedSileroVADAnalyzer(models.silero_session(), VadConfig(), sample_rate_hz=RATE_HZ)
+    down: Sequence[Frame] = asyncio.run(
+        run_test(Pipeline([PhoneVADProcessor(vad), stt]), frames_to_send=frames(pcm16))
+    )[0]
+    texts = [f.text for f in down if isinstance(f, TranscriptionFrame)]
+    quiet = sum(isinstance(f, CallerQuietFrame) for f in down)
+    return texts, stt.speculations, quiet
+
+
+def test_a_confirmed_stop_uses_the_transcript_started_at_the_quiet(models: ModelStore) -> None:
+    pcm16 = silence_ms(300) + load_wav_pcm16("billing_question.wav") + silence_ms(700)
+    texts, speculations, quiet = transcribe_through_vad(models, pcm16)
+    assert quiet >= 1
+    assert speculations["used"] == 1, speculations
+    assert [words(t) for t in texts] == [["i", "have", "a", "question", "about", "my", "bill"]]
+
+
+def test_speech_after_a_short_pause_throws_the_guess_away(models: ModelStore) -> None:
+    first = speech_only(load_wav_pcm16("billing_question.wav"))
+    second = speech_only(load_wav_pcm16("text_me.wav"))
+    pcm16 = silence_ms(300) + first + silence_ms(120) + second + silence_ms(700)
+    texts, speculations, _ = transcribe_through_vad(models, pcm16)
+    # One transcript with both phrases: the guess made in the pause ("...my bill.") is not it.
+    assert len(texts) == 1, texts
+    heard = words(texts[0])
+    assert "bill" in heard and "details" in heard, texts
+    assert speculations["discarded"] >= 1, speculations
+    assert speculations["used"] == 1, speculations
