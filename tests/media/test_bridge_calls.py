@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import trio
 
+from ai_pipeline.link import AgentLink
 from media.bridge import Bridge
-from media.hooks import CallHandle
+from media.hooks import AgentAssignment, CallHandle
+from proto.messages import Audio, CallStart, Hangup, LinkFrame
 from tests.media.asterisk_peer import AsteriskPeer
-from tests.media.conftest import Media, tone
+from tests.media.conftest import Media, agent_in_thread, start_media, tone
 from tests.media.tones import tone_db
 
 LEG_RATE_HZ = 8000
@@ -73,3 +75,49 @@ async def test_three_callers_hear_each_other_not_themselves_and_go_back(
     assert tone_db(heard(peers[0], *after), TONES_HZ[1]) < -60
     assert tone_db(heard(peers[1], *after), TONES_HZ[0]) < -60
     assert tone_db(heard(peers[1], *after), TONES_HZ[2]) > -12
+
+
+class RecordingEcho:
+    """The echo agent, keeping each link's start and frames (an agent switch opens a second)."""
+
+    def __init__(self) -> None:
+        self.links: list[tuple[CallStart, list[LinkFrame]]] = []
+
+    async def __call__(self, start: CallStart, link: AgentLink) -> None:
+        frames: list[LinkFrame] = []
+        self.links.append((start, frames))
+        while True:
+            frame = await link.recv()
+            frames.append(frame)
+            if isinstance(frame, Audio):
+                await link.send(frame)
+            elif isinstance(frame, Hangup):
+                return
+
+
+async def test_switching_agents_opens_a_new_link_and_the_caller_goes_on(
+    nursery: trio.Nursery,
+) -> None:
+    agent = RecordingEcho()
+    with agent_in_thread(agent) as url:
+        media = await start_media(nursery, url)
+        peer = await AsteriskPeer.connect(media.port)
+        async with trio.open_nursery() as calls:
+            calls.start_soon(peer.read_until_closed)
+            calls.start_soon(peer.play, tone(TONES_HZ[0], 3.0, level=LEVEL))
+            call = await handle_of(media, peer)
+            await trio.sleep(1.0)
+            call.switch_agent(AgentAssignment("agent-b", "c1", {"greeting": "b"}))
+            switched = trio.current_time()
+            await trio.sleep(1.5)
+            await peer.close()
+        with trio.fail_after(5):
+            await media.hooks.ended.wait()
+    (first, first_frames), (second, second_frames) = agent.links
+    assert (first.agent_id, second.agent_id) == ("test-agent", "agent-b")
+    assert second.call_id == first.call_id and second.agent_config == {"greeting": "b"}
+    assert isinstance(first_frames[-1], Hangup) and "another agent" in first_frames[-1].reason
+    assert sum(isinstance(f, Audio) for f in second_frames) > 40  # the caller, to the new one
+    after = heard(peer, switched + 0.3, switched + 1.3)  # the new agent's echo
+    assert tone_db(after, TONES_HZ[0]) > -14
+    assert [cause for _, cause, _ in media.hooks.hungup] == ["caller"]
