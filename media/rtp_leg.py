@@ -6,6 +6,10 @@ datagrams and runs the jitter buffer's 20 ms playout tick, so the leg needs no t
 the call's reader drives it. Arrival and playout times come from the Trio clock and go into the
 session as milliseconds; only this module knows about sockets and clocks.
 
+Outbound, the core's 20 ms frames go through a :class:`media.rtp.repacketizer.Repacketizer`
+into packets of the negotiated ptime; a packet whose time lies between two frames (30 ms
+packets from 20 ms frames) is sent by the same reader loop, which wakes for it.
+
 RTP has no hangup of its own (SIP's BYE is another layer's): an RTCP BYE from the latched peer
 ends the leg, and so does silence on the socket for ``idle_timeout_s``.
 """
@@ -22,10 +26,11 @@ from dataclasses import replace
 
 import trio
 
-from media.audio import pcm16_bytes_per_frame
+from media.audio import FRAME_MS, pcm16_bytes_per_frame
 from media.hooks import LegCannotDo
 from media.leg import LegAudio, LegDtmf, LegError, LegEvent, LegHangup
 from media.rtp.dtmf import DtmfError
+from media.rtp.repacketizer import Repacketizer
 from media.rtp.session import (
     DtmfReceived,
     PeerBye,
@@ -109,7 +114,9 @@ class RtpLeg:
         self._rtcp_latched: tuple[str, int] | None = None
         self._idle_timeout_s = idle_timeout_s
         self._rtcp_interval_s = rtcp_interval_s
-        self._frame_s = session.config.ptime_ms / 1000
+        self._frame_s = FRAME_MS / 1000  # the playout tick: the core takes 20 ms frames
+        self._ptime_s = session.config.ptime_ms / 1000
+        self._outbound = Repacketizer(session.rate_hz, session.config.ptime_ms)
         self._events: collections.deque[LegEvent] = collections.deque()
         self._origin_s = trio.current_time()
         self._next_tick_s = self._origin_s
@@ -159,6 +166,7 @@ class RtpLeg:
             raise LegError("receive_after_hangup")
         while not self._events:
             now = trio.current_time()
+            self._send_due(now)
             if now >= self._next_tick_s:
                 # Keep the 20 ms grid; after a long stall, restart it rather than burst.
                 behind = now - self._next_tick_s > 5 * self._frame_s
@@ -173,7 +181,9 @@ class RtpLeg:
                 continue
             if now - self._last_heard_s > self._idle_timeout_s and not self.held:
                 raise LegError("idle_timeout", f"no RTP for {self._idle_timeout_s} s")
-            await self._read_until(self._next_tick_s)
+            send_at = self._outbound.next_due_s
+            await self._read_until(self._next_tick_s if send_at is None else
+                                   min(self._next_tick_s, send_at))  # fmt: skip
         event = self._events.popleft()
         self._hung_up = isinstance(event, LegHangup)  # once, then the leg is done
         return event
@@ -186,6 +196,7 @@ class RtpLeg:
         """SIP hold (RFC 3264 8.4): while held, no media is sent and silence is not an error."""
         self.held = held
         self._last_heard_s = trio.current_time()
+        self._outbound.clear()
 
     def move_remote(self, remote: tuple[str, int]) -> None:
         """A re-INVITE moved the peer: send to the new address, latch onto its next source."""
@@ -294,10 +305,18 @@ class RtpLeg:
             raise LegError("closed", "send after hangup")
         if self._dtmf_active or self.held:
             return  # key presses replace audio while they last (the phone does the same)
-        self._send_packets(self.session.send_audio(pcm16, self._ms(trio.current_time())))
+        now = trio.current_time()
+        self._outbound.push(pcm16, now)
+        self._send_due(now)
+
+    def _send_due(self, now: float) -> None:
+        """Packets of the negotiated ptime whose time has come (see the repacketizer)."""
+        for packet_pcm16 in self._outbound.due(now):
+            self._send_packets(self.session.send_audio(packet_pcm16, self._ms(now)))
 
     async def clear(self) -> None:
-        """Nothing to clear: the peer plays packets as they arrive, we hold no backlog."""
+        """Barge-in: drop the part packet not sent yet; the peer plays what already left."""
+        self._outbound.clear()
 
     async def send_mark(self, name: str) -> None:
         """RTP cannot report playout; the call reports marks to the agent itself."""
@@ -311,12 +330,13 @@ class RtpLeg:
         except DtmfError as exc:
             raise LegCannotDo(str(exc)) from None
         self._dtmf_active = True
+        self._outbound.clear()
         silence = bytes(pcm16_bytes_per_frame(self.rate_hz, self.session.config.ptime_ms))
         try:
             tick = trio.current_time()
             while self.session.dtmf_pending and not self._closed:
                 self._send_packets(self.session.send_audio(silence, self._ms(tick)))
-                tick += self._frame_s
+                tick += self._ptime_s
                 await trio.sleep_until(tick)
         finally:
             self._dtmf_active = False

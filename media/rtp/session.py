@@ -17,10 +17,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from media.audio import pcm16_bytes_per_frame
+from media.audio import BYTES_PER_SAMPLE, FRAME_MS, pcm16_bytes_per_frame
 from media.rtp.codec import PT_G722, PT_PCMA, PT_PCMU, RTP_CLOCK_HZ, make_codec
 from media.rtp.dtmf import DtmfDecoder, DtmfEncoder, DtmfError
-from media.rtp.jitterbuffer import FrameStatus, JitterBuffer
+from media.rtp.jitterbuffer import FrameStatus, JitterBuffer, Piece
 from media.rtp.packet import MAX_SEQ, MAX_TIMESTAMP, RtpError, RtpPacket, is_rtcp, parse_rtp
 from media.rtp.rtcp import (
     Bye,
@@ -38,6 +38,7 @@ from media.rtp.seq import SeqVerdict, TimestampUnwrapper
 from media.rtp.stats import ReceptionStats
 
 PT_CN = 13  # RFC 3389 comfort noise: played as silence
+MAX_PACKET_MS = 200  # RFC 3551 4.2: receivers SHOULD accept packets of 0-200 ms, whatever ptime
 Address: TypeAlias = tuple[str, int]
 _CONCEAL_REPEATS = 2  # lost frames replaced by the last one, halved each time, then silence
 
@@ -47,7 +48,7 @@ class RtpSessionConfig:
     local_ssrc: int
     payload_type: int = PT_PCMU  # the negotiated audio codec: 0 PCMU, 8 PCMA or 9 G.722
     telephone_event_pt: int | None = 101
-    ptime_ms: int = 20
+    ptime_ms: int = 20  # what we send; any packet duration up to MAX_PACKET_MS is received
     remote: Address | None = None  # from SDP; replaced by the latched source
     initial_seq: int = 0  # RFC 3550 5.1: should be random; the caller draws it
     initial_timestamp: int = 0
@@ -127,7 +128,12 @@ class RtpSession:
         self._encoder = make_codec(config.payload_type)
         self.rate_hz = self._decoder.rate_hz  # of the PCM16 in and out: 8 kHz, 16 for G.722
         self._samples_per_packet = RTP_CLOCK_HZ * config.ptime_ms // 1000  # timestamp units
-        self._frame_bytes = pcm16_bytes_per_frame(self.rate_hz, config.ptime_ms)
+        self._frame_bytes = pcm16_bytes_per_frame(self.rate_hz, config.ptime_ms)  # outbound
+        # Inbound: the jitter buffer hands the core 20 ms frames whatever the packets held. G.711
+        # and G.722 both carry one payload byte per 8 kHz timestamp unit (RFC 3551 4.5.2).
+        self._rx_frame_bytes = pcm16_bytes_per_frame(self.rate_hz, FRAME_MS)
+        self._pcm16_bytes_per_unit = self.rate_hz // RTP_CLOCK_HZ * BYTES_PER_SAMPLE
+        self._max_packet_units = RTP_CLOCK_HZ * MAX_PACKET_MS // 1000
         self._new_source()
         self._out_seq = config.initial_seq & MAX_SEQ
         self._out_ts = config.initial_timestamp & MAX_TIMESTAMP
@@ -136,7 +142,7 @@ class RtpSession:
         self._dtmf_queue: list[tuple[str, int]] = []
         self._dtmf_sending: DtmfEncoder | None = None
         self._dtmf_gap_ticks = 0
-        self._last_pcm16 = bytes(self._frame_bytes)
+        self._last_pcm16 = bytes(self._rx_frame_bytes)
         self._concealed_run = 0
 
     def _new_source(self) -> None:
@@ -144,8 +150,8 @@ class RtpSession:
         self._unwrap = TimestampUnwrapper()
         self.jitter = JitterBuffer(
             RTP_CLOCK_HZ,
-            self.config.ptime_ms,
-            min_depth_ms=max(self.config.ptime_ms, self.config.min_depth_ms),
+            FRAME_MS,
+            min_depth_ms=self.config.min_depth_ms,
             max_depth_ms=self.config.max_depth_ms,
         )
         self._dtmf_in = DtmfDecoder(RTP_CLOCK_HZ)
@@ -204,7 +210,12 @@ class RtpSession:
         seq_ext = self.stats.seq.extend(packet.sequence_number)
         if pt == self.config.telephone_event_pt:
             return events + self._receive_dtmf(packet, timestamp_ext, seq_ext, arrival_ms)
-        self.jitter.put(timestamp_ext, pt, packet.payload, arrival_ms, seq_ext)
+        if pt == PT_CN:  # its payload is a noise level, not audio: one frame of silence
+            self.jitter.put_silence(timestamp_ext, self.jitter.frame_units, arrival_ms, seq_ext)
+        elif len(packet.payload) > self._max_packet_units:
+            return [*events, *self._reject("packet_too_long")]
+        else:
+            self.jitter.put(timestamp_ext, pt, packet.payload, arrival_ms, seq_ext)
         return events
 
     def _receive_dtmf(
@@ -215,9 +226,11 @@ class RtpSession:
             duration = int.from_bytes(packet.payload[2:4], "big")
         except DtmfError:
             return self._reject("malformed_telephone_event")
-        # The event's latest slot is silence on the audio timeline, not a loss (see jitterbuffer).
-        last_slot_ts = timestamp_ext + max(0, duration - self._samples_per_packet)
-        self.jitter.put_silence(last_slot_ts, arrival_ms, seq_ext)
+        # The event's latest frame is silence on the audio timeline, not a loss (see
+        # jitterbuffer); only the latest, so that a long press's arrival times keep to its end.
+        frame_units = self.jitter.frame_units
+        latest_ts = timestamp_ext + max(0, duration - frame_units)
+        self.jitter.put_silence(latest_ts, frame_units, arrival_ms, seq_ext)
         return [DtmfReceived(d.digit, d.duration_ms) for d in digits]
 
     def _flush_dtmf(self) -> list[SessionEvent]:
@@ -228,18 +241,27 @@ class RtpSession:
         return self._flush_dtmf()
 
     def poll(self, now_ms: float) -> bytes | None:
-        """One frame of caller audio (PCM16 at ``rate_hz``) for this tick; None while buffering."""
+        """One 20 ms frame of caller audio (PCM16 at ``rate_hz``) for this tick; None while
+        buffering."""
         frame = self.jitter.pop(now_ms)
         if frame is None:
             return None
-        entry = frame.entry
-        if frame.status is FrameStatus.PLAYED and entry is not None:
+        if frame.status is FrameStatus.PLAYED:
             self._concealed_run = 0
-            if entry.payload_type == self.config.payload_type and entry.payload:
-                self._last_pcm16 = self._decoder.decode(entry.payload)
-                return self._last_pcm16
-            return bytes(self._frame_bytes)  # comfort noise or a telephone-event period
+            self._last_pcm16 = self._decode(frame.pieces)
+            return self._last_pcm16
         return self._conceal(frame.status)
+
+    def _decode(self, pieces: tuple[Piece, ...]) -> bytes:
+        """A frame from the parts of packets that fell into it, in stream order (G.722's
+        decoder has state); a part no packet brought, or silence, stays silent."""
+        pcm16 = bytearray(self._rx_frame_bytes)
+        for piece in pieces:
+            if piece.payload_type == self.config.payload_type and piece.payload:
+                decoded = self._decoder.decode(piece.payload)
+                start = piece.offset * self._pcm16_bytes_per_unit
+                pcm16[start : start + len(decoded)] = decoded[: len(pcm16) - start]
+        return bytes(pcm16)
 
     def _conceal(self, status: FrameStatus) -> bytes:
         """Repeat the last frame, fading, for a lost packet; silence once the run is long."""
@@ -247,7 +269,7 @@ class RtpSession:
         if status is FrameStatus.LOST and self._concealed_run <= _CONCEAL_REPEATS:
             self._last_pcm16 = audioop.mul(self._last_pcm16, 2, 0.5)
             return self._last_pcm16
-        return bytes(len(self._last_pcm16) or self._frame_bytes)
+        return bytes(self._rx_frame_bytes)
 
     def receive_rtcp_datagram(
         self, data: bytes, source: Address, arrival_ms: float

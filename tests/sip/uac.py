@@ -26,7 +26,7 @@ def _capture() -> list[UdpDatagram]:
     return read_pcap(FIXTURE_PCAP.read_bytes()).datagrams
 
 
-def offer(media_port: int, direction: str = "") -> bytes:
+def offer(media_port: int, direction: str = "", ptime_ms: int | None = None) -> bytes:
     lines = [
         "v=0", "o=uac 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
         f"m=audio {media_port} RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000",
@@ -34,6 +34,8 @@ def offer(media_port: int, direction: str = "") -> bytes:
     ]  # fmt: skip
     if direction:
         lines.append(f"a={direction}")
+    if ptime_ms is not None:
+        lines.append(f"a=ptime:{ptime_ms}")
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
@@ -87,9 +89,9 @@ class Uac:
             if message.status >= 200 and cseq_of(message)[0] == self.cseq:
                 return message
 
-    async def call(self, direction: str = "") -> SipResponse:
+    async def call(self, direction: str = "", ptime_ms: int | None = None) -> SipResponse:
         """INVITE with an offer for our RTP socket; ACK a 2xx. Returns the final response."""
-        await self.send("INVITE", offer(self.rtp_port, direction))
+        await self.send("INVITE", offer(self.rtp_port, direction, ptime_ms))
         response = await self.final_response()
         if response.status == 200:
             self.to_tag = (response.get("To") or "").rpartition("tag=")[2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import wave
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.codecs.g711 import pcm16_to_alaw, pcm16_to_ulaw
+from media.rtp.codec import make_codec
 from media.rtp.dtmf import DtmfDecoder, DtmfEncoder, DtmfError, TelephoneEvent
 from media.rtp.packet import RtpPacket, parse_rtp
 from media.rtp.rtcp import ReceiverReport, SenderReport, SourceDescription, parse_rtcp
@@ -22,6 +24,7 @@ from media.rtp.session import (
     SourceChanged,
     SourceLatched,
 )
+from tests.media.rtp.fixture_data import FIXTURES
 
 PEER = ("192.0.2.10", 4000)
 SPOOF = ("198.51.100.7", 4000)
@@ -233,3 +236,43 @@ def test_separate_port_rtcp_needs_latched_host_and_feeds_quality() -> None:
     assert quality.remote_fraction_lost == 0.0 and quality.remote_jitter_ms == 0.0
     assert (quality.packets_in, quality.packets_out, quality.lost) == (3, 3, 0)
     assert session.stats.last_sr_lsr == ((2 << 32) >> 16) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize(("payload_type", "packet_ms"), [(8, 30), (0, 10), (9, 30), (0, 60)])
+def test_packets_longer_or_shorter_than_the_agreed_ptime_reach_the_core_whole(
+    payload_type: int, packet_ms: int
+) -> None:
+    """Agreed 20 ms, sent otherwise (sipp's stock uac_pcap sends 30 ms PCMA): the core gets
+    20 ms frames that are the sender's speech end to end, no slot left empty, no drift."""
+    with wave.open(str(FIXTURES / "speech_8k.wav" if payload_type != 9 else
+                       FIXTURES / "speech_16k.wav")) as w:  # fmt: skip
+        speech = w.readframes(w.getnframes())
+    encoder = make_codec(payload_type)
+    session = RtpSession(RtpSessionConfig(local_ssrc=1, payload_type=payload_type))
+    units = 8 * packet_ms  # timestamp units (8 kHz clock) per packet, G.722 included
+    chunk_bytes = 2 * encoder.rate_hz * packet_ms // 1000
+    packets = [encoder.encode(speech[i : i + chunk_bytes])
+               for i in range(0, len(speech) - chunk_bytes + 1, chunk_bytes)]  # fmt: skip
+    frames: list[bytes] = []
+    for tick in range(len(packets) * packet_ms // 20 + 10):
+        now = tick * 20.0
+        for n in range(len(packets)):  # each sent when its audio was captured, 2 ms on the way
+            if now - 20 < (n + 1) * packet_ms + 2 <= now:
+                data = RtpPacket(payload_type, n, 1000 + n * units, 77, packets[n]).serialize()
+                session.receive_datagram(data, PEER, (n + 1) * packet_ms + 2.0)
+        frame = session.poll(now)
+        if frame is not None:
+            frames.append(frame)
+    stats = session.jitter.stats
+    assert stats.lost == stats.holds == stats.partial == stats.skips == 0
+    got = b"".join(frames)[: len(packets) * chunk_bytes]
+    # The reference: the same packets decoded back to back by a decoder of our own.
+    decoder = make_codec(payload_type)
+    assert got == b"".join(decoder.decode(p) for p in packets)
+
+
+def test_an_audio_packet_over_200_ms_is_refused_and_counted() -> None:
+    session = RtpSession(RtpSessionConfig(local_ssrc=1))
+    session.receive_datagram(_rtp(1, payload=b"\xff" * 1601), PEER, 0.0)
+    assert session.counters.rejected["packet_too_long"] == 1
+    assert session.jitter.depth_ms == 0
