@@ -107,6 +107,7 @@ async def serve(
         ari = None
         if ari_cfg is not None and client is not None:
             ari = AriApp(ari_cfg, client, ControlEvents(hooks))
+            sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
         with listening("--audiosocket", media_cfg.audiosocket):
             await nursery.start(serve_audiosocket, env, ari)
         if ari is not None:

@@ -91,12 +91,12 @@ def register(api: Api, sip: SipOutbound | None = None) -> None:
                 "unknown agent",
                 [{"field": "agent_id", "message": "no such agent"}],
             )
-        if body.leg != "sip" or sip is None:
+        if sip is None or not sip.places(body.leg):
             raise ApiError(422, "cannot_originate", f"leg {body.leg!r} cannot place outbound calls")
         customer_id = ctx.principal.customer_id
         params = {"customer_id": customer_id, "agent_id": body.agent_id.lower()}
         try:
-            call_id = await sip.originate(body.source, body.destination, params)
+            call_id = await sip.originate(body.source, body.destination, params, body.leg)
         except OriginateRefused as exc:
             raise ApiError(exc.status, exc.code, str(exc)) from None
         row = await store.get("calls", call_id, customer_id)

@@ -222,7 +222,7 @@ class ParticipantUpdateBody(Body):
 
 
 class CallCreateBody(Body):
-    leg: Literal["audiosocket", "chan_websocket", "twilio", "sip"]
+    leg: Literal["audiosocket", "chan_websocket", "twilio", "sip", "asterisk"]
     source: E164
     destination: E164
     agent_id: UUIDText

@@ -171,15 +171,30 @@ class Originator(Protocol):
 
 
 class SipOutbound:
-    """The control plane's handle on the SIP listener, attached once ``serve_sip`` runs."""
+    """The control plane's handle on the SIP listener, attached once ``serve_sip`` runs, and
+    on any other leg that places calls (``asterisk``: the ARI app, with ``--ari``)."""
 
     def __init__(self) -> None:
         self._server: Originator | None = None
+        self._others: dict[str, Originator] = {}
 
     def attach(self, server: Originator) -> None:
         self._server = server
 
-    async def originate(self, source: str, destination: str, params: Mapping[str, str]) -> str:
+    def attach_leg(self, leg: str, originator: Originator) -> None:
+        self._others[leg] = originator
+
+    def places(self, leg: str) -> bool:
+        return leg == "sip" or leg in self._others
+
+    async def originate(
+        self, source: str, destination: str, params: Mapping[str, str], leg: str = "sip"
+    ) -> str:
+        if leg != "sip":
+            other = self._others.get(leg)
+            if other is None:
+                raise OriginateRefused(422, "cannot_originate", f"leg {leg!r} is not configured")
+            return await other.originate(source, destination, params)
         if self._server is None:
             raise OriginateRefused(
                 422, "cannot_originate", "the SIP leg is not configured (serve --sip HOST:PORT)"

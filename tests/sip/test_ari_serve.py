@@ -24,7 +24,13 @@ from tests.asterisk_instance import (
     running_asterisk,
     write_wav,
 )
-from tests.sip.ari_harness import caller_dialplan, require_asterisk, seconds_of, tone_pcm16
+from tests.sip.ari_harness import (
+    caller_dialplan,
+    require_asterisk,
+    seconds_of,
+    target_dialplan,
+    tone_pcm16,
+)
 from tests.test_serve import start_serve, stop_serve
 
 pytestmark = [pytest.mark.slow]
@@ -34,8 +40,12 @@ pytestmark = [pytest.mark.slow]
 def asterisk(tmp_path: Path) -> Iterator[Asterisk]:
     require_asterisk()
     wav = write_wav(tmp_path / "tone.wav", tone_pcm16(700.0, 1.5))
+
     # No agent argument: the bootstrap customer's default agent answers.
-    with running_asterisk(lambda root: caller_dialplan(root, wav, agent="")) as ast:
+    def dialplan(root: Path) -> str:
+        return caller_dialplan(root, wav, agent="") + target_dialplan(root, wav)
+
+    with running_asterisk(dialplan) as ast:
         yield ast
 
 
@@ -55,12 +65,12 @@ def _ready(port: int) -> tuple[int, str]:
     return status, str(json.loads(body)["checks"].get("asterisk"))
 
 
-def _api(port: int, key: str, method: str, path: str) -> Any:
+def _api(port: int, key: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         method=method,
-        data=b"" if method == "POST" else None,
-        headers={"Authorization": f"AccessKey {key}"},
+        data=json.dumps(body).encode() if body else (b"" if method == "POST" else None),
+        headers={"Authorization": f"AccessKey {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
@@ -83,6 +93,7 @@ async def test_serve_with_ari_runs_stasis_calls(
     key = _bootstrap_key(tmp_path / "serve.db")
     monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", ARI_PASSWORD)
     ari = ["--ari", asterisk.base_url, "--ari-user", ARI_USER]
+    ari += ["--ari-outbound-dial", "Local/{destination}@callees/n"]
     proc, ports = start_serve(tmp_path, "--agent", "echo", *ari)
     port = ports["http"]
     try:
@@ -101,6 +112,10 @@ async def test_serve_with_ari_runs_stasis_calls(
             while await trio.to_thread.run_sync(asterisk.channels):
                 await trio.sleep(0.1)
         ended = await trio.to_thread.run_sync(_api, port, key, "GET", f"/v1.0/calls/{live['id']}")
+        agents = await trio.to_thread.run_sync(_api, port, key, "GET", "/v1.0/agents")
+        place = {"leg": "asterisk", "source": "+15550001", "destination": "+15559999"}
+        place["agent_id"] = agents["result"][0]["id"]
+        placed = await trio.to_thread.run_sync(_api, port, key, "POST", "/v1.0/calls", place)
     finally:
         await trio.to_thread.run_sync(stop_serve, proc)
     assert done["leg"] == "asterisk" and done["hangup_cause"] == "caller"
@@ -108,6 +123,11 @@ async def test_serve_with_ari_runs_stasis_calls(
     channel_id, bridge_id = done["leg_ref"].split("/")
     assert channel_id and bridge_id.startswith("cbb-")
     assert ended["hangup_cause"] == "api"
+    assert (placed["leg"], placed["direction"], placed["destination"]) == (
+        "asterisk",
+        "outgoing",
+        "+15559999",
+    )
     heard = (asterisk.root / "talk-heard.wav").read_bytes()[44:]
     assert seconds_of(heard, 700.0) >= 1.0, "the echo did not come back through serve"
     log = (tmp_path / "serve.log").read_text()
