@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("ai_pipeline.cli", "run the agent server (pipecat pipelines, or --echo)"),
     "bench": ("bench.cli", "measure capacity, latency and quality"),
     "db": ("control.cli", "database migrations and maintenance"),
+    "doctor": ("callbridge.doctor", "check a deployment and say what is wrong and how to fix it"),
 }
 
 
