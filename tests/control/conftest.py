@@ -133,16 +133,22 @@ class FakeCall:
     def switch_agent(self, assignment: AgentAssignment) -> None:
         self.actions.append(("switch_agent", assignment.agent_id))
 
-    bridge_id: str | None = None
+    bridge: Any = None
+
+    @property
+    def bridge_id(self) -> str | None:
+        return None if self.bridge is None else str(self.bridge.bridge_id)
 
     def join_bridge(self, bridge: Any, agent: str = "park", after_reply: bool = False) -> None:
         bridge.join(self.call_id, lambda pcm16, rate_hz: None)
-        self.bridge_id = bridge.bridge_id
+        self.bridge = bridge
         self.actions.append(("join_bridge", bridge.bridge_id))
 
     def leave_bridge(self, then: str = "agent") -> None:
         self.actions.append(("leave_bridge", then))
-        self.bridge_id = None
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            bridge.leave(self.call_id)
 
 
 @dataclass

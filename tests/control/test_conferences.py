@@ -1,0 +1,113 @@
+"""Conference rules through the REST API and the bridges (control/conferences.py), with the
+media core's calls stood in by FakeCall (which joins the real media bridge): limits, moderator,
+bad input, a participant whose call ends. The audio itself: tests/e2e/test_conference.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import trio
+
+from media.hooks import CallInfo
+from tests.control.conftest import FakeCall, Plane
+
+
+async def live_calls(plane: Plane, n: int) -> tuple[str, dict[str, str], list[FakeCall]]:
+    """A customer with a default agent and ``n`` live calls of it."""
+    cid, auth = await plane.customer()
+    await plane.services.store.insert(
+        "agents", {"customer_id": cid, "name": "a", "is_default": 1, "detail": {}}
+    )
+    calls = []
+    for _ in range(n):
+        call = FakeCall(str(uuid.uuid4()))
+        await plane.hooks.call_created(CallInfo(call.call_id, "sip", params={"customer_id": cid}))
+        plane.calls.add(call)
+        calls.append(call)
+    return cid, auth, calls
+
+
+async def post(plane: Plane, auth: dict[str, str], path: str, body: Any) -> tuple[int, Any]:
+    r = await plane.client.post(path, json=body, headers=auth)
+    return r.status_code, await r.get_json()
+
+
+async def until(condition: Any, what: str) -> None:
+    with trio.fail_after(5):
+        while not await condition():
+            await trio.sleep(0.02)
+
+
+async def test_limits_and_bad_input(plane: Plane) -> None:
+    _, auth, (a, b, c) = await live_calls(plane, 3)
+    _, stranger_auth, (stranger,) = await live_calls(plane, 1)
+    _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "r", "max_participants": 2})
+    _, other = await post(plane, auth, "/v1.0/conferences", {"name": "o"})
+    parts = f"/v1.0/conferences/{conf['id']}/participants"
+    for call in (a, b):
+        status, _ = await post(plane, auth, parts, {"call_id": call.call_id})
+        assert status == 201
+    assert [x[0] for x in a.actions] == ["join_bridge"]
+    status, body = await post(plane, auth, parts, {"call_id": c.call_id})
+    assert (status, body["error"]) == (409, "conference_full")
+    assert c.bridge is None and not c.actions  # nothing half done
+    status, body = await post(
+        plane, auth, f"/v1.0/conferences/{other['id']}/participants", {"call_id": a.call_id}
+    )
+    assert (status, body["error"]) == (409, "call_in_bridge")
+    status, _ = await post(plane, auth, parts, {"call_id": stranger.call_id})
+    assert status == 404  # another customer's call is not found
+    status, _ = await post(plane, stranger_auth, parts, {"call_id": stranger.call_id})
+    assert status == 404  # nor is another customer's conference
+    status, body = await post(plane, auth, parts, {"call_id": c.call_id, "talk_volume_pct": 900})
+    assert status == 400
+    await plane.client.delete(f"/v1.0/conferences/{other['id']}", headers=auth)
+    status, body = await post(
+        plane, auth, f"/v1.0/conferences/{other['id']}/participants", {"call_id": c.call_id}
+    )
+    assert (status, body["error"]) == (409, "conference_ended")
+    rows = await plane.services.store.find("participants", conference_id=conf["id"])
+    assert len(rows) == 2  # the refused adds left no row
+
+
+async def test_a_participant_whose_call_ends_has_left(plane: Plane) -> None:
+    _, auth, (a, b) = await live_calls(plane, 2)
+    _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "r"})
+    parts = f"/v1.0/conferences/{conf['id']}/participants"
+    for call in (a, b):
+        await post(plane, auth, parts, {"call_id": call.call_id})
+    a.bridge.leave(a.call_id)  # what the media core's Call does when its leg hangs up
+    store = plane.services.store
+
+    async def a_left() -> bool:
+        (row,) = await store.find("participants", call_id=a.call_id)
+        return bool(row["status"] == "left")
+
+    await until(a_left, "a's row marked left")
+    listing = await (await plane.client.get(parts, headers=auth)).get_json()
+    states = {p["call_id"]: p["status"] for p in listing["result"]}
+    assert states == {a.call_id: "left", b.call_id: "joined"}
+    assert b.bridge is not None  # the other one goes on
+
+
+async def test_the_conference_ends_when_its_moderator_leaves(plane: Plane) -> None:
+    cid, auth, (mod, guest) = await live_calls(plane, 2)
+    _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "r", "on_leave": "hangup"})
+    parts = f"/v1.0/conferences/{conf['id']}/participants"
+    _, mod_part = await post(plane, auth, parts, {"call_id": mod.call_id, "moderator": True})
+    await post(plane, auth, parts, {"call_id": guest.call_id})
+    r = await plane.client.delete(f"{parts}/{mod_part['id']}?then=agent", headers=auth)
+    assert r.status_code == 200
+    assert ("leave_bridge", "agent") in mod.actions  # ?then= overrides on_leave
+
+    async def ended() -> bool:  # its event is the last thing written
+        events = await plane.services.store.find("events", customer_id=cid, type="conference_ended")
+        return len(events) == 1
+
+    await until(ended, "the conference ended")
+    row = await plane.services.store.get("conferences", conf["id"], cid)
+    assert row is not None and row["status"] == "ended"
+    assert ("leave_bridge", "hangup") in guest.actions  # on_leave for everyone else
+    (guest_row,) = await plane.services.store.find("participants", call_id=guest.call_id)
+    assert guest_row["status"] == "left"
