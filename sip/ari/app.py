@@ -128,6 +128,8 @@ class AriApp:
                     log.warning("ari request refused", extra={"job": what, "error": str(exc)})
             except AriUnavailable as exc:
                 log.warning("ari request failed", extra={"job": what, "error": str(exc)})
+            except Exception:  # (a recording's disk write...): this job only, never the app
+                log.exception("ari job failed", extra={"job": what})
 
     # ---- the AudioSocket listener's seam --------------------------------------------------
 

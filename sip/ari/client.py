@@ -53,6 +53,7 @@ class AriClient:
         self.connected = False
         self.last_error = "not connected yet"
         self.connects = 0
+        self.handler_errors = 0
 
     async def check_ready(self) -> None:
         """For ``/ready``: raises while the events socket is down (calls cannot enter)."""
@@ -103,7 +104,7 @@ class AriClient:
             attempt = 0
             try:
                 await self._serve(sock, on_connected, on_event, started, task_status)
-            except (AriSocketError, AriUnavailable, AriRequestError) as exc:
+            except (AriSocketError, AriUnavailable, AriRequestError, AriProtocolError) as exc:
                 self.last_error = str(exc)
                 log.warning("ari events socket lost", extra={"error": str(exc)})
             finally:
@@ -132,7 +133,11 @@ class AriClient:
             except AriProtocolError as exc:
                 log.warning("ari event skipped", extra={"error": str(exc)})
                 continue
-            await on_event(event)
+            try:
+                await on_event(event)
+            except Exception:  # one event's bug must not take the socket and every call down
+                self.handler_errors += 1
+                log.exception("ari event handler failed", extra={"event": type(event).__name__})
 
 
 def _report(started: trio.Event, task_status: trio.TaskStatus[None]) -> None:

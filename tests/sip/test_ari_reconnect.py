@@ -12,8 +12,16 @@ import pytest
 import trio
 
 from sip.ari.client import AriClient
+from sip.ari.events import AriEvent
 from sip.ari.events_socket import AriAuthError
-from tests.asterisk_instance import ARI_APP, ARI_USER, Asterisk, running_asterisk, write_wav
+from tests.asterisk_instance import (
+    ARI_APP,
+    ARI_PASSWORD,
+    ARI_USER,
+    Asterisk,
+    running_asterisk,
+    write_wav,
+)
 from tests.sip.ari_harness import ari_bench, caller_dialplan, require_asterisk, tone_pcm16
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -216,3 +224,27 @@ async def test_a_stalled_asterisk_never_holds_up_the_media_core(
     assert bench.hooks.hungup[0][1] == "api" and still_up
     # Waiting on ARI would take the call's whole cleanup bound (2 s) or the REST deadline (5 s).
     assert ended_s < 1.0, "the call waited on ARI"
+
+
+async def test_a_failing_event_handler_costs_that_event_only(asterisk: Asterisk) -> None:
+    """A bug in handling one event must not close the events socket (and every call with it)."""
+    client = AriClient(f"{asterisk.base_url}/ari", ARI_USER, ARI_PASSWORD, ARI_APP)
+    seen: list[AriEvent] = []
+
+    async def on_event(event: AriEvent) -> None:
+        seen.append(event)
+        if len(seen) == 1:
+            raise RuntimeError("a bug in one handler")
+
+    async def nothing() -> None:
+        return None
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run, nothing, on_event)
+        originate = "channel originate Local/hold@caller/n extension 5551234@incoming"
+        await trio.to_thread.run_sync(asterisk.rx, originate)
+        await wait_for(lambda: len(seen) >= 1)
+        await trio.to_thread.run_sync(asterisk.rx, originate)  # a second StasisStart
+        await wait_for(lambda: len(seen) >= 2)
+        nursery.cancel_scope.cancel()
+    assert (client.handler_errors, client.connects) == (1, 1)
