@@ -1,0 +1,114 @@
+"""MCP servers as an agent's tools: list their tools for the LLM, run a call, bounded and contained.
+
+The client is the official ``mcp`` SDK (Model Context Protocol, spec 2025-06-18 and later: JSON-RPC
+over a stdio subprocess or over streamable HTTP). It is anyio-based, so it runs in our Trio tasks
+as they are. Each operation opens its own session (spawn or connect, initialize, one request,
+close): a server that hangs, crashes or writes garbage spoils that one operation only, never
+another call's, and nothing is left running between calls. The cost is a spawn per tool call on
+stdio (tens to hundreds of ms for a Python server); a long-lived session per agent is the obvious
+next step where that matters.
+
+Every failure becomes a :class:`ToolOutcome` with ``is_error`` and words the agent can speak
+about (``mcp_timeout``, ``mcp_unavailable``, ``tool_error``), never an exception: the call goes on.
+
+Who may name a stdio command matters: it runs on this host. Stdio servers therefore come from the
+operator's configuration only; an agent (a customer's document) names them, or gives a URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from mcp import Client, StdioServerParameters
+
+from control.summary_doc import capped_json
+from media.hooks import ToolOutcome
+
+log = logging.getLogger(__name__)
+SEPARATOR = "__"  # an offered tool's name: <server name>__<the server's tool name>
+_LLM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_TOOLS_PER_SERVER = 64
+MAX_DESCRIPTION_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    """One MCP server: ``command`` (stdio, argv) or ``url`` (streamable HTTP), never both."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.command) == bool(self.url):
+            raise ValueError(f"MCP server {self.name!r}: give a command or a url, not both")
+
+    def client(self) -> Client:
+        if self.url:
+            return Client(self.url)
+        return Client(StdioServerParameters(command=self.command[0], args=list(self.command[1:])))
+
+
+def _error(code: str, message: str) -> ToolOutcome:
+    return ToolOutcome({"error": code, "message": message}, True)
+
+
+def offered_name(server: McpServer, tool: str) -> str | None:
+    name = f"{server.name}{SEPARATOR}{tool}"
+    return name if _LLM_NAME.match(name) else None
+
+
+async def list_tools(server: McpServer, timeout_s: float) -> list[dict[str, Any]]:
+    """The server's tools as agent tool entries (``name``, ``description``, ``parameters``);
+    empty (and logged) when it cannot be reached in time: the call starts without them."""
+    with trio.move_on_after(timeout_s):
+        try:
+            async with server.client() as client:
+                listed = await client.list_tools()
+        except Exception as exc:  # the SDK's, the transport's, the process's: all mean "not now"
+            log.warning("mcp server unavailable", extra={"mcp": server.name, "error": repr(exc)})
+            return []
+        entries = []
+        for tool in listed.tools[:MAX_TOOLS_PER_SERVER]:
+            name = offered_name(server, tool.name)
+            if name is None:
+                log.warning("mcp tool name unusable", extra={"mcp": server.name, "tool": tool.name})
+                continue
+            entries.append(
+                {
+                    "name": name,
+                    "description": (tool.description or "")[:MAX_DESCRIPTION_CHARS],
+                    "parameters": dict(tool.input_schema),
+                }
+            )
+        return entries
+    log.warning("mcp server did not list its tools in time", extra={"mcp": server.name})
+    return []
+
+
+def _text(result: Any) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+async def call_tool(
+    server: McpServer, tool: str, arguments: dict[str, Any], timeout_s: float
+) -> ToolOutcome:
+    with trio.move_on_after(timeout_s):
+        try:
+            async with server.client() as client:
+                result = await client.call_tool(tool, arguments)
+        except Exception as exc:  # a crash, garbage on the wire, a refused connection
+            log.warning("mcp call failed", extra={"mcp": server.name, "error": repr(exc)})
+            return _error(
+                "mcp_unavailable", f"the {server.name} service failed: {type(exc).__name__}"
+            )
+        if result.is_error:
+            return _error("tool_error", _text(result)[:1000] or f"{tool} failed")
+        if result.structured_content is not None:
+            return ToolOutcome(capped_json(result.structured_content))
+        return ToolOutcome({"content": _text(result)[:4000]})
+    return _error("mcp_timeout", f"the {server.name} service did not answer within {timeout_s:g} s")

@@ -1,0 +1,59 @@
+"""A real MCP server for the tests, written with the official ``mcp`` SDK (``MCPServer``).
+
+``python tests/control/mcp_server.py stdio`` serves over stdin/stdout; ``... http PORT`` serves
+streamable HTTP on 127.0.0.1:PORT at ``/mcp``; ``... garbage`` answers stdin with lines that are
+not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``hang`` (never
+answers), ``crash`` (the process dies mid-call), ``fail`` (a tool error).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("callbridge-test")
+
+
+@server.tool(description="Add two integers")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@server.tool(description="Look up an order's status by its number")
+def lookup_order(order_number: str) -> str:
+    return f"order {order_number} shipped on Monday"
+
+
+@server.tool(description="Never answers")
+def hang() -> str:
+    time.sleep(3600)
+    return "late"
+
+
+@server.tool(description="Dies in the middle of the call")
+def crash() -> str:
+    os._exit(3)
+
+
+@server.tool(description="Always fails")
+def fail() -> str:
+    raise ValueError("the order system is down")
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "garbage":
+        for _line in sys.stdin:
+            sys.stdout.write("this is not JSON-RPC\n")
+            sys.stdout.flush()
+    elif mode == "http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("stdio")
+
+
+if __name__ == "__main__":
+    main()

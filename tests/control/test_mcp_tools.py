@@ -1,0 +1,102 @@
+"""MCP servers as tools, against a real MCP server written with the official SDK
+(tests/control/mcp_server.py) over stdio and over streamable HTTP: its tools listed with their
+schemas, calls answered; a hang, a crash and garbage each give a clear tool error, and the next
+call works."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from control.mcp_tools import McpServer, call_tool, list_tools
+from tests.conftest import end_process
+
+SERVER = str(Path(__file__).with_name("mcp_server.py"))
+STDIO = McpServer("orders", command=(sys.executable, SERVER, "stdio"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def http_server() -> Iterator[McpServer]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, SERVER, "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "MCP server down"
+                time.sleep(0.1)
+        yield McpServer("orders", url=f"http://127.0.0.1:{port}/mcp")
+    finally:
+        end_process(proc, 5)
+
+
+async def _lists_and_calls(server: McpServer) -> None:
+    tools = {t["name"]: t for t in await list_tools(server, 20)}
+    assert set(tools) >= {"orders__add", "orders__lookup_order", "orders__hang"}
+    schema = tools["orders__add"]["parameters"]
+    assert schema["required"] == ["a", "b"] and schema["properties"]["a"]["type"] == "integer"
+    assert tools["orders__lookup_order"]["description"] == "Look up an order's status by its number"
+    outcome = await call_tool(server, "add", {"a": 2, "b": 3}, 20)
+    assert (outcome.result, outcome.is_error) == ({"result": 5}, False)
+    outcome = await call_tool(server, "fail", {}, 20)
+    assert outcome.is_error and outcome.result["error"] == "tool_error"
+
+
+async def test_stdio_server_tools_are_listed_and_called() -> None:
+    await _lists_and_calls(STDIO)
+
+
+async def test_streamable_http_server_tools_are_listed_and_called(
+    http_server: McpServer,
+) -> None:
+    await _lists_and_calls(http_server)
+
+
+async def test_a_hanging_tool_times_out_and_the_next_call_works() -> None:
+    outcome = await call_tool(STDIO, "hang", {}, 2.0)
+    assert outcome.is_error and outcome.result["error"] == "mcp_timeout"
+    assert "did not answer within 2 s" in outcome.result["message"]
+    assert (await call_tool(STDIO, "add", {"a": 1, "b": 1}, 20)).result == {"result": 2}
+
+
+async def test_a_crashing_server_is_a_tool_error() -> None:
+    outcome = await call_tool(STDIO, "crash", {}, 10.0)
+    assert outcome.is_error and outcome.result["error"] in ("mcp_unavailable", "mcp_timeout")
+    assert "orders" in outcome.result["message"]
+
+
+async def test_a_server_answering_garbage_is_a_tool_error() -> None:
+    garbage = McpServer("orders", command=(sys.executable, SERVER, "garbage"))
+    outcome = await call_tool(garbage, "add", {"a": 1, "b": 2}, 3.0)
+    assert outcome.is_error and outcome.result["error"] in ("mcp_unavailable", "mcp_timeout")
+    assert await list_tools(garbage, 3.0) == []
+
+
+async def test_an_unreachable_url_or_missing_command_is_a_tool_error() -> None:
+    gone = McpServer("orders", url=f"http://127.0.0.1:{_free_port()}/mcp")
+    outcome = await call_tool(gone, "add", {}, 10.0)
+    assert outcome.is_error and outcome.result["error"] == "mcp_unavailable"
+    missing = McpServer("orders", command=("/nonexistent/mcp-server",))
+    outcome = await call_tool(missing, "add", {}, 10.0)
+    assert outcome.is_error and outcome.result["error"] == "mcp_unavailable"
+    with pytest.raises(ValueError, match="not both"):
+        McpServer("x", command=("a",), url="http://b/mcp")
