@@ -8,6 +8,11 @@ writes whole and in order). The per-frame path uses :class:`media.fastio.FastSoc
 it at once, and ``recv`` yields only when it has to wait. Liveness: the handshake has a
 deadline, sends that wait have a deadline, and a silent agent is detected by the call (no bytes
 at all for two ping periods) while pings keep the TCP path honest.
+
+A URL with ``?agent_protocol=pipecat`` names a stock pipecat peer (``WebsocketServerTransport``
+or ``FastAPIWebsocketTransport`` with ``ProtobufFrameSerializer``): our frames beyond pipecat's
+five are sent to it as pipecat ``MessageFrame`` s (:mod:`proto.stock_pipecat`), never as the
+extension fields it cannot parse; the parameter itself is not sent.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from websockets.uri import parse_uri
 from media.fastio import FastSocket
 from media.ws_client_frames import BinaryFramer
 from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
-from proto.messages import LinkFrame
+from proto.messages import Audio, LinkFrame
+from proto.stock_pipecat import AgentProtocol, for_stock_pipecat, split_agent_url
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,14 @@ class AgentLinkError(Exception):
 
 
 class AgentClient:
-    def __init__(self, stream: trio.SocketStream, protocol: ClientProtocol) -> None:
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        protocol: ClientProtocol,
+        agent_protocol: AgentProtocol = "callbridge",
+    ) -> None:
+        self.agent_protocol = agent_protocol
+        self._stock_pipecat = agent_protocol == "pipecat"
         self._stream = stream
         self._fast = FastSocket(stream)
         self._framer = BinaryFramer()  # send_nowait's frames; ClientProtocol does the rest
@@ -59,8 +72,9 @@ class AgentClient:
     async def connect(cls, url: str, timeout_s: float) -> AgentClient:
         """Open TCP and complete the WebSocket handshake within ``timeout_s``."""
         try:
-            uri = parse_uri(url)
-        except InvalidURI as exc:
+            connect_url, agent_protocol = split_agent_url(url)
+            uri = parse_uri(connect_url)
+        except (InvalidURI, ValueError) as exc:
             raise AgentLinkError("bad_url", str(exc)) from exc
         if uri.secure:
             raise AgentLinkError("bad_url", "wss:// is not supported yet; keep agents on loopback")
@@ -68,7 +82,7 @@ class AgentClient:
         try:
             with trio.fail_after(timeout_s):
                 stream = await trio.open_tcp_stream(uri.host, uri.port)
-                client = cls(stream, protocol)
+                client = cls(stream, protocol, agent_protocol)
                 try:
                     await client._handshake()
                 except BaseException:
@@ -136,7 +150,7 @@ class AgentClient:
         """Send one frame; raises :class:`AgentLinkError` if the link is gone."""
         if self._ws.state is not State.OPEN:
             raise AgentLinkError("closed", "link is not open")
-        self._ws.send_binary(encode(frame))
+        self._ws.send_binary(self._encode(frame))
         await self._flush()
 
     def send_nowait(self, frame: LinkFrame) -> bool:
@@ -148,13 +162,18 @@ class AgentClient:
             return False
         if self._ws.state is not State.OPEN:
             raise AgentLinkError("closed", "link is not open")
-        data = b"".join((*self._ws.data_to_send(), self._framer.frame(encode(frame))))
+        data = b"".join((*self._ws.data_to_send(), self._framer.frame(self._encode(frame))))
         try:
             written = self._fast.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise AgentLinkError("closed", str(exc)) from None
         self._unsent = data[written:]
         return True
+
+    def _encode(self, frame: LinkFrame) -> bytes:
+        if self._stock_pipecat and type(frame) is not Audio:  # (audio: the per-frame path)
+            frame = for_stock_pipecat(frame)
+        return encode(frame)
 
     async def recv(self) -> LinkFrame:
         """Next frame from the agent. Unknown frame kinds are skipped (newer agents)."""

@@ -6,6 +6,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Literal
 
+from proto.stock_pipecat import split_agent_url
+
 AgentMode = Literal["echo", "local", "remote"]
 
 
@@ -57,6 +59,11 @@ class MediaConfig:
             raise ConfigError(
                 f"--agent: expected echo, local or ws://HOST:PORT, got {self.agent!r}"
             )
+        if self.agent_mode == "remote":
+            try:
+                split_agent_url(self.agent)  # ?agent_protocol=pipecat for a stock pipecat agent
+            except ValueError as exc:
+                raise ConfigError(f"--agent: {exc}") from None
 
     @property
     def agent_mode(self) -> AgentMode:
@@ -89,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--agent",
         default=d.agent,
         help="local (the offline pipecat voice agent as a child process; the default), echo "
-        "(plays the caller's audio back) or ws://HOST:PORT (an agent you run)",
+        "(plays the caller's audio back) or ws://HOST:PORT (an agent you run; add "
+        "?agent_protocol=pipecat for a stock pipecat bot on ProtobufFrameSerializer)",
     )
     g.add_argument(
         "--agent-listen",
