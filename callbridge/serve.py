@@ -29,6 +29,7 @@ from sip.ari.app import AriApp
 from sip.ari.client import AriClient
 from sip.ari.control_events import ControlEvents
 from sip.ari.events_socket import AriAuthError
+from sip.ari.metrics import AriMetrics
 from sip.outbound import SipOutbound
 from sip.rtp_calls import RtpCalls
 from sip.server import serve_sip
@@ -106,7 +107,7 @@ async def serve(
         rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
         ari = None
         if ari_cfg is not None and client is not None:
-            ari = AriApp(ari_cfg, client, ControlEvents(hooks))
+            ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
             sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
         with listening("--audiosocket", media_cfg.audiosocket):
             await nursery.start(serve_audiosocket, env, ari)

@@ -44,6 +44,7 @@ from sip.ari.events import (
     parse_channel,
 )
 from sip.ari.leg import AriLeg
+from sip.ari.metrics import AriMetrics
 from sip.ari.outbound import OUTBOUND_PREFIX, AriOutbound
 from sip.ari.reconcile import MEDIA_PREFIX, TARGET_PREFIX, plan, stasis_args_of
 from sip.ari.recordings import AriRecordings
@@ -74,10 +75,18 @@ Job = Callable[[], Awaitable[object]]
 
 
 class AriApp:
-    def __init__(self, cfg: AriConfig, client: AriClient, events: CallEvents | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AriConfig,
+        client: AriClient,
+        events: CallEvents | None = None,
+        metrics: AriMetrics | None = None,
+    ) -> None:
         self.cfg = cfg
         self.client = client
         self.events = events or NoEvents()
+        self.metrics = metrics or AriMetrics()
+        self.metrics.watch_connected(lambda: client.connected)
         self.calls = CallTable()
         self.registry = CallRegistry()  # the media core's, once attached
         self.max_calls = 2_000
@@ -110,6 +119,7 @@ class AriApp:
             self._jobs_send.send_nowait((what, job))
         except trio.WouldBlock:
             self.job_drops += 1
+            self.metrics.job_failures.labels("dropped").inc()
             log.error("ari job dropped: queue full", extra={"job": what})
 
     def request(self, what: str, req: rq.AriRequest) -> None:
@@ -125,10 +135,13 @@ class AriApp:
                 await job()
             except rq.AriRequestError as exc:
                 if exc.status != 404:  # already gone is what a cleanup wanted
+                    self.metrics.job_failures.labels("refused").inc()
                     log.warning("ari request refused", extra={"job": what, "error": str(exc)})
             except AriUnavailable as exc:
+                self.metrics.job_failures.labels("unavailable").inc()
                 log.warning("ari request failed", extra={"job": what, "error": str(exc)})
             except Exception:  # (a recording's disk write...): this job only, never the app
+                self.metrics.job_failures.labels("error").inc()
                 log.exception("ari job failed", extra={"job": what})
 
     # ---- the AudioSocket listener's seam --------------------------------------------------
@@ -161,6 +174,7 @@ class AriApp:
                 info, call_id=placed.call_id, caller=placed.source, callee=placed.destination
             )
         call.call_id, call.running = info.call_id, True
+        self.metrics.setups.labels("started").inc()
         self.recordings.start(call.bridge_id, info.call_id)
         ari_leg = AriLeg(leg, call.call_uuid, self)
         call.leg = ari_leg
@@ -225,6 +239,7 @@ class AriApp:
     # ---- events ---------------------------------------------------------------------------
 
     async def _on_connected(self) -> None:
+        self.metrics.connects.inc()
         # Calls held before the lists were fetched count too: one that ends meanwhile has its
         # caller still listed, and must not be adopted as a caller without an agent.
         held_before = self.calls.held()
@@ -238,6 +253,7 @@ class AriApp:
                 self._caller_gone(call, "asterisk: the caller's channel is gone")
         for adopt in todo.adopt:
             log.info("ari call adopted", extra={"channel": adopt.channel.id})
+            self.metrics.setups.labels("adopted").inc()
             self._start_setup(adopt.channel, stasis_args_of(adopt.channel), adopt.bridge_id)
         for channel_id in todo.hangup:
             self.request("hangup orphan", rq.hangup(channel_id))
@@ -312,6 +328,7 @@ class AriApp:
     def _start_setup(self, caller: Channel, args: tuple[str, ...], bridge_id: str = "") -> None:
         if len(self.calls) >= self.max_calls:
             log.warning("ari call refused: at max_calls", extra={"channel": caller.id})
+            self.metrics.setups.labels("over_capacity").inc()
             self.request("hangup over capacity", rq.hangup(caller.id, "congestion"))
             return
         call = AriCall.new(caller, args, bridge_id)
@@ -334,6 +351,7 @@ class AriApp:
             call.leg.end(f"asterisk set-up failed: {failure}")
             return
         self.outbound.failed(call.caller.id, failure or "set-up failed")
+        self.metrics.setups.labels("failed").inc()
         if not call.gone:
             failure = failure or f"our AudioSocket was not reached in {self.cfg.setup_timeout_s} s"
             log.warning(

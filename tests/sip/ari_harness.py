@@ -31,6 +31,7 @@ from proto.messages import Audio, CallStart, Dtmf, FunctionCall, Hangup, Transcr
 from sip.ari.app import AriApp
 from sip.ari.client import AriClient
 from sip.ari.config import AriConfig
+from sip.ari.metrics import AriMetrics
 from tests.asterisk_instance import ARI_APP, ARI_PASSWORD, ARI_USER, Asterisk, read_wav
 from tests.conftest import require_service
 from tests.media.conftest import RecordingHooks
@@ -156,6 +157,10 @@ class Bench:
     hooks: AriTestHooks
     audiosocket_port: int
 
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.env.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
     async def originate(self, ext: str, dnis: str = "5551234") -> None:
         await trio.to_thread.run_sync(
             self.asterisk.rx, f"channel originate Local/{ext}@caller/n extension {dnis}@incoming"
@@ -236,7 +241,7 @@ async def ari_bench(
         port = await nursery.start(serve_audiosocket, env, Claims())
         ari_cfg = ari_config(asterisk, port, **ari_overrides)
         client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
-        app = AriApp(ari_cfg, client, hooks)
+        app = AriApp(ari_cfg, client, hooks, AriMetrics(env.metrics.registry))
         app_holder.append(app)
         await nursery.start(app.run, env.registry, cfg.max_calls)
         yield Bench(asterisk, app, env, hooks, port)

@@ -63,6 +63,8 @@ async def test_echo_agent_round_trip_through_stasis_and_external_media(
             await bench.wait_ended()
             heard = await bench.heard("talk")
             await bench.wait_asterisk_idle()
+            assert bench.counter("callbridge_ari_connected") == 1
+            assert bench.counter("callbridge_ari_setups_total", outcome="started") == 1
     [start] = starts  # what the agent was told: caller id, DNIS, channel variables
     assert (start.leg, start.caller, start.callee) == ("asterisk", "+15550001", "5551234")
     assert start.agent_config["channel_vars"] == {"CB_LANG": "en"}

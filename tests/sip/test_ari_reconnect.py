@@ -132,9 +132,11 @@ async def test_caller_gone_while_disconnected_ends_the_call_on_reconnect(
         await trio.to_thread.run_sync(asterisk.rx, f"channel request hangup {caller}")
         await trio.sleep(1.0)
         assert not bench.hooks.hungup, "nothing could tell the call while ARI was down"
+        assert bench.counter("callbridge_ari_connected") == 0
         proxy.refuse = False
         await bench.wait_ended()
         await bench.wait_asterisk_idle()
+        assert bench.counter("callbridge_ari_connects_total") == 2
     assert bench.hooks.hungup[0][2] == "asterisk: the caller's channel is gone"
 
 
