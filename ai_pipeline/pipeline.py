@@ -42,6 +42,7 @@ from ai_pipeline.engines.factory import (
 )
 from ai_pipeline.engines.models import ModelLoadError, ModelStore
 from ai_pipeline.engines.vad import PhoneVADProcessor, SharedSileroVADAnalyzer
+from ai_pipeline.engines.vad_batch import BatchedSileroVADAnalyzer
 from ai_pipeline.link import AgentLink, CallHandler, LinkClosed
 from ai_pipeline.tools import JOIN_CONFERENCE, SEND_SMS, LinkToolRunner, tools_schema
 from ai_pipeline.transport import (
@@ -138,8 +139,8 @@ class CallAgent:
             self._config = parse_agent_config(self.start.agent_config)
             await asyncio.to_thread(load_models_for, self._config, self._models)
             services = build_services(self._config, self._models, self._env)
-            vad = SharedSileroVADAnalyzer(
-                self._models.silero_session(), self._config.vad, sample_rate_hz=LINK_RATE_HZ
+            vad = BatchedSileroVADAnalyzer(  # one ONNX run per tick for all calls
+                self._models.silero_batcher(), self._models.silero_session(), self._config.vad
             )
         except (AgentConfigError, EngineError, ModelLoadError) as exc:
             code = "bad_agent_config" if isinstance(exc, AgentConfigError) else "engine_unavailable"

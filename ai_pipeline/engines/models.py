@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from piper import PiperVoice
 
     from ai_pipeline.engines.intent_router import IntentRouter
+    from ai_pipeline.engines.vad_batch import SileroBatcher
     from ai_pipeline.engines.whisper_window import ShortWindowWhisper
 
 T = TypeVar("T")
@@ -133,3 +134,13 @@ class ModelStore:
             )
 
         return self._get("silero", load)
+
+    def silero_batcher(self) -> SileroBatcher:
+        """Scores every call's VAD windows together over :meth:`silero_session`."""
+
+        def load() -> SileroBatcher:
+            from ai_pipeline.engines.vad_batch import SileroBatcher
+
+            return SileroBatcher(self.silero_session())
+
+        return self._get("silero_batcher", load)

@@ -1,0 +1,109 @@
+"""Silero batched across calls gives each call what its own VAD would have given it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from pipecat.audio.vad.vad_analyzer import VADState
+
+from ai_pipeline.agent_config import VadConfig
+from ai_pipeline.engines.models import ModelStore
+from ai_pipeline.engines.vad import SharedSileroVADAnalyzer
+from ai_pipeline.engines.vad_batch import (
+    BatchedSileroVADAnalyzer,
+    SileroBatcher,
+    SileroRow,
+    score_rows,
+)
+from tests.ai_pipeline.memory_link import FRAME_BYTES, RATE_HZ, load_wav_pcm16, silence_ms
+
+Trace = tuple[list[VADState], list[float]]
+
+
+def calls_audio() -> list[bytes]:
+    """Four different callers, as long as each other: speech, two phrases, noise, silence."""
+    noise = np.random.default_rng(3).normal(0, 2000, RATE_HZ * 4).astype(np.int16).tobytes()
+    streams = [
+        silence_ms(200) + load_wav_pcm16("billing_question.wav"),
+        load_wav_pcm16("text_me.wav") + silence_ms(150) + load_wav_pcm16("goodbye.wav"),
+        noise,
+        silence_ms(4000),
+    ]
+    seconds = 7
+    return [(s + silence_ms(seconds * 1000))[: seconds * RATE_HZ * 2] for s in streams]
+
+
+def chunks(pcm16: bytes) -> list[bytes]:
+    return [pcm16[i : i + FRAME_BYTES] for i in range(0, len(pcm16), FRAME_BYTES)]
+
+
+def recording(analyzer: SharedSileroVADAnalyzer, scores: list[float]) -> None:
+    """Record every window's confidence as the analyzer's state machine sees it."""
+    confidence = analyzer.voice_confidence
+
+    def record(buffer: bytes) -> float:
+        value = float(np.asarray(confidence(buffer)).reshape(-1)[0])
+        scores.append(value)
+        return value
+
+    analyzer.voice_confidence = record  # type: ignore[method-assign]
+
+
+async def one_by_one(models: ModelStore, audio: list[bytes]) -> list[Trace]:
+    traces = []
+    for pcm16 in audio:
+        vad = SharedSileroVADAnalyzer(models.silero_session(), VadConfig(), sample_rate_hz=RATE_HZ)
+        vad.set_sample_rate(RATE_HZ)  # what the pipeline's start does
+        scores: list[float] = []
+        recording(vad, scores)
+        states = [await vad.analyze_audio(chunk) for chunk in chunks(pcm16)]
+        traces.append((states, scores))
+    return traces
+
+
+async def batched(models: ModelStore, audio: list[bytes], batcher: SileroBatcher) -> list[Trace]:
+    session = models.silero_session()
+    vads = [BatchedSileroVADAnalyzer(batcher, session, VadConfig()) for _ in audio]
+    traces: list[Trace] = [([], []) for _ in audio]
+    for vad, (_, scores) in zip(vads, traces, strict=True):
+        vad.set_sample_rate(RATE_HZ)
+        recording(vad, scores)
+    for tick in zip(*(chunks(pcm16) for pcm16 in audio), strict=True):
+        states = await asyncio.gather(
+            *(v.analyze_audio(c) for v, c in zip(vads, tick, strict=True))
+        )
+        for (trace_states, _), state in zip(traces, states, strict=True):
+            trace_states.append(state)
+    return traces
+
+
+def test_batched_vad_decides_as_each_call_alone(models: ModelStore) -> None:
+    audio = calls_audio()
+    alone = asyncio.run(one_by_one(models, audio))
+    batcher = SileroBatcher(models.silero_session())
+    together = asyncio.run(batched(models, audio, batcher))
+    for call, ((states_alone, scores_alone), (states_batch, scores_batch)) in enumerate(
+        zip(alone, together, strict=True)
+    ):
+        assert states_batch == states_alone, call  # the same decision after every 20 ms frame
+        np.testing.assert_allclose(scores_batch, scores_alone, atol=1e-4, err_msg=str(call))
+    # The speech was heard (the comparison is not between two deaf VADs)...
+    assert VADState.SPEAKING in alone[0][0] and VADState.SPEAKING in alone[1][0]
+    assert VADState.SPEAKING not in alone[3][0]
+    # ...and the four calls' windows were scored together: one run per window tick.
+    assert batcher.windows == 4 * batcher.runs, (batcher.windows, batcher.runs)
+
+
+def test_score_rows_keeps_each_rows_state_apart(models: ModelStore) -> None:
+    """A row's probability does not depend on which other rows share its run."""
+    session = models.silero_session()
+    rng = np.random.default_rng(5)
+    windows = [rng.normal(0, 0.1, 512).astype(np.float32) for _ in range(3)]
+    together = [SileroRow() for _ in windows]
+    alone = [SileroRow() for _ in windows]
+    for _ in range(4):  # several windows, so the states matter
+        joint = score_rows(session, together, windows)
+        single = [score_rows(session, [row], [w])[0] for row, w in zip(alone, windows, strict=True)]
+        assert joint == pytest.approx(single, abs=1e-5)
