@@ -293,15 +293,15 @@ exten => nobody,1,Stasis({ARI_APP},agent={UNKNOWN_AGENT})
 CONFERENCE_HZ = (500.0, 800.0, 1100.0)
 
 
-def conference_dialplan(root: Path, wavs: list[Path]) -> str:
-    """``conf1``..``conf3``: callers that listen for 3 s (time to join), then each plays its
-    own tone (``wavs``) and listens again; MixMonitor records what each heard."""
+def conference_dialplan(root: Path, wavs: list[Path], wait_s: int = 3) -> str:
+    """``conf1``..``conf3``: callers that listen for ``wait_s`` (time to join), then each
+    plays its own tone (``wavs``) and listens again; MixMonitor records what each heard."""
     lines = ["[caller]"]
     for n, wav in enumerate(wavs, 1):
         lines += [
             f"exten => conf{n},1,Answer()",
             f" same => n,MixMonitor({root}/conf{n}.wav,r({root}/conf{n}-heard.wav))",
-            " same => n,Wait(3)",
+            f" same => n,Wait({wait_s})",
             f" same => n,Playback({wav.with_suffix('')})",
             " same => n,Wait(2)",
             " same => n,Hangup()",

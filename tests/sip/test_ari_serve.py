@@ -26,14 +26,17 @@ from tests.asterisk_instance import (
 )
 from tests.sip.ari_harness import (
     caller_dialplan,
+    conference_dialplan,
     require_asterisk,
     seconds_of,
     target_dialplan,
+    tone_level,
     tone_pcm16,
 )
 from tests.test_serve import start_serve, stop_serve
 
 pytestmark = [pytest.mark.slow]
+TONES = (500.0, 800.0)
 
 
 @pytest.fixture
@@ -42,8 +45,14 @@ def asterisk(tmp_path: Path) -> Iterator[Asterisk]:
     wav = write_wav(tmp_path / "tone.wav", tone_pcm16(700.0, 1.5))
 
     # No agent argument: the bootstrap customer's default agent answers.
+    conf = [write_wav(tmp_path / f"c{i}.wav", tone_pcm16(hz, 2.0)) for i, hz in enumerate(TONES)]
+
     def dialplan(root: Path) -> str:
-        return caller_dialplan(root, wav, agent="") + target_dialplan(root, wav)
+        return (
+            caller_dialplan(root, wav, agent="")
+            + target_dialplan(root, wav)
+            + conference_dialplan(root, conf, wait_s=5)
+        )
 
     with running_asterisk(dialplan) as ast:
         yield ast
@@ -155,3 +164,39 @@ async def test_serve_starts_with_asterisk_down_and_ready_says_so(
     finally:
         await trio.to_thread.run_sync(stop_serve, proc)
     assert (status, asterisk) == (503, "error: AriUnavailable")
+
+
+@pytest.mark.service
+async def test_asterisk_calls_join_an_api_conference_through_their_media(
+    asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's conference (callbridge's own bridge) takes Asterisk calls like any leg's:
+    their ExternalMedia audio is mixed, each caller hears the other and not itself."""
+    key = _bootstrap_key(tmp_path / "serve.db")
+    monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", ARI_PASSWORD)
+    ari = ["--ari", asterisk.base_url, "--ari-user", ARI_USER]
+    proc, ports = start_serve(tmp_path, "--agent", "echo", *ari)
+    port = ports["http"]
+    try:
+        with trio.fail_after(60):
+            while (await trio.to_thread.run_sync(asterisk.ari, "GET", "/applications")) == []:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+                await trio.sleep(0.2)
+        for n in (1, 2):
+            originate = f"channel originate Local/conf{n}@caller/n extension 555000{n}@incoming"
+            await trio.to_thread.run_sync(asterisk.rx, originate)
+        calls = await _calls(port, key, "progressing", 2)
+        conf = await trio.to_thread.run_sync(
+            _api, port, key, "POST", "/v1.0/conferences", {"name": "ari", "tones": False}
+        )
+        for call in calls:
+            path = f"/v1.0/conferences/{conf['id']}/participants"
+            await trio.to_thread.run_sync(_api, port, key, "POST", path, {"call_id": call["id"]})
+        await _calls(port, key, "hangup", 2)
+    finally:
+        await trio.to_thread.run_sync(stop_serve, proc)
+    for n, own_hz in enumerate(TONES, 1):
+        heard = (asterisk.root / f"conf{n}-heard.wav").read_bytes()[44:]
+        [other_hz] = [hz for hz in TONES if hz != own_hz]
+        assert tone_level(heard, other_hz) > 0.5, n
+        assert tone_level(heard, own_hz) < 0.05, n
