@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,7 @@ HOLD_MS = 100  # after a reduction the envelope holds: recovering between the pe
 RELEASE_MS = 150.0  # then it recovers with this time constant
 FADE_MS = 20  # one frame: long enough to remove a click, short enough not to eat a syllable
 TONE_LEVEL_DBFS = -18.0
+_GRID = 65536.0
 TALK_THRESHOLD_RMS = FULL_SCALE * 10 ** (-40 / 20)  # input above -40 dBFS counts as talking
 
 
@@ -70,32 +72,42 @@ class _Announcement:
     pos: int = 0
 
 
-@dataclass(slots=True)
-class _Slot:
-    send_gain: float = 1.0
-    hear_gain: float = 1.0
-    mute_send: bool = False
-    mute_hear: bool = False
-    leaving: bool = False
-    # where the fades stand (0 silent .. 1 full); a join starts at 0 and fades in
-    send_level: float = 0.0
-    hear_level: float = 0.0
-    limiter_gain: float = 1.0
-    limiter_hold: int = 0  # limiter blocks left before the envelope may recover
+class _Columns:
+    """Per-participant state as one array per field (row ``i`` is ``ids[i]``), so that a tick
+    is a fixed number of numpy operations however many participants there are."""
 
+    DEFAULTS: dict[str, float | bool] = {
+        "send_gain": 1.0,
+        "hear_gain": 1.0,
+        "send_level": 0.0,  # where the fades stand (0 silent .. 1 full): a join fades in
+        "hear_level": 0.0,
+        "limiter_gain": 1.0,
+        "limiter_hold": 0.0,  # limiter blocks left before the envelope may recover
+        "mute_send": False,
+        "mute_hear": False,
+        "leaving": False,
+        "loud": False,  # input above -40 dBFS in the last tick
+    }
 
-@dataclass(slots=True)
-class _Tick:
-    """Per-slot values of one tick, as arrays (rebuilt from the slots each tick: cheap)."""
+    def __init__(self) -> None:
+        self.arrays: dict[str, npt.NDArray[np.float64] | npt.NDArray[np.bool_]] = {
+            name: np.zeros(0, bool if isinstance(value, bool) else np.float64)
+            for name, value in self.DEFAULTS.items()
+        }
 
-    send_from: FloatArray
-    send_to: FloatArray
-    hear_from: FloatArray
-    hear_to: FloatArray
-    send_gain: FloatArray
-    hear_gain: FloatArray
-    limiter_gain: FloatArray
-    limiter_hold: npt.NDArray[np.int64]
+    def __getitem__(self, name: str) -> Any:
+        return self.arrays[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.arrays[name] = value
+
+    def append(self, **values: float | bool) -> None:
+        for name, array in self.arrays.items():
+            self.arrays[name] = np.append(array, values.get(name, self.DEFAULTS[name]))
+
+    def keep(self, rows: npt.NDArray[np.bool_]) -> None:
+        for name, array in self.arrays.items():
+            self.arrays[name] = array[rows]
 
 
 class Mixer:
@@ -108,9 +120,9 @@ class Mixer:
             raise ValueError(f"frame_samples must be a multiple of {LIMITER_BLOCK_SAMPLES}")
         self.frame_samples = frame_samples
         self.rate_hz = rate_hz
-        self._slots: dict[str, _Slot] = {}
+        self._ids: list[str] = []
+        self._cols = _Columns()
         self._announcements: list[_Announcement] = []
-        self.talking: dict[str, bool] = {}  # input above -40 dBFS in the last tick
         self._fade_step = min(1.0, FRAME_MS / max(1, fade_ms))
         block_s = LIMITER_BLOCK_SAMPLES / rate_hz
         self._hold_blocks = HOLD_MS * rate_hz // 1000 // LIMITER_BLOCK_SAMPLES
@@ -124,45 +136,56 @@ class Mixer:
     def ids(self) -> tuple[str, ...]:
         """The participants in the order :meth:`mix` expects its rows (leaving ones included
         until their fade-out frame has been mixed)."""
-        return tuple(self._slots)
+        return tuple(self._ids)
+
+    @property
+    def talking(self) -> dict[str, bool]:
+        """Whose input was above -40 dBFS in the last tick."""
+        return {pid: bool(loud) for pid, loud in zip(self._ids, self._cols["loud"], strict=True)}
+
+    def _row(self, pid: str) -> int:
+        try:
+            return self._ids.index(pid)
+        except ValueError:
+            raise KeyError(f"{pid} is not in the mix") from None
 
     def __contains__(self, pid: str) -> bool:
-        slot = self._slots.get(pid)
-        return slot is not None and not slot.leaving
+        return pid in self._ids and not self._cols["leaving"][self._ids.index(pid)]
 
     def add(self, pid: str, send_gain: float = 1.0, hear_gain: float = 1.0) -> None:
         """Fade ``pid`` in from the next mix (back in, from where it stands, if it was still
         fading out)."""
-        old = self._slots.get(pid)
-        if old is not None and not old.leaving:
-            raise KeyError(f"{pid} is already in the mix")
-        slot = _Slot(_gain(send_gain), _gain(hear_gain))
-        if old is not None:
-            slot.send_level, slot.hear_level = old.send_level, old.hear_level
-            slot.limiter_gain, slot.limiter_hold = old.limiter_gain, old.limiter_hold
-        self._slots[pid] = slot
+        if pid in self._ids:
+            if pid in self:
+                raise KeyError(f"{pid} is already in the mix")
+            row = self._ids.index(pid)
+            self._cols["leaving"][row] = False
+            self._cols["mute_send"][row] = self._cols["mute_hear"][row] = False
+            self.set_gain(pid, send_gain, hear_gain)
+            return
+        self._cols.append(send_gain=_gain(send_gain), hear_gain=_gain(hear_gain))
+        self._ids.append(pid)
 
     def remove(self, pid: str) -> None:
         """Fade ``pid`` out over the next mix; it is gone from :attr:`ids` after that."""
-        slot = self._slots.get(pid)
-        if slot is not None:
-            slot.leaving = True
+        if pid in self._ids:
+            self._cols["leaving"][self._ids.index(pid)] = True
 
     def set_gain(
         self, pid: str, send_gain: float | None = None, hear_gain: float | None = None
     ) -> None:
-        slot = self._slots[pid]
+        row = self._row(pid)
         if send_gain is not None:
-            slot.send_gain = _gain(send_gain)
+            self._cols["send_gain"][row] = _gain(send_gain)
         if hear_gain is not None:
-            slot.hear_gain = _gain(hear_gain)
+            self._cols["hear_gain"][row] = _gain(hear_gain)
 
     def set_mute(self, pid: str, send: bool | None = None, hear: bool | None = None) -> None:
-        slot = self._slots[pid]
+        row = self._row(pid)
         if send is not None:
-            slot.mute_send = send
+            self._cols["mute_send"][row] = send
         if hear is not None:
-            slot.mute_hear = hear
+            self._cols["mute_hear"][row] = hear
 
     def announce(self, pcm: FloatArray, hearers: Iterable[str]) -> None:
         """Play ``pcm`` (at the mix rate) into the outputs of ``hearers`` from the next mix on."""
@@ -178,62 +201,72 @@ class Mixer:
 
     def mix(self, frames: Pcm16Array) -> Pcm16Array:
         """``frames[i]`` is the input of ``ids[i]``; returns each one's output, same shape."""
-        slots = list(self._slots.values())
-        if frames.shape != (len(slots), self.frame_samples):
-            raise ValueError(f"expected {(len(slots), self.frame_samples)}, got {frames.shape}")
-        if not slots:
+        n = len(self._ids)
+        if frames.shape != (n, self.frame_samples):
+            raise ValueError(f"expected {(n, self.frame_samples)}, got {frames.shape}")
+        if not n:
             return np.zeros((0, self.frame_samples), np.int16)
+        cols = self._cols
         x = frames.astype(np.float64)
-        tick = self._tick_values(slots)
-        send = tick.send_gain[:, None] * _ramps(tick.send_from, tick.send_to, self._ramp)
+        send_to = self._toward(cols["send_level"], cols["mute_send"] | cols["leaving"])
+        hear_to = self._toward(cols["hear_level"], cols["mute_hear"] | cols["leaving"])
+        send = self._gains(cols["send_gain"], cols["send_level"], send_to)
         contribution = x * send
+        # On a 2**-16 grid every sum below is exact in float64 (33 significant bits and a few
+        # for the count), so total - own is exactly the others' sum: q's input cannot leak
+        # into q's output even by a rounding. PCM16 times a steady gain on that grid (1.0,
+        # 0.5...) is on it already; a fade's ramp or a gain like 0.7 is brought onto it.
+        scaled = send * _GRID
+        if send.shape[1] > 1 or not np.array_equal(scaled, np.round(scaled)):
+            contribution = np.round(contribution * _GRID) / _GRID
         total = contribution.sum(axis=0)
-        hear = tick.hear_gain[:, None] * _ramps(tick.hear_from, tick.hear_to, self._ramp)
-        y = (total[None, :] - contribution) * hear
-        self._add_announcements(y)
-        y = self._limit(y, tick, slots)
-        self._update_talking(x)
-        self._finish_tick(slots, tick)
-        return np.rint(y).astype(np.int16)
-
-    def _tick_values(self, slots: list[_Slot]) -> _Tick:
-        step = self._fade_step
-        send_to = [
-            _toward(s.send_level, 0.0 if s.mute_send or s.leaving else 1.0, step) for s in slots
-        ]
-        hear_to = [
-            _toward(s.hear_level, 0.0 if s.mute_hear or s.leaving else 1.0, step) for s in slots
-        ]
-        return _Tick(
-            send_from=np.array([s.send_level for s in slots]),
-            send_to=np.array(send_to),
-            hear_from=np.array([s.hear_level for s in slots]),
-            hear_to=np.array(hear_to),
-            send_gain=np.array([s.send_gain for s in slots]),
-            hear_gain=np.array([s.hear_gain for s in slots]),
-            limiter_gain=np.array([s.limiter_gain for s in slots]),
-            limiter_hold=np.array([s.limiter_hold for s in slots], np.int64),
+        y = (total[None, :] - contribution) * self._gains(
+            cols["hear_gain"], cols["hear_level"], hear_to
         )
+        self._add_announcements(y)
+        y = self._limit(y)
+        cols["loud"] = np.einsum("ij,ij->i", x, x) > TALK_THRESHOLD_RMS**2 * self.frame_samples
+        cols["send_level"], cols["hear_level"] = send_to, hear_to
+        out = np.rint(y).astype(np.int16)
+        gone = cols["leaving"] & (send_to == 0.0)
+        if gone.any():
+            cols.keep(~gone)
+            self._ids = [pid for pid, g in zip(self._ids, gone, strict=True) if not g]
+        return out
+
+    def _toward(self, level: FloatArray, off: npt.NDArray[np.bool_]) -> FloatArray:
+        target = np.where(off, 0.0, 1.0)
+        step = self._fade_step
+        return np.asarray(level + np.clip(target - level, -step, step), np.float64)
+
+    def _gains(self, gain: FloatArray, start: FloatArray, end: FloatArray) -> FloatArray:
+        """Per row, ``gain`` times a linear move from ``start`` (just before the frame) to
+        ``end`` (its last sample); a column when nothing moves (the usual tick)."""
+        if np.array_equal(start, end):
+            return np.asarray((gain * end)[:, None], np.float64)
+        ramp = start[:, None] + (end - start)[:, None] * self._ramp[None, :]
+        return np.asarray(gain[:, None] * ramp, np.float64)
 
     def _add_announcements(self, y: FloatArray) -> None:
-        ids = self.ids
         for ann in self._announcements:
             chunk = ann.pcm[ann.pos : ann.pos + self.frame_samples]
-            rows = [i for i, pid in enumerate(ids) if pid in ann.hearers]
+            rows = [i for i, pid in enumerate(self._ids) if pid in ann.hearers]
             y[rows, : chunk.size] += chunk
             ann.pos += self.frame_samples
         self._announcements = [a for a in self._announcements if a.pos < a.pcm.size]
 
-    def _limit(self, y: FloatArray, tick: _Tick, slots: list[_Slot]) -> FloatArray:
-        blocks = self.frame_samples // LIMITER_BLOCK_SAMPLES
-        shaped = y.reshape(len(slots), blocks, LIMITER_BLOCK_SAMPLES)
-        peak = np.abs(shaped).max(axis=2)
-        need = np.minimum(1.0, LIMIT_THRESHOLD / np.maximum(peak, 1e-9))
+    def _limit(self, y: FloatArray) -> FloatArray:
+        cols = self._cols
+        gain_now, hold = cols["limiter_gain"], cols["limiter_hold"]
+        if np.abs(y).max() <= LIMIT_THRESHOLD and (gain_now == 1.0).all():
+            return y  # the usual tick: below the threshold, nothing to ride
+        n, blocks = len(self._ids), self.frame_samples // LIMITER_BLOCK_SAMPLES
+        shaped = y.reshape(n, blocks, LIMITER_BLOCK_SAMPLES)
+        need = np.minimum(1.0, LIMIT_THRESHOLD / np.maximum(np.abs(shaped).max(axis=2), 1e-9))
         # Envelope at each block boundary: never above what this block or the next needs;
         # after a reduction it holds, then recovers towards 1 at the release rate.
-        edges = np.empty((len(slots), blocks + 1))
-        edges[:, 0] = tick.limiter_gain
-        hold = tick.limiter_hold
+        edges = np.empty((n, blocks + 1))
+        edges[:, 0] = gain_now
         for b in range(blocks):
             now = edges[:, b]
             target = np.minimum(need[:, b], need[:, b + 1] if b + 1 < blocks else 1.0)
@@ -243,23 +276,9 @@ class Mixer:
             hold = np.where(reduce, self._hold_blocks, np.maximum(hold - 1, 0))
         start, end = edges[:, :-1, None], edges[:, 1:, None]
         gain = start + (end - start) * self._block_ramp[None, None, :]
-        out = (shaped * gain).reshape(len(slots), self.frame_samples)
-        for slot, g, h in zip(slots, edges[:, -1], hold, strict=True):
-            slot.limiter_gain, slot.limiter_hold = float(g), int(h)
+        out = (shaped * gain).reshape(n, self.frame_samples)
+        cols["limiter_gain"], cols["limiter_hold"] = edges[:, -1].copy(), hold
         return soft_clip(out)
-
-    def _update_talking(self, x: FloatArray) -> None:
-        rms = np.sqrt((x * x).mean(axis=1))
-        self.talking = {
-            pid: bool(r > TALK_THRESHOLD_RMS) for pid, r in zip(self.ids, rms, strict=True)
-        }
-
-    def _finish_tick(self, slots: list[_Slot], tick: _Tick) -> None:
-        for slot, send_to, hear_to in zip(slots, tick.send_to, tick.hear_to, strict=True):
-            slot.send_level, slot.hear_level = float(send_to), float(hear_to)
-        for pid in [p for p, s in self._slots.items() if s.leaving and s.send_level == 0.0]:
-            del self._slots[pid]
-            self.talking.pop(pid, None)
 
 
 def soft_clip(y: FloatArray) -> FloatArray:
@@ -271,18 +290,6 @@ def soft_clip(y: FloatArray) -> FloatArray:
     room = FULL_SCALE - LIMIT_THRESHOLD
     bent = np.sign(y) * (LIMIT_THRESHOLD + room * np.tanh(np.maximum(over, 0) / room))
     return np.where(over > 0, bent, y)
-
-
-def _ramps(start: FloatArray, end: FloatArray, ramp: FloatArray) -> FloatArray:
-    """Per row, a linear move from ``start`` (just before the frame) to ``end`` (its last
-    sample): a constant row costs nothing extra to express and never steps."""
-    return start[:, None] + (end - start)[:, None] * ramp[None, :]
-
-
-def _toward(level: float, target: float, step: float) -> float:
-    if level < target:
-        return min(target, level + step)
-    return max(target, level - step)
 
 
 def _gain(value: float) -> float:
