@@ -75,9 +75,9 @@ def rms(pcm16: bytes) -> float:
     return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
 
 
-def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
-    """An echo agent that calls ``transfer_call`` to ``target`` after ``after_frames`` frames
-    of the caller's audio (as an LLM would once it understood where the caller wants to go)."""
+def tool_agent(tool: str, arguments: dict[str, Any], after_frames: int = 25) -> CallHandler:
+    """An echo agent that calls ``tool`` after ``after_frames`` frames of the caller's audio
+    (as an LLM would once it understood what the caller wants)."""
 
     async def run(start: CallStart, link: AgentLink) -> None:
         frames = 0
@@ -87,11 +87,15 @@ def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
                 await link.send(frame)
                 frames += 1
                 if frames == after_frames:
-                    await link.send(FunctionCall("t1", "transfer_call", {"target": target}))
+                    await link.send(FunctionCall("t1", tool, arguments))
             elif isinstance(frame, Hangup):
                 return
 
     return run
+
+
+def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
+    return tool_agent("transfer_call", {"target": target}, after_frames)
 
 
 def recording_echo(starts: list[CallStart]) -> CallHandler:

@@ -29,6 +29,7 @@ from tests.sip.ari_harness import (
     target_dialplan,
     tone_level,
     tone_pcm16,
+    tool_agent,
     transfer_agent,
 )
 
@@ -228,3 +229,13 @@ async def test_outbound_call_placed_through_asterisk(asterisk: Asterisk, echo_ag
     assert info.params["direction"] == "outgoing" and info.params["agent_id"] == "42"
     assert seconds_of(heard, TARGET_HZ) >= 1.0  # the callee's own tone, echoed by the agent
     assert refused.value.code == "call_refused" and len(bench.hooks.created) == 1
+
+
+async def test_agent_end_call_hangs_up_the_caller_through_ari(asterisk: Asterisk) -> None:
+    with agent_in_thread(tool_agent("end_call", {"reason": "done"})) as url:
+        async with ari_bench(asterisk, url) as bench:
+            await bench.originate("long")
+            await bench.wait_ended()
+            await bench.wait_asterisk_idle()  # the caller was hung up, long before its 12 s
+    assert bench.hooks.hungup[0][1:] == ("agent", "goodbye")
+    assert bench.hooks.tools == [("end_call", {"reason": "done"})]
