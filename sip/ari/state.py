@@ -68,6 +68,11 @@ class CallTable:
         call.target_id = target_id
         self._by_channel[target_id] = call
 
+    def forget_target(self, call: AriCall) -> None:
+        if self._by_channel.get(call.target_id) is call:
+            del self._by_channel[call.target_id]
+        call.target_id = ""
+
     def forget(self, call: AriCall) -> None:
         self._by_uuid.pop(call.call_uuid, None)
         for channel_id in (call.caller.id, call.media_id, call.target_id):

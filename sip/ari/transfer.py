@@ -53,6 +53,7 @@ class Transfers:
         except (rq.AriRequestError, AriUnavailable) as exc:
             ok, call.target_failure = False, str(exc)
         if not ok:
+            self._drop_target(call)  # the agent may try again
             log.warning(
                 "ari transfer failed",
                 extra={"call_id": call.call_id, "target": target, "error": call.target_failure},
@@ -98,16 +99,20 @@ class Transfers:
             await call.target_done.wait()
         if not call.target_answered:
             call.target_failure = call.target_failure or "no answer"
-            self.app.request("hangup target", rq.hangup(target_id))
-            call.target_id = ""
             return False
         if call.gone:
             call.target_failure = "the caller hung up before the target answered"
-            self.app.request("hangup target", rq.hangup(target_id))
             return False
-        call.handed_off = True
         await self.app.client.call(rq.add_channels(call.bridge_id, target_id))
+        call.handed_off = True
         return True
+
+    def _drop_target(self, call: AriCall) -> None:
+        if call.target_id:
+            self.app.request("hangup target", rq.hangup(call.target_id))
+            self.app.calls.forget_target(call)
+        call.target_answered = False
+        call.target_done = trio.Event()
 
     def on_target_event(self, call: AriCall, event: AriEvent) -> None:
         """The target's channel ended: before it answered, the transfer failed; after the

@@ -27,7 +27,15 @@ from media.config import HostPort, MediaConfig
 from media.hooks import AgentAssignment, CallHandle, CallInfo, CallRejected, ToolOutcome
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
-from proto.messages import Audio, CallStart, Dtmf, FunctionCall, Hangup, Transcript
+from proto.messages import (
+    Audio,
+    CallStart,
+    Dtmf,
+    FunctionCall,
+    FunctionCallResult,
+    Hangup,
+    Transcript,
+)
 from sip.ari.app import AriApp
 from sip.ari.client import AriClient
 from sip.ari.config import AriConfig
@@ -96,6 +104,27 @@ def tool_agent(tool: str, arguments: dict[str, Any], after_frames: int = 25) -> 
 
 def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
     return tool_agent("transfer_call", {"target": target}, after_frames)
+
+
+def retrying_transfer_agent(first: str, then: str) -> CallHandler:
+    """Transfers to ``first``; told it failed, transfers to ``then`` (as an LLM would offer
+    another department)."""
+
+    async def run(start: CallStart, link: AgentLink) -> None:
+        frames = 0
+        while True:
+            frame = await link.recv()
+            if isinstance(frame, Audio):
+                await link.send(frame)
+                frames += 1
+                if frames == 25:
+                    await link.send(FunctionCall("t1", "transfer_call", {"target": first}))
+            elif isinstance(frame, FunctionCallResult) and frame.is_error:
+                await link.send(FunctionCall("t2", "transfer_call", {"target": then}))
+            elif isinstance(frame, Hangup):
+                return
+
+    return run
 
 
 def recording_echo(starts: list[CallStart]) -> CallHandler:

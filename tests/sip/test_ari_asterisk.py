@@ -24,6 +24,7 @@ from tests.sip.ari_harness import (
     dtmf_agent,
     recording_echo,
     require_asterisk,
+    retrying_transfer_agent,
     rms,
     seconds_of,
     target_dialplan,
@@ -192,7 +193,9 @@ async def test_warm_transfer_keeps_the_agent_until_it_leaves(asterisk: Asterisk)
 
 
 async def test_failed_transfer_leaves_the_caller_with_the_agent(asterisk: Asterisk) -> None:
-    with agent_in_thread(transfer_agent("486")) as url:
+    """A busy target: the agent's tool gets the failure and the caller stays with the agent,
+    which can try another target, and that one takes the call."""
+    with agent_in_thread(retrying_transfer_agent("486", "300")) as url:
         dial = "Local/{target}@targets/n"
         async with ari_bench(asterisk, url, transfer_dial=dial) as bench:
             await bench.originate("long")
@@ -201,12 +204,15 @@ async def test_failed_transfer_leaves_the_caller_with_the_agent(asterisk: Asteri
                     await trio.sleep(0.05)
             assert len(bench.env.registry) == 1, "a failed transfer ended the call"
             await bench.wait_ended(timeout_s=20)
-            await bench.wait_asterisk_idle()
-    [failed] = bench.hooks.transfer_outcomes
+            await bench.wait_asterisk_idle(timeout_s=20)
+            heard = await bench.heard("long")
+    failed, answered = bench.hooks.transfer_outcomes
     # The agent's tool result says why (Local channels carry no busy cause to the originated
     # side: Asterisk reports cause 0).
     assert failed.status == "failed" and "hung up before answering" in failed.detail
-    assert bench.hooks.hungup[0][1] == "caller"
+    assert answered == TransferOutcome("answered")
+    assert bench.hooks.hungup[0][1:] == ("agent", "transferred to 300")
+    assert seconds_of(heard, TARGET_HZ) >= 2.0
 
 
 async def test_outbound_call_placed_through_asterisk(asterisk: Asterisk, echo_agent: str) -> None:
