@@ -286,7 +286,8 @@ def caller_dialplan(
 ) -> str:
     """``talk``: the caller plays ``wav``, then waits; MixMonitor records both directions.
     ``long`` plays ``long_wav`` then waits 8 s; ``hold`` only listens; ``dtmf`` presses 5 and
-    stores the digit it hears back in the global HEARD.
+    stores the digit it hears back in the global HEARD; ``p-NN`` plays ``p-NN.wav``
+    from ``wav``'s folder.
     ``incoming``: any DNIS enters our Stasis app for ``agent`` with a caller id and a variable."""
     rec = root / "talk"
     long_wav = long_wav or wav
@@ -295,6 +296,11 @@ def caller_dialplan(
 exten => talk,1,Answer()
  same => n,MixMonitor({rec}.wav,r({rec}-heard.wav)t({rec}-said.wav))
  same => n,Playback({wav.with_suffix("")})
+ same => n,Wait(2)
+ same => n,Hangup()
+exten => _p-XX,1,Answer()
+ same => n,MixMonitor({root}/${{EXTEN}}.wav,r({root}/${{EXTEN}}-heard.wav))
+ same => n,Playback({wav.parent}/${{EXTEN}})
  same => n,Wait(2)
  same => n,Hangup()
 exten => hold,1,Answer()
