@@ -109,6 +109,10 @@ class AgentPeer:
             raise
         return link
 
+    def route_audio(self, downlink: Downlink) -> None:
+        """Where the agent's speech goes from now on: the caller's playout, or a bridge."""
+        self._downlink = downlink
+
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self._scope:
             async with trio.open_nursery() as nursery:

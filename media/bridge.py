@@ -17,7 +17,7 @@ from collections.abc import Callable
 import trio
 
 from media.audio import FRAME_MS
-from media.bridge_core import BridgeCore, BridgeEvent, BridgePort, Deliver, Left
+from media.bridge_core import PORT_QUEUE_MS, BridgeCore, BridgeEvent, BridgePort, Deliver, Left
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,12 @@ class Bridge:
     def participants(self) -> tuple[str, ...]:
         return tuple(self.core.ports)
 
-    def join(self, participant_id: str, deliver: Deliver) -> BridgePort:
-        """Raises :class:`~media.bridge_core.BridgeFull` or ``BridgeEnded``."""
-        port = self.core.join(participant_id, deliver)
+    def join(
+        self, participant_id: str, deliver: Deliver, queue_ms: int = PORT_QUEUE_MS
+    ) -> BridgePort:
+        """Raises :class:`~media.bridge_core.BridgeFull` or ``BridgeEnded``. ``queue_ms``:
+        how much of its audio may wait (an agent's speech arrives in bursts)."""
+        port = self.core.join(participant_id, deliver, queue_ms)
         self._someone.set()
         return port
 

@@ -101,6 +101,13 @@ class BridgePort:
         if isinstance(event, LegDtmf):
             self._events.append(KeyPressed(self.participant_id, event.digit))
 
+    def clear(self) -> float:
+        """Drop what is queued (an agent's barge-in); returns the milliseconds dropped."""
+        dropped_ms = len(self._frames) * FRAME_MS
+        self._frames.clear()
+        self._partial = b""
+        return float(dropped_ms)
+
     def take(self) -> bytes | None:
         if self._frames:
             return self._frames.popleft()
@@ -134,12 +141,14 @@ class BridgeCore:
         if self.max_participants is not None and len(self.ports) >= self.max_participants:
             raise BridgeFull(f"the bridge has its maximum of {self.max_participants}")
 
-    def join(self, participant_id: str, deliver: Deliver) -> BridgePort:
+    def join(
+        self, participant_id: str, deliver: Deliver, queue_ms: int = PORT_QUEUE_MS
+    ) -> BridgePort:
         self.check_room()
         if participant_id in self.ports:
             raise KeyError(f"{participant_id} is already in the bridge")
         self._leaving.pop(participant_id, None)  # back before its fade-out: fades in again
-        port = BridgePort(participant_id, deliver)
+        port = BridgePort(participant_id, deliver, queue_ms)
         if self.tones:
             self.mixer.announce(ENTRY_TONE, self.ports)
         self.mixer.add(participant_id)

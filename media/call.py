@@ -18,6 +18,7 @@ import trio
 
 from media.agent_client import AgentLinkError
 from media.agent_peer import AgentPeer
+from media.bridge_agent import AgentInBridge
 from media.bridge_core import BridgeEnded, BridgeFull
 from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferDesk, TransferOutcome
 from media.config import MediaConfig
@@ -41,7 +42,7 @@ AGENT_QUIET_MAX_S = 10.0
 REPLY_START_S = 3.0  # how long an agent may take to start answering a tool's result
 TRANSFER_TOOL_TIMEOUT_S = 150.0  # transfer_call waits for the answer (or why there was none)
 CLEANUP_TIMEOUT_S = 2.0
-AgentOnJoin = Literal["park", "close"]
+AgentOnJoin = Literal["park", "close", "participant"]
 AfterBridge = Literal["agent", "hangup"]
 
 
@@ -80,6 +81,7 @@ class Call:
         self._bridge: Bridge | None = None
         self._cause: HangupCause | None = None
         self._reason = ""
+        self._agent_in_bridge: AgentInBridge | None = None  # the agent as a participant
         self._transfer: TransferAttempt | None = None
         self._pending: PendingCallee | None = None  # set: this call is a transfer's far end
 
@@ -174,9 +176,10 @@ class Call:
         self, bridge: Bridge, agent: AgentOnJoin = "park", after_reply: bool = False
     ) -> None:
         """Move the caller's audio into ``bridge``; the agent link is parked (kept for
-        :meth:`leave_bridge`) or closed. ``after_reply``: once the agent has said what it says
-        to the tool result that asked for this ("putting you through now"). Raises
-        :class:`LegCannotDo` where it cannot (or BridgeFull, BridgeEnded)."""
+        :meth:`leave_bridge`), closed, or a participant too (it hears the mix, all hear it).
+        ``after_reply``: once the agent has said what it says to the tool result that asked
+        for this ("putting you through now"). Raises :class:`LegCannotDo` where it cannot (or
+        BridgeFull, BridgeEnded)."""
         if self._nursery is None or self._cause is not None:
             raise LegCannotDo("the call is not in progress")
         if self._bridge is not None:
@@ -204,11 +207,31 @@ class Call:
         port = bridge.join(self.call_id, self._side.play)  # raises BridgeFull, BridgeEnded
         self._bridge = bridge
         self._side.attach(port, live=True)
-        if self._agent is not None:
+        if self._agent is not None and agent == "participant":
+            try:
+                self._agent_in_bridge = AgentInBridge(
+                    bridge,
+                    f"agent-{self.call_id}",
+                    self._agent,
+                    self._cfg.playout_max_ms,
+                    self._nursery.start_soon,
+                )
+            except (BridgeFull, BridgeEnded):
+                agent = "park"  # no room for the agent too: it waits aside
+            else:
+                self._agent.route_audio(self._agent_in_bridge)
+        if self._agent is not None and agent != "participant":
             if agent == "close":
                 self._nursery.start_soon(self._agent.close, "moved to a bridge")
             self._agent.parked = True
         self._nursery.start_soon(self._drop_queued_audio)
+
+    def _agent_out_of_bridge(self) -> None:
+        agent_in_bridge, self._agent_in_bridge = self._agent_in_bridge, None
+        if agent_in_bridge is not None:
+            agent_in_bridge.leave()
+            if self._agent is not None:
+                self._agent.route_audio(self._side)
 
     def leave_bridge(self, then: AfterBridge = "agent") -> None:
         """Take the caller out of its bridge, back to its agent (reconnected if it was
@@ -216,6 +239,7 @@ class Call:
         bridge, self._bridge = self._bridge, None
         if bridge is None:
             return
+        self._agent_out_of_bridge()
         if self.call_id in bridge.participants:
             bridge.leave(self.call_id)
         else:  # still waiting for the agent's reply: it never joined
@@ -307,6 +331,7 @@ class Call:
     async def _cleanup(self) -> None:
         cause, reason = self._cause or "shutdown", self._reason or "server shutting down"
         env = self._env
+        self._agent_out_of_bridge()
         if self._bridge is not None:
             if self.call_id in self._bridge.participants:
                 self._bridge.leave(self.call_id)

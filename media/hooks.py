@@ -95,11 +95,15 @@ class CallHandle(Protocol):
         """The bridge the call's audio is in, if any."""
 
     def join_bridge(
-        self, bridge: Bridge, agent: Literal["park", "close"] = "park", after_reply: bool = False
+        self,
+        bridge: Bridge,
+        agent: Literal["park", "close", "participant"] = "park",
+        after_reply: bool = False,
     ) -> None:
         """Move the call's audio from its agent into ``bridge``; the agent link is parked
-        (kept for :meth:`leave_bridge`) or closed; ``after_reply``: once the agent has answered
-        the tool result that asked for it. Raises :class:`LegCannotDo`."""
+        (kept for :meth:`leave_bridge`), closed, or a participant too (hears the mix).
+        ``after_reply``: once the agent has answered the tool result that asked for it.
+        Raises :class:`LegCannotDo`."""
 
     def leave_bridge(self, then: Literal["agent", "hangup"] = "agent") -> None:
         """Take the call out of its bridge: back to its agent, or hang up."""

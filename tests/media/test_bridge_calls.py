@@ -12,7 +12,7 @@ from media.hooks import AgentAssignment, CallHandle
 from proto.messages import Audio, CallStart, Hangup, LinkFrame
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import Media, agent_in_thread, start_media, tone
-from tests.media.tones import tone_db
+from tests.media.tones import AGENT_HZ, tone_agent, tone_db
 
 LEG_RATE_HZ = 8000
 TONES_HZ = (350.0, 1250.0, 1700.0)  # apart from each other and from the entry/exit tones
@@ -121,3 +121,43 @@ async def test_switching_agents_opens_a_new_link_and_the_caller_goes_on(
     after = heard(peer, switched + 0.3, switched + 1.3)  # the new agent's echo
     assert tone_db(after, TONES_HZ[0]) > -14
     assert [cause for _, cause, _ in media.hooks.hungup] == ["caller"]
+
+
+async def test_an_agent_in_the_bridge_hears_the_others_and_all_hear_it(
+    nursery: trio.Nursery,
+) -> None:
+    """Caller 0 brings its agent in as a participant, caller 1 parks its own. The agent (it
+    answers what it hears with 600 Hz) hears the mix and is heard by both; when caller 0
+    leaves, both it and its agent are gone from caller 1's ear."""
+    with agent_in_thread(tone_agent) as url:
+        media = await start_media(nursery, url)
+        bridge = Bridge("with-agent", tones=False)
+        peers = [await AsteriskPeer.connect(media.port) for _ in range(2)]
+        async with trio.open_nursery() as calls:
+            await calls.start(bridge.run)
+            for peer, freq in zip(peers, TONES_HZ, strict=False):
+                calls.start_soon(peer.read_until_closed)
+                calls.start_soon(peer.play, tone(freq, 4.0, level=LEVEL))
+            a, b = [await handle_of(media, p) for p in peers]
+            await trio.sleep(0.5)
+            a.join_bridge(bridge, agent="participant")
+            b.join_bridge(bridge)
+            joined = trio.current_time()
+            assert set(bridge.participants) == {a.call_id, f"agent-{a.call_id}", b.call_id}
+            await trio.sleep(1.5)
+            a.leave_bridge("agent")
+            left = trio.current_time()
+            assert bridge.participants == (b.call_id,)
+            await trio.sleep(1.0)
+            for peer in peers:
+                await peer.close()
+            bridge.close()
+    during = [heard(p, joined + 0.5, joined + 1.3) for p in peers]
+    for i, other in ((0, 1), (1, 0)):
+        assert tone_db(during[i], AGENT_HZ) > -16, i  # the agent, heard by both
+        assert tone_db(during[i], TONES_HZ[other]) > -12, i  # the other caller
+        assert tone_db(during[i], TONES_HZ[i]) < -50, i  # never itself
+    after = [heard(p, left + 0.4, left + 0.9) for p in peers]
+    assert tone_db(after[1], AGENT_HZ) < -50 and tone_db(after[1], TONES_HZ[0]) < -50
+    assert tone_db(after[0], AGENT_HZ) > -16  # caller 0 with its agent again, by itself
+    assert tone_db(after[0], TONES_HZ[1]) < -50

@@ -12,11 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import trio
 
-from ai_pipeline.link import AgentLink
 from media.audiosocket_server import serve_audiosocket
 from media.bridge_transfer import TransferDesk
 from media.call import CallEnv
@@ -24,34 +22,18 @@ from media.config import HostPort, MediaConfig
 from media.hooks import CallHandle
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
-from proto.messages import Audio, CallStart, Hangup
 from sip.config import SipConfig
 from sip.outbound import SipOutbound
 from sip.server import serve_sip
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import RecordingHooks, agent_in_thread, tone
-from tests.media.tones import tone_db
+from tests.media.tones import AGENT_HZ, tone_agent, tone_db
 from tests.sip.peers import require_binary, sipp_uas
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 RATE_HZ = 8000
-CALLER_HZ, AGENT_HZ = 1000.0, 600.0
-
-
-async def tone_agent(start: CallStart, link: AgentLink) -> None:
-    """Answers every frame with sound in it with as much of a continuous 600 Hz tone."""
-    phase = 0
-    while True:
-        frame = await link.recv()
-        if isinstance(frame, Audio) and np.abs(np.frombuffer(frame.pcm16, "<i2")).max() > 500:
-            n = len(frame.pcm16) // 2
-            t = (phase + np.arange(n)) / frame.sample_rate_hz
-            phase += n
-            pcm = (0.3 * 32767 * np.sin(2 * np.pi * AGENT_HZ * t)).astype("<i2").tobytes()
-            await link.send(Audio(pcm, frame.sample_rate_hz))
-        elif isinstance(frame, Hangup):
-            return
+CALLER_HZ = 1000.0
 
 
 @pytest.fixture
