@@ -61,6 +61,14 @@ class PendingCallee:
         self.ended.set()
 
 
+class TransferAttempt(Protocol):
+    """A transfer under way: a bridged outbound call (:mod:`media.bridge_transfer`) or a SIP
+    REFER (:class:`sip.leg.ReferTransfer`); ``done`` is set once ``outcome`` is known."""
+
+    done: trio.Event
+    outcome: TransferOutcome
+
+
 class TransferDesk:
     """Shared by every call of a process: the trunk (None: no transfers to numbers) and the
     callees placed for transfers, until their calls claim them."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -20,19 +20,18 @@ from media.agent_client import AgentLinkError
 from media.agent_peer import AgentPeer
 from media.bridge_agent import AgentInBridge
 from media.bridge_core import BridgeEnded, BridgeFull
-from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferDesk, TransferOutcome
-from media.config import MediaConfig
-from media.hooks import AgentAssignment, CallHooks, CallInfo, CallRejected, HangupCause, LegCannotDo
+from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferAttempt, TransferOutcome
+from media.call_env import CallEnv
+from media.hooks import AgentAssignment, CallInfo, CallRejected, HangupCause, LegCannotDo
 from media.leg import Leg
 from media.leg_side import CallStats, LegSide
-from media.metrics import MediaMetrics
 from media.peer import NoPeer
-from media.registry import CallRegistry
 from proto import messages as m
 
 if TYPE_CHECKING:
     from media.bridge import Bridge
 
+__all__ = ["Call", "CallEnv", "new_call_id"]  # CallEnv: imported from here by legs and tests
 log = logging.getLogger(__name__)
 
 TOOL_TIMEOUT_S = 10.0
@@ -44,26 +43,6 @@ TRANSFER_TOOL_TIMEOUT_S = 150.0  # transfer_call waits for the answer (or why th
 CLEANUP_TIMEOUT_S = 2.0
 AgentOnJoin = Literal["park", "close", "participant"]
 AfterBridge = Literal["agent", "hangup"]
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnv:
-    """What every call shares: configuration, the control plane's hooks, metrics, registry,
-    and the transfer desk (the SIP trunk transfers to numbers go out through)."""
-
-    config: MediaConfig
-    hooks: CallHooks
-    metrics: MediaMetrics
-    registry: CallRegistry
-    transfers: TransferDesk = field(default_factory=TransferDesk)
-
-
-class TransferAttempt(Protocol):
-    """A transfer under way: a bridged outbound call (:mod:`media.bridge_transfer`) or a SIP
-    REFER (:class:`sip.leg.ReferTransfer`); ``done`` is set once ``outcome`` is known."""
-
-    done: trio.Event
-    outcome: TransferOutcome
 
 
 class Call:
