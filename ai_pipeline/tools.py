@@ -104,6 +104,31 @@ DEFAULT_TOOL_NAMES = (TRANSFER_CALL, END_CALL, SEND_DTMF)
 """An agent config without ``tools`` gets these (the control plane enables the same three)."""
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_SCHEMA_DEPTH = 8
+"""How deep ``$ref``s are followed; deeper (a recursive model) is described as any object."""
+
+
+def inline_refs(node: Any, defs: Mapping[str, Any], depth: int = 0) -> Any:
+    """``{"$ref": "#/$defs/X"}`` replaced by ``X`` itself, all the way down.
+
+    A tool's parameters reach the LLM as ``properties`` and ``required`` only (pipecat's
+    ``FunctionSchema``), so a schema's own ``$defs`` (an MCP tool taking a pydantic model, a
+    webhook tool written that way) would leave dangling references that an OpenAI-compatible
+    server refuses, failing every turn of the call."""
+    if isinstance(node, list):
+        return [inline_refs(item, defs, depth) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.removeprefix("#/$defs/").removeprefix("#/definitions/")
+        if name == ref or name not in defs:
+            raise ValueError(f"parameters: unresolvable $ref {ref!r}")
+        if depth >= MAX_SCHEMA_DEPTH:
+            return {"type": "object"}
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        return inline_refs({**defs[name], **siblings}, defs, depth + 1)
+    return {k: inline_refs(v, defs, depth) for k, v in node.items()}
 
 
 def _parse_one(raw: Any) -> ToolSpec:
@@ -126,6 +151,13 @@ def _parse_one(raw: Any) -> ToolSpec:
     required = params.get("required", [])
     if not isinstance(properties, Mapping):
         raise ValueError(f"{name}.parameters.properties must be an object")
+    defs = params.get("$defs", params.get("definitions", {}))
+    if not isinstance(defs, Mapping):
+        raise ValueError(f"{name}.parameters.$defs must be an object")
+    try:
+        properties = inline_refs(properties, defs)
+    except ValueError as exc:
+        raise ValueError(f"{name}.{exc}") from None
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise ValueError(f"{name}.parameters.required must be a list of names")
     missing = [r for r in required if r not in properties]

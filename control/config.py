@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from control.client_addr import Network, ProxyConfigError, parse_networks
 from control.db.base import DatabaseUrl, DatabaseUrlError, check_prefix
+from control.mcp_servers import McpConfigError, McpStdioServer, parse_stdio_flags
 from control.tls import TlsConfigError, TlsFiles, check_tls_files
 from media.config import ConfigError, HostPort
 
@@ -37,6 +38,10 @@ class ControlConfig:
     webhook_timeout_s: float = 5.0
     webhook_backoff_s: float = 1.0  # first retry delay; doubles each attempt
     tool_timeout_s: float = 5.0
+    # MCP servers (control/mcp_agents.py): stdio ones only from the operator (serve --mcp-stdio)
+    mcp_stdio: tuple[McpStdioServer, ...] = ()
+    mcp_list_timeout_s: float = 5.0  # at call start; a server slower than this is left out
+    mcp_call_timeout_s: float = 8.0  # under the agent's 10 s, so the LLM hears our reason
     record_dir: str | None = None  # serve --record-dir: recordings served with call summaries
     summary_settle_s: float = 1.0  # after a hang-up, for the agent's last transcripts to land
     cache_ttl_s: int = 30
@@ -120,6 +125,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " node_lost by a survivor (default %(default)s)",
     )
     g.add_argument(
+        "--mcp-stdio",
+        action="append",
+        default=[],
+        metavar="NAME[@CUSTOMER]=CMD",
+        help='a stdio MCP server agents may name as a tool ({"type": "mcp", "name":'
+        " NAME}), for every customer or one customer id; repeat for more (default none;"
+        " customers' own servers are URLs in their agents)",
+    )
+    g.add_argument(
         "--webhook-attempts",
         type=int,
         default=5,
@@ -168,7 +182,8 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
     try:
         tls = check_tls_files(getattr(ns, "tls_cert", ""), getattr(ns, "tls_key", ""))
         proxies = parse_networks(getattr(ns, "trusted_proxy", []))
-    except (TlsConfigError, ProxyConfigError) as exc:
+        mcp_stdio = parse_stdio_flags(getattr(ns, "mcp_stdio", []))
+    except (TlsConfigError, ProxyConfigError, McpConfigError) as exc:
         raise ConfigError(str(exc)) from None
     return ControlConfig(
         http=http,
@@ -184,4 +199,5 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
         rate_burst=burst,
         webhook_attempts=attempts,
         record_dir=getattr(ns, "record_dir", None),
+        mcp_stdio=mcp_stdio,
     )

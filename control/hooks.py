@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from control.agent_wire import agent_config_for_call
 from control.auth import inactive_customer
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.bridge import BridgeClosed
@@ -119,9 +118,8 @@ class ControlHooks:
                 "worker_id": self.holder[1],
             },
         )
-        self._live[info.call_id] = CallContext(info.call_id, customer_id, agent["detail"])
         await self.bus.publish(customer_id, "call_created", info.call_id, _public_call(row))
-        return AgentAssignment(agent["id"], customer_id, agent_config_for_call(agent["detail"]))
+        return await self.tools.start_agent(info.call_id, customer_id, agent)
 
     async def _update(self, call_id: str, event_type: str, values: dict[str, Any]) -> None:
         ctx = self._live.get(call_id)

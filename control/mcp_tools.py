@@ -9,7 +9,9 @@ stdio (tens to hundreds of ms for a Python server); a long-lived session per age
 next step where that matters.
 
 Every failure becomes a :class:`ToolOutcome` with ``is_error`` and words the agent can speak
-about (``mcp_timeout``, ``mcp_unavailable``, ``tool_error``), never an exception: the call goes on.
+about (``mcp_timeout``, ``mcp_unavailable``, ``mcp_bad_answer``, ``tool_error``), never an
+exception: the call goes on. The SDK logs a line that is not JSON-RPC and waits on; here it ends
+the operation at once, so garbage is told as garbage rather than as a slow server.
 
 Who may name a stdio command matters: it runs on this host. Stdio servers therefore come from the
 operator's configuration only; an agent (a customer's document) names them, or gives a URL.
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from mcp import Client, StdioServerParameters
+from mcp.client.session import IncomingMessage, MessageHandlerFnT
 
 from control.summary_doc import capped_json
 from media.hooks import ToolOutcome
@@ -47,10 +51,34 @@ class McpServer:
         if bool(self.command) == bool(self.url):
             raise ValueError(f"MCP server {self.name!r}: give a command or a url, not both")
 
-    def client(self) -> Client:
+    def client(self, on_message: MessageHandlerFnT) -> Client:
         if self.url:
-            return Client(self.url)
-        return Client(StdioServerParameters(command=self.command[0], args=list(self.command[1:])))
+            return Client(self.url, message_handler=on_message)
+        params = StdioServerParameters(command=self.command[0], args=list(self.command[1:]))
+        return Client(params, message_handler=on_message)
+
+
+class McpBadAnswer(Exception):
+    """The server wrote something that is not an MCP message."""
+
+
+T = TypeVar("T")
+
+
+async def _in_session(server: McpServer, operation: Callable[[Client], Awaitable[T]]) -> T:
+    """``operation`` in a session of its own; a transport fault (the SDK hands it to the message
+    handler: an unparseable line) cancels it and raises :class:`McpBadAnswer`."""
+    faults: list[Exception] = []
+    with trio.CancelScope() as scope:
+
+        async def on_message(message: IncomingMessage) -> None:
+            if isinstance(message, Exception):
+                faults.append(message)
+                scope.cancel()
+
+        async with server.client(on_message) as client:
+            return await operation(client)
+    raise McpBadAnswer(repr(faults[0]) if faults else "session cancelled")
 
 
 def _error(code: str, message: str) -> ToolOutcome:
@@ -67,8 +95,7 @@ async def list_tools(server: McpServer, timeout_s: float) -> list[dict[str, Any]
     empty (and logged) when it cannot be reached in time: the call starts without them."""
     with trio.move_on_after(timeout_s):
         try:
-            async with server.client() as client:
-                listed = await client.list_tools()
+            listed = await _in_session(server, lambda client: client.list_tools())
         except Exception as exc:  # the SDK's, the transport's, the process's: all mean "not now"
             log.warning("mcp server unavailable", extra={"mcp": server.name, "error": repr(exc)})
             return []
@@ -99,9 +126,13 @@ async def call_tool(
 ) -> ToolOutcome:
     with trio.move_on_after(timeout_s):
         try:
-            async with server.client() as client:
-                result = await client.call_tool(tool, arguments)
-        except Exception as exc:  # a crash, garbage on the wire, a refused connection
+            result = await _in_session(server, lambda client: client.call_tool(tool, arguments))
+        except McpBadAnswer as exc:
+            log.warning("mcp answer unreadable", extra={"mcp": server.name, "error": str(exc)})
+            return _error(
+                "mcp_bad_answer", f"the {server.name} service answered with something unreadable"
+            )
+        except Exception as exc:  # a crash, a refused connection
             log.warning("mcp call failed", extra={"mcp": server.name, "error": repr(exc)})
             return _error(
                 "mcp_unavailable", f"the {server.name} service failed: {type(exc).__name__}"

@@ -44,6 +44,7 @@ from control.db import Database, DatabaseError, open_database
 from control.db.migrate import migrate, pending
 from control.events import EventBus
 from control.hooks import ControlHooks
+from control.mcp_agents import McpTools
 from control.nodes import NodeHeartbeat
 from control.openapi import build_document
 from control.redis_link import RedisLink
@@ -181,6 +182,7 @@ async def open_services(
                     cmetrics.tool_latency,
                     timeout_s=cfg.tool_timeout_s,
                     conferences=conferences,
+                    mcp=McpTools(cfg.mcp_stdio, cfg.mcp_list_timeout_s, cfg.mcp_call_timeout_s),
                 )
                 writer = SummaryWriter(
                     store, bus, cmetrics.summary_drops, cfg.record_dir, cfg.summary_settle_s

@@ -10,6 +10,7 @@ from typing import Any
 from control.api import Api, ApiError, Ctx, not_found
 from control.auth import Role, access_key_cache_key, new_access_key
 from control.db import DatabaseError
+from control.mcp_servers import unusable_stdio_entries
 from control.routes_calls import page_args, public
 from control.schemas import AccessKeyBody, AgentBody, WebhookBody
 from control.store import Store
@@ -154,6 +155,14 @@ def register(api: Api) -> None:
         register_reads(api, table, base, noun, shown, role, filters)
 
     # -- agents ---------------------------------------------------------------------------------
+    def check_mcp(ctx: Ctx) -> None:
+        """A stdio MCP server must be one the operator offers this customer (mcp_servers.py)."""
+        fields = unusable_stdio_entries(
+            api.services.cfg.mcp_stdio, ctx.principal.customer_id, ctx.body.model_dump()["tools"]
+        )
+        if fields:
+            raise ApiError(400, "invalid_request", "request body failed validation", fields)
+
     @api.route(
         "POST",
         "/v1.0/agents",
@@ -163,6 +172,7 @@ def register(api: Api) -> None:
         status=201,
     )
     async def create_agent(ctx: Ctx) -> dict[str, Any]:
+        check_mcp(ctx)
         agent_id = await _write_agent(store, ctx.principal.customer_id, ctx.body, None)
         return agent_public(await owned(ctx, "agents", agent_id))
 
@@ -175,6 +185,7 @@ def register(api: Api) -> None:
     )
     async def put_agent(ctx: Ctx, agent_id: str) -> dict[str, Any]:
         await owned(ctx, "agents", agent_id)
+        check_mcp(ctx)
         await _write_agent(store, ctx.principal.customer_id, ctx.body, agent_id)
         return agent_public(await owned(ctx, "agents", agent_id))
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ai_pipeline.engine_names import DEFAULT_ENGINES, ENGINES_BY_KIND
+from control.mcp_servers import MCP_NAME
 
 _E164 = r"^\+[1-9][0-9]{6,14}$"
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -32,6 +33,7 @@ PATTERN_MEANINGS = {
     _UUID: "a UUID, like 3f2b5c1e-8d4a-4c7e-9b1a-2e6f0d9c8b7a",
     _TOOL_NAME: "a name of letters, digits and _, not starting with a digit, up to 64",
     _HTTP_URL: "an http:// or https:// URL without spaces",
+    MCP_NAME: "a name of letters, digits and -, starting with a letter, up to 32",
 }
 E164 = Annotated[str, StringConstraints(pattern=_E164)]
 UUIDText = Annotated[str, StringConstraints(pattern=_UUID)]
@@ -119,18 +121,36 @@ class WebhookTool(Body):
     tls_verify: bool = True
 
 
+class McpTool(Body):
+    """An MCP server whose tools the agent is offered as ``<name>__<tool>``, with their schemas.
+
+    With ``url``: the customer's own streamable-HTTP server. Without: a stdio server the operator
+    configured (``serve --mcp-stdio NAME=COMMAND``); the API never takes a command, which would run
+    on our host."""
+
+    name: Annotated[str, StringConstraints(pattern=MCP_NAME)]
+    type: Literal["mcp"]
+    url: HttpUrl | None = None
+    # only these of the server's tools (their names on the server); empty: all of them
+    tools: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=64
+    )
+
+
 BUILTIN_TOOL_NAMES = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")
-# The two kinds of tool entry are told apart by their JSON type (a name or an object). These tags
+# The kinds of tool entry are told apart by their JSON type (a name or an object) and an
+# object's "type" ("mcp", else a webhook: the field was optional-looking before MCP). These tags
 # name the union's members for pydantic; control.validation leaves them out of error locations.
-_BUILTIN_TAG, _WEBHOOK_TAG = "built-in tool", "webhook tool"
-UNION_TAGS = frozenset({_BUILTIN_TAG, _WEBHOOK_TAG})
+_BUILTIN_TAG, _WEBHOOK_TAG, _MCP_TAG = "built-in tool", "webhook tool", "MCP server"
+UNION_TAGS = frozenset({_BUILTIN_TAG, _WEBHOOK_TAG, _MCP_TAG})
 
 
 def _known_tool(name: str) -> str:
     if name not in BUILTIN_TOOL_NAMES:
         allowed = ", ".join(BUILTIN_TOOL_NAMES)
         raise PydanticCustomError(
-            "unknown_tool", f"unknown tool {name[:64]!r}; allowed: {allowed}, or a webhook tool"
+            "unknown_tool",
+            f"unknown tool {name[:64]!r}; allowed: {allowed}, a webhook tool or an MCP server",
         )
     return name
 
@@ -138,6 +158,8 @@ def _known_tool(name: str) -> str:
 def _tool_kind(value: Any) -> str | None:
     if isinstance(value, str):
         return _BUILTIN_TAG
+    if isinstance(value, McpTool) or (isinstance(value, dict) and value.get("type") == "mcp"):
+        return _MCP_TAG
     return _WEBHOOK_TAG if isinstance(value, dict | WebhookTool) else None
 
 
@@ -147,11 +169,13 @@ BuiltinTool = Annotated[
     WithJsonSchema({"type": "string", "enum": list(BUILTIN_TOOL_NAMES)}),
 ]
 Tool = Annotated[
-    Annotated[BuiltinTool, Tag(_BUILTIN_TAG)] | Annotated[WebhookTool, Tag(_WEBHOOK_TAG)],
+    Annotated[BuiltinTool, Tag(_BUILTIN_TAG)]
+    | Annotated[WebhookTool, Tag(_WEBHOOK_TAG)]
+    | Annotated[McpTool, Tag(_MCP_TAG)],
     Discriminator(
         _tool_kind,
         custom_error_type="invalid_tool",
-        custom_error_message="a tool is a built-in tool's name or a webhook tool object",
+        custom_error_message="a tool is a built-in tool's name, a webhook tool or an MCP server",
     ),
 ]
 

@@ -4,6 +4,8 @@ Built-ins: ``end_call``, ``transfer_call``, ``send_dtmf``, ``send_sms`` (stored 
 an :class:`SmsProvider`; no real carrier ships), ``join_conference``. Customer tools are
 entries of the agent's ``tools`` list shaped ``{"name", "type": "webhook", "url", "secret"}``: the
 arguments are POSTed, signed like webhooks, under a deadline, and the JSON answer is the result.
+MCP servers' tools (``{"name", "type": "mcp", ...}``) are those listed when the call started
+(control/mcp_agents.py), each run on its server under a deadline.
 The LLM sees ``{"error": code, "message": ...}`` with ``is_error`` for anything that went wrong.
 """
 
@@ -14,7 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import Histogram
@@ -23,6 +25,7 @@ from control.agent_wire import agent_config_for_call
 from control.conferences import ConferenceError, Conferences
 from control.db import DatabaseError
 from control.httpclient import MAX_RESPONSE_BYTES, HttpClientError, post
+from control.mcp_agents import McpRoute, McpTools
 from control.store import Store
 from control.summary_doc import capped_json
 from control.webhooks import signed_headers
@@ -61,6 +64,8 @@ class CallContext:
     call_id: str
     customer_id: str
     agent: dict[str, Any]  # the agent's detail document
+    # the tools its MCP servers offered when the call started: the only ones it may call there
+    mcp_routes: dict[str, McpRoute] = field(default_factory=dict)
 
 
 class ToolArgumentError(ValueError):
@@ -102,6 +107,7 @@ class ToolExecutor:
         sms: SmsProvider | None = None,
         timeout_s: float = 5.0,
         conferences: Conferences | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
         self.store = store
         self.publish = publish
@@ -109,9 +115,22 @@ class ToolExecutor:
         self.sms = sms or StoreOnlySms()
         self.timeout_s = timeout_s
         self.conferences = conferences
+        self.mcp = mcp or McpTools()
         # The live calls' contexts (ControlHooks shares its own): an agent:<id> transfer
         # switches one, so the new agent's own tools are the ones enabled.
         self.contexts: dict[str, CallContext] = {}
+
+    async def start_agent(
+        self, call_id: str, customer_id: str, agent: dict[str, Any]
+    ) -> AgentAssignment:
+        """The call's link gets this agent (call start, agent:<id> transfer): its MCP servers
+        are listed now, and the call may use what they offered."""
+        names, custom = self._enabled(CallContext(call_id, customer_id, agent["detail"]))
+        offer = await self.mcp.offer(customer_id, agent["detail"], frozenset(names | set(custom)))
+        self.contexts[call_id] = CallContext(call_id, customer_id, agent["detail"], offer.routes)
+        return AgentAssignment(
+            agent["id"], customer_id, agent_config_for_call(agent["detail"], offer.tools)
+        )
 
     async def execute(
         self, call: CallHandle, ctx: CallContext, name: str, arguments: dict[str, Any]
@@ -121,7 +140,8 @@ class ToolExecutor:
             outcome = await self._dispatch(call, ctx, name, arguments)
         except ToolArgumentError as exc:
             outcome = _error("bad_arguments", str(exc))
-        self.latency.labels(tool=name if name in BUILTIN_TOOLS else "custom").observe(
+        kind = "mcp" if name in ctx.mcp_routes else "custom"
+        self.latency.labels(tool=name if name in BUILTIN_TOOLS else kind).observe(
             time.perf_counter() - started
         )
         try:  # the tool has acted: failing to record that must not turn it into an error
@@ -146,13 +166,19 @@ class ToolExecutor:
     def _enabled(self, ctx: CallContext) -> tuple[set[str], dict[str, dict[str, Any]]]:
         tools = ctx.agent.get("tools", list(BUILTIN_TOOLS[:3]))
         names = {t for t in tools if isinstance(t, str)}
-        custom = {t["name"]: t for t in tools if isinstance(t, dict) and "name" in t}
+        custom = {
+            t["name"]: t
+            for t in tools
+            if isinstance(t, dict) and "name" in t and t.get("type") != "mcp"
+        }
         return names, custom
 
     async def _dispatch(
         self, call: CallHandle, ctx: CallContext, name: str, args: dict[str, Any]
     ) -> ToolOutcome:
         names, custom = self._enabled(ctx)
+        if name in ctx.mcp_routes:
+            return await self.mcp.call(ctx.mcp_routes[name], args)
         if name in custom:
             return await self._webhook_tool(ctx, custom[name], args)
         if name not in names or name not in BUILTIN_TOOLS:
@@ -211,14 +237,12 @@ class ToolExecutor:
         agent = await self.store.get("agents", agent_id, ctx.customer_id)
         if agent is None:
             return _error("unknown_agent", f"no agent {agent_id!r}")
-        assignment = AgentAssignment(
-            agent["id"], ctx.customer_id, agent_config_for_call(agent["detail"])
-        )
+        assignment = await self.start_agent(ctx.call_id, ctx.customer_id, agent)
         try:
             call.switch_agent(assignment)
         except LegCannotDo as exc:
+            self.contexts[ctx.call_id] = ctx  # still the first agent's call
             return _error("leg_cannot_transfer", str(exc))
-        self.contexts[ctx.call_id] = CallContext(ctx.call_id, ctx.customer_id, agent["detail"])
         await self.store.update("calls", ctx.call_id, ctx.customer_id, {"agent_id": agent["id"]})
         await self.publish(
             ctx.customer_id, "call_transferred", ctx.call_id, {"target": target, "status": "agent"}

@@ -2,8 +2,10 @@
 
 ``python tests/control/mcp_server.py stdio`` serves over stdin/stdout; ``... http PORT`` serves
 streamable HTTP on 127.0.0.1:PORT at ``/mcp``; ``... garbage`` answers stdin with lines that are
-not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``hang`` (never
-answers), ``crash`` (the process dies mid-call), ``fail`` (a tool error).
+not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``open_ticket`` (a
+pydantic model argument: a schema with ``$defs``), ``hang`` (never answers), ``crash`` (the process
+dies mid-call), ``garble`` (writes a line that is not JSON-RPC instead of its answer), ``fail`` (a
+tool error).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import sys
 import time
 
+from mcp.server import stdio as mcp_stdio
 from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel
 
 server = MCPServer("callbridge-test")
 
@@ -25,6 +29,31 @@ def add(a: int, b: int) -> int:
 @server.tool(description="Look up an order's status by its number")
 def lookup_order(order_number: str) -> str:
     return f"order {order_number} shipped on Monday"
+
+
+class Address(BaseModel):
+    street: str
+    city: str
+
+
+class Customer(BaseModel):
+    name: str
+    address: Address
+
+
+@server.tool(description="Open a support ticket for a customer")
+def open_ticket(customer: Customer, priority: int = 1) -> dict[str, str]:
+    return {"ticket": f"T-{priority}", "for": f"{customer.name} in {customer.address.city}"}
+
+
+@server.tool(description="Answers with a line that is not JSON-RPC")
+def garble() -> str:
+    # The SDK moves fd 1 aside while it serves (prints must not corrupt the wire): write where
+    # its answers go, which it keeps in its stream claim for fd 1.
+    wire = mcp_stdio._claims[1].private_fd
+    os.write(wire if wire is not None else 1, b"}}} this is not JSON-RPC {{{\n")
+    time.sleep(3600)
+    return "late"
 
 
 @server.tool(description="Never answers")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from control.mcp_tools import McpServer, call_tool, list_tools
 from tests.conftest import end_process
@@ -86,9 +87,21 @@ async def test_a_crashing_server_is_a_tool_error() -> None:
 
 async def test_a_server_answering_garbage_is_a_tool_error() -> None:
     garbage = McpServer("orders", command=(sys.executable, SERVER, "garbage"))
-    outcome = await call_tool(garbage, "add", {"a": 1, "b": 2}, 3.0)
-    assert outcome.is_error and outcome.result["error"] in ("mcp_unavailable", "mcp_timeout")
-    assert await list_tools(garbage, 3.0) == []
+    outcome = await call_tool(garbage, "add", {"a": 1, "b": 2}, 20.0)
+    assert outcome.result == {
+        "error": "mcp_bad_answer",
+        "message": "the orders service answered with something unreadable",
+    }
+    assert await list_tools(garbage, 20.0) == []
+
+
+async def test_garbage_instead_of_an_answer_is_told_at_once_not_as_a_timeout() -> None:
+    """The SDK only logs a line that is not JSON-RPC and goes on waiting: the agent was told
+    the server was slow, after the whole deadline."""
+    with trio.fail_after(15):  # the deadline given is 60 s
+        outcome = await call_tool(STDIO, "garble", {}, 60.0)
+    assert outcome.is_error and outcome.result["error"] == "mcp_bad_answer"
+    assert (await call_tool(STDIO, "add", {"a": 1, "b": 1}, 20)).result == {"result": 2}
 
 
 async def test_an_unreachable_url_or_missing_command_is_a_tool_error() -> None:

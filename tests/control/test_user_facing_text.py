@@ -34,7 +34,7 @@ async def test_an_unknown_tool_is_named_with_its_index_and_the_allowed_ones(plan
         {
             "field": "tools[1]",
             "message": "unknown tool 'hang_up'; allowed: end_call, transfer_call, send_dtmf,"
-            " send_sms, join_conference, or a webhook tool",
+            " send_sms, join_conference, a webhook tool or an MCP server",
         }
     ]
 
@@ -46,7 +46,9 @@ async def test_a_bad_webhook_tool_points_into_the_object_not_at_union_members(
     fields = await _fields(plane, "/v1.0/agents", {"name": "a", "tools": [tool, 7]})
     assert [f["field"] for f in fields] == ["tools[0].url", "tools[1]"]
     assert fields[0]["message"] == "expected an http:// or https:// URL without spaces"
-    assert fields[1]["message"] == "a tool is a built-in tool's name or a webhook tool object"
+    assert fields[1]["message"] == (
+        "a tool is a built-in tool's name, a webhook tool or an MCP server"
+    )
     assert not any("literal" in f["field"] or "WebhookTool" in f["field"] for f in fields)
 
 
