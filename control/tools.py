@@ -140,8 +140,7 @@ class ToolExecutor:
             outcome = await self._dispatch(call, ctx, name, arguments)
         except ToolArgumentError as exc:
             outcome = _error("bad_arguments", str(exc))
-        kind = "mcp" if name in ctx.mcp_routes else "custom"
-        self.latency.labels(tool=name if name in BUILTIN_TOOLS else kind).observe(
+        self.latency.labels(tool=name if name in BUILTIN_TOOLS else "custom").observe(
             time.perf_counter() - started
         )
         try:  # the tool has acted: failing to record that must not turn it into an error
