@@ -15,6 +15,12 @@ checked). A refusal still upgrades, then closes with 4401 and a reason, so every
 chan_websocket channel variable ``AGENT_ID``; only the authenticated customer's agents can be
 picked.
 
+These sockets are served on Hypercorn's ASGI callables directly (:class:`MediaSockets`, in front
+of Quart): 50 messages a second each way per call, and Quart-Trio's own task, channel and two
+signals per message made the media-streams leg cost 1.8x AudioSocket's CPU per call
+(``bench/RESULTS.md``, "media-streams leg"). The leg reads the socket itself
+(:class:`media.asgi_websocket.AsgiWebsocket`).
+
 ``/`` is the page (``control/static/``, no build step). ``serve`` logs a link to it whose
 fragment holds a page token (:func:`page_link`); the page keeps it in the tab's sessionStorage.
 """
@@ -25,10 +31,13 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
+from urllib.parse import parse_qsl
 
 import trio
-from quart import Response, send_from_directory, websocket
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+from quart import Response, send_from_directory
+from werkzeug.datastructures import Headers
 
 from control.api import Api, Ctx
 from control.auth import (
@@ -42,7 +51,8 @@ from control.auth import (
 )
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
 from control.services import Services
-from media.message_socket import MessageSocket
+from media.asgi_websocket import AsgiWebsocket
+from media.message_socket import MessageSocketClosed
 from media.websocket_calls import (
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
@@ -80,11 +90,10 @@ def _grant(principal: Principal, agent_id: str = "") -> dict[str, str]:
     return granted
 
 
-def _authorizer(api: Api, principal: Principal | None) -> Authorize:
+def _authorizer(api: Api, principal: Principal | None, url_agent_id: str) -> Authorize:
     """The socket's URL or header named its caller (``principal``), or else its handshake
     must: Twilio's ``<Stream>`` URL takes no query string, so there the credentials come as
     ``<Parameter name="access_key" .../>`` (or ``token``) in the start message."""
-    url_agent_id = websocket.args.get("agent_id", "")
 
     async def authorize(params: Mapping[str, Any]) -> dict[str, str] | None:
         if principal is not None:
@@ -99,33 +108,60 @@ def _authorizer(api: Api, principal: Principal | None) -> Authorize:
     return authorize
 
 
-def _register_socket(api: Api, path: str, kind: LegKind, calls: WebsocketCalls) -> None:
-    async def media_socket() -> None:
-        subprotocol = "media" if "media" in websocket.requested_subprotocols else None
-        # The REST API's per-IP bucket: a client opening sockets in a loop is held back too.
-        remote = api.client_addr(websocket.remote_addr or "", websocket.headers)
-        if api.ip_buckets.take(f"ip:{remote}", trio.current_time()):
-            calls.count_refusal(kind, "rate_limited")
-            await websocket.accept(subprotocol=subprotocol)
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, "rate limited: try again later")
-            return
-        args, header = websocket.args, websocket.headers.get("Authorization", "")
-        try:
-            principal = await _principal(
-                api, args.get("token", ""), args.get("access_key", ""), header
-            )
-            if principal is None and kind != "twilio":
-                raise AuthError("missing credentials")
-        except AuthError as exc:
-            calls.count_refusal(kind, "unauthorized")
-            await websocket.accept(subprotocol=subprotocol)
-            await websocket.close(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}"[:120])
-            return
-        await websocket.accept(subprotocol=subprotocol)
-        socket = cast(MessageSocket, websocket)
-        await calls.serve(kind, socket, _authorizer(api, principal), remote_addr=remote)
+class MediaSockets:
+    """ASGI in front of Quart (``app.asgi_app = MediaSockets(app.asgi_app, ...)``): a WebSocket
+    to one of :data:`MEDIA_ROUTES` is served here, anything else passes on to Quart."""
 
-    api.app.websocket(path, endpoint=f"WS {path}")(media_socket)
+    def __init__(self, app: ASGIFramework, api: Api, calls: WebsocketCalls) -> None:
+        self.app, self.api, self.calls = app, api, calls
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        kind = MEDIA_ROUTES.get(scope["path"]) if scope["type"] == "websocket" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        socket = AsgiWebsocket(scope, receive, send)  # type: ignore[arg-type]
+        try:
+            await socket.connected()
+        except MessageSocketClosed:
+            return  # gone before the handshake ended
+        await _media_socket(self.api, self.calls, kind, socket)
+
+
+async def _media_socket(
+    api: Api, calls: WebsocketCalls, kind: LegKind, socket: AsgiWebsocket
+) -> None:
+    """Rate limit, authenticate, accept, then the call (or a close with a code and why)."""
+    scope = socket.scope
+    subprotocol = "media" if "media" in scope.get("subprotocols", ()) else None
+    headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]])
+    args: dict[str, str] = {}
+    for name, value in parse_qsl(scope["query_string"].decode("latin-1")):
+        args.setdefault(name, value)  # the first of repeated parameters, as Quart's args.get
+    peer = scope.get("client")
+    # The REST API's per-IP bucket: a client opening sockets in a loop is held back too.
+    remote = api.client_addr(str(peer[0]) if peer else "", headers)
+    if api.ip_buckets.take(f"ip:{remote}", trio.current_time()):
+        calls.count_refusal(kind, "rate_limited")
+        await socket.accept(subprotocol)
+        await socket.close(CLOSE_TRY_AGAIN_LATER, "rate limited: try again later")
+        return
+    try:
+        principal = await _principal(
+            api, args.get("token", ""), args.get("access_key", ""), headers.get("Authorization", "")
+        )
+        if principal is None and kind != "twilio":
+            raise AuthError("missing credentials")
+    except AuthError as exc:
+        calls.count_refusal(kind, "unauthorized")
+        await socket.accept(subprotocol)
+        await socket.close(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}"[:120])
+        return
+    await socket.accept(subprotocol)
+    authorize = _authorizer(api, principal, args.get("agent_id", ""))
+    await calls.serve(kind, socket, authorize, remote_addr=remote)
 
 
 async def page_link(services: Services) -> str:
@@ -150,8 +186,7 @@ async def page_link(services: Services) -> str:
 
 def register(api: Api, calls: WebsocketCalls) -> None:
     cfg = api.services.cfg
-    for path, kind in MEDIA_ROUTES.items():
-        _register_socket(api, path, kind, calls)
+    api.app.asgi_app = MediaSockets(api.app.asgi_app, api, calls)  # type: ignore[method-assign]
 
     @api.route(
         "POST",

@@ -3,6 +3,13 @@
 Twilio media streams, chan_websocket and the browser leg all ride a WebSocket, but who owns it
 differs: Quart-Trio's ``websocket`` object in the control plane, a ``trio-websocket``
 connection when we dial Asterisk, an in-memory pair in tests. Legs see only this Protocol.
+
+The per-frame path (a leg on its end of a :func:`memory_socket_pair`, 50 messages a second per
+direction per call) takes a message that is already waiting, or hands one over to a pair with
+room, without a cancel scope or a scheduling round: :func:`receive_within` and
+:func:`send_within` set up their deadline only when they must wait, as :mod:`media.fastio` does
+for the AudioSocket leg. A deadline per message (``fail_after``: a generator context manager
+around a cancel scope) cost the media-streams leg more than its JSON and base64 together.
 """
 
 from __future__ import annotations
@@ -17,6 +24,11 @@ import trio
 from media.leg import LegError
 
 T = TypeVar("T")
+_End = TypeVar("_End", bound="MemoryMessageSocket")
+
+NOWAIT_STREAK = 8
+"""Messages one end takes or gives without waiting before it must wait once anyway (a
+scheduling round): a leg that keeps finding messages cannot hold the loop from other calls."""
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -64,12 +76,30 @@ class MemoryMessageSocket:
         self.close_code: int | None = None  # set by whichever side closed first
         self.close_reason = ""
         self.peer: MemoryMessageSocket | None = None
+        self._receive_streak = 0
+        self._send_streak = 0
 
     async def receive(self) -> str | bytes:
         try:
             return await self._receive_channel.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise self._closed() from None
+
+    def receive_nowait(self) -> str | bytes:
+        """The next message if one is waiting; else (and once every :data:`NOWAIT_STREAK`
+        messages, so that the caller waits and yields) raises ``trio.WouldBlock``."""
+        if self._receive_streak >= NOWAIT_STREAK:
+            self._receive_streak = 0
+            raise trio.WouldBlock
+        try:
+            message = self._receive_channel.receive_nowait()
+        except trio.WouldBlock:
+            self._receive_streak = 0
+            raise
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise self._closed() from None
+        self._receive_streak += 1
+        return message
 
     async def send(self, message: str | bytes) -> None:
         if self.close_code is not None:
@@ -78,6 +108,23 @@ class MemoryMessageSocket:
             await self._send_channel.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise self._closed() from None
+
+    def send_nowait(self, message: str | bytes) -> None:
+        """Hand ``message`` over if the pair has room; else (and once every
+        :data:`NOWAIT_STREAK` messages) raises ``trio.WouldBlock``."""
+        if self.close_code is not None:
+            raise self._closed()
+        if self._send_streak >= NOWAIT_STREAK:
+            self._send_streak = 0
+            raise trio.WouldBlock
+        try:
+            self._send_channel.send_nowait(message)
+        except trio.WouldBlock:
+            self._send_streak = 0
+            raise
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise self._closed() from None
+        self._send_streak += 1
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         self.close_now(code, reason)
@@ -104,14 +151,50 @@ class MemoryMessageSocket:
         return MessageSocketClosed(self.close_code or CLOSE_GOING_AWAY, self.close_reason)
 
 
+class SplitMessageSocket(MemoryMessageSocket):
+    """A leg's end that reads straight from ``transport`` (one whose ``receive`` any task may
+    await: :class:`media.asgi_websocket.AsgiWebsocket`) and sends through its pair to
+    :func:`relay_outbound`: the caller's messages skip a task and a channel on their way in."""
+
+    def __init__(
+        self,
+        transport: MessageSocket,
+        send_channel: trio.MemorySendChannel[str | bytes],
+        receive_channel: trio.MemoryReceiveChannel[str | bytes],
+    ) -> None:
+        super().__init__(send_channel, receive_channel)
+        self._transport = transport
+
+    async def receive(self) -> str | bytes:
+        if self.close_code is not None:
+            raise self._closed()
+        return await self._transport.receive()
+
+    def receive_nowait(self) -> str | bytes:
+        raise trio.WouldBlock  # the transport offers no such thing: wait, under a deadline
+
+
 def memory_socket_pair(
     capacity: int | float = math.inf,
 ) -> tuple[MemoryMessageSocket, MemoryMessageSocket]:
     """Two connected ends; each direction holds at most ``capacity`` unread messages."""
     a_send, b_receive = trio.open_memory_channel[str | bytes](capacity)
     b_send, a_receive = trio.open_memory_channel[str | bytes](capacity)
-    a = MemoryMessageSocket(a_send, a_receive)
-    b = MemoryMessageSocket(b_send, b_receive)
+    return _joined(MemoryMessageSocket(a_send, a_receive), MemoryMessageSocket(b_send, b_receive))
+
+
+def split_socket_pair(
+    transport: MessageSocket, capacity: int | float
+) -> tuple[SplitMessageSocket, MemoryMessageSocket]:
+    """The leg's end over ``transport`` and the end :func:`relay_outbound` pumps from; at most
+    ``capacity`` of the leg's messages wait for the transport."""
+    a_send, b_receive = trio.open_memory_channel[str | bytes](capacity)
+    b_send, a_receive = trio.open_memory_channel[str | bytes](0)  # unused: reads skip the pair
+    leg_end = SplitMessageSocket(transport, a_send, a_receive)
+    return _joined(leg_end, MemoryMessageSocket(b_send, b_receive))
+
+
+def _joined(a: _End, b: MemoryMessageSocket) -> tuple[_End, MemoryMessageSocket]:
     a.peer, b.peer = b, a
     return a, b
 
@@ -128,26 +211,31 @@ async def close_quietly(
 
 
 async def send_within(socket: MessageSocket, message: str | bytes, timeout_s: float) -> None:
-    """One send, bounded: a peer that stops reading costs a call, never a stuck task."""
+    """One send, bounded: a peer that stops reading costs a call, never a stuck task. A pair
+    with room takes the message at once (no deadline needed, no scheduling round)."""
     try:
-        with trio.fail_after(timeout_s):
+        if isinstance(socket, MemoryMessageSocket):
+            with contextlib.suppress(trio.WouldBlock):
+                return socket.send_nowait(message)
+        with trio.move_on_after(timeout_s):
             # A real checkpoint every time: Hypercorn returns from a send on a dead connection
             # without one, and a sender in a loop would never see its deadline or cancellation.
             await trio.lowlevel.checkpoint()
-            await socket.send(message)
-    except trio.TooSlowError:
-        raise LegError("send_timeout", f"peer not reading for {timeout_s} s") from None
+            return await socket.send(message)
     except MessageSocketClosed as exc:
         raise LegError("closed", str(exc)) from None
+    raise LegError("send_timeout", f"peer not reading for {timeout_s} s")
 
 
 async def receive_within(socket: MessageSocket, timeout_s: float) -> str | bytes:
-    """One receive, bounded; :class:`MessageSocketClosed` passes through (it is a hangup)."""
-    try:
-        with trio.fail_after(timeout_s):
-            return await socket.receive()
-    except trio.TooSlowError:
-        raise LegError("idle_timeout", f"nothing for {timeout_s} s") from None
+    """One receive, bounded; :class:`MessageSocketClosed` passes through (it is a hangup). A
+    message already waiting in a pair is taken at once."""
+    if isinstance(socket, MemoryMessageSocket):
+        with contextlib.suppress(trio.WouldBlock):
+            return socket.receive_nowait()
+    with trio.move_on_after(timeout_s):
+        return await socket.receive()
+    raise LegError("idle_timeout", f"nothing for {timeout_s} s")
 
 
 async def accept_within(
@@ -192,11 +280,7 @@ async def relay(outer: MessageSocket, inner: MemoryMessageSocket) -> None:
 
             async def outbound() -> None:
                 nonlocal code, reason
-                try:
-                    while True:
-                        await outer.send(await inner.receive())
-                except MessageSocketClosed as exc:
-                    code, reason = exc.code, exc.reason
+                code, reason = await _pump_outbound(outer, inner)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(inbound)
@@ -204,3 +288,27 @@ async def relay(outer: MessageSocket, inner: MemoryMessageSocket) -> None:
     finally:
         inner.close_now(CLOSE_GOING_AWAY, "transport closed")
     await close_quietly(outer, code, reason)
+
+
+async def relay_outbound(outer: MessageSocket, inner: MemoryMessageSocket) -> None:
+    """:func:`relay` for a :func:`split_socket_pair`: the leg reads ``outer`` itself, so only
+    its sends pass here. Returns once the leg closes its end (or ``outer`` is gone); closes
+    ``outer`` with the leg's close code."""
+    try:
+        code, reason = await _pump_outbound(outer, inner)
+    finally:
+        inner.close_now(CLOSE_GOING_AWAY, "transport closed")
+    await close_quietly(outer, code, reason)
+
+
+async def _pump_outbound(outer: MessageSocket, inner: MemoryMessageSocket) -> tuple[int, str]:
+    """Forward until ``inner`` closes (its close code and reason) or ``outer`` is gone (1001)."""
+    while True:
+        try:
+            message = await inner.receive()
+        except MessageSocketClosed as exc:
+            return exc.code, exc.reason
+        try:
+            await outer.send(message)
+        except MessageSocketClosed:
+            return CLOSE_GOING_AWAY, "transport closed"

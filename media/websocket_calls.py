@@ -6,6 +6,12 @@ in-memory pair, and the call runs on the other end in the nursery ``callbridge s
 here. A client's disconnect then reaches the call as a hangup, never as a cancelled handler, and
 one call's failure stays in that call. Every refusal closes the socket with a code and a reason
 and counts ``callbridge_leg_errors{leg, reason}``.
+
+A socket on the ASGI server's own callables (:class:`media.asgi_websocket.AsgiWebsocket`, what
+the control plane hands over) is split instead: the leg reads it directly and only its sends are
+relayed (:func:`media.message_socket.relay_outbound`), which saves the caller's every message a
+task and a channel. Should the handler be torn down (server shutdown), the call is cancelled
+with it, since its reads would otherwise wait for the idle deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Literal
 
 import trio
 
+from media.asgi_websocket import AsgiWebsocket
 from media.call import Call, CallEnv, new_call_id
 from media.chan_websocket_leg import ChanWebsocketLeg
 from media.leg import LegError
@@ -27,6 +34,8 @@ from media.message_socket import (
     close_quietly,
     memory_socket_pair,
     relay,
+    relay_outbound,
+    split_socket_pair,
 )
 from media.recording_leg import recording
 from media.twilio_leg import TwilioLeg
@@ -92,9 +101,37 @@ class WebsocketCalls:
             await close_quietly(socket, code, reason)
             return
         assert self._nursery is not None
+        if isinstance(socket, AsgiWebsocket):
+            await self._serve_split(kind, socket, authorize, remote_addr)
+            return
         leg_end, inner = memory_socket_pair(PAIR_CAPACITY)
         self._nursery.start_soon(self._run_call, kind, leg_end, remote_addr, authorize)
         await relay(socket, inner)
+
+    async def _serve_split(
+        self, kind: LegKind, socket: AsgiWebsocket, authorize: Authorize, remote_addr: str
+    ) -> None:
+        assert self._nursery is not None
+        leg_end, inner = split_socket_pair(socket, PAIR_CAPACITY)
+        call_scope = trio.CancelScope()
+        args = (kind, leg_end, remote_addr, authorize)
+        self._nursery.start_soon(self._cancellable_call, call_scope, *args)
+        try:
+            await relay_outbound(socket, inner)
+        except BaseException:  # torn down with the handler: the call's reads would hang on
+            call_scope.cancel()
+            raise
+
+    async def _cancellable_call(
+        self,
+        scope: trio.CancelScope,
+        kind: LegKind,
+        socket: MemoryMessageSocket,
+        remote_addr: str,
+        authorize: Authorize,
+    ) -> None:
+        with scope:
+            await self._run_call(kind, socket, remote_addr, authorize)
 
     async def _run_call(
         self, kind: LegKind, socket: MemoryMessageSocket, remote_addr: str, authorize: Authorize

@@ -9,6 +9,7 @@ import trio.testing
 from media.leg import LegError
 from media.message_socket import (
     CLOSE_POLICY_VIOLATION,
+    NOWAIT_STREAK,
     MessageSocketClosed,
     accept_within,
     close_quietly,
@@ -141,3 +142,43 @@ async def test_relay_keeps_the_leg_free_of_a_transport_that_blocks(autojump_cloc
                 await send_within(leg_end, "agent audio", 1.0)
         assert info.value.reason == "send_timeout"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_leg_that_keeps_finding_messages_still_lets_others_run() -> None:
+    """Messages already waiting are taken (and handed over) without a scheduling round, but
+    every NOWAIT_STREAK-th one waits once: one busy call cannot hold the loop."""
+    a, b = memory_socket_pair()
+    n = 4 * NOWAIT_STREAK
+    for i in range(n):
+        await b.send(str(i))
+    turns: list[str] = []
+
+    async def other_call() -> None:
+        while True:
+            turns.append("o")
+            await trio.lowlevel.checkpoint()
+
+    def others_turns() -> int:
+        """How often the other call ran meanwhile: about once each time the leg yielded."""
+        count = turns.count("o")
+        turns.clear()
+        return count
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_call)
+        await trio.lowlevel.checkpoint()  # let it start
+        turns.clear()
+        for i in range(n):
+            assert await receive_within(a, 1.0) == str(i)
+            turns.append("l")
+        received = others_turns()
+        for i in range(n):
+            await send_within(a, str(i), 1.0)
+            turns.append("l")
+        sent = others_turns()
+        nursery.cancel_scope.cancel()
+    assert [await b.receive() for _ in range(n)] == [str(i) for i in range(n)]
+    for others in (received, sent):
+        # It ran every NOWAIT_STREAK messages or so (a yield is one or two scheduling rounds),
+        # neither never nor after every message.
+        assert 1 <= others <= 2 * (n // NOWAIT_STREAK) + 1, others
