@@ -123,11 +123,13 @@ class AgentPeer:
 
     async def close(self, reason: str) -> None:
         """Say goodbye to the agent and drop the link; the call goes on without it."""
-        self.closed = True
-        self._scope.cancel()
+        self.closed = True  # no more caller audio; its errors from here on end nothing
         with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            # (The goodbye waits its turn behind a write in flight: cancelling the tasks first
+            # could cut a frame in half and the agent would never read the goodbye.)
             await self.try_send(m.Hangup(reason=reason))
             await self.link.aclose(1000, reason)
+        self._scope.cancel()
 
     # ---- caller -> agent ------------------------------------------------------------------
 

@@ -48,11 +48,16 @@ class Bridge:
         return tuple(self.core.ports)
 
     def join(
-        self, participant_id: str, deliver: Deliver, queue_ms: int = PORT_QUEUE_MS
+        self,
+        participant_id: str,
+        deliver: Deliver,
+        queue_ms: int = PORT_QUEUE_MS,
+        live: bool = True,
     ) -> BridgePort:
-        """Raises :class:`~media.bridge_core.BridgeFull` or ``BridgeEnded``. ``queue_ms``:
-        how much of its audio may wait (an agent's speech arrives in bursts)."""
-        port = self.core.join(participant_id, deliver, queue_ms)
+        """Raises :class:`~media.bridge_core.BridgeFull` or ``BridgeEnded``. ``queue_ms``
+        and ``live``: how much of its audio may wait, and whether a standing backlog is the
+        leg's clock running fast (trimmed) or an agent's speech arriving in bursts (kept)."""
+        port = self.core.join(participant_id, deliver, queue_ms, live)
         self._someone.set()
         return port
 

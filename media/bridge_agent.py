@@ -37,7 +37,7 @@ class AgentInBridge:
         self._agent = agent
         self._spawn = spawn
         self._resampler: StreamResampler | None = None
-        self.port: BridgePort = bridge.join(participant_id, self._hear, queue_ms)
+        self.port: BridgePort = bridge.join(participant_id, self._hear, queue_ms, live=False)
 
     def _hear(self, pcm16: bytes, rate_hz: int) -> None:
         self._agent.uplink(pcm16)  # the others' mix, as the agent's caller audio

@@ -25,6 +25,7 @@ from media.peer import PeerEvent, PeerKind
 
 FRAME_BYTES = pcm16_bytes_per_frame(MIX_RATE_HZ)
 PORT_QUEUE_MS = 100  # five frames: a leg's jitter, not a backlog
+DRIFT_WINDOW_TICKS = 50  # one second: a leg's clock that runs ahead is trimmed once per window
 TALK_START_TICKS = 2  # 40 ms above the threshold: talking
 TALK_STOP_TICKS = 25  # 500 ms below it: stopped (a pause between words is not an event)
 
@@ -76,15 +77,32 @@ class BridgePort:
 
     kind: PeerKind = "bridge"
 
-    def __init__(self, participant_id: str, deliver: Deliver, queue_ms: int = PORT_QUEUE_MS):
+    def __init__(
+        self,
+        participant_id: str,
+        deliver: Deliver,
+        queue_ms: int = PORT_QUEUE_MS,
+        live: bool = True,
+    ) -> None:
         self.participant_id = participant_id
         self.deliver = deliver
         self.dropped_ms = 0.0
         self.silent_ticks = 0  # ticks that found nothing queued (a stalled leg, or a late one)
+        self.drift_drops = 0  # frames dropped because the leg's clock runs ahead of the tick
         self._frames: deque[bytes] = deque()
         self._max_frames = max(1, queue_ms // FRAME_MS)
+        # A live leg's clock is not the bridge's: one that runs fast leaves a frame waiting at
+        # every tick, and then two; without a trim that is latency up to the bound. (Not for an
+        # agent's speech, which arrives in bursts on purpose.)
+        self._live = live
+        self._window_ticks = 0
+        self._window_min = 0
         self._partial = b""
         self._events: list[BridgeEvent] = []
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._frames)
 
     def uplink(self, pcm16: bytes) -> None:
         # A resampler's output may straddle frames (44.1 kHz legs): re-cut into 20 ms frames.
@@ -109,10 +127,26 @@ class BridgePort:
         return float(dropped_ms)
 
     def take(self) -> bytes | None:
+        if self._live:
+            self._trim_drift()
         if self._frames:
             return self._frames.popleft()
         self.silent_ticks += 1
         return None
+
+    def _trim_drift(self) -> None:
+        """Every :data:`DRIFT_WINDOW_TICKS`: if a frame more than the one at hand waited at
+        every tick of the window (jitter would have emptied the queue once), drop the oldest."""
+        depth = len(self._frames)
+        self._window_min = depth if self._window_ticks == 0 else min(self._window_min, depth)
+        self._window_ticks += 1
+        if self._window_ticks < DRIFT_WINDOW_TICKS:
+            return
+        self._window_ticks = 0
+        if self._window_min >= 2:
+            self._frames.popleft()
+            self.dropped_ms += FRAME_MS
+            self.drift_drops += 1
 
     def take_events(self) -> list[BridgeEvent]:
         events, self._events = self._events, []
@@ -142,13 +176,17 @@ class BridgeCore:
             raise BridgeFull(f"the bridge has its maximum of {self.max_participants}")
 
     def join(
-        self, participant_id: str, deliver: Deliver, queue_ms: int = PORT_QUEUE_MS
+        self,
+        participant_id: str,
+        deliver: Deliver,
+        queue_ms: int = PORT_QUEUE_MS,
+        live: bool = True,
     ) -> BridgePort:
         self.check_room()
         if participant_id in self.ports:
             raise KeyError(f"{participant_id} is already in the bridge")
         self._leaving.pop(participant_id, None)  # back before its fade-out: fades in again
-        port = BridgePort(participant_id, deliver, queue_ms)
+        port = BridgePort(participant_id, deliver, queue_ms, live)
         if self.tones:
             self.mixer.announce(ENTRY_TONE, self.ports)
         self.mixer.add(participant_id)

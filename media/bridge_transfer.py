@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 import trio
 
 from media.bridge import Bridge
-from media.hooks import CallHandle
+from media.hooks import CallHandle, LegCannotDo
 from media.mixer import tone_pcm
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,12 @@ class BridgeTransfer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(bridge.run)
-                caller.join_bridge(bridge, agent="park")
+                try:
+                    caller.join_bridge(bridge, agent="park")
+                except LegCannotDo as exc:  # moved meanwhile (a conference, another agent)
+                    self._finish(TransferOutcome("failed", str(exc)))
+                    nursery.cancel_scope.cancel()
+                    return
                 ringing = trio.CancelScope()
                 nursery.start_soon(_ringback, bridge, caller.call_id, ringing)
                 answered = await self._dial(token, pending, caller)

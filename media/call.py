@@ -61,6 +61,7 @@ class Call:
         self._cause: HangupCause | None = None
         self._reason = ""
         self._agent_in_bridge: AgentInBridge | None = None  # the agent as a participant
+        self._settled = False  # False while the call's peer is being set up or changed
         self._transfer: TransferAttempt | None = None
         self._pending: PendingCallee | None = None  # set: this call is a transfer's far end
 
@@ -119,8 +120,8 @@ class Call:
             raise LegCannotDo("no SIP trunk for transfers: set --sip-outbound or --sip-register")
         if self._transfer is not None and not self._transfer.done.is_set():
             raise LegCannotDo("a transfer is already in progress")
-        if self._bridge is not None:
-            raise LegCannotDo(f"the call is in bridge {self._bridge.bridge_id}")
+        if self._bridge is not None or not self._settled:
+            raise LegCannotDo("the call is in a bridge, or between agents")
         params = {"customer_id": self._assignment.customer_id}
         params["agent_id"] = self._assignment.agent_id
         source = self.info.caller if self.info.caller.startswith("+") else "anonymous"
@@ -131,16 +132,17 @@ class Call:
     def switch_agent(self, assignment: AgentAssignment) -> None:
         """Hand the caller to another agent: the current link is told goodbye and closed,
         a new one opens with ``assignment``; the leg never notices."""
-        if self._bridge is not None:
-            raise LegCannotDo(f"the call is in bridge {self._bridge.bridge_id}")
+        if self._bridge is not None or not self._settled:
+            raise LegCannotDo("the call is in a bridge, or between agents")
         self._spawn(self._switch_agent, assignment)
 
     async def _switch_agent(self, assignment: AgentAssignment) -> None:
+        self._settled = False
         self._side.attach(NoPeer())
         await self.close_agent("handed over to another agent")
         await self._drop_queued_audio()
         self._assignment = assignment
-        await self._start_agent()
+        self._settled = await self._start_agent()
 
     async def transfer_outcome(self) -> TransferOutcome:
         """How the transfer just started ended: answered, or failed and why (a leg that
@@ -163,6 +165,8 @@ class Call:
             raise LegCannotDo("the call is not in progress")
         if self._bridge is not None:
             raise LegCannotDo(f"the call is already in bridge {self._bridge.bridge_id}")
+        if not self._settled:  # its agent link is connecting: it would take the audio back
+            raise LegCannotDo("the call is still connecting its agent; try again")
         if after_reply:
             bridge.core.check_room()
             self._bridge = bridge  # taken: nothing else moves the call meanwhile
@@ -250,6 +254,7 @@ class Call:
                 self._nursery = nursery
                 if self._pending is None and not await self._start_agent():
                     return
+                self._settled = True
                 nursery.start_soon(self._side.reader)
                 nursery.start_soon(self._side.pacer)
                 await env.hooks.call_answered(self)
@@ -278,13 +283,15 @@ class Call:
         return True
 
     async def _back_to_agent(self) -> None:
+        self._settled = False
         agent = self._agent
         await self._drop_queued_audio()
         if agent is not None and not agent.closed:
             agent.parked = False
             self._side.attach(agent)
+            self._settled = True
         else:
-            await self._start_agent()
+            self._settled = await self._start_agent()
 
     async def _drop_queued_audio(self) -> None:
         """A new peer starts on a clean playout (the old one's audio would play late)."""

@@ -176,3 +176,22 @@ async def test_the_clock_ticks_every_20_ms_and_a_stall_holds_nobody(
         assert bridge.ticks == ticks  # empty again: asleep
         bridge.close()
         nursery.cancel_scope.cancel()
+
+
+def test_a_leg_whose_clock_runs_fast_is_trimmed_and_jitter_is_left_alone() -> None:
+    fast, jittery = BridgePort("a", Ear()), BridgePort("b", Ear())
+    agent = BridgePort("c", Ear(), queue_ms=5000, live=False)  # an agent's burst of speech
+    for _ in range(100):
+        agent.uplink(const_frame(7))
+    for tick in range(500):  # ten seconds
+        fast.uplink(const_frame(1))
+        if tick % 50 == 0:  # 51 frames every 50 ticks: its clock runs 2 % fast
+            fast.uplink(const_frame(1))
+        if tick % 2 == 0:  # two frames every other tick: jitter, on time on average
+            jittery.uplink(const_frame(2))
+            jittery.uplink(const_frame(2))
+        for port in (fast, jittery, agent):
+            port.take()
+    assert fast.queued_frames <= 2 and fast.drift_drops >= 8  # never a growing backlog
+    assert jittery.drift_drops == 0 and jittery.dropped_ms == 0
+    assert agent.drift_drops == 0 and agent.silent_ticks == 400  # all 100 frames played

@@ -4,11 +4,12 @@ echo agent) into a mixing bridge, hear each other and not themselves, and go bac
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import trio
 
 from ai_pipeline.link import AgentLink
 from media.bridge import Bridge
-from media.hooks import AgentAssignment, CallHandle
+from media.hooks import AgentAssignment, CallHandle, LegCannotDo
 from proto.messages import Audio, CallStart, Hangup, LinkFrame
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import Media, agent_in_thread, start_media, tone
@@ -17,6 +18,8 @@ from tests.media.tones import AGENT_HZ, tone_agent, tone_db
 LEG_RATE_HZ = 8000
 TONES_HZ = (350.0, 1250.0, 1700.0)  # apart from each other and from the entry/exit tones
 LEVEL = 0.3  # of full scale, each
+# Against the agent's 600 Hz, which comes in 20 ms pieces (sidebands every 50 Hz): off that grid.
+AGENT_TEST_HZ = (437.0, 1311.0)
 
 
 def heard(peer: AsteriskPeer, start: float, end: float) -> bytes:
@@ -135,7 +138,7 @@ async def test_an_agent_in_the_bridge_hears_the_others_and_all_hear_it(
         peers = [await AsteriskPeer.connect(media.port) for _ in range(2)]
         async with trio.open_nursery() as calls:
             await calls.start(bridge.run)
-            for peer, freq in zip(peers, TONES_HZ, strict=False):
+            for peer, freq in zip(peers, AGENT_TEST_HZ, strict=True):
                 calls.start_soon(peer.read_until_closed)
                 calls.start_soon(peer.play, tone(freq, 4.0, level=LEVEL))
             a, b = [await handle_of(media, p) for p in peers]
@@ -155,9 +158,28 @@ async def test_an_agent_in_the_bridge_hears_the_others_and_all_hear_it(
     during = [heard(p, joined + 0.5, joined + 1.3) for p in peers]
     for i, other in ((0, 1), (1, 0)):
         assert tone_db(during[i], AGENT_HZ) > -16, i  # the agent, heard by both
-        assert tone_db(during[i], TONES_HZ[other]) > -12, i  # the other caller
-        assert tone_db(during[i], TONES_HZ[i]) < -50, i  # never itself
+        assert tone_db(during[i], AGENT_TEST_HZ[other]) > -12, i  # the other caller
+        assert tone_db(during[i], AGENT_TEST_HZ[i]) < -50, i  # never itself
     after = [heard(p, left + 0.4, left + 0.9) for p in peers]
-    assert tone_db(after[1], AGENT_HZ) < -50 and tone_db(after[1], TONES_HZ[0]) < -50
+    assert tone_db(after[1], AGENT_HZ) < -50 and tone_db(after[1], AGENT_TEST_HZ[0]) < -50
     assert tone_db(after[0], AGENT_HZ) > -16  # caller 0 with its agent again, by itself
-    assert tone_db(after[0], TONES_HZ[1]) < -50
+    assert tone_db(after[0], AGENT_TEST_HZ[1]) < -50
+
+
+async def test_a_call_still_connecting_its_agent_cannot_join_yet(nursery: trio.Nursery) -> None:
+    """Its agent link would take the audio back once up: the join is refused, not lost."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def never_answers(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    nursery.start_soon(trio.serve_listeners, never_answers, listeners)
+    media = await start_media(nursery, f"ws://127.0.0.1:{port}", agent_connect_timeout_s=2.0)
+    peer = await AsteriskPeer.connect(media.port)
+    call = await handle_of(media, peer)
+    with pytest.raises(LegCannotDo, match="connecting"):
+        call.join_bridge(Bridge("early"))
+    with trio.fail_after(5):
+        await media.hooks.ended.wait()
+    await peer.close()
