@@ -1,15 +1,20 @@
-// The page: sign-in, the call button, the live transcript (events socket) and the calls list.
+// The page: sign-in, the call button, the live transcript (events socket), the calls list, the
+// call history (history.js) and the live conference view (conferences.js).
 //
 // Credentials: `callbridge serve` logs a page link whose fragment holds a page token (a JWT of the
 // default customer, role agent_user, 12 h). The fragment never reaches the server or its logs;
 // the page moves it to sessionStorage (this tab only) and clears the address bar. An access key
 // works too. Media sockets get their own short-lived media token (POST /v1.0/media-tokens).
 
+import { Conferences } from "./conferences.js";
+import { History } from "./history.js";
 import { Talk } from "./talk.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE_KEY = "callbridge.authorization";
-const stats = { state: "idle", callId: "", playedMs: 0, transcripts: [], tools: [] };
+const stats = {
+  state: "idle", callId: "", playedMs: 0, transcripts: [], tools: [], history: {}, conference: {},
+};
 window.callbridge = stats; // read by the browser test; handy in the console too
 
 let authorization = "";
@@ -17,6 +22,9 @@ let customerId = "";
 let talk = null;
 let callStarted = 0;
 const calls = new Map(); // id -> row, live calls only
+const CALL_ROW_EVENTS = new Set(["call_created", "call_answered", "call_hungup"]);
+let callHistory = null;
+let conferences = null;
 
 // ---- credentials -------------------------------------------------------------------------
 
@@ -36,7 +44,9 @@ async function api(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw Object.assign(new Error(data.message || resp.statusText), { status: resp.status });
+  if (!resp.ok) {
+    throw Object.assign(new Error(data.message || resp.statusText), { status: resp.status, code: data.error });
+  }
   return data;
 }
 
@@ -49,9 +59,14 @@ async function signIn(credential) {
   $("app").hidden = false;
   $("events-pill").hidden = false;
   $("signout-wrap").hidden = false;
+  callHistory = new History({ api, authorization: () => authorization, stats: stats.history });
+  conferences = new Conferences({ api, stats: stats.conference });
+  $("history-refresh").onclick = () => callHistory.refresh();
   connectEvents();
   loadAgents();
   refreshCalls();
+  callHistory.refresh().catch(() => {});
+  conferences.refresh().catch(() => {});
   setInterval(refreshCalls, 5000);
   setInterval(tick, 500);
 }
@@ -85,7 +100,8 @@ function connectEvents() {
   const ws = new WebSocket(`${scheme}//${location.host}/v1.0/ws`);
   ws.onopen = () => {
     ws.send(JSON.stringify({ type: "auth", authorization }));
-    ws.send(JSON.stringify({ type: "subscribe", topics: [`customer_id:${customerId}:call:*`] }));
+    const topics = [`customer_id:${customerId}:call:*`, `customer_id:${customerId}:conference:*`];
+    ws.send(JSON.stringify({ type: "subscribe", topics }));
   };
   ws.onmessage = (e) => {
     const msg = JSON.parse(e.data);
@@ -106,7 +122,13 @@ function setPill(on) {
 
 function onEvent(event) {
   const data = event.data || {};
-  if (event.type.startsWith("call_")) {
+  if (event.type.startsWith("conference_")) {
+    conferences.onEvent(event);
+    return;
+  }
+  if (event.type === "call_hungup" || event.type === "call_created") callHistory.refresh().catch(() => {});
+  // Only these carry the call's row; call_summary, call_transferred... carry other things.
+  if (CALL_ROW_EVENTS.has(event.type)) {
     if (talk && data.leg_ref === talk.channelId) {
       stats.callId = data.id;
       $("fact-call").textContent = data.id.slice(0, 8);

@@ -84,21 +84,11 @@ def serving_page(tmp_path: Path, *agent_args: str) -> Iterator[tuple[str, dict[s
         stop_serve(proc)
 
 
-@pytest.fixture
-def page_link(tmp_path: Path) -> Iterator[str]:
-    with serving_page(tmp_path, "--agent", "local") as (link, _):
-        yield link
-
-
-@pytest.mark.slow
-def test_the_page_talks_to_the_offline_agent_in_chromium(
-    chrome_paths: tuple[str, str], page_link: str, tmp_path: Path
-) -> None:
+def start_chrome(chrome_paths: tuple[str, str], microphone: Path) -> Any:
+    """Headless Chromium whose fake microphone plays ``microphone`` (looped)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
-    microphone, spoken = fake_microphone(tmp_path)
     options = webdriver.ChromeOptions()
     options.binary_location = chrome_paths[0]
     for arg in (
@@ -112,7 +102,23 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
         "--autoplay-policy=no-user-gesture-required",
     ):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(chrome_paths[1]))
+    return webdriver.Chrome(options=options, service=Service(chrome_paths[1]))
+
+
+@pytest.fixture
+def page_link(tmp_path: Path) -> Iterator[str]:
+    with serving_page(tmp_path, "--agent", "local") as (link, _):
+        yield link
+
+
+@pytest.mark.slow
+def test_the_page_talks_to_the_offline_agent_in_chromium(
+    chrome_paths: tuple[str, str], page_link: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    microphone, spoken = fake_microphone(tmp_path)
+    driver = start_chrome(chrome_paths, microphone)
     try:
         driver.get(page_link.partition("#")[0])  # no token: the page asks for its link
         signin = driver.find_element(By.ID, "signin")
