@@ -1,7 +1,8 @@
 """The page in Firefox (Debian's ``firefox-esr``), driven over Marionette (``marionette.py``) since
 geckodriver is not packaged. Firefox's fake microphone plays a tone, not a file, so the
 agent is ``--agent echo``: the page must connect, its microphone frames must reach the media
-core, and the echoed tone must play in the page. A screenshot is kept in
+core, and the echoed tone must play in the page; once hung up, the call's history entry shows its
+summary and plays its recording (the page link's credential fetches it). A screenshot is kept in
 ``test-artifacts/page-firefox.png``."""
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def browser_leg_metrics(http_port: int) -> dict[str, float]:
     }
 
 
+CLICK = "const b = document.querySelector(arguments[0]); if (b) b.click(); return !!b"
+
+
 def page_state(browser: Marionette) -> dict[str, Any]:
     state = browser.execute("return window.callbridge")
     assert isinstance(state, dict)
@@ -74,7 +78,7 @@ def page_state(browser: Marionette) -> dict[str, Any]:
 @pytest.mark.slow
 def test_the_page_calls_the_echo_agent_in_firefox(firefox_binary: str, tmp_path: Path) -> None:
     with (
-        serving_page(tmp_path, "--agent", "echo") as (link, ports),
+        serving_page(tmp_path, "--agent", "echo", "--record-dir", str(tmp_path)) as (link, ports),
         firefox(firefox_binary, tmp_path / "profile", PREFS) as browser,
     ):
         browser.set_window_size(1280, 1040)
@@ -118,3 +122,16 @@ def test_the_page_calls_the_echo_agent_in_firefox(firefox_binary: str, tmp_path:
             15,
         )
         assert metrics.get("callbridge_calls_active") == 0, metrics
+
+        # The history: the call's summary, and its recording played from the page.
+        call_id = state["callId"]
+        details = f"#history-body tr[data-call-id='{call_id}'] button"
+        shown = poll(lambda: browser.execute(CLICK, details), bool, 20)
+        assert shown, "the ended call is not in the history"
+        summary = poll(lambda: page_state(browser)["history"].get("summary"), bool, 20)
+        assert summary and summary["call_id"] == call_id and summary["recording"], summary
+        assert browser.execute(CLICK, "#history-detail .recording button")
+        seconds = poll(
+            lambda: page_state(browser)["history"].get("recordingSeconds", 0), lambda s: s > 2, 20
+        )
+        assert abs(seconds - summary["duration_ms"] / 1000) < 2, (seconds, summary["duration_ms"])
