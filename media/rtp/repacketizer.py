@@ -19,9 +19,10 @@ like at 20 ms too. For 20 ms nothing waits: each frame is one packet, due at onc
 
 A stream that stops (the agent fell silent) leaves part of a packet: once the next frame is
 ``PAUSE_S`` overdue, the part is completed with silence and sent, so the talkspurt's last words
-are not held back until it speaks again. A frame that comes sooner is a stall of the core's
-pacer (a loaded machine), not a pause: its audio continues the packet, as the pacer's own
-catch-up continues the stream (``media/pacing.py``); padding there would put a hole in speech.
+are not held back until it speaks again. A frame that comes sooner is a stall (a loaded machine:
+the pacer catches up from 0.1 s and restarts its grid after that, ``media/pacing.py``), not a
+pause: its audio continues the packet, since padding there would put a hole in speech. Waiting
+that long costs a tail little: at most one packet's part, the end of an utterance.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections import deque
 from media.audio import FRAME_MS, pcm16_bytes_per_frame, pcm16_duration_ms
 
 MAX_READY_MS = 1000  # packets waiting for their time: far more than any catch-up burst
-PAUSE_S = 0.1  # no frame for this long after the last: the stream paused (the pacer's catch-up)
+PAUSE_S = 0.3  # no frame for this long after the last: the stream paused, it did not stall
 
 
 class Repacketizer:

@@ -82,19 +82,21 @@ def _locate(window: np.ndarray, signal: np.ndarray) -> tuple[int, float]:
     return lag, 10 * np.log10(float((window**2).sum()) / max(float((error**2).sum()), 1e-9))
 
 
-def _assert_found_whole_at_one_delay(sent: np.ndarray, got: np.ndarray, rate_hz: int) -> None:
-    """Each half second of ``sent`` is in ``got`` at one and the same delay with an SNR over
-    20 dB. A drift moves every window further; a hole in every packet spoils every window; a
-    loaded machine that stalls the test's loop once or twice (the jitter buffer then holds or
-    skips a frame, as it should) moves or spoils one or two: three in four must be exact."""
+def _assert_no_drift_and_no_holes(sent: np.ndarray, got: np.ndarray, rate_hz: int) -> None:
+    """Each half second of ``sent`` is looked for in ``got``. Holes (an empty slot every third
+    packet, 10 ms of silence in every packet) spoil every window: most must match at over
+    20 dB. Drift moves each window further than the last (it was ~0.5 s per second): between
+    matched windows the delay may change, a loaded machine stalling the test's loop makes the
+    jitter buffer hold or skip a frame now and then, but it must not grow with time."""
     window = rate_hz // 2
     starts = range(rate_hz // 4, len(sent) - window, window)
     found = [_locate(sent[start : start + window], got) for start in starts]
-    delays = [lag - start for (lag, _), start in zip(found, starts, strict=True)]
-    typical = statistics.median(delays)
-    exact = [abs(d - typical) <= 2 and snr > 20 for d, (_, snr) in zip(delays, found, strict=True)]
-    report = [(d, round(snr)) for d, (_, snr) in zip(delays, found, strict=True)]
-    assert sum(exact) >= 0.75 * len(found), f"(delay, SNR dB) per window: {report}"
+    report = [(lag - start, round(snr)) for (lag, snr), start in zip(found, starts, strict=True)]
+    matched = [(start, lag - start) for (lag, snr), start in zip(found, starts, strict=True)
+               if snr > 20]  # fmt: skip
+    assert len(matched) >= 0.6 * len(found), f"(delay, SNR dB) per window: {report}"
+    slopes = [(d2 - d1) / (s2 - s1) for (s1, d1), (s2, d2) in itertools.combinations(matched, 2)]
+    assert abs(statistics.median(slopes)) < 0.01, f"(delay, SNR dB) per window: {report}"
 
 
 async def test_sipps_stock_uac_pcap_30_ms_packets_reach_the_agent_whole_without_drift(
@@ -126,10 +128,8 @@ async def test_sipps_stock_uac_pcap_30_ms_packets_reach_the_agent_whole_without_
         decoder.decode(p.payload) for p in sorted(packets, key=lambda p: p.sequence_number)
     )
     sent = soxr.resample(_samples(sent_8k), 8000, LINK_RATE_HZ)
-    # Half a second of it from every part of the recording sits at one and the same delay in
-    # what the agent heard and matches it closely there: no slot left empty, no drift (it was
-    # ~0.9 s over 7 s).
-    _assert_found_whole_at_one_delay(sent, _samples(bytes(recorder.pcm16)), LINK_RATE_HZ)
+    # What the agent heard is the recording, with no slot left empty and no drift.
+    _assert_no_drift_and_no_holes(sent, _samples(bytes(recorder.pcm16)), LINK_RATE_HZ)
     assert recorder.digits == ["1"]  # and the scenario's RFC 4733 key press after it
 
 
@@ -195,8 +195,7 @@ async def test_an_offer_of_30_ms_gets_30_ms_packets_30_ms_apart_with_the_whole_a
     # ...and as many as 30 ms packets make: a stall only ever stretches this, never shortens it.
     span_ms = (received[-1][0] - received[0][0]) * 1000
     assert 28.5 <= span_ms / (len(received) - 1) <= 36, gaps_ms
-    # Real audio all through: every part of the agent's speech is there, in order, at one
-    # delay (no 10 ms hole in each packet); a loaded machine may stall the pacer once.
+    # Real audio all through: the agent's speech, with no 10 ms hole in every packet.
     said = soxr.resample(_samples(_speech(LINK_RATE_HZ)), LINK_RATE_HZ, 8000)
     heard = _samples(b"".join(make_codec(PT_PCMU).decode(p.payload) for p in packets))
-    _assert_found_whole_at_one_delay(said[2400:-1600], heard, 8000)
+    _assert_no_drift_and_no_holes(said[2400:-1600], heard, 8000)

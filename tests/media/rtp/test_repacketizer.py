@@ -85,8 +85,8 @@ def test_the_tail_of_a_talkspurt_is_padded_and_sent_once_the_stream_has_paused()
 def test_a_stalled_pacer_is_not_a_pause_its_late_frame_continues_the_packet() -> None:
     packetizer = Repacketizer(RATE_HZ, 30)
     frames = _frames(6)
-    times = [0.0, 0.02, 0.04, 0.06 + 0.07, 0.13, 0.14]  # 70 ms stall, then the catch-up
-    sent = _run(packetizer, frames, times, until_s=0.13)
+    times = [0.0, 0.02, 0.04, 0.29, 0.29, 0.30]  # a 230 ms stall (the pacer restarts after 0.1)
+    sent = _run(packetizer, frames, times, until_s=0.30)
     assert b"".join(pcm16 for _, pcm16 in sent) == b"".join(frames[:5])[: 3 * 480]  # no padding
 
 
