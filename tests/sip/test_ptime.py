@@ -26,6 +26,7 @@ from media.rtp.packet import RtpPacket, parse_rtp
 from media.rtp.pcap import read_pcap
 from media.sdp import parse_sdp
 from proto.messages import Audio, CallStart, Dtmf, Hangup
+from tests.conftest import require_service
 from tests.media.conftest import agent_in_thread
 from tests.sip.nodes import start_node
 from tests.sip.peers import free_udp_port, require_binary, require_raw_sockets
@@ -104,6 +105,8 @@ async def test_sipps_stock_uac_pcap_30_ms_packets_reach_the_agent_whole_without_
 ) -> None:
     sipp = require_binary("sipp")
     require_raw_sockets("sipp's play_pcap_audio sends with raw sockets")
+    if not (SIPP_PCAPS / "g711a.pcap").exists():
+        require_service("sipp's captures", f"no {SIPP_PCAPS}/g711a.pcap (Debian's sip-tester)")
     (tmp_path / "pcap").symlink_to(SIPP_PCAPS)  # the scenario names pcap/g711a.pcap
     recorder, agent_url = heard
     node = await start_node(nursery, agent_url)
