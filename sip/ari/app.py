@@ -176,7 +176,7 @@ class AriApp:
         call.call_id, call.running = info.call_id, True
         self.metrics.setups.labels("started").inc()
         self.recordings.start(call.bridge_id, info.call_id)
-        ari_leg = AriLeg(leg, call.call_uuid, self)
+        ari_leg = AriLeg(leg, call.call_uuid, self, call.bridged, self.cfg.setup_timeout_s)
         call.leg = ari_leg
         call.claimed.set()
         return info, ari_leg
@@ -371,6 +371,7 @@ class AriApp:
             rq.external_media(cfg.app, call.media_id, str(cfg.media_host), call.call_uuid)
         )
         await client.call(rq.add_channels(call.bridge_id, call.caller.id, call.media_id))
+        call.bridged.set()
         await call.claimed.wait()
 
 

@@ -51,8 +51,17 @@ class AriLeg:
     kind = "asterisk"
     self_paced = False
 
-    def __init__(self, inner: Leg, call_uuid: str, actions: AriActions) -> None:
+    def __init__(
+        self,
+        inner: Leg,
+        call_uuid: str,
+        actions: AriActions,
+        bridged: trio.Event | None = None,
+        bridge_wait_s: float = 10.0,
+    ) -> None:
         self._inner = inner
+        self._bridged = bridged
+        self._bridge_wait_s = bridge_wait_s
         self.call_uuid = call_uuid
         self._actions = actions
         self._ended: str | None = None
@@ -103,6 +112,13 @@ class AriLeg:
                     raise
 
     async def send_audio(self, pcm16: bytes) -> None:
+        if self._bridged is not None:
+            # Asterisk connects our socket before its channel is in the caller's bridge, and
+            # drops what arrives meanwhile: an agent that greets at once would lose its first
+            # words. So the first frame waits (bounded) for the bridge.
+            with trio.move_on_after(self._bridge_wait_s):
+                await self._bridged.wait()
+            self._bridged = None
         await self._inner.send_audio(pcm16)
 
     async def clear(self) -> None:

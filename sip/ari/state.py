@@ -25,6 +25,7 @@ class AriCall:
     media_id: str
     params: dict[str, str]
     claimed: trio.Event = field(default_factory=trio.Event)  # our AudioSocket connected
+    bridged: trio.Event = field(default_factory=trio.Event)  # ...and in the caller's bridge
     setup_scope: trio.CancelScope | None = None
     call_id: str = ""  # callbridge's call id, once claimed
     leg: AriLeg | None = None

@@ -75,7 +75,13 @@ def seconds_of(pcm16: bytes, freq_hz: float, rate_hz: int = RATE_HZ) -> float:
     """How long ``freq_hz`` dominates the audio, counted in 100 ms blocks."""
     block = rate_hz // 10 * 2
     blocks = [pcm16[i : i + block] for i in range(0, len(pcm16) - block + 1, block)]
-    return sum(0.1 for b in blocks if rms(b) > 300 and tone_level(b, freq_hz) > 0.5)
+    return sum(1 for b in blocks if rms(b) > 300 and tone_level(b, freq_hz) > 0.5) / 10
+
+
+def active_seconds(pcm16: bytes, rate_hz: int = RATE_HZ) -> float:
+    """How long the audio is not silent, counted in 10 ms windows."""
+    window = rate_hz // 100 * 2
+    return sum(1 for i in range(0, len(pcm16), window) if rms(pcm16[i : i + window]) > 1000) / 100
 
 
 def rms(pcm16: bytes) -> float:
@@ -132,6 +138,16 @@ def recording_echo(starts: list[CallStart]) -> CallHandler:
 
     async def run(start: CallStart, link: AgentLink) -> None:
         starts.append(start)
+        await echo_call(start, link)
+
+    return run
+
+
+def greeting_agent(greeting_pcm16_16k: bytes) -> CallHandler:
+    """Says its greeting (16 kHz PCM) the moment the call starts, as agents do, then echoes."""
+
+    async def run(start: CallStart, link: AgentLink) -> None:
+        await link.send(Audio(greeting_pcm16_16k, 16000))
         await echo_call(start, link)
 
     return run
@@ -302,6 +318,10 @@ exten => _p-XX,1,Answer()
  same => n,MixMonitor({root}/${{EXTEN}}.wav,r({root}/${{EXTEN}}-heard.wav))
  same => n,Playback({wav.parent}/${{EXTEN}})
  same => n,Wait(2)
+ same => n,Hangup()
+exten => greet,1,Answer()
+ same => n,MixMonitor({root}/greet.wav,r({root}/greet-heard.wav))
+ same => n,Wait(3)
  same => n,Hangup()
 exten => hold,1,Answer()
  same => n,MixMonitor({root}/hold.wav,r({root}/hold-heard.wav))

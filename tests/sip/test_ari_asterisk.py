@@ -19,9 +19,11 @@ from tests.asterisk_instance import Asterisk, read_wav, running_asterisk, write_
 from tests.media.conftest import agent_in_thread
 from tests.sip.ari_harness import (
     RATE_HZ,
+    active_seconds,
     ari_bench,
     caller_dialplan,
     dtmf_agent,
+    greeting_agent,
     recording_echo,
     require_asterisk,
     retrying_transfer_agent,
@@ -269,3 +271,17 @@ async def test_concurrent_stasis_calls_each_get_their_own_echo(
         others = [tone_level(heard, f) for f in tones_hz.values() if f != hz]
         assert max(others) < 0.02, f"{ext} heard another caller"
     assert all(cause == "caller" for _, cause, _ in bench.hooks.hungup)
+
+
+async def test_the_agents_greeting_is_heard_whole(asterisk: Asterisk) -> None:
+    """The agent speaks the moment its call starts, which can be before Asterisk has put our
+    ExternalMedia channel in the caller's bridge: none of the greeting may be lost."""
+    greeting = tone_pcm16(TARGET_HZ, 1.0, rate_hz=16000)
+    with agent_in_thread(greeting_agent(greeting)) as url:
+        async with ari_bench(asterisk, url) as bench:
+            await bench.originate("greet")
+            await bench.wait_ended()
+            await bench.wait_asterisk_idle()
+            heard = await bench.heard("greet")
+    assert tone_level(heard, TARGET_HZ) > 0.9  # the greeting and nothing else
+    assert active_seconds(heard) >= 0.98, "part of the greeting was lost"
