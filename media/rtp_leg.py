@@ -30,16 +30,9 @@ from media.audio import FRAME_MS, pcm16_bytes_per_frame
 from media.hooks import LegCannotDo
 from media.leg import LegAudio, LegDtmf, LegError, LegEvent, LegHangup
 from media.rtp.dtmf import DtmfError
+from media.rtp.events import DtmfReceived, PeerBye, SessionEvent, SourceChanged, SourceLatched
 from media.rtp.repacketizer import Repacketizer
-from media.rtp.session import (
-    DtmfReceived,
-    PeerBye,
-    RtpSession,
-    RtpSessionConfig,
-    SessionEvent,
-    SourceChanged,
-    SourceLatched,
-)
+from media.rtp.session import RtpSession, RtpSessionConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,18 @@ from __future__ import annotations
 import audioop
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from media.audio import BYTES_PER_SAMPLE, FRAME_MS, pcm16_bytes_per_frame
 from media.rtp.codec import PT_G722, PT_PCMA, PT_PCMU, RTP_CLOCK_HZ, make_codec
 from media.rtp.dtmf import DtmfDecoder, DtmfEncoder, DtmfError
+from media.rtp.events import (
+    Address,
+    DtmfReceived,
+    PeerBye,
+    SessionEvent,
+    SourceChanged,
+    SourceLatched,
+)
 from media.rtp.jitterbuffer import FrameStatus, JitterBuffer, Piece
 from media.rtp.packet import MAX_SEQ, MAX_TIMESTAMP, RtpError, RtpPacket, is_rtcp, parse_rtp
 from media.rtp.rtcp import (
@@ -39,7 +46,6 @@ from media.rtp.stats import ReceptionStats
 
 PT_CN = 13  # RFC 3389 comfort noise: played as silence
 MAX_PACKET_MS = 200  # RFC 3551 4.2: receivers SHOULD accept packets of 0-200 ms, whatever ptime
-Address: TypeAlias = tuple[str, int]
 _CONCEAL_REPEATS = 2  # lost frames replaced by the last one, halved each time, then silence
 
 
@@ -63,34 +69,6 @@ class RtpSessionConfig:
             raise ValueError("telephone-event needs a dynamic payload type 96..127")
         if self.ptime_ms not in (10, 20, 30, 40, 60):
             raise ValueError(f"ptime {self.ptime_ms} ms not supported")
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfReceived:
-    digit: str
-    duration_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SourceLatched:
-    address: Address
-    ssrc: int
-
-
-@dataclass(frozen=True, slots=True)
-class SourceChanged:
-    old_ssrc: int
-    new_ssrc: int
-
-
-@dataclass(frozen=True, slots=True)
-class PeerBye:
-    """RTCP BYE from the latched source: the peer has stopped sending (RFC 3550 6.6)."""
-
-    reason: str
-
-
-SessionEvent: TypeAlias = DtmfReceived | SourceLatched | SourceChanged | PeerBye
 
 
 @dataclass(frozen=True, slots=True)

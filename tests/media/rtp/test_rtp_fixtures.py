@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media.rtp.events import DtmfReceived, SessionEvent
 from media.rtp.packet import parse_rtp
 from media.rtp.pcap import read_pcap
-from media.rtp.session import DtmfReceived, RtpSession, RtpSessionConfig, SessionEvent
+from media.rtp.session import RtpSession, RtpSessionConfig
 from tests.media.rtp.fixture_data import FIXTURES, MANIFEST, reference_index
 
 

@@ -14,16 +14,10 @@ from hypothesis import strategies as st
 from media.codecs.g711 import pcm16_to_alaw, pcm16_to_ulaw
 from media.rtp.codec import make_codec
 from media.rtp.dtmf import DtmfDecoder, DtmfEncoder, DtmfError, TelephoneEvent
+from media.rtp.events import DtmfReceived, PeerBye, SourceChanged, SourceLatched
 from media.rtp.packet import RtpPacket, parse_rtp
 from media.rtp.rtcp import ReceiverReport, SenderReport, SourceDescription, parse_rtcp
-from media.rtp.session import (
-    DtmfReceived,
-    PeerBye,
-    RtpSession,
-    RtpSessionConfig,
-    SourceChanged,
-    SourceLatched,
-)
+from media.rtp.session import RtpSession, RtpSessionConfig
 from tests.media.rtp.fixture_data import FIXTURES
 
 PEER = ("192.0.2.10", 4000)
