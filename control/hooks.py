@@ -23,6 +23,7 @@ from control.call_end import end_call_once
 from control.db.base import DatabaseError, now_ts
 from control.events import EventBus
 from control.store import Store
+from control.summary_doc import turn_latency_figures
 from control.tools import CallContext, ToolExecutor
 from media.hooks import (
     AgentAssignment,
@@ -54,6 +55,7 @@ class ControlHooks:
         self.tools = tools
         self.holder = holder  # (node id, worker id) recorded on each call row (control/nodes.py)
         self._live: dict[str, CallContext] = tools.contexts  # shared: agent:<id> transfers
+        self._answered: dict[str, CallHandle] = {}  # until they end: their turn latencies
 
     async def _find_agent(self, info: CallInfo) -> dict[str, Any] | None:
         # A WebSocket leg's route sets customer_id from the socket's credentials: its caller
@@ -138,6 +140,7 @@ class ControlHooks:
             log.warning("call row missing", extra={"call_id": call_id})
 
     async def call_answered(self, call: CallHandle) -> None:
+        self._answered[call.call_id] = call
         await self._update(
             call.call_id, "call_answered", {"status": "progressing", "tm_answer": now_ts()}
         )
@@ -145,10 +148,14 @@ class ControlHooks:
     async def call_hungup(self, call_id: str, cause: HangupCause, reason: str) -> None:
         # Conditional (control/call_end.py): a survivor may have reaped this call already while
         # this node was paused; the row keeps that ending and its single call_hungup event.
+        handle = self._answered.pop(call_id, None)
+        latency = turn_latency_figures(handle.turn_latency_ms) if handle is not None else None
         try:
             row = await end_call_once(self.store, call_id, cause, reason)
             if row is not None:
                 public = _public_call(row)
+                if latency is not None:  # kept with the event: the call's summary reads it
+                    public["turn_latency"] = latency
                 await self.bus.publish(row["customer_id"], "call_hungup", call_id, public)
         except (DatabaseError, BridgeClosed) as exc:
             log.error(

@@ -113,6 +113,10 @@ class SummaryWriter:
             events=events,
             participants=await store.find("participants", call_id=call_id),
             recording_url=f"/v1.0/calls/{call_id}/recording" if has_recording else "",
+            latency=next(  # the holder measured them (control/hooks.py call_hungup)
+                (e["data"].get("turn_latency") for e in events if e["type"] == "call_hungup"),
+                None,
+            ),
         )
 
     async def write(self, call_id: str) -> dict[str, Any] | None:

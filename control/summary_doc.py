@@ -12,6 +12,7 @@ unbounded document: transcript and tool entries are capped, and so are their tex
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,27 @@ class CallRecord:
     participants: Sequence[dict[str, Any]]  # this call's conference participations
     recording_url: str = ""
     latency: dict[str, Any] | None = None
+
+
+TURN_LATENCY_MEANS = "the caller's last words (final transcript) to the first audio of the answer"
+
+
+def turn_latency_figures(samples_ms: Sequence[int]) -> dict[str, Any] | None:
+    """A call's answer latencies (the media core's, media/agent_peer.py) as a few figures."""
+    if not samples_ms:
+        return None
+    ordered = sorted(samples_ms)
+
+    def rank(q: float) -> int:  # nearest rank: a value that was measured, never interpolated
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    return {
+        "measures": TURN_LATENCY_MEANS,
+        "answers": len(ordered),
+        "median_ms": rank(0.5),
+        "p90_ms": rank(0.9),
+        "max_ms": ordered[-1],
+    }
 
 
 def _cut(text: str) -> str:

@@ -237,7 +237,9 @@ class AgentPeer:
     async def _on_agent_frame(self, frame: m.LinkFrame) -> None:
         if isinstance(frame, m.Audio):
             if self._turn_from is not None:  # the first audio of the agent's answer
-                self._metrics.agent_turn.observe(trio.current_time() - self._turn_from)
+                took_s = trio.current_time() - self._turn_from
+                self._metrics.agent_turn.observe(took_s)
+                self._stats.add_turn(took_s)  # the call's own figures, for its summary
                 self._turn_from = None
             if not self.parked:
                 self._downlink.play(frame.pcm16, frame.sample_rate_hz)

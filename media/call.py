@@ -69,6 +69,10 @@ class Call:
     def stats(self) -> CallStats:
         return self._side.stats
 
+    @property
+    def turn_latency_ms(self) -> list[int]:
+        return self._side.stats.turn_latency_ms
+
     # ---- CallHandle -----------------------------------------------------------------------
 
     @property

@@ -8,6 +8,7 @@ events and tools. A call reports to :class:`CallHooks` and the control plane act
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -89,6 +90,11 @@ class CallHandle(Protocol):
 
     async def transfer_outcome(self) -> TransferOutcome:
         """Wait for the transfer :meth:`transfer` started: answered, or failed and why."""
+
+    @property
+    def turn_latency_ms(self) -> Sequence[int]:
+        """Each agent answer so far: the caller's final transcript to its first audio (at
+        most the first 100); read when the call ends, for its summary."""
 
     @property
     def bridge_id(self) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -36,6 +36,7 @@ PACER_SLEW_S = 0.001  # how far one frame may pull the pacing grid earlier (gaps
 # Asterisk's jitter buffer absorbs.
 PACER_CATCHUP_S = 0.1
 LIVE_PLAYOUT_MAX_MS = 120  # a bridge's audio queued for the caller, at most
+MAX_TURNS_KEPT = 100  # answers' latencies kept per call: its summary and end-of-call log stay small
 
 EndCall = Callable[[HangupCause, str], None]
 
@@ -46,6 +47,12 @@ class CallStats:
     frames_out: int = 0
     uplink_dropped_ms: float = 0.0
     max_lateness_s: float = 0.0
+    # each answer's latency: the caller's final transcript to the answer's first audio
+    turn_latency_ms: list[int] = field(default_factory=list)
+
+    def add_turn(self, latency_s: float) -> None:
+        if len(self.turn_latency_ms) < MAX_TURNS_KEPT:
+            self.turn_latency_ms.append(round(latency_s * 1000))
 
 
 class LegSide:

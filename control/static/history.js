@@ -155,8 +155,8 @@ function latency(figures) {
   if (!figures || !Object.keys(figures).length) {
     return el("p", { className: "muted" }, "No turn-latency figures were recorded for this call.");
   }
-  // Figures named *_ms are milliseconds; anything else (a count) is shown as it is.
-  const shown = (k, v) => (k.endsWith("_ms") && typeof v === "number" ? `${Math.round(v)} ms` : JSON.stringify(v));
+  // Figures named *_ms are milliseconds; anything else (a count, what they measure) as it is.
+  const shown = (k, v) => (k.endsWith("_ms") && typeof v === "number" ? `${Math.round(v)} ms` : String(v));
   return el("dl", { className: "facts latency" },
     ...Object.entries(figures).map(([k, v]) => fact(k.replace(/_ms$/, "").replace(/_/g, " "), shown(k, v))));
 }

@@ -109,6 +109,7 @@ class FakeCall:
     leg: str = "audiosocket"
     can_transfer: bool = False
     actions: list[tuple[str, str]] = field(default_factory=list)
+    turn_latency_ms: list[int] = field(default_factory=list)
 
     def hangup(self, reason: str = "api") -> None:
         self.actions.append(("hangup", reason))

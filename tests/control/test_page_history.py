@@ -2,7 +2,7 @@
 serve --agent local --record-dir``: a real call from the page (its fake microphone plays a speech
 fixture to the offline agent) is moved into a conference through the API; the page shows it there,
 sees it talk, mutes it and kicks it through its own buttons (checked through the API); after the
-hang-up, the history shows the call's summary (transcript, tool calls, latency section) and plays
+hang-up, the history shows the call's summary (transcript, tool calls, turn latency) and plays
 its recording, fetched with the page's credential. Screenshots are kept in
 ``test-artifacts/page-conference.png`` and ``page-history.png``."""
 
@@ -153,6 +153,10 @@ def test_history_and_live_conference_in_chromium(
             tools = [t.text for t in detail.find_elements(By.CSS_SELECTOR, ".history-tools li")]
             assert any("transfer_call" in t for t in tools), tools
             assert "Turn latency" in text
+            # the greeting needs no caller words; the answer to them was measured by the core
+            figures = summary["latency"]
+            assert figures["answers"] >= 1 and 0 < figures["median_ms"] <= figures["max_ms"]
+            assert f"{figures['median_ms']} ms" in text
             assert summary["text"] in text
             click("#history-detail .recording button")
             seconds = until(

@@ -182,6 +182,28 @@ async def test_an_ended_call_gets_a_summary_from_its_record(
     assert len(await plane.services.store.find("summaries", call_id=call_id)) == 1
 
 
+async def test_the_media_cores_turn_latencies_become_the_summarys_figures(
+    summary_plane: Plane,
+) -> None:
+    plane = summary_plane
+    _, call_id, hdr = await _call(plane, TOOLS)
+    handle = plane.calls.get(call_id)
+    assert isinstance(handle, FakeCall)
+    handle.turn_latency_ms.extend([900, 640, 1800, 700])  # as media/agent_peer.py records them
+    await _hang_up(plane, call_id)
+    s = await _summary(plane, call_id, hdr)
+    assert s["latency"] == {
+        "measures": "the caller's last words (final transcript) to the first audio of the answer",
+        "answers": 4,
+        "median_ms": 700,  # nearest rank: measured values only
+        "p90_ms": 1800,
+        "max_ms": 1800,
+    }
+    (hungup,) = await plane.services.store.find("events", resource_id=call_id, type="call_hungup")
+    data = json.loads(hungup["data"]) if isinstance(hungup["data"], str) else hungup["data"]
+    assert data["turn_latency"] == s["latency"]  # webhooks get them with the hang-up too
+
+
 async def test_with_an_openai_compatible_llm_the_summary_is_written_by_it(
     summary_plane: Plane, fake_llm: FakeLlm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
