@@ -5,6 +5,8 @@ into the conference's bridge (:meth:`media.hooks.CallHandle.join_bridge`, the ag
 removing it returns the call to its agent or hangs it up, by the conference's ``on_leave``; ending
 the conference does that for everyone. Participant rows carry the state (joined/left, mutes,
 volumes, moderator); talking is live state only (an event on each change, not a row write).
+With a record directory (``serve --record-dir``) each conference's mix is recorded there as a
+mono 16 kHz WAV (:mod:`media.bridge_recording`), served at ``/v1.0/conferences/<id>/recording``.
 
 Bridges tick in this service's nursery. Their events come through a bounded channel to one
 writer task, which updates rows and publishes (database first, then the event); a full channel
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -26,6 +29,7 @@ from control.events import EventBus
 from control.store import Store
 from media.bridge import Bridge
 from media.bridge_core import BridgeEnded, BridgeEvent, BridgeFull, KeyPressed, Left, Talking
+from media.bridge_recording import mix_path, record_bridge
 from media.hooks import CallHandle, LegCannotDo
 from media.registry import CallRegistry
 
@@ -63,10 +67,13 @@ def public_participant(row: dict[str, Any], talking: bool = False) -> dict[str, 
 
 
 class Conferences:
-    def __init__(self, store: Store, bus: EventBus, calls: CallRegistry) -> None:
+    def __init__(
+        self, store: Store, bus: EventBus, calls: CallRegistry, record_dir: str | None = None
+    ) -> None:
         self.store = store
         self.bus = bus
         self.calls = calls
+        self.record_dir = record_dir  # set: each conference's mix is recorded there
         self.dropped_events = 0
         self._live: dict[str, _Live] = {}
         self._marking: dict[str, trio.Event] = {}  # participant ids being marked left now
@@ -247,7 +254,15 @@ class Conferences:
         )
         self._live[conference_id] = live
         self._nursery.start_soon(bridge.run)
+        if self.record_dir:
+            path = mix_path(self.record_dir, bridge.bridge_id)
+            self._nursery.start_soon(record_bridge, bridge, path)
         return live
+
+    def recording(self, conference_id: str) -> Path | None:
+        """The conference's recorded mix, if it has one (streamed: valid while it grows)."""
+        path = mix_path(self.record_dir, conference_id) if self.record_dir else None
+        return path if path is not None and path.is_file() else None
 
     def _on_event(self, conference_id: str, event: BridgeEvent) -> None:
         try:

@@ -172,7 +172,7 @@ async def open_services(
                     cfg.command_timeout_s,
                     drops=cmetrics.command_drops,
                 )
-                conferences = Conferences(store, bus, calls)
+                conferences = Conferences(store, bus, calls, cfg.record_dir)
                 services = Services(
                     cfg, db, store, bus, calls, cmetrics, commands, redis, conferences
                 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from quart import Response, send_file
+
 from control.api import Api, ApiError, Ctx, not_found
 from control.conferences import ConferenceError, Conferences, public_participant
 from control.routes_calls import page_args, public
@@ -87,6 +89,18 @@ def register(api: Api, conferences: Conferences | None) -> None:
             await conferences.end(conference_id)
         await bus.publish(cid, "conference_ended", conference_id, _conference_public(row))
         return _conference_public(row)
+
+    @api.route(
+        "GET",
+        "/v1.0/conferences/<conference_id>/recording",
+        summary="The conference's recorded mix (mono 16 kHz WAV; valid while it grows)",
+    )
+    async def get_recording(ctx: Ctx, conference_id: str) -> Response:
+        await owned(ctx, "conferences", conference_id)
+        path = conferences.recording(conference_id) if conferences is not None else None
+        if path is None:
+            raise not_found("recording")
+        return await send_file(path, mimetype="audio/wav")
 
     @api.route(
         "GET",

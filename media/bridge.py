@@ -42,6 +42,7 @@ class Bridge:
         self._on_event = on_event
         self._scope = trio.CancelScope()
         self._someone = trio.Event()
+        self.ended = trio.Event()
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -76,6 +77,7 @@ class Bridge:
         silence: taking them out is the owner's, who decides where each one goes.)"""
         self.core.ended = True
         self._scope.cancel()
+        self.ended.set()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self._scope:

@@ -20,7 +20,7 @@ import numpy as np
 
 from media.audio import FRAME_MS, pcm16_bytes_per_frame
 from media.leg import LegDtmf
-from media.mixer import ENTRY_TONE, EXIT_TONE, FRAME_SAMPLES, MIX_RATE_HZ, Mixer
+from media.mixer import ENTRY_TONE, EXIT_TONE, FRAME_SAMPLES, MIX_RATE_HZ, Mixer, soft_clip
 from media.peer import PeerEvent, PeerKind
 
 FRAME_BYTES = pcm16_bytes_per_frame(MIX_RATE_HZ)
@@ -166,6 +166,7 @@ class BridgeCore:
         self._talk_run: dict[str, int] = {}  # consecutive ticks on the other side of the threshold
         self.talking: set[str] = set()
         self._presets: dict[str, _Settings] = {}  # for participants on their way in
+        self.on_mix: Callable[[bytes], None] | None = None  # each tick's whole mix (recording)
         self._silence = np.zeros(FRAME_SAMPLES, np.int16)
 
     def check_room(self) -> None:
@@ -240,6 +241,8 @@ class BridgeCore:
             rows[i] = self._silence if frame is None else np.frombuffer(frame, "<i2")
             events += port.take_events()
         out = self.mixer.mix(rows).astype("<i2")
+        if self.on_mix is not None:
+            self.on_mix(np.rint(soft_clip(self.mixer.last_mix)).astype("<i2").tobytes())
         for i, pid in enumerate(ids):
             if pid in self.ports:
                 self.ports[pid].deliver(out[i].tobytes(), MIX_RATE_HZ)

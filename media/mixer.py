@@ -123,6 +123,7 @@ class Mixer:
         self._ids: list[str] = []
         self._cols = _Columns()
         self._announcements: list[_Announcement] = []
+        self.last_mix: FloatArray = np.zeros(frame_samples)
         self._fade_step = min(1.0, FRAME_MS / max(1, fade_ms))
         block_s = LIMITER_BLOCK_SAMPLES / rate_hz
         self._hold_blocks = HOLD_MS * rate_hz // 1000 // LIMITER_BLOCK_SAMPLES
@@ -220,6 +221,7 @@ class Mixer:
         if send.shape[1] > 1 or not np.array_equal(scaled, np.round(scaled)):
             contribution = np.round(contribution * _GRID) / _GRID
         total = contribution.sum(axis=0)
+        self.last_mix = total  # everyone's sum: what a recording of the bridge holds
         y = (total[None, :] - contribution) * self._gains(
             cols["hear_gain"], cols["hear_level"], hear_to
         )

@@ -45,9 +45,12 @@ class WavWriter:
     then the file is flushed: a reader, or a node killed at any point, sees a valid WAV.
     """
 
-    def __init__(self, file: IO[bytes], rate_hz: int, flush_every_s: float) -> None:
+    def __init__(
+        self, file: IO[bytes], rate_hz: int, flush_every_s: float, channels: int = CHANNELS
+    ) -> None:
         self._file = file
         self.rate_hz = rate_hz
+        self.channels = channels  # (a bridge's mix is one channel: media/bridge_recording.py)
         self.data_bytes = 0
         self.dropped_bytes = 0
         self.failed: OSError | None = None
@@ -82,7 +85,7 @@ class WavWriter:
             self._file.write(chunk)
             self.data_bytes += len(chunk)
             self._file.seek(0)
-            self._file.write(wav_header(self.rate_hz, CHANNELS, self.data_bytes))
+            self._file.write(wav_header(self.rate_hz, self.channels, self.data_bytes))
             self._file.flush()
         except OSError as exc:  # a full disk: stop writing, the call goes on
             self.failed = exc

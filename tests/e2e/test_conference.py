@@ -7,11 +7,13 @@ clock for the Twilio client's thread)."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +62,13 @@ def http(method: str, url: str, auth: str, body: Any = None) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
+def fetch(url: str, auth: str) -> tuple[str, bytes]:
+    """(Content-Type, body) of a GET that answers bytes (a recording)."""
+    request = urllib.request.Request(url, headers={"Authorization": auth})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return str(resp.headers["Content-Type"]), resp.read()
+
+
 @dataclass
 class Stack:
     base: str  # http://host:port
@@ -80,6 +89,7 @@ async def stack(nursery: trio.Nursery, tmp_path: object) -> AsyncIterator[Stack]
         http=HostPort("127.0.0.1", port),
         db=DatabaseUrl.parse(f"sqlite:///{tmp_path}/conf.db"),
         jwt_secret="s" * 32,
+        record_dir=str(tmp_path),
     )
     calls, metrics = CallRegistry(), MediaMetrics(CollectorRegistry())
     legs = WebsocketCalls()
@@ -290,3 +300,16 @@ async def test_three_audiosocket_callers_and_a_twilio_caller_in_one_conference(
     assert "conference_ended" in types
     _, listing = await stack.api("GET", f"/v1.0/conferences/{conf['id']}/participants")
     assert sorted(p["status"] for p in listing["result"]) == ["left"] * 4
+
+    # The recording holds the mix: everyone, at the level each was sent (before the mute).
+    url = f"{stack.base}/v1.0/conferences/{conf['id']}/recording"
+    content_type, wav = await trio.to_thread.run_sync(fetch, url, stack.auth)
+    assert content_type.startswith("audio/wav")
+    with wave.open(io.BytesIO(wav)) as recording:
+        assert (recording.getnchannels(), recording.getframerate()) == (1, 16000)
+        mix = recording.readframes(recording.getnframes())
+    assert len(mix) / 2 / 16000 > 2.5  # from the first join to the end
+    first_second = mix[: 2 * 16000]
+    for freq in tones:
+        level = tone_db(first_second, freq, rate_hz=16000)
+        assert abs(level - LEVEL_DB) < 1.5, (freq, level)
