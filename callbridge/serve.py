@@ -1,12 +1,16 @@
-"""``callbridge serve``: the media core and the control plane in one Trio process."""
+"""``callbridge serve``: the media core and the control plane in one Trio process, or with
+``--workers N`` in N such processes behind the same listeners (:mod:`callbridge.workers`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import signal
-from contextlib import AsyncExitStack
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, ExitStack
 
 import trio
 
@@ -14,8 +18,9 @@ from callbridge.agent_probe import probe_remote_agent
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
 from callbridge.supervisor import AgentCannotStart, AgentSupervisor
+from callbridge.workers import WORKER_FLAG, WorkerPool, WorkerRole, bind_tcp
 from control import config as control_config
-from control.plane import ReadyCheck, open_control_plane
+from control.plane import ReadyCheck, open_control_plane, prepare_storage
 from media import config as media_config
 from media.audiosocket_server import serve_audiosocket
 from media.bridge_transfer import TransferDesk
@@ -42,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     control_config.add_arguments(parser)
     sip_config.add_arguments(parser)
     ari_config.add_arguments(parser)
+    parser.add_argument(
+        WORKER_FLAG, default="", help=argparse.SUPPRESS
+    )  # the parent's, to a worker
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -50,8 +58,23 @@ def run(ns: argparse.Namespace) -> int:
     sip_cfg = sip_config.from_args(ns)
     rtp_cfg = sip_config.rtp_from_args(ns)
     ari_cfg = ari_config.from_args(ns, media_cfg.audiosocket)
+    main: Callable[[], Awaitable[None]]
+    role = WorkerRole.parse(ns.worker) if getattr(ns, "worker", "") else None
+    if role is not None:
+        worker_cfg = dataclasses.replace(
+            control_cfg, worker_id=role.worker_id, http_fd=role.http_fd
+        )
+        main = functools.partial(serve, media_cfg, worker_cfg, sip_cfg, rtp_cfg, ari_cfg, role)
+    elif control_cfg.workers > 1:
+        if sip_cfg is not None or ari_cfg is not None:
+            # One UDP socket per box: SIP's transactions and dialogs live in the process that
+            # holds them, and Asterisk's Stasis events reach one subscriber.
+            raise media_config.ConfigError("--sip and --ari run with --workers 1 only (for now)")
+        main = functools.partial(serve_workers, media_cfg, control_cfg, serve_argv())
+    else:
+        main = functools.partial(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg, ari_cfg)
     try:
-        trio.run(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg, ari_cfg)
+        trio.run(main)
     except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix these
         cannot, _ = group.split((AgentCannotStart, AriAuthError, CannotListen))
         if cannot is None:
@@ -70,7 +93,10 @@ async def serve(
     sip_cfg: sip_config.SipConfig | None = None,
     rtp_cfg: sip_config.SipConfig | None = None,
     ari_cfg: ari_config.AriConfig | None = None,
+    role: WorkerRole | None = None,
 ) -> None:
+    """One process: the agent (unless remote), the control plane and the media listeners. As a
+    worker (``role``), on the sockets its parent bound, reaching the parent's agent."""
     metrics = MediaMetrics()
     registry = CallRegistry()
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
@@ -110,7 +136,11 @@ async def serve(
             ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
             sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
         with listening("--audiosocket", media_cfg.audiosocket):
-            await nursery.start(serve_audiosocket, env, ari)
+            await nursery.start(
+                functools.partial(serve_audiosocket, sock=role.audiosocket() if role else None),
+                env,
+                ari,
+            )
         if ari is not None:
             await nursery.start(ari.run, registry, media_cfg.max_calls)
         if sip_cfg is not None:
@@ -128,7 +158,52 @@ async def serve(
                 "ari": ari_cfg.url if ari_cfg else "off",
             },
         )
+        if role is not None:
+            role.say_ready()
         await trio.sleep_forever()
+
+
+def serve_argv() -> list[str]:
+    """This process's own command line, for its workers: they run the same ``serve``."""
+    argv = sys.argv[1:]
+    if "serve" not in argv:
+        raise media_config.ConfigError("--workers: run as `callbridge serve ...`")
+    return argv
+
+
+async def serve_workers(
+    media_cfg: media_config.MediaConfig,
+    control_cfg: control_config.ControlConfig,
+    argv: Sequence[str],
+) -> None:
+    """The parent of ``--workers N``: storage prepared and listeners bound once, one agent for all
+    workers, then the workers, each restarted when it exits (:class:`WorkerPool`)."""
+    await prepare_storage(control_cfg)
+    with ExitStack() as sockets:
+        listeners = {}
+        for name, flag, address in (
+            ("http", "--http", control_cfg.http),
+            ("audiosocket", "--audiosocket", media_cfg.audiosocket),
+        ):
+            with listening(flag, address):
+                listeners[name] = sockets.enter_context(bind_tcp(address))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+            if media_cfg.agent_mode != "remote":
+                supervisor = AgentSupervisor(media_cfg.agent_mode, media_cfg.agent_listen)
+                await nursery.start(supervisor.run)
+            pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners)
+            await nursery.start(pool.run)
+            log.info(
+                "callbridge ready",
+                extra={
+                    "workers": control_cfg.workers,
+                    "pids": sorted(pool.pids.values()),
+                    "http": str(control_cfg.http),
+                    "audiosocket": str(media_cfg.audiosocket),
+                    "agent": media_cfg.agent_url,
+                },
+            )
 
 
 async def _cancel_on_signal(scope: trio.CancelScope) -> None:

@@ -60,6 +60,19 @@ def watch_parent(fd: int, grace_s: float = 5.0) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def started_once(task_status: trio.TaskStatus[None]) -> Callable[[], None]:
+    """A callback reporting ``task_status`` started the first time only: a restart is no start."""
+    started = False
+
+    def on_ready() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            task_status.started()
+
+    return on_ready
+
+
 class AgentCannotStart(RuntimeError):
     """The agent exited at start with a configuration error that restarting cannot fix."""
 
@@ -147,14 +160,7 @@ class AgentSupervisor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the agent, report started once it is ready, restart it whenever it exits."""
-        started = False
-
-        def on_ready() -> None:
-            nonlocal started
-            if not started:
-                started = True
-                task_status.started()
-
+        on_ready = started_once(task_status)
         while True:
             ran_s = await self._run_once(on_ready)
             delay_s = self._backoff.next_delay_s(ran_s)
@@ -193,11 +199,12 @@ class AgentSupervisor:
         finally:
             self._ready_pid = None
             with trio.CancelScope(shield=True):
-                await _stop(proc)
+                await stop_process(proc)
             os.close(write_fd)
 
 
-async def _stop(proc: trio.Process) -> None:
+async def stop_process(proc: trio.Process) -> None:
+    """SIGTERM, so it closes its sockets; SIGKILL if it is still there 5 s later."""
     if proc.returncode is not None:
         return
     proc.send_signal(signal.SIGTERM)

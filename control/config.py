@@ -19,6 +19,7 @@ from control.tls import TlsConfigError, TlsFiles, check_tls_files
 from media.config import ConfigError, HostPort
 
 DEFAULT_DB = "sqlite:///callbridge.db"
+MAX_WORKERS = 256
 _NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -52,6 +53,11 @@ class ControlConfig:
     node_id: str = ""
     node_ttl_s: float = 10.0  # heartbeat lifetime: a node silent this long has its calls reaped
     command_timeout_s: float = 2.0  # a call command routed to another node answers 503 after this
+    # serve --workers (callbridge/workers.py): media processes of this node, and which one this
+    # process is; a worker serves HTTP on the socket its parent bound (http_fd), not on ``http``.
+    workers: int = 1
+    worker_id: int = 0
+    http_fd: int | None = None
     tls: TlsFiles | None = None  # HTTPS and wss:// on the listener (control/tls.py)
     # Connections from these may name the client in X-Forwarded-For / Forwarded (client_addr.py).
     trusted_proxies: tuple[Network, ...] = ()
@@ -117,6 +123,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (default HOSTNAME:HTTP_PORT)",
     )
     g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="media processes behind the same listeners, one core each; more than 1 needs --redis"
+        " (events, caches and call commands shared as between nodes; default %(default)s, what the"
+        " embedded SQLite setup wants)",
+    )
+    g.add_argument(
         "--node-ttl",
         type=float,
         default=10.0,
@@ -176,6 +191,14 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
     node_id = getattr(ns, "node_id", "")
     if node_id and not _NODE_ID.match(node_id):
         raise ConfigError(f"--node-id: 1-64 of A-Z a-z 0-9 . _ : - expected, got {node_id!r}")
+    workers = getattr(ns, "workers", 1)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be within 1..{MAX_WORKERS}")
+    if workers > 1 and not redis:
+        raise ConfigError(
+            "--workers > 1 needs --redis: the workers share events, caches and call commands"
+            " through it, as nodes do"
+        )
     node_ttl_s = getattr(ns, "node_ttl", 10.0)
     if not 1.0 <= node_ttl_s <= 300.0:
         raise ConfigError("--node-ttl must be within 1..300 seconds")
@@ -189,6 +212,7 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
         http=http,
         node_id=node_id,
         node_ttl_s=node_ttl_s,
+        workers=workers,
         tls=tls,
         trusted_proxies=proxies,
         db=db,

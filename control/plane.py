@@ -163,7 +163,7 @@ async def open_services(
                     redis,
                     channel=f"callbridge:{cfg.db_prefix}events",
                 )
-                me = Holder(cfg.node)
+                me = Holder(cfg.node, cfg.worker_id)
                 commands = CallCommands(
                     me,
                     functools.partial(routes_calls.execute, calls),
@@ -207,6 +207,17 @@ async def open_services(
                 if redis is not None:
                     with trio.CancelScope(shield=True):
                         await redis.aclose()
+    finally:
+        bridge.close()
+
+
+async def prepare_storage(cfg: ControlConfig) -> None:
+    """Migrations and the first key, once: ``serve --workers``' parent runs it before any worker
+    starts, so N workers never race to migrate or to mint the first admin key."""
+    bridge = AsyncioBridge()
+    try:
+        async with open_database(cfg.db, cfg.db_prefix, bridge) as db:
+            await _check_schema(cfg, db)
     finally:
         bridge.close()
 
@@ -257,7 +268,7 @@ async def open_control_plane(
     async with open_services(cfg, calls, metrics) as (services, hooks, own):
         app = create_app(services, metrics, legs, rtp, sip, ready_checks)
         hc = HypercornConfig()
-        hc.bind = [str(cfg.http)]
+        hc.bind = [str(cfg.http) if cfg.http_fd is None else f"fd://{cfg.http_fd}"]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")  # ours (JSON), not a second handler
         apply_tls(hc, cfg.tls)

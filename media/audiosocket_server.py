@@ -41,11 +41,16 @@ async def serve_audiosocket(
     env: CallEnv,
     claims: AudioSocketClaims | None = None,
     *,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``env.config.audiosocket``; reports the bound port (useful with port 0)."""
+    """Listen on ``env.config.audiosocket``, or accept on ``sock``, a listening socket the workers
+    of ``serve --workers`` share; reports the bound port (useful with port 0)."""
     addr = env.config.audiosocket
-    listeners = await trio.open_tcp_listeners(addr.port, host=addr.host)
+    if sock is None:
+        listeners = await trio.open_tcp_listeners(addr.port, host=addr.host)
+    else:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
     port = listeners[0].socket.getsockname()[1]
     log.info("audiosocket listening", extra={"host": addr.host, "port": port})
     task_status.started(port)

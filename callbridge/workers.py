@@ -1,0 +1,186 @@
+"""``serve --workers N``: N media processes behind the same listeners, one box using its cores.
+
+A ``serve`` process is one Trio thread: one core. With ``--workers N`` the parent process binds the
+TCP listeners once (``--http``, which also carries the media WebSockets, and ``--audiosocket``),
+applies migrations and mints the first key once, starts the one agent process the workers share,
+then runs N copies of ``serve`` as its children, each handed the listening sockets. Every worker
+accepts on the same sockets (pre-fork, as a classic web server does), so:
+
+- a connection waits in one kernel accept queue that outlives any worker, and whichever worker is
+  free takes it. With ``SO_REUSEPORT`` each worker would own a queue of its own: connections queued
+  on a worker that dies are reset, and the kernel's hash ignores how busy a worker is;
+- a bind failure is said once, by the parent, before anything starts.
+
+Each worker is a full node of the scale-out design (:mod:`control.nodes`): it holds its calls as
+(node id, worker id), runs the control plane API beside them, and reaches calls on a sibling
+through the call-command transport. Events, caches, command routing and heartbeats go through
+Redis, exactly as between nodes, which is why more than one worker needs ``--redis``. A worker that
+dies takes only its own calls (their connections close with its process). It is restarted after a
+back-off (:class:`callbridge.supervisor.Backoff`) under the same worker id, and before it takes
+calls it ends the rows it held (cause ``node_lost``, one ``call_hungup`` each: the UPDATE is
+conditional, so a sibling that reaped them first through the lapsed heartbeat leaves it nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from callbridge.supervisor import Backoff, started_once, stop_process, watch_parent
+from media.config import HostPort
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 1024  # connections the kernel queues while every worker is busy
+READY_TIMEOUT_S = 60.0  # a worker imports the control plane and opens storage before it is ready
+WORKER_FLAG = "--worker"  # hidden serve flag: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """What a worker child was handed: its id and the inherited descriptors."""
+
+    worker_id: int
+    http_fd: int
+    audiosocket_fd: int
+    ready_fd: int
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerRole:
+        worker_id, http_fd, audiosocket_fd, ready_fd = (int(part) for part in text.split(","))
+        return cls(worker_id, http_fd, audiosocket_fd, ready_fd)
+
+    def __str__(self) -> str:
+        return f"{self.worker_id},{self.http_fd},{self.audiosocket_fd},{self.ready_fd}"
+
+    def audiosocket(self) -> socket.socket:
+        return socket.socket(fileno=self.audiosocket_fd)
+
+    def say_ready(self) -> None:
+        """Tell the parent this worker takes calls (its listeners and control plane are up)."""
+        os.write(self.ready_fd, b"r")
+        os.close(self.ready_fd)
+
+
+def bind_tcp(address: HostPort) -> socket.socket:
+    """A listening TCP socket the workers will share; ``OSError`` if the address is not ours."""
+    infos = socket.getaddrinfo(
+        address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def worker_command(
+    argv: Sequence[str], role: WorkerRole, watch_fd: int, agent_url: str
+) -> list[str]:
+    """The parent's own command line, plus the worker's role and the shared agent (a supervised
+    agent is the parent's: each worker reaches it as a remote one; the last ``--agent`` wins)."""
+    cmd = [sys.executable, "-m", "callbridge.workers", str(watch_fd), *argv]
+    return [*cmd, "--agent", agent_url, WORKER_FLAG, str(role)]
+
+
+class WorkerPool:
+    """Start ``count`` workers, report started once all are ready, restart any that exits."""
+
+    def __init__(
+        self,
+        count: int,
+        argv: Sequence[str],
+        agent_url: str,
+        listeners: dict[str, socket.socket],
+        backoff: Callable[[], Backoff] = Backoff,
+    ) -> None:
+        self.count, self.argv, self.agent_url = count, list(argv), agent_url
+        self.http, self.audiosocket = listeners["http"], listeners["audiosocket"]
+        self._backoff = backoff
+        self.pids: dict[int, int] = {}  # worker id -> pid of its running process
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for worker_id in range(self.count):
+                await nursery.start(self._supervise, worker_id)
+            task_status.started()
+
+    async def _supervise(
+        self, worker_id: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        backoff, on_ready = self._backoff(), started_once(task_status)
+        while True:
+            ran_s = await self._run_once(worker_id, on_ready)
+            delay_s = backoff.next_delay_s(ran_s)
+            log.error(
+                "worker restarting",
+                extra={"worker_id": worker_id, "restart_in_s": delay_s, "ran_s": round(ran_s, 1)},
+            )
+            await trio.sleep(delay_s)
+
+    async def _run_once(self, worker_id: int, on_ready: Callable[[], None]) -> float:
+        """One worker process from start to exit; how long it ran after it was ready."""
+        watch_r, watch_w = os.pipe()  # the worker's EOF when we are gone (watch_parent)
+        ready_r, ready_w = os.pipe()
+        role = WorkerRole(worker_id, self.http.fileno(), self.audiosocket.fileno(), ready_w)
+        try:
+            proc = await trio.lowlevel.open_process(
+                worker_command(self.argv, role, watch_r, self.agent_url),
+                pass_fds=(watch_r, ready_w, role.http_fd, role.audiosocket_fd),
+            )
+        except BaseException:
+            os.close(watch_w)
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(watch_r)
+            os.close(ready_w)
+        self.pids[worker_id] = proc.pid
+        ready_at = trio.current_time()
+        try:
+            ready = await _wait_ready(ready_r, proc)
+            if not ready and proc.returncode is None:
+                return 0.0  # hung at start: stopped below, restarted after the back-off
+            if ready:
+                log.info("worker ready", extra={"worker_id": worker_id, "pid": proc.pid})
+                ready_at = trio.current_time()
+                on_ready()
+            code = await proc.wait()
+            log.error(
+                "worker exited", extra={"worker_id": worker_id, "pid": proc.pid, "code": code}
+            )
+            return trio.current_time() - ready_at if ready else 0.0
+        finally:
+            self.pids.pop(worker_id, None)
+            with trio.CancelScope(shield=True):
+                await stop_process(proc)
+            os.close(watch_w)
+
+
+async def _wait_ready(ready_fd: int, proc: trio.Process) -> bool:
+    """True once the worker says it is ready; False if it exited (or gave up) first."""
+    async with trio.lowlevel.FdStream(ready_fd) as ready:
+        with trio.move_on_after(READY_TIMEOUT_S):
+            if await ready.receive_some(1):
+                return True
+        if proc.returncode is None:
+            log.error("worker did not become ready", extra={"pid": proc.pid})
+    return False
+
+
+if __name__ == "__main__":  # a worker: python -m callbridge.workers WATCH_FD serve ... --worker R
+    watch_parent(int(sys.argv[1]))
+    from callbridge.cli import main
+
+    sys.exit(main(sys.argv[2:]))
