@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("api", help="control plane REST and event latency under load")
     _common(p)
     add_api_arguments(p)
+    from bench.ab import add_ab_arguments
+
+    p = sub.add_parser("ab", help="a git revision against the working tree, same calls at once")
+    _common(p)
+    add_ab_arguments(p)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -92,6 +97,10 @@ def run(ns: argparse.Namespace) -> int:
         from bench.soak import run_soak
 
         return run_soak(ns)
+    if ns.bench == "ab":
+        from bench.ab import run_ab
+
+        return run_ab(ns)
     from bench.vs_pipecat import run_vs_pipecat
 
     return run_vs_pipecat(ns)

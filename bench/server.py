@@ -47,14 +47,20 @@ def wait_listening(
 
 @contextlib.contextmanager
 def launched(
-    command: Sequence[str], host: str, port: int, log_path: Path, timeout_s: float = 20.0
+    command: Sequence[str],
+    host: str,
+    port: int,
+    log_path: Path,
+    timeout_s: float = 20.0,
+    cwd: Path = REPO_ROOT,
 ) -> Iterator[int]:
-    """Run ``command`` until the block ends; yields its pid once ``host:port`` accepts."""
+    """Run ``command`` in ``cwd`` until the block ends; yields its pid once ``host:port``
+    accepts (``python -m`` imports from ``cwd`` first: another source tree runs its own code)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             list(command),
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
