@@ -20,14 +20,19 @@ operator's configuration only; an agent (a customer's document) names them, or g
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
+import outcome
 import trio
 from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage, MessageHandlerFnT
+from mcp.client.stdio import stdio_client
 
 from control.summary_doc import capped_json
 from media.hooks import ToolOutcome
@@ -37,6 +42,9 @@ SEPARATOR = "__"  # an offered tool's name: <server name>__<the server's tool na
 _LLM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TOOLS_PER_SERVER = 64
 MAX_DESCRIPTION_CHARS = 1000
+MAX_STDERR_LINES = 40  # logged per operation: a chatty server cannot flood serve's log
+MAX_STDERR_LINE_BYTES = 2000
+STDERR_DRAIN_S = 1.0  # for a server's last words once it has exited
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +59,11 @@ class McpServer:
         if bool(self.command) == bool(self.url):
             raise ValueError(f"MCP server {self.name!r}: give a command or a url, not both")
 
-    def client(self, on_message: MessageHandlerFnT) -> Client:
+    def client(self, on_message: MessageHandlerFnT, errlog: TextIO = sys.stderr) -> Client:
         if self.url:
             return Client(self.url, message_handler=on_message)
         params = StdioServerParameters(command=self.command[0], args=list(self.command[1:]))
-        return Client(params, message_handler=on_message)
+        return Client(stdio_client(params, errlog=errlog), message_handler=on_message)
 
 
 class McpBadAnswer(Exception):
@@ -65,9 +73,29 @@ class McpBadAnswer(Exception):
 T = TypeVar("T")
 
 
-async def _in_session(server: McpServer, operation: Callable[[Client], Awaitable[T]]) -> T:
-    """``operation`` in a session of its own; a transport fault (the SDK hands it to the message
-    handler: an unparseable line) cancels it and raises :class:`McpBadAnswer`."""
+Operation = Callable[[Client], Awaitable[T]]
+
+
+async def _in_session(server: McpServer, operation: Operation[T]) -> T:
+    """``operation`` in a session of its own. A stdio server's stderr goes into our log through
+    a pipe (serve's own stderr is a JSON log: a server's traceback must not land there raw)."""
+    if server.url:
+        return await _session(server, sys.stderr, operation)
+    read_fd, write_fd = os.pipe()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_log_stderr, server.name, read_fd)
+        try:
+            with os.fdopen(write_fd, "w") as errlog:
+                # captured, so that its error leaves the nursery as itself, not in a group
+                result = await outcome.acapture(_session, server, errlog, operation)
+        finally:  # the server has exited: what it wrote is there to read, briefly
+            nursery.cancel_scope.deadline = trio.current_time() + STDERR_DRAIN_S
+    return result.unwrap()
+
+
+async def _session(server: McpServer, errlog: TextIO, operation: Operation[T]) -> T:
+    """A transport fault (the SDK hands it to the message handler: an unparseable line)
+    cancels the operation and raises :class:`McpBadAnswer`."""
     faults: list[Exception] = []
     with trio.CancelScope() as scope:
 
@@ -76,9 +104,33 @@ async def _in_session(server: McpServer, operation: Callable[[Client], Awaitable
                 faults.append(message)
                 scope.cancel()
 
-        async with server.client(on_message) as client:
+        async with server.client(on_message, errlog) as client:
             return await operation(client)
     raise McpBadAnswer(repr(faults[0]) if faults else "session cancelled")
+
+
+async def _log_stderr(name: str, fd: int) -> None:
+    """A stdio server's stderr as log records: the last lines of each operation (a traceback
+    ends with what went wrong), how many came before them."""
+    tail: deque[bytes] = deque(maxlen=MAX_STDERR_LINES)
+    seen, pending = 0, b""
+    try:
+        async with trio.lowlevel.FdStream(fd) as stream:
+            while chunk := await stream.receive_some(4096):
+                *lines, pending = (pending + chunk).split(b"\n")
+                kept = [line for line in lines if line.strip()]
+                seen += len(kept)
+                tail.extend(line[:MAX_STDERR_LINE_BYTES] for line in kept)
+                pending = pending[-MAX_STDERR_LINE_BYTES:]
+    finally:  # at the end of the output, or when the drain time is up
+        if pending.strip():
+            seen += 1
+            tail.append(pending)
+        if seen > len(tail):
+            log.warning("mcp server stderr", extra={"mcp": name, "skipped_lines": seen - len(tail)})
+        for line in tail:
+            text = line.decode("utf-8", "replace")
+            log.warning("mcp server stderr", extra={"mcp": name, "line": text})
 
 
 def _error(code: str, message: str) -> ToolOutcome:

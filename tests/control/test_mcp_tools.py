@@ -113,3 +113,18 @@ async def test_an_unreachable_url_or_missing_command_is_a_tool_error() -> None:
     assert outcome.is_error and outcome.result["error"] == "mcp_unavailable"
     with pytest.raises(ValueError, match="not both"):
         McpServer("x", command=("a",), url="http://b/mcp")
+
+
+async def test_a_stdio_servers_stderr_goes_into_our_log_not_onto_our_stderr(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """serve's stderr is its JSON log: the server's traceback for a failing tool used to land
+    there as raw text."""
+    with caplog.at_level("WARNING", logger="control.mcp_tools"):
+        outcome = await call_tool(STDIO, "fail", {}, 20)
+    assert outcome.is_error
+    records = [r for r in caplog.records if r.msg == "mcp server stderr"]
+    lines = [getattr(r, "line", "") for r in records]
+    assert any("UnexpectedToolError: Error executing" in line for line in lines), lines
+    assert {getattr(r, "mcp", "") for r in records} == {"orders"}
+    assert "UnexpectedToolError" not in capfd.readouterr().err
