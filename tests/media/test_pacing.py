@@ -1,85 +1,130 @@
-"""The pacer's grid: catch-up after a delay, restart after a gap, slew towards an early stream."""
+"""The pacer: catch-up after a delay, restart after a gap, slew towards an early stream.
+
+The behaviour is driven through the call's real pacer loop (``LegSide.pacer``, media/leg_side.py)
+on Trio's mock clock, with a leg that records when each frame was sent: a test that re-implements
+the loop would stay green whatever the loop does. Setting ``PACER_CATCHUP_S = 0.02`` (the old
+re-anchoring on a late frame) fails the stall tests here.
+"""
 
 from __future__ import annotations
 
 import random
-from itertools import pairwise
+from itertools import groupby, pairwise
 
+import numpy as np
 import pytest
+import trio
 
 from media.pacing import PacingGrid
+from tests.media.fake_leg import RecordingLeg, leg_side, numbered_frame
 
 FRAME = 0.020
+T0 = 10.0  # the mock clock's time of frame 0's arrival (the clock starts at 0)
 
 
-def grid() -> PacingGrid:
-    return PacingGrid(FRAME, catchup_s=0.1, slew_s=0.001)
+async def play(arrivals: list[float], leg: RecordingLeg | None = None) -> list[float]:
+    """Send times (relative to T0) of frames that reach the real pacer, frame k at
+    ``T0 + arrivals[k]`` (frames arriving at the same time in one piece, as a stalled stream
+    delivers them); checks that they went out whole and in order."""
+    leg = leg or RecordingLeg()
+    side = leg_side(leg)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side.pacer)
+        for arrival, ks in groupby(range(len(arrivals)), key=arrivals.__getitem__):
+            await trio.sleep_until(T0 + arrival)
+            side.play(b"".join(numbered_frame(k) for k in ks))
+        with trio.fail_after(len(arrivals) * FRAME + 1):
+            while len(leg.sent_at) < len(arrivals):
+                await trio.sleep(FRAME / 4)
+        nursery.cancel_scope.cancel()
+    assert [int(np.frombuffer(f, "<i2")[0]) for f in leg.frames] == list(range(len(arrivals)))
+    return [t - T0 for t in leg.sent_at]
 
 
-def play(arrivals: list[float]) -> list[float]:
-    """Send times of a live stream whose frame k arrives at ``arrivals[k]``: a small model of
-    the call's pacer (it parks when the buffer is dry, sleeps until a slot ahead)."""
-    g = grid()
-    sent: list[float] = []
-    now = 0.0
-    for k, arrival in enumerate(arrivals):
-        ran_dry = arrival > now  # nothing queued: the pacer waited for this frame
-        now = max(now, arrival)
-        due = g.slot(now, ran_dry and k > 0)
-        now = max(now, due)
-        sent.append(now)
-        g.advance()
-    return sent
+async def test_queued_audio_goes_out_20ms_apart(autojump_clock: trio.abc.Clock) -> None:
+    sent = await play([0.0] * 10)  # a TTS burst: everything at once
+    assert np.diff(sent) == pytest.approx([FRAME] * 9)
 
 
-def test_queued_audio_goes_out_20ms_apart() -> None:
-    sent = play([0.0] * 10)  # a TTS burst: everything at once
-    assert [round(b - a, 6) for a, b in pairwise(sent)] == [FRAME] * 9
+def live(n: int) -> list[float]:
+    return [k * FRAME for k in range(n)]
 
 
-def test_frames_delayed_together_catch_up_and_keep_the_grid() -> None:
-    arrivals = [k * FRAME for k in range(20)]
+async def test_a_stall_upstream_catches_up_and_the_grid_keeps_its_place(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A 60 ms stall upstream (the caller's side, the agent): frames 5, 6 and 7 arrive together
+    with frame 8. They go out at once, and frame 8 on are on their slots again, not 60 ms late
+    for the rest of the call (what re-anchoring the grid on frame 5 did)."""
+    arrivals = live(30)
     for k in (5, 6, 7):
-        arrivals[k] = 7 * FRAME + 0.005  # a 45 ms stall upstream: three frames arrive at once
-    sent = play(arrivals)
-    assert sent[5:8] == [arrivals[5]] * 3  # the burst goes out at once
-    assert sent[8:] == pytest.approx(arrivals[8:])  # and later frames are on time again
+        arrivals[k] = 8 * FRAME
+    sent = await play(arrivals)
+    assert sent[:5] == pytest.approx(arrivals[:5])
+    assert sent[5:9] == pytest.approx([8 * FRAME] * 4)  # the burst
+    assert sent[9:] == pytest.approx(arrivals[9:])  # later frames are not shifted
 
 
-def test_a_stream_that_stopped_restarts_the_grid() -> None:
-    sent = play([0.0, 0.02, 0.04, 1.5, 1.5, 1.5])
-    assert sent[3] == 1.5
+async def test_a_stalled_send_catches_up_and_the_grid_keeps_its_place(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The leg's send of frame 5 takes 60 ms (this process or its socket stalled): the frames
+    whose slots passed meanwhile go out at once when it returns, then the grid is where it was."""
+    leg = RecordingLeg()
+
+    async def stall(k: int) -> None:
+        if k == 5:
+            await trio.sleep(0.060)
+
+    leg.before_send = stall
+    arrivals = live(30)
+    sent = await play(arrivals, leg)
+    assert sent[:6] == pytest.approx(arrivals[:6])
+    assert sent[6:9] == pytest.approx([5 * FRAME + 0.060] * 3)  # frames 6..8 catch up at 160 ms
+    assert sent[9:] == pytest.approx(arrivals[9:])
+
+
+async def test_a_stream_that_stopped_restarts_the_grid(autojump_clock: trio.abc.Clock) -> None:
+    sent = await play([0.0, 0.02, 0.04, 1.5, 1.5, 1.5])
+    assert sent[:4] == pytest.approx([0.0, 0.02, 0.04, 1.5])
     assert sent[4:] == pytest.approx([1.52, 1.54])
 
 
-def test_a_delay_beyond_catch_up_restarts_the_grid() -> None:
-    g = grid()
-    assert g.slot(0.0, False) == 0.0
-    g.advance()
-    assert g.slot(0.5, False) == 0.5  # 480 ms behind: no 24-frame burst
+async def test_a_delay_beyond_catch_up_restarts_the_grid(autojump_clock: trio.abc.Clock) -> None:
+    """480 ms of frames stuck upstream come out paced from where they arrive, not as a 24-frame
+    burst."""
+    arrivals = [0.0] + [0.5] * 5
+    sent = await play(arrivals)
+    assert sent == pytest.approx([0.0, 0.5, 0.52, 0.54, 0.56, 0.58])
 
 
-def test_a_grid_anchored_on_a_late_frame_slews_towards_the_stream() -> None:
-    arrivals = [0.015] + [k * FRAME for k in range(1, 200)]  # the first frame was held up
-    sent = play(arrivals)
-    gaps = [b - a for a, b in pairwise(sent)]
-    assert min(gaps) >= FRAME - 0.001 - 1e-9
+async def test_a_grid_anchored_on_a_late_frame_slews_towards_the_stream(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    arrivals = [0.015, *live(200)[1:]]  # the first frame was held up
+    sent = await play(arrivals)
+    gaps = np.diff(sent)
+    assert gaps.min() >= FRAME - 0.001 - 1e-9
     assert sent[-1] - arrivals[-1] == pytest.approx(0.0, abs=1e-9)  # the hold-up drained away
 
 
-def test_latency_of_a_jittery_live_stream_does_not_grow() -> None:
+async def test_latency_of_a_jittery_live_stream_does_not_grow(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Stalls of up to 80 ms at random: each is caught up, so the delay from arrival to send
     stays bounded instead of adding up stall after stall (what re-anchoring the grid did)."""
     rng = random.Random(7)
-    arrivals, t_stall_until = [], 0.0
-    for k in range(3000):
+    arrivals, stall_until = [], 0.0
+    for k in range(1500):
         due = k * FRAME
         if rng.random() < 0.01:
-            t_stall_until = due + rng.uniform(0.02, 0.08)
-        arrivals.append(max(due, t_stall_until) + rng.uniform(0, 0.002))
-    sent = play(arrivals)
+            stall_until = due + rng.uniform(0.02, 0.08)
+        arrivals.append(max(due, stall_until) + rng.uniform(0, 0.002))
+    sent = await play(arrivals)
     delays = [s - a for s, a in zip(sent, arrivals, strict=True)]
     assert max(delays[-500:]) < 0.025
+    assert min(b - a for a, b in pairwise(sent)) >= 0  # in order, never before it arrived
+    assert min(delays) >= -1e-9
 
 
 def test_bad_parameters_are_refused() -> None:
