@@ -62,7 +62,8 @@ class McpTools:
     def server_for(self, customer_id: str, entry: Mapping[str, Any]) -> McpServer | None:
         name = str(entry.get("name", ""))
         if entry.get("url"):
-            return McpServer(name, url=str(entry["url"]))
+            headers = tuple(sorted((entry.get("headers") or {}).items()))
+            return McpServer(name, url=str(entry["url"]), headers=headers)
         configured = stdio_for(self.stdio, customer_id, name)
         return McpServer(name, command=configured.command) if configured else None
 

@@ -24,15 +24,19 @@ import os
 import re
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 import outcome
 import trio
 from mcp import Client, StdioServerParameters
+from mcp.client._transport import TransportStreams  # what mcp.client.Transport yields
 from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's client, MCP timeouts
 
 from control.summary_doc import capped_json
 from media.hooks import ToolOutcome
@@ -54,6 +58,7 @@ class McpServer:
     name: str
     command: tuple[str, ...] = ()
     url: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # sent to a URL server (its Authorization...)
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.url):
@@ -61,9 +66,19 @@ class McpServer:
 
     def client(self, on_message: MessageHandlerFnT, errlog: TextIO = sys.stderr) -> Client:
         if self.url:
-            return Client(self.url, message_handler=on_message)
+            return Client(_http(self.url, dict(self.headers)), message_handler=on_message)
         params = StdioServerParameters(command=self.command[0], args=list(self.command[1:]))
         return Client(stdio_client(params, errlog=errlog), message_handler=on_message)
+
+
+@asynccontextmanager
+async def _http(url: str, headers: dict[str, str]) -> AsyncIterator[TransportStreams]:
+    """Streamable HTTP with the server's own headers, on a client this session owns."""
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
+        yield streams
 
 
 class McpBadAnswer(Exception):

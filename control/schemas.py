@@ -17,6 +17,7 @@ from pydantic import (
     StringConstraints,
     Tag,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -27,6 +28,8 @@ _E164 = r"^\+[1-9][0-9]{6,14}$"
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 _HTTP_URL = r"^https?://[^\s]{3,2040}$"
+_HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
+_HEADER_VALUE = r"^[^\r\n]{0,2000}$"
 # What a pattern asks for, in words: control.validation says this instead of the regex.
 PATTERN_MEANINGS = {
     _E164: "a phone number in E.164 form, like +15551234567",
@@ -34,6 +37,8 @@ PATTERN_MEANINGS = {
     _TOOL_NAME: "a name of letters, digits and _, not starting with a digit, up to 64",
     _HTTP_URL: "an http:// or https:// URL without spaces",
     MCP_NAME: "a name of letters, digits and -, starting with a letter, up to 32",
+    _HEADER_NAME: "an HTTP header name of letters, digits and -, up to 64",
+    _HEADER_VALUE: "a header value on one line, up to 2000 characters",
 }
 E164 = Annotated[str, StringConstraints(pattern=_E164)]
 UUIDText = Annotated[str, StringConstraints(pattern=_UUID)]
@@ -131,10 +136,21 @@ class McpTool(Body):
     name: Annotated[str, StringConstraints(pattern=MCP_NAME)]
     type: Literal["mcp"]
     url: HttpUrl | None = None
+    # sent with every request to url (an Authorization header, an API key...)
+    headers: dict[
+        Annotated[str, StringConstraints(pattern=_HEADER_NAME)],
+        Annotated[str, StringConstraints(pattern=_HEADER_VALUE)],
+    ] = Field(default_factory=dict, max_length=10)
     # only these of the server's tools (their names on the server); empty: all of them
     tools: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=64
     )
+
+    @model_validator(mode="after")
+    def _headers_need_a_url(self) -> McpTool:
+        if self.headers and not self.url:
+            raise ValueError("headers go to a url: a stdio server takes none")
+        return self
 
 
 BUILTIN_TOOL_NAMES = ("end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference")

@@ -1,8 +1,9 @@
 """A real MCP server for the tests, written with the official ``mcp`` SDK (``MCPServer``).
 
 ``python tests/control/mcp_server.py stdio`` serves over stdin/stdout; ``... http PORT`` serves
-streamable HTTP on 127.0.0.1:PORT at ``/mcp``; ``... garbage`` answers stdin with lines that are
-not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``open_ticket`` (a
+streamable HTTP on 127.0.0.1:PORT at ``/mcp`` (``... http PORT TOKEN``: only to requests with
+``Authorization: Bearer TOKEN``, others get 401); ``... garbage`` answers stdin with lines that
+are not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``open_ticket`` (a
 pydantic model argument: a schema with ``$defs``), ``hang`` (never answers), ``crash`` (the process
 dies mid-call), ``garble`` (writes a line that is not JSON-RPC instead of its answer), ``fail`` (a
 tool error).
@@ -13,7 +14,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
+import uvicorn
 from mcp.server import stdio as mcp_stdio
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel
@@ -72,12 +75,29 @@ def fail() -> str:
     raise ValueError("the order system is down")
 
 
+def with_token(app: Any, token: str) -> Any:
+    """The ASGI app, behind a bearer token."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "garbage":
         for _line in sys.stdin:
             sys.stdout.write("this is not JSON-RPC\n")
             sys.stdout.flush()
+    elif mode == "http" and len(sys.argv) > 3:
+        app = with_token(server.streamable_http_app(), sys.argv[3])
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
     elif mode == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:

@@ -21,9 +21,9 @@ from ai_pipeline.agent_config import parse_agent_config
 from control.mcp_servers import McpConfigError, McpStdioServer, parse_stdio_flags
 from control.mcp_tools import McpServer
 from media.hooks import CallInfo
-from tests.control.test_mcp_tools import http_server
+from tests.control.test_mcp_tools import TOKEN, http_server, token_server
 
-__all__ = ["http_server"]  # the fixture, used by name below
+__all__ = ["http_server", "token_server"]  # the fixtures, used by name below
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
 OWNER = str(uuid.uuid4())  # the customer the operator's "vip" server is for
 
@@ -197,3 +197,34 @@ def test_serve_mcp_stdio_flags_are_checked_at_start() -> None:
             parse_stdio_flags([flag])
     with pytest.raises(McpConfigError, match="given twice"):
         parse_stdio_flags(["a=true", "a=false"])
+
+
+async def test_a_customers_server_gets_the_headers_saved_with_its_agent(
+    plane: Plane, token_server: str
+) -> None:
+    _, auth = await plane.customer()
+    entry = {"type": "mcp", "name": "shop", "url": token_server}
+    status, bare = await _agent(plane, auth, [entry])
+    assert status == 201, bare
+    status, keyed = await _agent(
+        plane, auth, [{**entry, "headers": {"Authorization": f"Bearer {TOKEN}"}}]
+    )
+    assert status == 201, keyed
+    call, config = await _start_call(plane, keyed["id"])
+    assert "shop__add" in {t["name"] for t in config["tools"]}
+    assert TOKEN not in json.dumps(config)  # the agent process never sees it
+    out = await plane.hooks.execute_tool(call, "shop__add", {"a": 20, "b": 22})
+    assert out.result == {"result": 42}
+    _, config = await _start_call(plane, bare["id"])  # refused by the server: no tools offered
+    assert config["tools"] == []
+    for bad, field in [
+        ({**entry, "headers": {"X-Key": "a\r\nInjected: 1"}}, "tools[0].headers.X-Key"),
+        ({"type": "mcp", "name": "orders", "headers": {"X-Key": "k"}}, "tools[0]"),
+    ]:
+        status, body = await _agent(plane, auth, [bad])
+        assert status == 400 and body["fields"][0]["field"] == field, body
+    assert body["fields"][0]["message"] == "headers go to a url: a stdio server takes none"
+    status, body = await _agent(plane, auth, [{**entry, "headers": {"X-Key": "a\nb"}}])
+    assert (
+        body["fields"][0]["message"] == "expected a header value on one line, up to 2000 characters"
+    )

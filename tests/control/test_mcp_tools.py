@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def http_server() -> Iterator[McpServer]:
+TOKEN = "s3cret-token"
+
+
+@contextmanager
+def running_http_server(*extra: str) -> Iterator[str]:
+    """tests/control/mcp_server.py over streamable HTTP; yields its URL."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, SERVER, "http", str(port)],
+        [sys.executable, SERVER, "http", str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -45,9 +50,22 @@ def http_server() -> Iterator[McpServer]:
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, "MCP server down"
                 time.sleep(0.1)
-        yield McpServer("orders", url=f"http://127.0.0.1:{port}/mcp")
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         end_process(proc, 5)
+
+
+@pytest.fixture
+def http_server() -> Iterator[McpServer]:
+    with running_http_server() as url:
+        yield McpServer("orders", url=url)
+
+
+@pytest.fixture
+def token_server() -> Iterator[str]:
+    """The server behind ``Authorization: Bearer TOKEN``; yields its URL."""
+    with running_http_server(TOKEN) as url:
+        yield url
 
 
 async def _lists_and_calls(server: McpServer) -> None:
@@ -128,3 +146,14 @@ async def test_a_stdio_servers_stderr_goes_into_our_log_not_onto_our_stderr(
     assert any("UnexpectedToolError: Error executing" in line for line in lines), lines
     assert {getattr(r, "mcp", "") for r in records} == {"orders"}
     assert "UnexpectedToolError" not in capfd.readouterr().err
+
+
+async def test_a_url_server_gets_its_headers(token_server: str) -> None:
+    bearer = (("Authorization", f"Bearer {TOKEN}"),)
+    with_token = McpServer("orders", url=token_server, headers=bearer)
+    assert "orders__add" in {t["name"] for t in await list_tools(with_token, 20)}
+    assert (await call_tool(with_token, "add", {"a": 2, "b": 2}, 20)).result == {"result": 4}
+    without = McpServer("orders", url=token_server)
+    assert await list_tools(without, 20) == []
+    outcome = await call_tool(without, "add", {"a": 2, "b": 2}, 20)
+    assert outcome.is_error and outcome.result["error"] == "mcp_unavailable"
