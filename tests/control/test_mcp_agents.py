@@ -228,3 +228,21 @@ async def test_a_customers_server_gets_the_headers_saved_with_its_agent(
     assert (
         body["fields"][0]["message"] == "expected a header value on one line, up to 2000 characters"
     )
+
+
+async def test_a_transfer_to_another_agent_brings_that_agents_mcp_tools(plane: Plane) -> None:
+    _, auth = await plane.customer()
+    status, front = await _agent(plane, auth, ["transfer_call"])
+    assert status == 201, front
+    status, orders = await _agent(plane, auth, [{"type": "mcp", "name": "orders"}])
+    assert status == 201, orders
+    call, _ = await _start_call(plane, front["id"])
+    before = await plane.hooks.execute_tool(call, "orders__add", {"a": 1, "b": 2})
+    assert before.result["error"] == "unknown_tool"  # not the front desk's
+    moved = await plane.hooks.execute_tool(
+        call, "transfer_call", {"target": f"agent:{orders['id']}"}
+    )
+    assert moved.result == {"status": "transferred", "target": f"agent:{orders['id']}"}
+    assert call.actions == [("switch_agent", orders["id"])]
+    after = await plane.hooks.execute_tool(call, "orders__add", {"a": 1, "b": 2})
+    assert after.result == {"result": 3}
