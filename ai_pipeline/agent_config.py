@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ai_pipeline.engine_names import LLM_ENGINES, STT_ENGINES, TTS_ENGINES
+from ai_pipeline.engines.knowledge import KnowledgeEntry, KnowledgeError, parse_knowledge
 from ai_pipeline.tools import DEFAULT_TOOL_NAMES, ToolSpec, parse_tool_specs
 
 DEFAULT_GREETING = "Hello, thank you for calling. How can I help you?"
@@ -83,6 +84,8 @@ class AgentConfig:
     # The conference join_conference moves the caller into when the LLM names none; without
     # it the offline intent router cannot offer that tool (it cannot pick a conference).
     default_conference_id: str | None = None
+    # Questions the customer wrote down, with answers (ai_pipeline/engines/knowledge.py).
+    knowledge: tuple[KnowledgeEntry, ...] = ()
 
 
 _TOP_LEVEL = frozenset(
@@ -99,6 +102,7 @@ _TOP_LEVEL = frozenset(
         "vad",
         "voice_level_dbfs",
         "default_conference_id",
+        "knowledge",
     }
 )
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -203,6 +207,10 @@ def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
         tools = parse_tool_specs(tools_raw)
     except ValueError as exc:
         raise AgentConfigError(f"tools: {exc}") from exc
+    try:
+        knowledge = parse_knowledge(raw.get("knowledge"))
+    except KnowledgeError as exc:
+        raise AgentConfigError(str(exc)) from exc
     return AgentConfig(
         prompt=_str(raw, "prompt", DEFAULT_PROMPT),
         greeting=_str(raw, "greeting", DEFAULT_GREETING),
@@ -218,4 +226,5 @@ def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
         vad=_vad(raw.get("vad")),
         voice_level_dbfs=_voice_level(raw),
         default_conference_id=_conference_id(raw),
+        knowledge=knowledge,
     )

@@ -16,7 +16,14 @@ from typing import Any
 
 from control.mcp_servers import is_mcp_entry
 
-_PASSED_WHEN_SET = ("prompt", "greeting", "voice", "language", "default_conference_id")
+_PASSED_WHEN_SET = (
+    "prompt",
+    "greeting",
+    "voice",
+    "language",
+    "default_conference_id",
+    "knowledge",
+)
 _TOOL_FIELDS_FOR_THE_AGENT = ("name", "description", "parameters")
 _VAD_FIELDS = ("stop_secs", "confidence")
 

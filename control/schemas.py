@@ -201,6 +201,15 @@ class Routes(Body):
     numbers: list[E164] = Field(default_factory=list, max_length=100)
 
 
+class KnowledgeItem(Body):
+    """A question (several ways to ask it, or a topic) and the answer the agent speaks."""
+
+    questions: list[
+        Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
+    ] = Field(min_length=1, max_length=20)
+    answer: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
+
+
 class AgentBody(Body):
     name: Name
     is_default: bool = False
@@ -219,6 +228,8 @@ class AgentBody(Body):
     routes: Routes = Field(default_factory=Routes)
     # join_conference's conference when the LLM names none (the offline router never names one)
     default_conference_id: UUIDText | None = None
+    # What the offline agent answers (ai_pipeline/engines/knowledge.py); a miss is said honestly
+    knowledge: list[KnowledgeItem] = Field(default_factory=list, max_length=200)
 
 
 class AccessKeyBody(Body):

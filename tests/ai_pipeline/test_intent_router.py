@@ -15,13 +15,16 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.llm_service import FunctionCallParams
 from pipecat.tests.utils import run_test
 
+from ai_pipeline.engines.hearing import CallerHearing
 from ai_pipeline.engines.intent_router import (
     FALLBACK_REPLY,
+    MISS_REPLY,
     TOOL_ERROR_REPLY,
     Intent,
     IntentRouter,
     IntentRouterLLMService,
 )
+from ai_pipeline.engines.knowledge import KnowledgeEntry, KnowledgeIndex
 from ai_pipeline.engines.models import ModelStore
 from ai_pipeline.tools import BUILTIN_TOOLS, tools_schema
 
@@ -132,15 +135,78 @@ def test_service_replies_after_tool_result(router: IntentRouter) -> None:
     asyncio.run(main())
 
 
-def test_service_falls_back_when_it_does_not_understand(router: IntentRouter) -> None:
-    async def main() -> None:
-        llm = IntentRouterLLMService(router)
-        context = _context({"role": "user", "content": "blue elephants dance at midnight"})
+def _reply(llm: IntentRouterLLMService, said: str) -> list[str]:
+    async def main() -> list[str]:
+        context = _context({"role": "user", "content": said})
         down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
-        assert _texts(down) == [FALLBACK_REPLY]
-        assert llm.decisions[-1].intent is None
+        return _texts(down)
 
-    asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_words_heard_clearly_but_not_understood_get_an_honest_miss(router: IntentRouter) -> None:
+    llm = IntentRouterLLMService(router)
+    assert _reply(llm, "blue elephants dance at midnight") == [MISS_REPLY]
+    assert llm.decisions[-1].intent is None
+
+
+def test_didnt_catch_that_is_for_words_the_stt_was_unsure_of(router: IntentRouter) -> None:
+    hearing = CallerHearing()
+    hearing.heard(confident=True)
+    hearing.heard(confident=False)  # one unsure segment in the turn is enough to ask again
+    unsure = IntentRouterLLMService(router, hearing=hearing)
+    assert _reply(unsure, "I never slept in about my jail") == [FALLBACK_REPLY]
+    # The next turn was heard clearly (a pipeline run per turn here; one pipeline per call
+    # in service): an honest miss again.
+    hearing.heard(confident=True)
+    sure = IntentRouterLLMService(router, hearing=hearing)
+    assert _reply(sure, "blue elephants dance at midnight") == [MISS_REPLY]
+
+
+KNOWLEDGE = (
+    KnowledgeEntry(
+        ("What are your opening hours on Saturday?", "Saturday hours"),
+        "On Saturdays we are open from nine to one.",
+    ),
+    KnowledgeEntry(("Where are you located?",), "We are at 12 Harbour Street."),
+    KnowledgeEntry(("Do you sell gift cards?",), "Yes, gift cards from ten to two hundred."),
+)
+
+
+@pytest.fixture(scope="module")
+def knowledge(router: IntentRouter) -> KnowledgeIndex:
+    return KnowledgeIndex(router.encoder, KNOWLEDGE)
+
+
+@pytest.mark.parametrize(
+    ("said", "answer"),
+    [
+        ("When are you open on Saturday?", KNOWLEDGE[0].answer),  # the issue's own question
+        ("what's your address", KNOWLEDGE[1].answer),
+        ("can I buy a gift card", KNOWLEDGE[2].answer),  # the router alone: transfer to sales
+    ],
+)
+def test_a_question_on_the_knowledge_list_is_answered(
+    router: IntentRouter, knowledge: KnowledgeIndex, said: str, answer: str
+) -> None:
+    assert _reply(IntentRouterLLMService(router, knowledge=knowledge), said) == [answer]
+
+
+@pytest.mark.parametrize(
+    "said", ["who is the president", "do you have parking", "what's the weather like"]
+)
+def test_a_question_off_the_list_is_an_honest_miss(
+    router: IntentRouter, knowledge: KnowledgeIndex, said: str
+) -> None:
+    assert _reply(IntentRouterLLMService(router, knowledge=knowledge), said) == [MISS_REPLY]
+
+
+def test_the_knowledge_list_does_not_take_the_intents_requests(
+    router: IntentRouter, knowledge: KnowledgeIndex
+) -> None:
+    llm = IntentRouterLLMService(router, knowledge=knowledge)
+    calls = _routed_calls(llm, _context({"role": "user", "content": "transfer me to sales"}))
+    assert calls == [("transfer_call", {"department": "sales"})]
 
 
 def _routed_calls(llm: IntentRouterLLMService, context: LLMContext) -> list[tuple[str, Any]]:
