@@ -4,7 +4,8 @@ It takes ``serve``'s own options, so ``callbridge doctor --db mysql://... --ari 
 checks exactly what ``callbridge serve`` with the same options would use: Python and packages, the
 offline model packages (installed and loadable), the listening ports (free, or who holds them),
 the database (reachable, migrated), Redis, the agent (started and answering a real agent-link
-handshake), Asterisk's ARI when configured, and the timer resolution audio pacing relies on.
+handshake), Asterisk's ARI when configured, each ``--mcp-stdio`` server (started and listing
+its tools), and the timer resolution audio pacing relies on.
 Exit status 1 when any check fails (warnings do not), 2 for options that do not parse;
 ``--json`` prints the findings for machines.
 """
@@ -81,6 +82,7 @@ async def examine(
     else:
         found.append(await checks.agent(media))
     found.append(await checks.asterisk(ari))
+    found += await checks.mcp_servers(control)
     found.append(await checks.timer_resolution())
     return found
 

@@ -11,6 +11,7 @@ import errno
 import importlib.metadata
 import importlib.util
 import os
+import shlex
 import socket
 import statistics
 import sys
@@ -28,6 +29,7 @@ from control.bridge import AsyncioBridge, BridgeClosed
 from control.config import ControlConfig
 from control.db import DatabaseError, open_database
 from control.db.migrate import MigrationError, pending
+from control.mcp_tools import McpServer, McpUnavailable, tool_names
 from control.redis_link import RedisLink
 from media.config import HostPort, MediaConfig
 from sip.ari.client import AriClient, AriUnavailable
@@ -267,6 +269,23 @@ async def asterisk(ari: AriConfig | None) -> Finding:
         )
     version = (info or {}).get("system", {}).get("version", "?")
     return Finding("asterisk ari", "ok", f"Asterisk {version} answers as {ari.user}")
+
+
+async def mcp_servers(cfg: ControlConfig, timeout_s: float = 20.0) -> list[Finding]:
+    """Each ``--mcp-stdio`` server started and asked for its tools, as a call would."""
+    found = []
+    for s in cfg.mcp_stdio:
+        check, command = f"mcp {s.name}", shlex.join(s.command)
+        try:
+            names = await tool_names(McpServer(s.name, command=s.command), timeout_s)
+        except McpUnavailable as exc:
+            fix = f"run `{command}` by hand: it must speak MCP on stdin/stdout (or drop it)"
+            found.append(Finding(check, "fail", f"{command}: {exc}", fix))
+            continue
+        who = f"customer {s.customer_id}" if s.customer_id else "every customer"
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        found.append(Finding(check, "ok", f"{len(names)} tool(s) for {who}: {shown}"))
+    return found
 
 
 async def timer_resolution(samples: int = 50) -> Finding:

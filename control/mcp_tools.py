@@ -184,6 +184,21 @@ async def list_tools(server: McpServer, timeout_s: float) -> list[dict[str, Any]
     return []
 
 
+class McpUnavailable(Exception):
+    """A server that did not list its tools, and why (for ``callbridge doctor``)."""
+
+
+async def tool_names(server: McpServer, timeout_s: float) -> list[str]:
+    """The server's tool names; raises :class:`McpUnavailable` saying why it has none."""
+    with trio.move_on_after(timeout_s):
+        try:
+            listed = await _in_session(server, lambda client: client.list_tools())
+        except Exception as exc:  # what a call would be told as mcp_unavailable / bad answer
+            raise McpUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from None
+        return [t.name for t in listed.tools]
+    raise McpUnavailable(f"no answer within {timeout_s:g} s")
+
+
 def _text(result: Any) -> str:
     return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 

@@ -130,3 +130,22 @@ def test_a_wrong_ari_password_on_a_real_asterisk(tmp_path: Path) -> None:
         code, found = doctor(tmp_path, *ari, env={"CALLBRIDGE_ARI_PASSWORD": ARI_PASSWORD})
         assert code == 0 and found["asterisk ari"]["status"] == "ok"
         assert found["asterisk ari"]["detail"].startswith("Asterisk ")
+
+
+def test_mcp_stdio_servers_are_started_and_asked_for_their_tools(tmp_path: Path) -> None:
+    server = Path(__file__).parent / "control" / "mcp_server.py"
+    code, found = doctor(
+        tmp_path,
+        "--skip-agent",
+        "--mcp-stdio",
+        f"orders={sys.executable} {server} stdio",
+        "--mcp-stdio",
+        f"junk={sys.executable} {server} garbage",
+    )
+    assert code == 1
+    assert found["mcp orders"]["status"] == "ok", found["mcp orders"]
+    assert "for every customer" in found["mcp orders"]["detail"]
+    assert "lookup_order" in found["mcp orders"]["detail"]
+    junk = found["mcp junk"]
+    assert junk["status"] == "fail" and "McpBadAnswer" in junk["detail"], junk
+    assert "must speak MCP on stdin/stdout" in junk["fix"]
