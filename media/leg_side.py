@@ -160,7 +160,7 @@ class LegSide:
         (an agent's last sentence before a transfer), ``max_s`` at most."""
         with trio.move_on_after(max_s):
             while True:
-                if len(self._playout):
+                if self._playout.pending():
                     await self._drained.park()
                 with trio.move_on_after(quiet_s):
                     await self._audio_ready.park()
@@ -171,7 +171,7 @@ class LegSide:
         """Like :meth:`wait_quiet`, but first give the agent ``start_s`` to start talking (its
         reply to a tool's result is still on its way when the result is sent)."""
         with trio.move_on_after(max_s):
-            if not len(self._playout):
+            if not self._playout.pending():
                 with trio.move_on_after(start_s):
                     await self._audio_ready.park()
             await self.wait_quiet(quiet_s, max_s)
@@ -180,7 +180,12 @@ class LegSide:
         try:
             await self.leg.send_dtmf(digits)
         except LegCannotDo:
-            self._queue_playout(dtmf_pcm16(digits, self.leg.rate_hz))
+            # In-band tones over the call's audio at its current position, not queued behind it
+            # (which would delay everything after them for the rest of the call).
+            dropped_ms = self._playout.overlay(dtmf_pcm16(digits, self._playout.rate_hz))
+            if dropped_ms:
+                self._metrics.drops.labels("playout").inc(dropped_ms)
+            self._audio_ready.unpark_all()
 
     # ---- pacing ---------------------------------------------------------------------------
 
@@ -194,12 +199,12 @@ class LegSide:
         frames_out = self._metrics.frames_out.labels(self.leg.kind)
         lateness = self._metrics.lateness
         while True:
-            if not len(self._playout):
+            if not self._playout.pending():
                 self._drained.unpark_all()
                 if self.goodbye is not None:
                     self._end("agent", self.goodbye)
                     return
-                await self._audio_ready.park()
+                await self._wait_audio()
                 ran_dry = True
                 continue
             now = trio.current_time()
@@ -227,6 +232,16 @@ class LegSide:
                 await self.leg.send_mark(name)
                 await self.peer.leg_event(LegMarkPlayed(name))
             grid.advance()
+
+    async def _wait_audio(self) -> None:
+        """Until audio is queued. Audio owed to tones that played over it (see
+        :mod:`media.playout`) is dropped if it comes within the catch-up window, not later."""
+        if self._playout.owes():
+            with trio.move_on_after(PACER_CATCHUP_S):
+                await self._audio_ready.park()
+                return
+            self._playout.forgive()
+        await self._audio_ready.park()
 
     async def _send_leg(self, frame: bytes) -> None:
         try:

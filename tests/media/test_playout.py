@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from media.playout import PlayoutBuffer
 
 
@@ -48,3 +50,70 @@ def test_marks_pass_when_their_audio_has_been_popped() -> None:
     buf.pop_frame()
     assert buf.passed_marks() == ["after-two-frames"]
     assert buf.passed_marks() == []
+
+
+def frames_of(value: int, n: int) -> bytes:
+    return np.full(160 * n, value, dtype="<i2").tobytes()
+
+
+def test_an_overlay_plays_in_place_of_the_audio_under_it() -> None:
+    """Tones replace the frames at the current position, and the call's audio goes on from where
+    it would have been: nothing is pushed back (what appending the tones did)."""
+    buf = PlayoutBuffer(8000, max_ms=10_000)
+    buf.push(b"".join(frames_of(k, 1) for k in range(1, 7)))  # frames 1..6
+    buf.add_mark("after-6")
+    assert buf.pop_frame() == frames_of(1, 1)
+    assert buf.overlay(frames_of(-9, 2) + frames_of(-9, 1)[:100]) == 0  # 2.3 frames of tones
+    out = [buf.pop_frame() for _ in range(5)]
+    assert out[:2] == [frames_of(-9, 1)] * 2
+    assert out[2] == frames_of(-9, 1)[:100] + bytes(220)  # the tones' tail, padded
+    assert out[3:] == [frames_of(5, 1), frames_of(6, 1)]  # frames 2..4 were under the tones
+    assert buf.passed_marks() == ["after-6"]
+    assert buf.pop_frame(pad=True) is None and not buf.pending()
+
+
+def test_an_overlay_plays_over_silence_and_survives_a_barge_in() -> None:
+    buf = PlayoutBuffer(8000, max_ms=10_000)
+    assert not buf.pending()
+    buf.overlay(frames_of(-9, 2))
+    buf.push(frames_of(3, 1)[:200])  # a short tail of agent audio under the tones
+    assert buf.pending() and len(buf) == 200
+    buf.flush()  # barge-in: the agent's speech goes, the key presses it asked for do not
+    assert buf.pop_frame() == frames_of(-9, 1)
+    assert buf.pop_frame() == frames_of(-9, 1)
+    assert buf.pop_frame(pad=True) is None
+
+
+def test_an_overlay_is_bounded() -> None:
+    buf = PlayoutBuffer(8000, max_ms=100)
+    assert buf.overlay(frames_of(-9, 7)) == 40.0
+    assert sum(buf.pop_frame() is not None for _ in range(7)) == 5
+
+
+def test_audio_due_under_tones_that_went_out_first_is_dropped_when_it_comes() -> None:
+    """A live stream's frame arrives just after its slot: the tone frame went out with nothing
+    under it, so the frame it replaced is dropped when it comes, and the next one plays on time
+    (kept, it would be one frame of latency for the rest of the call)."""
+    buf = PlayoutBuffer(8000, max_ms=10_000)
+    buf.overlay(frames_of(-9, 2))
+    assert buf.pop_frame() == frames_of(-9, 1)
+    buf.push(frames_of(1, 1))
+    assert buf.pop_frame() == frames_of(-9, 1)
+    assert buf.owes()
+    buf.push(frames_of(2, 1))  # due under the second tone frame: dropped
+    buf.push(frames_of(3, 1))
+    assert not buf.owes() and buf.pop_frame() == frames_of(3, 1)
+
+
+def test_a_debt_is_bounded_and_can_be_forgiven() -> None:
+    buf = PlayoutBuffer(8000, max_ms=10_000)
+    buf.overlay(frames_of(-9, 10))  # 200 ms of tones on a silent call
+    while buf.pop_frame() is not None:
+        pass
+    buf.push(frames_of(4, 6) + frames_of(5, 1))
+    assert [buf.pop_frame() for _ in range(2)] == [frames_of(4, 1), frames_of(5, 1)]  # 100 ms owed
+    buf.overlay(frames_of(-9, 1))
+    buf.pop_frame()
+    buf.forgive()  # the pacer: no audio came for a while after the tones
+    buf.push(frames_of(6, 1))
+    assert buf.pop_frame() == frames_of(6, 1)
