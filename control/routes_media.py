@@ -35,7 +35,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import trio
-from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    Scope,
+    WebsocketScope,
+)
 from quart import Response, send_from_directory
 from werkzeug.datastructures import Headers
 
@@ -118,7 +124,7 @@ class MediaSockets:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        kind = MEDIA_ROUTES.get(scope["path"]) if scope["type"] == "websocket" else None
+        kind = MEDIA_ROUTES.get(_route(scope)) if scope["type"] == "websocket" else None
         if kind is None:
             await self.app(scope, receive, send)
             return
@@ -128,6 +134,12 @@ class MediaSockets:
         except MessageSocketClosed:
             return  # gone before the handshake ended
         await _media_socket(self.api, self.calls, kind, socket)
+
+
+def _route(scope: WebsocketScope) -> str:
+    """The path below Hypercorn's ``root_path``, as Quart routes it."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def _media_socket(

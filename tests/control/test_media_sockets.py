@@ -6,8 +6,11 @@ and fall behind on a loaded machine (``bench/RESULTS.md``, media-streams leg).""
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
+from control.routes_media import MEDIA_ROUTES, _route
 from media.codecs.g711 import ulaw_to_pcm16
 from media.twilio import OutboundMedia, TwilioPeer
 from tests.control.test_e2e_websocket_legs import (  # noqa: F401  (plane: a fixture)
@@ -61,3 +64,10 @@ async def test_caller_messages_reach_the_leg_with_no_task_between(plane: Plane) 
     pumps = ("WebsocketConnection.handle_messages", "relay.<locals>.inbound")
     between = [name for name in during_call if name.endswith(pumps)]
     assert not between, between
+
+
+def test_media_paths_are_matched_below_hypercorns_root_path() -> None:
+    scope: Any = {"type": "websocket", "path": "/cb/v1.0/media-streams", "root_path": "/cb"}
+    assert MEDIA_ROUTES[_route(scope)] == "twilio"
+    unrooted: Any = {**scope, "root_path": ""}
+    assert _route(unrooted) == "/cb/v1.0/media-streams"  # no root: as is
