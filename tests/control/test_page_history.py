@@ -168,5 +168,16 @@ def test_history_and_live_conference_in_chromium(
             call_s = api("GET", f"/v1.0/calls/{call_id}")["duration_ms"] / 1000
             assert abs(seconds - call_s) < 3, (seconds, call_s)  # the whole call, not a part
             shot("history-detail", "page-history.png")
+
+            # The page link's credential (agent_user) may watch a conference, not change it:
+            # the view says so and nothing changes.
+            driver.get(link)
+            driver.refresh()
+            until("the app", lambda: driver.find_element(By.ID, "app").is_displayed(), bool, 10)
+            until("the conference", lambda: state()["conference"].get("id"), bool, 10)
+            click("#conference-end")
+            error = until("refused", lambda: state()["conference"].get("error"), bool, 10)
+            assert "customer_manager" in error
+            assert api("GET", f"/v1.0/conferences/{conference['id']}")["status"] != "ended"
         finally:
             driver.quit()
