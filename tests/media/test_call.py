@@ -15,6 +15,7 @@ from media.audio import LINK_RATE_HZ
 from proto import messages as m
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import Media, agent_in_thread, best_snr_db, start_media, tone
+from tests.media.dtmf_detect import dtmf_keys
 
 
 async def run_peer(media: Media, pcm16: bytes, linger_s: float = 0.5) -> AsteriskPeer:
@@ -63,6 +64,43 @@ async def test_dtmf_reaches_the_agent_and_comes_back_as_tones(media_echo: Media)
     # "5" is 770 + 1336 Hz; the echo agent reported it as a caller transcript too.
     assert peak(770) > 20 * peak(1000) and peak(1336) > 20 * peak(1000)
     assert ("caller", "pressed 5") in [(r, t) for _, r, t in media_echo.hooks.transcripts]
+
+
+def echo_delay(sent: bytes, received: bytes, start_s: float, rate_hz: int = 8000) -> int:
+    """Where a second of ``sent`` from ``start_s`` on lies in ``received``, less where it lay
+    in ``sent``: the echo's round trip in samples of the stream the caller got."""
+    x = np.frombuffer(sent, "<i2").astype(float)
+    y = np.frombuffer(received, "<i2").astype(float)
+    seg = x[int(start_s * rate_hz) : int((start_s + 1) * rate_hz)]
+    corr = np.correlate(y, seg, mode="valid")
+    return int(np.argmax(corr)) - int(start_s * rate_hz)
+
+
+async def test_keys_played_back_as_tones_do_not_delay_the_echo(media_echo: Media) -> None:
+    """The echo agent plays each key the caller presses back as an in-band tone (AudioSocket has
+    no DTMF signalling). "1234" is heard, and the caller's audio echoed after it comes back with
+    the same round trip as before: queued behind the audio, each tone used to add 160 ms to the
+    rest of the call (11 ms -> 1121 ms measured after "1234")."""
+    rng = np.random.default_rng(5)
+    noise = np.convolve(rng.normal(0, 3000, 8000 * 4), [0.25, 0.5, 0.25], mode="same")
+    src = np.clip(noise, -32767, 32767).astype("<i2").tobytes()
+    half_bytes = 2 * 8000 * 2
+    peer = await AsteriskPeer.connect(media_echo.port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.read_until_closed)
+        await peer.play(src[:half_bytes])  # 2 s, then the keys
+        for digit in "1234":
+            await peer.send_dtmf(digit)
+        await peer.play(src[half_bytes:])
+        await trio.sleep(1.0)
+        await peer.close()
+    got = peer.audio()
+    before, after = echo_delay(src, got, 0.5), echo_delay(src, got, 2.9)
+    assert 0 <= before < 800, before  # under 100 ms
+    assert abs(after - before) <= 160, (before, after)  # within a frame: the timeline held
+    assert dtmf_keys(got, 8000) == "1234"
+    digits = [t for _, r, t in media_echo.hooks.transcripts if r == "caller"]
+    assert digits == [f"pressed {d}" for d in "1234"]
 
 
 class ScriptedAgent:
