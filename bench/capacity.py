@@ -9,7 +9,12 @@ the cores the server used there (``callbridge serve`` is one Trio process: at mo
 from __future__ import annotations
 
 import argparse
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, step_summary
 from bench.report import format_table, results_folder, write_json
@@ -46,6 +51,20 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stop-after-fail", action="store_true", help="skip the remaining steps once one fails"
     )
+    p.add_argument(
+        "--serve-workers",
+        default="",
+        metavar="N,N,...",
+        help="run the whole ramp against `serve --workers N` for each N, one serve after the"
+        " other in the same run (their ratios are what to read on a shared machine), each with"
+        " --redis-url, which more than one worker needs (default: serve's own default)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/14",
+        metavar="URL",
+        help="the Redis `--serve-workers` runs share their state through (default %(default)s)",
+    )
     add_ramp_argument(p)
     add_leg_argument(p)
     add_target_arguments(p)
@@ -76,12 +95,40 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_capacity(ns: argparse.Namespace) -> int:
+def parse_workers(text: str) -> list[int | None]:
+    """``--serve-workers``: worker counts to compare; none given is one run on serve's default."""
+    if not text.strip():
+        return [None]
+    return list(parse_steps(text))
+
+
+def wait_workers(target_pid: int, http_port: int, count: int, timeout_s: float = 120.0) -> None:
+    """The parent of ``serve --workers`` binds the ports before its workers start (connections
+    wait in the kernel's queue): wait until every worker runs and HTTP answers, then a settle.
+    Workers start one after the other, each once the previous one is ready."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        children = psutil.Process(target_pid).children(recursive=True)
+        workers = [c for c in children if "callbridge.workers" in c.cmdline()]
+        if len(workers) == count:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=30):
+                time.sleep(5.0)  # the last worker's control plane and listeners
+                return
+        time.sleep(0.5)
+    raise ConfigError(f"serve --workers {count}: workers did not all start in {timeout_s:g} s")
+
+
+def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str, Any]:
+    """The steps against one serve; its rows, lateness samples and description."""
     steps = parse_steps(ns.steps)
-    folder = results_folder("capacity", ns.results_dir)
+    run_ns = argparse.Namespace(**vars(ns))
+    if workers is not None:  # every count on Redis: the runs differ in their workers only
+        run_ns.serve_arg = [*ns.serve_arg, "--workers", str(workers), "--redis", ns.redis_url]
     rows: list[dict[str, Any]] = []
     lateness: dict[str, list[float]] = {}
-    with callbridge_target(ns, folder) as target:
+    with callbridge_target(run_ns, folder) as target:
+        if workers is not None and workers > 1 and not ns.target:
+            wait_workers(target.pids[0], target.http_port, workers)
         for n in steps:
             step = run_step(
                 target, n, ns.step_seconds, ns.seed + n, ns.workers, ramp_rate=ns.ramp_rate
@@ -90,17 +137,37 @@ def run_capacity(ns: argparse.Namespace) -> int:
             lateness[f"N={n}"] = step.lateness_ms().tolist()
             if ns.stop_after_fail and not rows[-1]["passes"]:
                 break
+    return {
+        "rows": rows,
+        "lateness": lateness,
+        "server": target.description,
+        "protocol": target.protocol,
+    }
+
+
+def run_capacity(ns: argparse.Namespace) -> int:
+    steps = parse_steps(ns.steps)
+    folder = results_folder("capacity", ns.results_dir)
+    runs = {w: ramp(ns, folder, w) for w in parse_workers(ns.serve_workers)}
+    if len(runs) > 1:
+        print_workers_comparison(runs)
+    rows: list[dict[str, Any]] = runs[next(iter(runs))]["rows"]
+    lateness: dict[str, list[float]] = runs[next(iter(runs))]["lateness"]
     result: dict[str, Any] = {
         "steps": rows,
         "headline": headline(rows),
-        "server": target.description,
+        "server": runs[next(iter(runs))]["server"],
+        "by_workers": {
+            str(w): {"steps": r["rows"], "headline": headline(r["rows"]), "server": r["server"]}
+            for w, r in runs.items()
+        },
     }
     params = {
         "steps": steps,
         "step_seconds": ns.step_seconds,
         "lateness_limit_ms": ns.lateness_limit_ms,
         "ramp_rate": ns.ramp_rate,
-        "leg": f"{target.protocol}, 8 kHz",
+        "leg": f"{runs[next(iter(runs))]['protocol']}, 8 kHz",
     }
     write_json(folder, "capacity", ns.seed, params, result)
     from bench.plots import plot_cdf, plot_vs_n
@@ -134,3 +201,13 @@ def run_capacity(ns: argparse.Namespace) -> int:
     )
     print(f"results: {folder}")
     return 0
+
+
+def print_workers_comparison(runs: dict[int | None, dict[str, Any]]) -> None:
+    """Per worker count: CPU per call at each N, and the headline (same run: read the ratios)."""
+    for workers, run in runs.items():
+        print(f"\n--- serve --workers {workers} ---")
+        print(format_table([h for h, _ in STEP_COLUMNS], [step_row(r) for r in run["rows"]]))
+        head = headline(run["rows"])
+        print(f"largest N passing: {head['max_calls_passing']}, calls per core: "
+              f"{head['calls_per_core']}")  # fmt: skip

@@ -18,7 +18,7 @@ from callbridge.agent_probe import probe_remote_agent
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
 from callbridge.supervisor import AgentCannotStart, AgentSupervisor
-from callbridge.workers import WORKER_FLAG, WorkerPool, WorkerRole, bind_tcp
+from callbridge.workers import WorkerPool, WorkerRole, bind_tcp
 from control import config as control_config
 from control.plane import ReadyCheck, open_control_plane, prepare_storage
 from media import config as media_config
@@ -47,9 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     control_config.add_arguments(parser)
     sip_config.add_arguments(parser)
     ari_config.add_arguments(parser)
-    parser.add_argument(
-        WORKER_FLAG, default="", help=argparse.SUPPRESS
-    )  # the parent's, to a worker
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -59,7 +56,7 @@ def run(ns: argparse.Namespace) -> int:
     rtp_cfg = sip_config.rtp_from_args(ns)
     ari_cfg = ari_config.from_args(ns, media_cfg.audiosocket)
     main: Callable[[], Awaitable[None]]
-    role = WorkerRole.parse(ns.worker) if getattr(ns, "worker", "") else None
+    role = WorkerRole.from_environ()
     if role is not None:
         worker_cfg = dataclasses.replace(
             control_cfg, worker_id=role.worker_id, http_fd=role.http_fd

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024  # connections the kernel queues while every worker is busy
 READY_TIMEOUT_S = 60.0  # a worker imports the control plane and opens storage before it is ready
-WORKER_FLAG = "--worker"  # hidden serve flag: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD
+ROLE_ENV = "CALLBRIDGE_WORKER"  # parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,11 @@ class WorkerRole:
     ready_fd: int
 
     @classmethod
-    def parse(cls, text: str) -> WorkerRole:
+    def from_environ(cls) -> WorkerRole | None:
+        """This process's role, if its parent started it as a worker (none for a plain serve)."""
+        text = os.environ.pop(ROLE_ENV, "")
+        if not text:
+            return None
         worker_id, http_fd, audiosocket_fd, ready_fd = (int(part) for part in text.split(","))
         return cls(worker_id, http_fd, audiosocket_fd, ready_fd)
 
@@ -88,10 +92,11 @@ def bind_tcp(address: HostPort) -> socket.socket:
 def worker_command(
     argv: Sequence[str], role: WorkerRole, watch_fd: int, agent_url: str
 ) -> list[str]:
-    """The parent's own command line, plus the worker's role and the shared agent (a supervised
-    agent is the parent's: each worker reaches it as a remote one; the last ``--agent`` wins)."""
+    """The parent's own command line, plus the shared agent (a supervised agent is the parent's:
+    each worker reaches it as a remote one; the last ``--agent`` wins). Its role travels in the
+    environment (:data:`ROLE_ENV`), out of ``serve --help``."""
     cmd = [sys.executable, "-m", "callbridge.workers", str(watch_fd), *argv]
-    return [*cmd, "--agent", agent_url, WORKER_FLAG, str(role)]
+    return [*cmd, "--agent", agent_url]
 
 
 class WorkerPool:
@@ -138,6 +143,7 @@ class WorkerPool:
             proc = await trio.lowlevel.open_process(
                 worker_command(self.argv, role, watch_r, self.agent_url),
                 pass_fds=(watch_r, ready_w, role.http_fd, role.audiosocket_fd),
+                env={**os.environ, ROLE_ENV: str(role)},
             )
         except BaseException:
             os.close(watch_w)
@@ -179,7 +185,7 @@ async def _wait_ready(ready_fd: int, proc: trio.Process) -> bool:
     return False
 
 
-if __name__ == "__main__":  # a worker: python -m callbridge.workers WATCH_FD serve ... --worker R
+if __name__ == "__main__":  # a worker: python -m callbridge.workers WATCH_FD serve ...
     watch_parent(int(sys.argv[1]))
     from callbridge.cli import main
 

@@ -22,6 +22,7 @@ import psutil
 import pytest
 import trio
 
+from callbridge.workers import ROLE_ENV
 from tests.conftest import require_service
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import best_snr_db, tone
@@ -86,12 +87,12 @@ def access_key(log: Path) -> str:
 
 
 def workers_by_id(proc: subprocess.Popen[bytes]) -> dict[int, int]:
-    """Worker id -> pid, from the children's command lines (``--worker ID,...``)."""
+    """Worker id -> pid, from the role each worker was started with (``ID,FDS...``)."""
     found = {}
     for child in psutil.Process(proc.pid).children():
-        cmd = child.cmdline()
-        if "--worker" in cmd:
-            found[int(cmd[cmd.index("--worker") + 1].split(",")[0])] = child.pid
+        role = child.environ().get(ROLE_ENV)
+        if role is not None:
+            found[int(role.split(",")[0])] = child.pid
     return found
 
 
