@@ -25,7 +25,7 @@ from prometheus_client import Counter
 from control.store import Store
 
 log = logging.getLogger(__name__)
-_RESOURCE_OF = {"transcript": "call", "tool": "call"}
+_RESOURCE_OF = {"transcript": "call", "tool": "call", "dtmf": "call"}
 
 
 class TopicError(ValueError):

@@ -185,6 +185,18 @@ class ControlHooks:
         except (DatabaseError, BridgeClosed) as exc:
             log.error("transcript not recorded", extra={"call_id": call_id, "error": str(exc)})
 
+    async def dtmf_received(self, call_id: str, digit: str, duration_ms: int) -> None:
+        """A key the caller pressed, on any leg, as a ``dtmf_received`` event (the agent gets
+        it on its link too; a conference participant's also as ``conference_participant_dtmf``)."""
+        ctx = self._live.get(call_id)
+        if ctx is None:
+            return
+        data = {"digit": digit, "duration_ms": duration_ms}
+        try:
+            await self.bus.publish(ctx.customer_id, "dtmf_received", call_id, data)
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error("key press not recorded", extra={"call_id": call_id, "error": str(exc)})
+
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
         ctx = self._live.get(call.call_id)
         if ctx is None:

@@ -23,7 +23,7 @@ from media.bridge_core import BridgeEnded, BridgeFull
 from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferAttempt, TransferOutcome
 from media.call_env import CallEnv
 from media.hooks import AgentAssignment, CallInfo, CallRejected, HangupCause, LegCannotDo
-from media.leg import Leg
+from media.leg import Leg, LegDtmf
 from media.leg_side import CallStats, LegSide
 from media.peer import NoPeer
 from proto import messages as m
@@ -53,7 +53,9 @@ class Call:
         self.info = info
         self._env = env
         self._cfg = env.config
-        self._side = LegSide(leg, info.call_id, self._cfg.playout_max_ms, env.metrics, self.end)
+        self._side = LegSide(
+            leg, info.call_id, self._cfg.playout_max_ms, env.metrics, self.end, self._key_pressed
+        )
         self._nursery: trio.Nursery | None = None
         self._assignment = AgentAssignment()
         self._agent: AgentPeer | None = None
@@ -365,6 +367,9 @@ class Call:
     def start_tool(self, call: m.FunctionCall) -> None:
         assert self._nursery is not None
         self._nursery.start_soon(self._run_tool, call)
+
+    async def _key_pressed(self, event: LegDtmf) -> None:
+        await self._env.hooks.dtmf_received(self.call_id, event.digit, event.duration_ms)
 
     async def agent_dtmf(self, digits: str) -> None:
         await self._side.send_dtmf(digits)

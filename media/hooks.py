@@ -130,6 +130,10 @@ class CallHooks(Protocol):
     async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
         """The agent reported what the caller or the agent said."""
 
+    async def dtmf_received(self, call_id: str, digit: str, duration_ms: int) -> None:
+        """The caller pressed a key (any leg; ``duration_ms`` 0 where the leg does not say),
+        whoever the call talks with: its agent, a bridge, nobody."""
+
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
         """Run one of the agent's tool calls; never raises for a tool's own failure."""
 
@@ -150,6 +154,9 @@ class StandaloneHooks:
         return None
 
     async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
+        return None
+
+    async def dtmf_received(self, call_id: str, digit: str, duration_ms: int) -> None:
         return None
 
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:

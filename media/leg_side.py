@@ -12,7 +12,7 @@ stall leaves would be latency for the rest of the call; past ``live_max_ms`` it 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -39,6 +39,7 @@ LIVE_PLAYOUT_MAX_MS = 120  # a bridge's audio queued for the caller, at most
 MAX_TURNS_KEPT = 100  # answers' latencies kept per call: its summary and end-of-call log stay small
 
 EndCall = Callable[[HangupCause, str], None]
+KeyPressed = Callable[[LegDtmf], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class LegSide:
         playout_max_ms: int,
         metrics: MediaMetrics,
         end: EndCall,
+        key_pressed: KeyPressed | None = None,
     ) -> None:
         self.leg = leg
         self.call_id = call_id
@@ -73,6 +75,7 @@ class LegSide:
         self.goodbye: str | None = None  # set: end the call once the playout has drained
         self._metrics = metrics
         self._end = end
+        self._key_pressed = key_pressed
         self._playout_max_ms = playout_max_ms
         self._live = False
         self._up = StreamResampler(leg.rate_hz, LINK_RATE_HZ)
@@ -107,7 +110,11 @@ class LegSide:
                 frames_in.inc()
                 self.stats.frames_in += 1
                 self._to_uplink(event.pcm16)
-            elif isinstance(event, LegDtmf | LegMarkPlayed):
+            elif isinstance(event, LegDtmf):
+                if self._key_pressed is not None:  # awaited inline: in order, and bounded
+                    await self._key_pressed(event)
+                await self.peer.leg_event(event)
+            elif isinstance(event, LegMarkPlayed):
                 await self.peer.leg_event(event)
             elif isinstance(event, LegHangup):
                 self._end("caller", event.reason)

@@ -161,6 +161,9 @@ class PickupHooks:
     async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
         await self._hooks.transcript(call_id, role, text, final)
 
+    async def dtmf_received(self, call_id: str, digit: str, duration_ms: int) -> None:
+        await self._hooks.dtmf_received(call_id, digit, duration_ms)
+
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
         return await self._hooks.execute_tool(call, name, arguments)
 

@@ -98,6 +98,9 @@ class AgentCallHooks:
     async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
         self.transcripts.append((trio.current_time(), role, text, final))
 
+    async def dtmf_received(self, call_id: str, digit: str, duration_ms: int) -> None:
+        return None
+
     async def execute_tool(
         self, call: CallHandle, name: str, arguments: dict[str, Any]
     ) -> ToolOutcome:

@@ -59,6 +59,7 @@ class RecordingHooks:
     answered: list[str] = field(default_factory=list)
     hungup: list[tuple[str, str, str]] = field(default_factory=list)
     transcripts: list[tuple[str, str, str]] = field(default_factory=list)
+    digits: list[tuple[str, str]] = field(default_factory=list)
     tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     ended: trio.Event = field(default_factory=trio.Event)
 
@@ -75,6 +76,9 @@ class RecordingHooks:
 
     async def transcript(self, call_id: str, role: str, text: str, final: bool) -> None:
         self.transcripts.append((call_id, role, text))
+
+    async def dtmf_received(self, call_id: str, digit: str, duration_ms: int) -> None:
+        self.digits.append((call_id, digit))
 
     async def execute_tool(
         self, call: CallHandle, name: str, arguments: dict[str, Any]

@@ -64,6 +64,8 @@ async def test_dtmf_reaches_the_agent_and_comes_back_as_tones(media_echo: Media)
     # "5" is 770 + 1336 Hz; the echo agent reported it as a caller transcript too.
     assert peak(770) > 20 * peak(1000) and peak(1336) > 20 * peak(1000)
     assert ("caller", "pressed 5") in [(r, t) for _, r, t in media_echo.hooks.transcripts]
+    # and the control plane was told, whoever the call talks with (its dtmf_received event)
+    assert media_echo.hooks.digits == [(media_echo.hooks.created[0].call_id, "5")]
 
 
 def echo_delay(sent: bytes, received: bytes, start_s: float, rate_hz: int = 8000) -> int:
