@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from ai_pipeline.engines.models import ModelStore
 from ai_pipeline.engines.stt import transcribe_pcm16
+from ai_pipeline.engines.tts import PiperPackagedTTSService, first_clause
 from ai_pipeline.turnbench import fixture_transcripts, word_errors, words
 from tests.ai_pipeline.memory_link import load_wav_pcm16, silence_ms
 
@@ -52,3 +55,26 @@ def test_piper_voice_speaks_and_whisper_understands(models: ModelStore) -> None:
     pcm16k = soxr.resample(np.frombuffer(pcm, np.int16), rate_hz, 16000).astype(np.int16)
     heard = words(transcribe_pcm16(models.whisper(), pcm16k.tobytes()))
     assert {"hold", "transfer"} <= set(heard), heard
+
+
+def test_a_reply_starts_with_its_first_clause() -> None:
+    assert first_clause("Okay, I'm connecting you to billing now.") == [
+        "Okay,",
+        "I'm connecting you to billing now.",
+    ]
+    assert first_clause("That costs 1,000 dollars.") == ["That costs 1,000 dollars."]
+    assert first_clause("So, yes.") == ["So, yes."]  # too short a head to be worth a pause
+
+
+def test_piper_hands_over_the_first_clause_before_the_rest(models: ModelStore) -> None:
+    """piper returns a sentence only when all of it is synthesised; the first audio of a long
+    reply waits for less when its first clause goes first."""
+    tts = PiperPackagedTTSService(voice=models.piper_voice())
+    reply = "I don't know that, but I can connect you to sales, billing or technical support."
+
+    async def chunks() -> list[bytes]:
+        return [pcm16 async for pcm16 in tts._pcm16_chunks(reply)]
+
+    audio = asyncio.run(chunks())
+    assert len(audio) >= 2
+    assert len(audio[0]) < 0.4 * sum(len(a) for a in audio)  # "I don't know that,"
