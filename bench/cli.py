@@ -39,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("turn", help="voice-to-voice latency with the real offline agent")
     _common(p)
     add_turn_arguments(p)
+    from bench.conversations import add_conversations_arguments
     from bench.turn_stt import add_stt_arguments
+
+    p = sub.add_parser("conversations", help="N callers talking to the offline agent at once")
+    _common(p)
+    add_conversations_arguments(p)
 
     p = sub.add_parser("stt", help="Whisper's 30 s window against the short window: CPU, words")
     _common(p)
@@ -74,6 +79,10 @@ def run(ns: argparse.Namespace) -> int:
         from bench.turn import run_turn
 
         return run_turn(ns)
+    if ns.bench == "conversations":
+        from bench.conversations import run_conversations
+
+        return run_conversations(ns)
     if ns.bench == "stt":
         from bench.turn_stt import run_stt
 

@@ -62,6 +62,7 @@ class StageClock(BaseObserver):
         self._last: dict[str, float] = {}
         self._seen: set[int] = set()
         self._pipeline_start_ns = float("inf")
+        self._transcripts: list[tuple[float, str]] = []  # pipeline seconds, what Whisper heard
 
     def mark(self, stage: str, at_s: float) -> None:
         if at_s - self._last.get(stage, -1e9) > BURST_GAP_S:
@@ -77,6 +78,8 @@ class StageClock(BaseObserver):
             if isinstance(frame, kinds):
                 self._seen.add(frame.id)
                 self.mark(name, stamp_ns / 1e9)  # pipeline seconds until starts() converts
+        if isinstance(frame, TranscriptionFrame):
+            self._transcripts.append((stamp_ns / 1e9, frame.text))
 
     def starts(self) -> dict[str, list[float]]:
         """Every burst start on the ``time.monotonic()`` clock."""
@@ -88,6 +91,11 @@ class StageClock(BaseObserver):
         }
         out["link_first_audio"] = self._bursts["link_first_audio"]
         return out
+
+    def transcripts(self) -> list[tuple[float, str]]:
+        """What the STT heard, each at its ``time.monotonic()`` time."""
+        offset_s = self._pipeline_start_ns / 1e9
+        return [(t + offset_s, text) for t, text in self._transcripts]
 
 
 class TimedLink:
@@ -126,6 +134,7 @@ def make_handler(models: ModelStore, out: Path) -> Any:
         finally:
             record.update(ended=time.monotonic(), cpu_s=time.process_time() - cpu, **clock.starts())
             record["tool_calls"] = list(timed.tool_calls.values())
+            record["transcripts"] = clock.transcripts()
             with out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 

@@ -39,14 +39,14 @@ class TurnTimes:
 
 
 @dataclass
-class _Ear:
+class Ear:
     frames: list[tuple[float, bool]] = field(default_factory=list)  # arrival, loud
 
     def quiet_for(self, secs: float) -> bool:
         return bool(self.frames) and time.monotonic() - self.frames[-1][0] > secs
 
 
-async def _listen(stream: trio.SocketStream, ear: _Ear) -> None:
+async def listen(stream: trio.SocketStream, ear: Ear) -> None:
     buf = bytearray()
     while True:
         try:
@@ -69,7 +69,7 @@ async def _listen(stream: trio.SocketStream, ear: _Ear) -> None:
                 ear.frames.append((now, loud))
 
 
-class _Mouth:
+class Mouth:
     """A frame every 20 ms: the utterance once it is queued, silence otherwise."""
 
     def __init__(self) -> None:
@@ -116,9 +116,9 @@ async def one_turn(port: int, pcm8k: bytes, tail_bytes: int, timeout_s: float = 
     times = TurnTimes()
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(encode_frame(0x01, uuid.uuid4().bytes))
-    ear, mouth = _Ear(), _Mouth()
+    ear, mouth = Ear(), Mouth()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_listen, stream, ear)
+        nursery.start_soon(listen, stream, ear)
         nursery.start_soon(mouth.run, stream)
         await _until(lambda: ear.quiet_for(QUIET_AFTER_GREETING_S), timeout_s, "greeting")
         times.greeting_frames = len(ear.frames)

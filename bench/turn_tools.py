@@ -63,10 +63,14 @@ class ToolReceiver:
             thread.join(5)
 
 
-def make_default_agent(http_port: int, access_key: str, tool_url: str) -> str:
-    """Create the default agent, its ``transfer_call`` a webhook tool at ``tool_url``; its id."""
+def make_default_agent(
+    http_port: int, access_key: str, tool_url: str, extra: dict[str, Any] | None = None
+) -> str:
+    """Create the default agent, its ``transfer_call`` a webhook tool at ``tool_url`` (and the
+    API fields in ``extra``); its id."""
     builtin = BUILTIN_TOOLS[TRANSFER_CALL]  # the same schema as the built-in, for the LLM
     body = {
+        **(extra or {}),
         "name": "turn-bench",
         "is_default": True,
         "tools": [

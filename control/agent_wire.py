@@ -43,6 +43,8 @@ def agent_config_for_call(
         config["vad"] = {k: detail["vad"][k] for k in _VAD_FIELDS if k in detail["vad"]}
     if "voice_level_dbfs" in detail:  # null (off) is passed too
         config["voice_level_dbfs"] = detail["voice_level_dbfs"]
+    if "user_turn_timeout_secs" in detail:  # 0 is a setting, not "unset"
+        config["user_turn_timeout_secs"] = detail["user_turn_timeout_secs"]
     return config
 
 
