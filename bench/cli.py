@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("api", help="control plane REST and event latency under load")
     _common(p)
     add_api_arguments(p)
+    from bench.bridge import add_bridge_arguments
+
+    p = sub.add_parser("bridge", help="conferences: mixer and media core CPU per participant")
+    _common(p)
+    add_bridge_arguments(p)
     from bench.ab import add_ab_arguments
 
     p = sub.add_parser("ab", help="a git revision against the working tree, same calls at once")
@@ -106,6 +111,10 @@ def run(ns: argparse.Namespace) -> int:
         from bench.soak import run_soak
 
         return run_soak(ns)
+    if ns.bench == "bridge":
+        from bench.bridge import run_bridge
+
+        return run_bridge(ns)
     if ns.bench == "ab":
         from bench.ab import run_ab
 
