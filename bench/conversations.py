@@ -75,7 +75,7 @@ async def say_and_listen(ear: Ear, mouth: Mouth, pcm8k: bytes, tail_bytes: int) 
 async def converse(
     port: int, phrases: list[tuple[str, bytes, int]], seconds: float, every_s: float
 ) -> Conversation:
-    """Call, hear the greeting, then one phrase every ``every_s`` until ``seconds`` are over."""
+    """Call, hear the greeting, then one phrase every ``every_s`` for ``seconds``."""
     talk = Conversation()
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     talk.connected = time.monotonic()
@@ -86,14 +86,11 @@ async def converse(
         nursery.start_soon(mouth.run, stream)
         if not await _wait(lambda: ear.quiet_for(QUIET_AFTER_GREETING_S), 30):
             talk.error = "no greeting"
-        ends = time.monotonic() + seconds
-        turn = 0
-        while not talk.error and time.monotonic() + every_s <= ends:
+        for turn in range(0 if talk.error else int(seconds // every_s)):
             slot = time.monotonic() + every_s
             name, pcm8k, tail = phrases[turn % len(phrases)]
             times = await say_and_listen(ear, mouth, pcm8k, tail)
             talk.turns.append((name, times))
-            turn += 1
             await trio.sleep_until(trio.current_time() + max(0.0, slot - time.monotonic()))
         nursery.cancel_scope.cancel()
     await trio.aclose_forcefully(stream)
