@@ -160,9 +160,12 @@ async def _call_ids(base: str, auth: str, callers: list[Caller]) -> dict[str, st
             await trio.sleep(0.2)
 
 
-def caller_delays_ms(callers: list[Caller], since: float) -> list[float]:
+def caller_delays_ms(callers: list[Caller], since: float) -> tuple[list[float], int]:
+    """Each listener's delay for each of its talker's pulses from ``since`` on, and how many
+    (pulse, listener) pairs there were: one not heard within ``PAIR_WITHIN_S`` was lost."""
     talkers = {c.conference: c for c in callers if c.talker}
     delays: list[float] = []
+    pairs = 0
     for c in callers:
         if c.talker:
             continue
@@ -170,10 +173,11 @@ def caller_delays_ms(callers: list[Caller], since: float) -> list[float]:
         for sent in talkers[c.conference].pulses_sent:
             if sent < since:
                 continue
+            pairs += 1
             later = heard[(heard >= sent) & (heard < sent + PAIR_WITHIN_S)]
             if later.size:
                 delays.append(float(later[0] - sent) * 1000)
-    return delays
+    return delays, pairs
 
 
 async def run_conferences(target: Target, auth: str, ns: argparse.Namespace) -> dict[str, Any]:
@@ -204,14 +208,15 @@ async def run_conferences(target: Target, auth: str, ns: argparse.Namespace) -> 
     participants = len(callers)
     ticks = wall_s * 1000 / FRAME_MS
     cpu_s = after.cpu_s - before.cpu_s
+    delays, pairs = caller_delays_ms(callers, since)
     return {
         "participants": participants,
         "window_s": wall_s,
         "serve_cpu_pct_of_core": 100 * cpu_s / wall_s,
         "serve_cpu_pct_per_participant": 100 * cpu_s / wall_s / participants,
         "serve_us_per_participant_tick": cpu_s * 1e6 / (participants * ticks),
-        "caller_to_caller": summarize_ms(caller_delays_ms(callers, since)),
-        "pulses_sent": sum(len(c.pulses_sent) for c in callers if c.talker),
+        "caller_to_caller": summarize_ms(delays),
+        "pulse_listener_pairs": pairs,  # heard: caller_to_caller's count
     }
 
 
@@ -244,7 +249,7 @@ def run_bridge(ns: argparse.Namespace) -> int:
         f"serve {core['serve_cpu_pct_per_participant']:.2f} % of a core per participant "
         f"({core['serve_us_per_participant_tick']:.0f} us per participant-tick); "
         f"caller-to-caller p50 {delay['p50_ms']} ms, p95 {delay['p95_ms']} ms, "
-        f"max {delay['max_ms']} ms over {delay['count']} pulses\n"
+        f"max {delay['max_ms']} ms; heard {delay['count']} of {core['pulse_listener_pairs']}\n"
         f"load average before/after: {load_before} / {load['loadavg_after']} "
         f"on {load['cpus']} CPUs\nresults: {folder}"
     )
