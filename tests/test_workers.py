@@ -2,10 +2,11 @@
 port and one HTTP port, sharing state through Redis. Both take calls and echo them; a worker that
 is SIGKILLed takes only its own calls (their rows end as ``node_lost`` with one ``call_hungup``
 each, the other worker's calls keep echoing) and is restarted; API commands reach the calls of
-either worker, whichever worker the HTTP request lands on."""
+either worker, the other worker's included."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -141,6 +142,24 @@ def post(port: int, path: str, key: str) -> tuple[int, str]:
         return int(exc.code), exc.read().decode()
 
 
+def hangup_via(port: int, calls_active: int, call_id: str, key: str) -> int:
+    """POST hangup on a keep-alive connection that the worker holding ``calls_active`` calls
+    accepted (its /health says so), however many connections it takes to get one."""
+    headers = {"Authorization": f"AccessKey {key}", "Content-Type": "application/json"}
+    for _ in range(300):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/health")
+            if json.loads(conn.getresponse().read())["calls_active"] == calls_active:
+                conn.request("POST", f"/v1.0/calls/{call_id}/hangup", b"{}", headers)
+                answer = conn.getresponse()
+                answer.read()
+                return int(answer.status)
+        finally:
+            conn.close()
+    raise AssertionError(f"no worker answered /health with calls_active {calls_active}")
+
+
 @pytest.mark.slow
 async def test_two_workers_share_the_port_and_a_killed_one_takes_only_its_calls(
     tmp_path: Path,
@@ -197,9 +216,20 @@ async def test_two_workers_share_the_port_and_a_killed_one_takes_only_its_calls(
             for peer in peers[0]:
                 assert peer.closed_at is None  # the restart did not touch the other worker's
 
-            # Each hangup is sent on a new connection: either worker takes it and runs it on
-            # its own call or routes it to the sibling that holds the call.
-            for peer in [*peers[0], *peers[1]]:
+            # A command reaches the call on the other worker: /health's calls_active is the
+            # answering worker's own, which names the worker that accepted a keep-alive
+            # connection; on it, hang up the sibling's call (worker 0 holds 2 or more, 1 one).
+            on_worker0 = len(peers[0])
+            for via_calls, peer in ((on_worker0, peers[1][0]), (0, peers[0][0])):
+                call_id = call_rows(db)[str(peer.call_uuid)]["id"]
+                status = await trio.to_thread.run_sync(
+                    hangup_via, ports["http"], via_calls, call_id, key
+                )
+                assert status == 200, (status, call_rows(db)[str(peer.call_uuid)])
+                with trio.fail_after(10):
+                    while peer.closed_at is None:
+                        await trio.sleep(0.05)
+            for peer in peers[0][1:]:  # the rest on new connections, whichever worker takes them
                 call_id = call_rows(db)[str(peer.call_uuid)]["id"]
                 answer = post(ports["http"], f"/v1.0/calls/{call_id}/hangup", key)
                 assert answer[0] == 200, (answer, call_rows(db)[str(peer.call_uuid)])
