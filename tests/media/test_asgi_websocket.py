@@ -108,6 +108,15 @@ async def test_the_leg_reads_the_transport_and_only_sends_are_relayed() -> None:
     assert asgi.closes() == [(CLOSE_POLICY_VIOLATION, "bad_json")]  # the leg's code, relayed
 
 
+async def test_the_legs_idle_deadline_holds_on_the_transport(autojump_clock: object) -> None:
+    leg_end, _inner = split_socket_pair(FakeAsgi().socket(), 4)
+    start = trio.current_time()
+    with pytest.raises(LegError) as info:
+        await receive_within(leg_end, 5.0)  # a client that sends nothing
+    assert info.value.reason == "idle_timeout"
+    assert trio.current_time() - start == pytest.approx(5.0)
+
+
 async def test_a_gone_transport_ends_the_relay_and_the_legs_sends() -> None:
     asgi = FakeAsgi()
     transport = asgi.socket()
