@@ -106,7 +106,7 @@ def build_tts(cfg: AgentConfig, models: ModelStore, env: Mapping[str, str]) -> T
     if cfg.tts.name == "piper":
         if cfg.voice not in (None, "en_US-joe-medium"):
             raise EngineError(f"piper: only the packaged en_US-joe-medium voice, not {cfg.voice}")
-        return PiperPackagedTTSService(voice=_load(models.piper_voice))
+        return PiperPackagedTTSService(voice=_load(models.piper_voice), cache=models.speech_cache())
     if cfg.tts.name == "flite":
         return _build_flite(cfg)
     spec = CLOUD_TTS[cfg.tts.name]

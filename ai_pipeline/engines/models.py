@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ai_pipeline.engines.intent_router import IntentRouter
     from ai_pipeline.engines.knowledge import KnowledgeCache, KnowledgeEntry, KnowledgeIndex
+    from ai_pipeline.engines.tts import SpeechCache
     from ai_pipeline.engines.vad_batch import SileroBatcher
     from ai_pipeline.engines.whisper_window import ShortWindowWhisper
 
@@ -107,6 +108,16 @@ class ModelStore:
             )
 
         return self._get("piper", load)
+
+    def speech_cache(self) -> SpeechCache:
+        """What the piper voice said, shared by the calls (their replies repeat)."""
+
+        def load() -> SpeechCache:
+            from ai_pipeline.engines.tts import SpeechCache
+
+            return SpeechCache()
+
+        return self._get("speech_cache", load)
 
     def intent_router(self) -> IntentRouter:
         def load() -> IntentRouter:

@@ -11,6 +11,11 @@ took 1.2-1.45 s before its first audio, "I don't know that," 0.19-0.2 s. So a re
 (up to its first comma, semicolon or colon) is synthesised on its own, and the rest while the
 caller hears it (:func:`first_clause`).
 
+The offline agent says the same few sentences over and over (its intents' replies, the
+knowledge list's answers, "I don't know that, ..."), so what piper said is kept per process
+(:class:`SpeechCache`, bounded in bytes) and said again without synthesis: the reply's first
+audio then waits for nothing.
+
 Licence: piper-tts >= 1.3 and espeak-ng are GPL-3.0-or-later; the joe voice is its own licence
 (see the wheel's MODEL_CARD). Deployments that cannot ship GPL code should configure a cloud TTS.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +49,39 @@ def first_clause(text: str) -> list[str]:
     return [text]
 
 
+SPEECH_CACHE_BYTES = 32 * 1024 * 1024
+"""~12 minutes of piper's 22.05 kHz PCM16: every fixed reply of many agents."""
+MAX_CACHED_TEXT_CHARS = 300
+"""Longer texts (a say, an LLM's free answer) are rarely said twice: not kept."""
+
+
+class SpeechCache:
+    """What the voice said, by text; least recently said dropped first. Event loop only."""
+
+    def __init__(self, max_bytes: int = SPEECH_CACHE_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._said: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
+        self.hits = 0
+
+    def get(self, text: str) -> tuple[bytes, ...] | None:
+        chunks = self._said.get(text)
+        if chunks is not None:
+            self._said.move_to_end(text)
+            self.hits += 1
+        return chunks
+
+    def put(self, text: str, chunks: tuple[bytes, ...]) -> None:
+        size = sum(len(c) for c in chunks)
+        if len(text) > MAX_CACHED_TEXT_CHARS or size > self._max_bytes or text in self._said:
+            return
+        self._said[text] = chunks
+        self._bytes += size
+        while self._bytes > self._max_bytes:
+            _, dropped = self._said.popitem(last=False)
+            self._bytes -= sum(len(c) for c in dropped)
+
+
 def _next_chunk(chunks: Iterator[Any]) -> bytes | None:
     chunk = next(chunks, None)
     return None if chunk is None else bytes(chunk.audio_int16_bytes)
@@ -52,7 +91,12 @@ class PiperPackagedTTSService(TTSService):
     """Speaks with a shared, preloaded piper voice."""
 
     def __init__(
-        self, *, voice: PiperVoice, voice_name: str = "en_US-joe-medium", **kwargs: Any
+        self,
+        *,
+        voice: PiperVoice,
+        voice_name: str = "en_US-joe-medium",
+        cache: SpeechCache | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             push_start_frame=True,
@@ -61,14 +105,23 @@ class PiperPackagedTTSService(TTSService):
             **kwargs,
         )
         self._voice = voice
+        self._cache = cache if cache is not None else SpeechCache()
 
     def can_generate_metrics(self) -> bool:
         return True
 
     async def _pcm16_chunks(self, text: str) -> AsyncIterator[bytes]:
         for part in first_clause(text):
-            chunks = iter(self._voice.synthesize(part))
-            while (pcm16 := await asyncio.to_thread(_next_chunk, chunks)) is not None:
+            said = self._cache.get(part)
+            if said is None:
+                fresh: list[bytes] = []
+                chunks = iter(self._voice.synthesize(part))
+                while (pcm16 := await asyncio.to_thread(_next_chunk, chunks)) is not None:
+                    fresh.append(pcm16)
+                    yield pcm16
+                self._cache.put(part, tuple(fresh))
+                continue
+            for pcm16 in said:
                 yield pcm16
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:

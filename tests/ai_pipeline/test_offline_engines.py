@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
 
 from ai_pipeline.engines.models import ModelStore
 from ai_pipeline.engines.stt import transcribe_pcm16
-from ai_pipeline.engines.tts import PiperPackagedTTSService, first_clause
+from ai_pipeline.engines.tts import PiperPackagedTTSService, SpeechCache, first_clause
 from ai_pipeline.turnbench import fixture_transcripts, word_errors, words
 from tests.ai_pipeline.memory_link import load_wav_pcm16, silence_ms
 
@@ -78,3 +79,34 @@ def test_piper_hands_over_the_first_clause_before_the_rest(models: ModelStore) -
     audio = asyncio.run(chunks())
     assert len(audio) >= 2
     assert len(audio[0]) < 0.4 * sum(len(a) for a in audio)  # "I don't know that,"
+
+
+def test_a_reply_said_before_is_said_again_without_synthesis(models: ModelStore) -> None:
+    """The router's replies repeat; the second time, piper is not asked and the audio is the
+    same (the cache is bounded: too long a text, or more than its bytes, is not kept)."""
+    voice = models.piper_voice()
+    asked: list[str] = []
+
+    class CountingVoice:
+        config = voice.config
+
+        def synthesize(self, text: str) -> Any:
+            asked.append(text)
+            return voice.synthesize(text)
+
+    cache = SpeechCache()
+    tts = PiperPackagedTTSService(voice=CountingVoice(), cache=cache)  # type: ignore[arg-type]
+    reply = "Okay, I'm connecting you to billing now."
+
+    async def say() -> list[bytes]:
+        return [pcm16 async for pcm16 in tts._pcm16_chunks(reply)]
+
+    first, second = asyncio.run(say()), asyncio.run(say())
+    assert second == first and len(b"".join(first)) > 16000
+    assert asked == ["Okay,", "I'm connecting you to billing now."]  # once each
+    small = SpeechCache(max_bytes=1000)
+    small.put("a", (b"x" * 600,))
+    small.put("b", (b"y" * 600,))
+    assert small.get("a") is None and small.get("b") == (b"y" * 600,)
+    small.put("z" * 301, (b"z",))
+    assert small.get("z" * 301) is None
