@@ -34,13 +34,14 @@ from bench.server import free_port, launched, python_command
 from bench.stats import summarize_ms
 from bench.targets import add_serve_argument, callbridge_target, first_access_key
 from bench.turn import STAGES, silent_tail_bytes, stage_latencies, to_8k
-from bench.turn_caller import QUIET_AFTER_GREETING_S, Ear, Mouth, TurnTimes, listen
+from bench.turn_caller import LEG_RATE_HZ, QUIET_AFTER_GREETING_S, Ear, Mouth, TurnTimes, listen
 from bench.turn_tools import ToolReceiver, make_default_agent
 from media.audiosocket import encode_frame
 from media.config import ConfigError
 
 LEFT_OUT = frozenset({"goodbye.wav"})  # the agent ends the call on it
-ANSWER_WAIT_S = 4.0
+ANSWER_WAIT_S = 5.0
+"""An answer later than this is counted as none (the caller's next phrase is due at ~6 s)."""
 
 
 @dataclass
@@ -67,6 +68,7 @@ async def say_and_listen(ear: Ear, mouth: Mouth, pcm8k: bytes, tail_bytes: int) 
     mouth.say(pcm8k, len(pcm8k) - tail_bytes)
     await _wait(lambda: not math.isnan(mouth.speech_end), 30)
     times.speech_end = mouth.speech_end
+    times.speech_start = times.speech_end - (len(pcm8k) - tail_bytes) / (2 * LEG_RATE_HZ)
     if await _wait(lambda: ear.frames[-1][0] > times.speech_end, ANSWER_WAIT_S):
         times.first_audio = next(t for t, _ in ear.frames if t > times.speech_end)
     return times
@@ -124,10 +126,10 @@ def _records(path: Path, seen: int, count: int, timeout_s: float = 15.0) -> list
     return [json.loads(line) for line in lines]
 
 
-def _heard_for(record: dict[str, Any], times: TurnTimes, previous_end: float) -> str:
-    """What Whisper heard of this turn: transcripts after the previous turn's speech."""
-    until = times.first_audio if not math.isnan(times.first_audio) else times.speech_end + 3
-    return " ".join(text for t, text in record.get("transcripts", []) if previous_end < t <= until)
+def _heard_for(record: dict[str, Any], since: float, until: float) -> str:
+    """What Whisper heard from the caller's starting a phrase to their starting the next: a
+    transcript later than that is as good as wrong in a conversation."""
+    return " ".join(text for t, text in record.get("transcripts", []) if since <= t < until)
 
 
 def score(talks: list[Conversation], records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,21 +145,19 @@ def score(talks: list[Conversation], records: list[dict[str, Any]]) -> dict[str,
         if not records or math.isnan(talk.connected):
             continue
         record = min(records, key=lambda r: abs(r.get("started", 0.0) - talk.connected))
-        previous_end = talk.connected
-        for name, times in talk.turns:
+        starts = [times.speech_start for _, times in talk.turns]
+        for k, (name, times) in enumerate(talk.turns):
             if math.isnan(times.first_audio):
                 unanswered += 1
             else:
                 rows.append(stage_latencies(times, record))
             ref = words(references[name])
-            heard = _heard_for(record, times, previous_end)
+            until = starts[k + 1] if k + 1 < len(starts) else times.speech_end + 6.0
+            heard = _heard_for(record, times.speech_start, until)
             wrong = min(len(ref), word_errors(ref, words(heard)))
             errors += wrong
             total += len(ref)
             heard_rows.append({"utterance": name, "heard": heard, "word_errors": wrong})
-            # The next turn's words come after this turn's answer started (a transcript of this
-            # turn may arrive after its speech ended).
-            previous_end = times.speech_end if math.isnan(times.first_audio) else times.first_audio
     keys = [*STAGES, "caller_first_audio"]
     return {
         "turns": len(rows) + unanswered,
@@ -239,7 +239,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         [
             "callers",
             "turns",
-            "no answer",
+            "no answer in 5 s",
             "p50 ms",
             "p95 ms",
             "VAD stop p50",

@@ -33,6 +33,7 @@ class TurnTimes:
     """One turn as the caller lived it (``time.monotonic()`` seconds)."""
 
     speech_end: float = math.nan  # the last frame holding speech was sent
+    speech_start: float = math.nan  # the first frame of the phrase was sent (bench conversations)
     first_audio: float = math.nan  # the first agent audio frame after that arrived
     reply_frames: int = 0
     greeting_frames: int = 0

@@ -26,8 +26,10 @@ def test_each_call_is_scored_against_its_own_record() -> None:
     """Two calls that started 3 s apart: each turn's stages and words come from the record
     whose start is nearest the call's, whatever order the records were written in."""
     first, second = Conversation(connected=100.0), Conversation(connected=103.0)
-    first.turns = [("billing_question.wav", TurnTimes(speech_end=105.0, first_audio=106.0))]
-    second.turns = [("opening_hours.wav", TurnTimes(speech_end=108.0, first_audio=109.5))]
+    bill_turn = TurnTimes(speech_end=105.0, first_audio=106.0, speech_start=103.0)
+    hours_turn = TurnTimes(speech_end=108.0, first_audio=109.5, speech_start=106.0)
+    first.turns = [("billing_question.wav", bill_turn)]
+    second.turns = [("opening_hours.wav", hours_turn)]
     records = [
         {
             "started": 103.1,
