@@ -58,7 +58,11 @@ class SipConfig:
         return Credentials(user, self.auth_password) if user and self.auth_password else None
 
     def outbound_route(self, destination: str) -> tuple[str, str, HostPort] | None:
-        """(Request-URI, the trunk's host for From, next hop) for a number, or None."""
+        """(Request-URI, the trunk's host for From, next hop) for a number or a SIP URI, or
+        None without a trunk. A number is a user at the trunk; a SIP URI (``sip:bob@pbx``) is
+        the Request-URI as it stands, still sent through the trunk, which routes it onwards.
+        Raises :class:`SipHeaderError` for a URI that is not one, or that carries headers
+        (``?X=..``): a transfer target must not write the INVITE's headers."""
         hop = self.outbound
         if hop is None and self.register:
             host, port = parse_uri(self.register).address
@@ -66,6 +70,11 @@ class SipConfig:
         if hop is None:
             return None
         host = f"[{hop.host}]" if ":" in hop.host else hop.host
+        if destination.lower().startswith(("sip:", "sips:")):
+            if "?" in destination or any(c.isspace() or c in '<>"' for c in destination):
+                raise SipHeaderError(f"URI: headers or separators in {destination[:40]!r}")
+            parse_uri(destination)  # raises for a URI without a host
+            return destination, host, hop
         return f"sip:{destination}@{host}:{hop.port}", host, hop
 
     @property

@@ -21,6 +21,7 @@ from media.hooks import CallInfo
 from sip.call_media import OfferRefused, media_from_answer, open_offer
 from sip.call_signalling import SipCall
 from sip.events import OutgoingAnswered, OutgoingFailed
+from sip.headers import SipHeaderError
 from sip.outbound import OriginateRefused, OutboundLeg, PickupHooks
 
 if TYPE_CHECKING:
@@ -39,7 +40,10 @@ class OutboundCalls:
         """Place a call to ``destination``; returns its id once the control plane has it."""
         server = self.server
         env, nursery = server.env, server.nursery
-        route = server.cfg.outbound_route(destination)
+        try:
+            route = server.cfg.outbound_route(destination)
+        except SipHeaderError as exc:
+            raise OriginateRefused(400, "invalid_request", str(exc)) from None
         if route is None or nursery is None:
             detail = "no outbound SIP route: set --sip-outbound or --sip-register"
             raise OriginateRefused(422, "cannot_originate", detail)
