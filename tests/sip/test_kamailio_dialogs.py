@@ -63,9 +63,33 @@ async def test_builtin_uac_ignoring_record_route_completes_every_call_on_two_nod
     # the BYE ended the tracked dialog (state 5), so the edge keeps nothing of finished calls.
     log = (tmp_path / "kamailio.log").read_text()
     invited = dict(re.findall(r"INVITE (\S+) to node sip:127\.0\.0\.1:(\d+)", log))
-    relayed = re.findall(r"(ACK|BYE) (\S+) without Route: to sip:\S+@127\.0\.0\.1:(\d+) "
-                         r"\(dialog state (\d)\)", log)  # fmt: skip
+    relayed = relayed_without_route(log)
     assert len(invited) == CALLS and len(relayed) == 2 * CALLS, log[-2000:]
     for method, call_id, port, state in relayed:
-        assert port == invited[call_id]
+        assert port == int(invited[call_id])
         assert state == ("5" if method == "BYE" else "4")
+
+
+async def test_after_a_failover_the_ack_and_bye_go_to_the_node_that_answered(
+    nursery: trio.Nursery, echo_agent: str, tmp_path: Path
+) -> None:
+    first = await start_node(nursery, echo_agent)
+    second = await start_node(nursery, echo_agent)
+    # dispatcher algorithm 8: the first node while it is active (it has the higher priority)
+    async with kamailio(tmp_path, [(first.port, 10), (second.port, 5)], alg=8) as edge:
+        first.stop()  # before a probe notices: the first INVITE times out on it, then fails over
+        stats = await run_builtin_uac(tmp_path, edge, 2, rate_per_s=1)
+    assert (stats["SuccessfulCall(C)"], stats["FailedCall(C)"]) == ("2", "0")
+    assert (len(first.hooks.created), len(second.hooks.created)) == (0, 2)
+    relayed = relayed_without_route((tmp_path / "kamailio.log").read_text())
+    assert [(method, port) for method, _, port, _ in relayed] == [
+        ("ACK", second.port), ("BYE", second.port)] * 2  # fmt: skip
+
+
+def relayed_without_route(log: str) -> list[tuple[str, str, int, str]]:
+    """The edge's log lines for in-dialog requests it routed by dialog: (method, Call-ID, the
+    port it sent them to, the dialog's state after the request), in order."""
+    found = re.findall(
+        r"(ACK|BYE) (\S+) without Route: to sip:\S+@127\.0\.0\.1:(\d+) \(dialog state (\d)\)", log
+    )
+    return [(method, call_id, int(port), state) for method, call_id, port, state in found]
