@@ -119,45 +119,48 @@ async def serve(
                     control_cfg, registry, metrics, nursery, legs, rtp, sip, ready_checks
                 )
             )
-        env = CallEnv(
-            config=media_cfg,
-            hooks=hooks,
-            metrics=metrics,
-            registry=registry,
-            transfers=TransferDesk(sip),  # transfer_call to a number: the SIP trunk
-        )
-        legs.attach(env, nursery)
-        rtp.attach(env, nursery, rtp_cfg or sip_cfg or sip_config.rtp_default())
-        ari = None
-        if ari_cfg is not None and client is not None:
-            ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
-            sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
-        with listening("--audiosocket", media_cfg.audiosocket):
-            await nursery.start(
-                functools.partial(serve_audiosocket, sock=role.audiosocket() if role else None),
-                env,
-                ari,
+        # Calls run in a nursery inside the control plane's: cancelled by a signal, they end
+        # (cause shutdown) and record it through the control plane before its storage closes.
+        async with trio.open_nursery() as calls:
+            env = CallEnv(
+                config=media_cfg,
+                hooks=hooks,
+                metrics=metrics,
+                registry=registry,
+                transfers=TransferDesk(sip),  # transfer_call to a number: the SIP trunk
             )
-        if ari is not None:
-            await nursery.start(ari.run, registry, media_cfg.max_calls)
-        if sip_cfg is not None:
-            with listening("--sip", sip_cfg.listen):
-                await nursery.start(serve_sip, env, sip_cfg, sip)
-        frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
-        log.info(
-            "callbridge ready",
-            extra={
-                "frozen_objects": frozen,
-                "http": str(control_cfg.http),
-                "audiosocket": str(media_cfg.audiosocket),
-                "agent": media_cfg.agent_url,
-                "sip": str(sip_cfg.listen) if sip_cfg else "off",
-                "ari": ari_cfg.url if ari_cfg else "off",
-            },
-        )
-        if role is not None:
-            role.say_ready()
-        await trio.sleep_forever()
+            legs.attach(env, calls)
+            rtp.attach(env, calls, rtp_cfg or sip_cfg or sip_config.rtp_default())
+            ari = None
+            if ari_cfg is not None and client is not None:
+                ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
+                sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
+            with listening("--audiosocket", media_cfg.audiosocket):
+                await calls.start(
+                    functools.partial(serve_audiosocket, sock=role.audiosocket() if role else None),
+                    env,
+                    ari,
+                )
+            if ari is not None:
+                await calls.start(ari.run, registry, media_cfg.max_calls)
+            if sip_cfg is not None:
+                with listening("--sip", sip_cfg.listen):
+                    await calls.start(serve_sip, env, sip_cfg, sip)
+            frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
+            log.info(
+                "callbridge ready",
+                extra={
+                    "frozen_objects": frozen,
+                    "http": str(control_cfg.http),
+                    "audiosocket": str(media_cfg.audiosocket),
+                    "agent": media_cfg.agent_url,
+                    "sip": str(sip_cfg.listen) if sip_cfg else "off",
+                    "ari": ari_cfg.url if ari_cfg else "off",
+                },
+            )
+            if role is not None:
+                role.say_ready()
+            await trio.sleep_forever()
 
 
 def serve_argv() -> list[str]:

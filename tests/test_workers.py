@@ -243,12 +243,17 @@ async def test_two_workers_share_the_port_and_a_killed_one_takes_only_its_calls(
         await trio.sleep(5)  # past a heartbeat round: a late second reaper would show now
         for row in call_rows(db).values():
             assert hungup_events(db, row["id"]) == 1, row
+        last = await AsteriskPeer.connect(ports["audiosocket"])  # live when serve stops
+        await placed_on(db, last)
         children = psutil.Process(proc.pid).children()
     finally:
         stop_serve(proc)
     assert proc.returncode == 0
     _, alive = psutil.wait_procs(children, timeout=10)  # the workers and the agent stop too
     assert not alive, alive
+    row = call_rows(db)[str(last.call_uuid)]  # its worker ended it before it closed storage
+    assert (row["status"], row["hangup_cause"]) == ("hangup", "shutdown"), row
+    assert hungup_events(db, row["id"]) == 1
 
 
 def test_more_than_one_worker_needs_redis(tmp_path: Path) -> None:
