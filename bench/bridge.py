@@ -160,6 +160,18 @@ async def _call_ids(base: str, auth: str, callers: list[Caller]) -> dict[str, st
             await trio.sleep(0.2)
 
 
+def _dropped_ms(url: str) -> dict[str, float]:
+    """serve's callbridge_audio_dropped_ms counters, by label set (where audio was dropped)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("callbridge_audio_dropped_ms_total"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels.removeprefix("callbridge_audio_dropped_ms_total")] = float(value)
+    return out
+
+
 def caller_delays_ms(callers: list[Caller], since: float) -> tuple[list[float], int]:
     """Each listener's delay for each of its talker's pulses from ``since`` on, and how many
     (pulse, listener) pairs there were: one not heard within ``PAIR_WITHIN_S`` was lost."""
@@ -201,9 +213,13 @@ async def run_conferences(target: Target, auth: str, ns: argparse.Namespace) -> 
                 await _api("POST", url, auth, {"call_id": ids[c.call_uuid]})
         await trio.sleep(SETTLE_S)
         since = trio.current_time()
+        dropped_before = await trio.to_thread.run_sync(_dropped_ms, f"{base}/metrics")
         before, begin = tree_usage(target.pids), time.monotonic()
+        callers_cpu_s = time.process_time()
         await trio.sleep(ns.seconds)
         after, wall_s = tree_usage(target.pids), time.monotonic() - begin
+        callers_cpu_s = time.process_time() - callers_cpu_s
+        dropped_after = await trio.to_thread.run_sync(_dropped_ms, f"{base}/metrics")
         nursery.cancel_scope.cancel()
     participants = len(callers)
     ticks = wall_s * 1000 / FRAME_MS
@@ -216,7 +232,13 @@ async def run_conferences(target: Target, auth: str, ns: argparse.Namespace) -> 
         "serve_cpu_pct_per_participant": 100 * cpu_s / wall_s / participants,
         "serve_us_per_participant_tick": cpu_s * 1e6 / (participants * ticks),
         "caller_to_caller": summarize_ms(delays),
-        "pulse_listener_pairs": pairs,  # heard: caller_to_caller's count
+        # the callers run in this process, on the same CPUs: their load is part of the delay
+        "callers_cpu_pct_of_core": 100 * callers_cpu_s / wall_s,
+        "pulse_listener_pairs": pairs,
+        # in the window, by where (uplink: to an agent link, none here; playout: to a caller)
+        "serve_audio_dropped_ms": {
+            k: v - dropped_before.get(k, 0.0) for k, v in dropped_after.items()
+        },
     }
 
 
@@ -250,6 +272,8 @@ def run_bridge(ns: argparse.Namespace) -> int:
         f"({core['serve_us_per_participant_tick']:.0f} us per participant-tick); "
         f"caller-to-caller p50 {delay['p50_ms']} ms, p95 {delay['p95_ms']} ms, "
         f"max {delay['max_ms']} ms; heard {delay['count']} of {core['pulse_listener_pairs']}\n"
+        f"serve dropped in the window (ms, by where): {core['serve_audio_dropped_ms']}\n"
+        f"the callers' own process: {core['callers_cpu_pct_of_core']:.0f} % of a core; "
         f"load average before/after: {load_before} / {load['loadavg_after']} "
         f"on {load['cpus']} CPUs\nresults: {folder}"
     )
