@@ -197,6 +197,15 @@ class ControlHooks:
         except (DatabaseError, BridgeClosed) as exc:
             log.error("key press not recorded", extra={"call_id": call_id, "error": str(exc)})
 
+    async def transfer_requested(self, call: CallHandle, target: str) -> None:
+        ctx = self._live.get(call.call_id)
+        if ctx is None:
+            return
+        try:
+            await self.tools.requested_transfer(call, ctx, target)
+        except (DatabaseError, BridgeClosed) as exc:
+            log.error("transfer not reported", extra={"call_id": call.call_id, "error": str(exc)})
+
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
         ctx = self._live.get(call.call_id)
         if ctx is None:

@@ -195,8 +195,10 @@ def _say(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
 
 
 def _transfer(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
+    """Started here (or refused: 422); the rest runs as the transfer_call tool's does, and its
+    outcome comes as a call_transferred or call_transfer_failed event."""
     assert isinstance(body, TransferBody)
-    handle.transfer(body.target)
+    handle.request_transfer(body.target)
     return {"id": handle.call_id, "status": "transferring"}
 
 

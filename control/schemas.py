@@ -294,6 +294,12 @@ class SayBody(Body):
 
 
 class TransferBody(Body):
+    """A number or SIP URI (an outbound call bridged with the caller, or REFER on SIP), or
+    ``agent:<agent_id>`` (the call's link switches to that agent)."""
+
     target: Annotated[
-        str, StringConstraints(pattern=r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15})$")
+        str,
+        StringConstraints(
+            pattern=r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15}|agent:[0-9a-fA-F-]{36})$"
+        ),
     ]

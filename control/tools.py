@@ -213,15 +213,22 @@ class ToolExecutor:
             call.transfer(target)
         except LegCannotDo as exc:
             return _error("leg_cannot_transfer", str(exc) or f"{call.leg} cannot transfer")
+        return await self._follow(call, ctx, target)
+
+    async def requested_transfer(
+        self, call: CallHandle, ctx: CallContext, target: str
+    ) -> ToolOutcome:
+        """``POST /v1.0/calls/<id>/transfer`` (started by :meth:`CallHandle.request_transfer`):
+        the rest is the tool's, with its events; nobody hears the result."""
+        if target.startswith("agent:"):
+            return await self._to_agent(call, ctx, target)
+        return await self._follow(call, ctx, target)
+
+    async def _follow(self, call: CallHandle, ctx: CallContext, target: str) -> ToolOutcome:
+        """Wait for the started transfer's outcome and tell it (events, the tool's result)."""
         outcome = await call.transfer_outcome()
         if outcome.status == "failed":
-            await self.publish(
-                ctx.customer_id,
-                "call_transfer_failed",
-                ctx.call_id,
-                {"target": target, "reason": outcome.detail},
-            )
-            return _error("transfer_failed", f"the transfer to {target} failed: {outcome.detail}")
+            return await self._failed(ctx, target, outcome.detail)
         await self.publish(
             ctx.customer_id,
             "call_transferred",
@@ -231,16 +238,27 @@ class ToolExecutor:
         status = "transferred" if outcome.status == "answered" else "transferring"
         return ToolOutcome({"status": status, "target": target})
 
+    async def _failed(self, ctx: CallContext, target: str, reason: str) -> ToolOutcome:
+        await self.publish(
+            ctx.customer_id,
+            "call_transfer_failed",
+            ctx.call_id,
+            {"target": target, "reason": reason},
+        )
+        return _error("transfer_failed", f"the transfer to {target} failed: {reason}")
+
     async def _to_agent(self, call: CallHandle, ctx: CallContext, target: str) -> ToolOutcome:
         agent_id = target.removeprefix("agent:").lower()
         agent = await self.store.get("agents", agent_id, ctx.customer_id)
         if agent is None:
+            await self._failed(ctx, target, f"no agent {agent_id!r}")
             return _error("unknown_agent", f"no agent {agent_id!r}")
         assignment = await self.start_agent(ctx.call_id, ctx.customer_id, agent)
         try:
             call.switch_agent(assignment)
         except LegCannotDo as exc:
             self.contexts[ctx.call_id] = ctx  # still the first agent's call
+            await self._failed(ctx, target, str(exc))
             return _error("leg_cannot_transfer", str(exc))
         await self.store.update("calls", ctx.call_id, ctx.customer_id, {"agent_id": agent["id"]})
         await self.publish(

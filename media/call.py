@@ -142,6 +142,14 @@ class Call:
             raise LegCannotDo("the call is in a bridge, or between agents")
         self._spawn(self._switch_agent, assignment)
 
+    def request_transfer(self, target: str) -> None:
+        if target.startswith("agent:"):
+            if self._bridge is not None or not self._settled:
+                raise LegCannotDo("the call is in a bridge, or between agents")
+        else:
+            self.transfer(target)
+        self._spawn(self._env.hooks.transfer_requested, self, target)
+
     async def _switch_agent(self, assignment: AgentAssignment) -> None:
         self._settled = False
         self._side.attach(NoPeer())

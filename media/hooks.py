@@ -88,6 +88,12 @@ class CallHandle(Protocol):
     def switch_agent(self, assignment: AgentAssignment) -> None:
         """Hand the call to another agent (a new agent link; the old one is closed)."""
 
+    def request_transfer(self, target: str) -> None:
+        """A transfer asked for from outside the agent (the API): to a number or SIP URI it
+        starts now, as :meth:`transfer` (raising where it cannot); to ``agent:<id>`` once the
+        call may switch. The control plane then drives and reports the rest, as for the
+        ``transfer_call`` tool (:meth:`CallHooks.transfer_requested`)."""
+
     async def transfer_outcome(self) -> TransferOutcome:
         """Wait for the transfer :meth:`transfer` started: answered, or failed and why."""
 
@@ -137,6 +143,10 @@ class CallHooks(Protocol):
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
         """Run one of the agent's tool calls; never raises for a tool's own failure."""
 
+    async def transfer_requested(self, call: CallHandle, target: str) -> None:
+        """:meth:`CallHandle.request_transfer` ran: switch to ``agent:<id>``, or wait for the
+        number's answer, and report the outcome (events); runs in the call's nursery."""
+
 
 class StandaloneHooks:
     """No control plane: every call gets ``assignment``; only core-local tools run."""
@@ -167,3 +177,6 @@ class StandaloneHooks:
             call.send_dtmf(str(arguments.get("digits", "")))
             return ToolOutcome({"status": "sent"})
         return ToolOutcome({"error": f"tool {name!r} needs the control plane"}, is_error=True)
+
+    async def transfer_requested(self, call: CallHandle, target: str) -> None:
+        return None  # no API, no events: nothing asks, nobody to tell

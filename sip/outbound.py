@@ -167,6 +167,9 @@ class PickupHooks:
     async def execute_tool(self, call: CallHandle, name: str, arguments: JsonObject) -> ToolOutcome:
         return await self._hooks.execute_tool(call, name, arguments)
 
+    async def transfer_requested(self, call: CallHandle, target: str) -> None:
+        await self._hooks.transfer_requested(call, target)
+
 
 class Originator(Protocol):
     async def originate(self, source: str, destination: str, params: Mapping[str, str]) -> str:
