@@ -216,9 +216,14 @@ class Bench:
         )
 
     async def wait_ended(self, calls: int = 1, timeout_s: float = 20.0) -> None:
-        with trio.fail_after(timeout_s):
+        with trio.move_on_after(timeout_s):
             while len(self.hooks.hungup) < calls:
                 await trio.sleep(0.05)
+            return
+        ended = len(self.hooks.hungup)
+        raise AssertionError(
+            f"{ended} of {calls} calls ended; Asterisk: {self.asterisk.log_tail()}"
+        )
 
     async def wait_running(self, calls: int = 1, timeout_s: float = 10.0) -> list[str]:
         with trio.fail_after(timeout_s):
@@ -302,8 +307,9 @@ def caller_dialplan(
 ) -> str:
     """``talk``: the caller plays ``wav``, then waits; MixMonitor records both directions.
     ``long`` plays ``long_wav`` then waits 8 s; ``hold`` only listens; ``dtmf`` presses 5 and
-    stores the digit it hears back in the global HEARD; ``p-NN`` plays ``p-NN.wav``
-    from ``wav``'s folder.
+    stores the digit it hears back in the global HEARD; ``p-NN`` waits 4 s (set-ups of many
+    calls at once take a while on a loaded machine), then plays ``p-NN.wav`` from ``wav``'s
+    folder.
     ``incoming``: any DNIS enters our Stasis app for ``agent`` with a caller id and a variable."""
     rec = root / "talk"
     long_wav = long_wav or wav
@@ -316,6 +322,7 @@ exten => talk,1,Answer()
  same => n,Hangup()
 exten => _p-XX,1,Answer()
  same => n,MixMonitor({root}/${{EXTEN}}.wav,r({root}/${{EXTEN}}-heard.wav))
+ same => n,Wait(4)
  same => n,Playback({wav.parent}/${{EXTEN}})
  same => n,Wait(2)
  same => n,Hangup()

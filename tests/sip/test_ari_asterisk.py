@@ -256,7 +256,7 @@ async def test_concurrent_stasis_calls_each_get_their_own_echo(
     agent and hears its own tone back, nobody else's; Asterisk is left clean."""
     tones_hz = {f"p-{n:02d}": 400.0 + 100 * n for n in range(10)}
     for ext, hz in tones_hz.items():
-        write_wav(tmp_path / f"{ext}.wav", tone_pcm16(hz, 2.0))
+        write_wav(tmp_path / f"{ext}.wav", tone_pcm16(hz, 3.0))
     async with ari_bench(asterisk, echo_agent) as bench:
         async with trio.open_nursery() as nursery:
             for n, ext in enumerate(tones_hz):
@@ -266,8 +266,9 @@ async def test_concurrent_stasis_calls_each_get_their_own_echo(
         await trio.sleep(0.5)  # MixMonitor closes its files once the channels are gone
     for ext, hz in tones_hz.items():
         heard, _ = read_wav(asterisk.root / f"{ext}-heard.wav")
-        # (The first part of each tone is played before its caller is bridged: lost.)
-        assert seconds_of(heard, hz) >= 0.5, ext
+        # (A tone played before its caller is bridged is lost: set-ups of ten at once took up
+        # to 2.3 s on this loaded 2-core machine, hence the callers' 4 s wait.)
+        assert seconds_of(heard, hz) >= 1.0, ext
         others = [tone_level(heard, f) for f in tones_hz.values() if f != hz]
         assert max(others) < 0.02, f"{ext} heard another caller"
     assert all(cause == "caller" for _, cause, _ in bench.hooks.hungup)
