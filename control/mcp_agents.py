@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from control.mcp_pool import McpPool
 from control.mcp_servers import McpStdioServer, is_mcp_entry, stdio_for
 from control.mcp_tools import SEPARATOR, McpServer, call_tool, list_tools
 from media.hooks import ToolOutcome
@@ -57,15 +58,18 @@ class McpTools:
         self.list_timeout_s = list_timeout_s
         self.call_timeout_s = call_timeout_s
         self.cache_ttl_s = cache_ttl_s
-        self._cache: dict[tuple[str, McpServer], tuple[float, list[Entry]]] = {}
+        self._cache: dict[McpServer, tuple[float, list[Entry]]] = {}  # owner in the key
+        self.pool = McpPool()  # long-lived sessions, once serve() runs in the plane's nursery
 
     def server_for(self, customer_id: str, entry: Mapping[str, Any]) -> McpServer | None:
         name = str(entry.get("name", ""))
         if entry.get("url"):
             headers = tuple(sorted((entry.get("headers") or {}).items()))
-            return McpServer(name, url=str(entry["url"]), headers=headers)
+            return McpServer(name, url=str(entry["url"]), headers=headers, owner=customer_id)
         configured = stdio_for(self.stdio, customer_id, name)
-        return McpServer(name, command=configured.command) if configured else None
+        if configured is None:
+            return None
+        return McpServer(name, command=configured.command, owner=customer_id)
 
     async def offer(
         self, customer_id: str, agent: Mapping[str, Any], taken: frozenset[str] = frozenset()
@@ -83,7 +87,7 @@ class McpTools:
         listings: dict[int, list[Entry]] = {}
         async with trio.open_nursery() as nursery:
             for i, (server, _) in enumerate(wanted):
-                nursery.start_soon(self._list_into, listings, i, customer_id, server)
+                nursery.start_soon(self._list_into, listings, i, server)
         offer = McpOffer()
         for i, (server, only) in enumerate(wanted):
             for entry in listings.get(i, []):
@@ -96,15 +100,13 @@ class McpTools:
                 offer.routes[entry["name"]] = McpRoute(server, own_name)
         return offer
 
-    async def _list_into(
-        self, out: dict[int, list[Entry]], i: int, customer_id: str, server: McpServer
-    ) -> None:
-        key = (customer_id, server)
+    async def _list_into(self, out: dict[int, list[Entry]], i: int, server: McpServer) -> None:
+        key = server
         cached = self._cache.get(key)
         if cached is not None and cached[0] > trio.current_time():
             out[i] = cached[1]
             return
-        listed = await list_tools(server, self.list_timeout_s)
+        listed = await list_tools(server, self.list_timeout_s, self.pool)
         out[i] = listed
         if listed:  # a failure is not remembered: the next call tries again
             self._cache.pop(key, None)
@@ -113,4 +115,4 @@ class McpTools:
             self._cache[key] = (trio.current_time() + self.cache_ttl_s, listed)
 
     async def call(self, route: McpRoute, arguments: dict[str, Any]) -> ToolOutcome:
-        return await call_tool(route.server, route.tool, arguments, self.call_timeout_s)
+        return await call_tool(route.server, route.tool, arguments, self.call_timeout_s, self.pool)

@@ -2,11 +2,10 @@
 
 The client is the official ``mcp`` SDK (Model Context Protocol, spec 2025-06-18 and later: JSON-RPC
 over a stdio subprocess or over streamable HTTP). It is anyio-based, so it runs in our Trio tasks
-as they are. Each operation opens its own session (spawn or connect, initialize, one request,
-close): a server that hangs, crashes or writes garbage spoils that one operation only, never
-another call's, and nothing is left running between calls. The cost is a spawn per tool call on
-stdio (tens to hundreds of ms for a Python server); a long-lived session per agent is the obvious
-next step where that matters.
+as they are. An operation runs on :class:`Sessions`: a session of its own (:data:`ONE_SHOT`:
+spawn or connect, initialize, one request, close; what ``callbridge doctor`` uses), or a kept
+session per customer and server (control/mcp_pool.py, what calls use), which saves the spawn and
+handshake on every tool call.
 
 Every failure becomes a :class:`ToolOutcome` with ``is_error`` and words the agent can speak
 about (``mcp_timeout``, ``mcp_unavailable``, ``mcp_bad_answer``, ``tool_error``), never an
@@ -23,11 +22,10 @@ import logging
 import os
 import re
 import sys
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
 import outcome
 import trio
@@ -46,7 +44,7 @@ SEPARATOR = "__"  # an offered tool's name: <server name>__<the server's tool na
 _LLM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TOOLS_PER_SERVER = 64
 MAX_DESCRIPTION_CHARS = 1000
-MAX_STDERR_LINES = 40  # logged per operation: a chatty server cannot flood serve's log
+MAX_STDERR_LINES = 200  # logged per session: a chatty server cannot flood serve's log
 MAX_STDERR_LINE_BYTES = 2000
 STDERR_DRAIN_S = 1.0  # for a server's last words once it has exited
 
@@ -59,6 +57,7 @@ class McpServer:
     command: tuple[str, ...] = ()
     url: str = ""
     headers: tuple[tuple[str, str], ...] = ()  # sent to a URL server (its Authorization...)
+    owner: str = ""  # the customer it serves: sessions and listings are never shared across
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.url):
@@ -91,27 +90,33 @@ T = TypeVar("T")
 Operation = Callable[[Client], Awaitable[T]]
 
 
-async def _in_session(server: McpServer, operation: Operation[T]) -> T:
-    """``operation`` in a session of its own. A stdio server's stderr goes into our log through
-    a pipe (serve's own stderr is a JSON log: a server's traceback must not land there raw)."""
+async def open_session(
+    server: McpServer, operation: Operation[T], faults: list[Exception] | None = None
+) -> T:
+    """``operation`` in a session of its own (for its whole length: a pooled session's body
+    holds it open). A stdio server's stderr goes into our log through a pipe (serve's own
+    stderr is a JSON log: a server's traceback must not land there raw). ``faults`` collects
+    the transport faults that ended it, as they happen."""
+    faults = [] if faults is None else faults
     if server.url:
-        return await _session(server, sys.stderr, operation)
+        return await _session(server, sys.stderr, operation, faults)
     read_fd, write_fd = os.pipe()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_log_stderr, server.name, read_fd)
         try:
             with os.fdopen(write_fd, "w") as errlog:
                 # captured, so that its error leaves the nursery as itself, not in a group
-                result = await outcome.acapture(_session, server, errlog, operation)
+                result = await outcome.acapture(_session, server, errlog, operation, faults)
         finally:  # the server has exited: what it wrote is there to read, briefly
             nursery.cancel_scope.deadline = trio.current_time() + STDERR_DRAIN_S
     return result.unwrap()
 
 
-async def _session(server: McpServer, errlog: TextIO, operation: Operation[T]) -> T:
+async def _session(
+    server: McpServer, errlog: TextIO, operation: Operation[T], faults: list[Exception]
+) -> T:
     """A transport fault (the SDK hands it to the message handler: an unparseable line)
     cancels the operation and raises :class:`McpBadAnswer`."""
-    faults: list[Exception] = []
     with trio.CancelScope() as scope:
 
         async def on_message(message: IncomingMessage) -> None:
@@ -125,27 +130,47 @@ async def _session(server: McpServer, errlog: TextIO, operation: Operation[T]) -
 
 
 async def _log_stderr(name: str, fd: int) -> None:
-    """A stdio server's stderr as log records: the last lines of each operation (a traceback
-    ends with what went wrong), how many came before them."""
-    tail: deque[bytes] = deque(maxlen=MAX_STDERR_LINES)
-    seen, pending = 0, b""
+    """A stdio server's stderr as log records, line by line, up to a budget per session (a
+    chatty server cannot flood serve's log); how many lines were left out, at the end."""
+    logged, skipped, pending = 0, 0, b""
+
+    def emit(line: bytes) -> None:
+        nonlocal logged, skipped
+        if not line.strip():
+            return
+        if logged >= MAX_STDERR_LINES:
+            skipped += 1
+            return
+        logged += 1
+        text = line[:MAX_STDERR_LINE_BYTES].decode("utf-8", "replace")
+        log.warning("mcp server stderr", extra={"mcp": name, "line": text})
+
     try:
         async with trio.lowlevel.FdStream(fd) as stream:
             while chunk := await stream.receive_some(4096):
                 *lines, pending = (pending + chunk).split(b"\n")
-                kept = [line for line in lines if line.strip()]
-                seen += len(kept)
-                tail.extend(line[:MAX_STDERR_LINE_BYTES] for line in kept)
+                for line in lines:
+                    emit(line)
                 pending = pending[-MAX_STDERR_LINE_BYTES:]
     finally:  # at the end of the output, or when the drain time is up
-        if pending.strip():
-            seen += 1
-            tail.append(pending)
-        if seen > len(tail):
-            log.warning("mcp server stderr", extra={"mcp": name, "skipped_lines": seen - len(tail)})
-        for line in tail:
-            text = line.decode("utf-8", "replace")
-            log.warning("mcp server stderr", extra={"mcp": name, "line": text})
+        emit(pending)
+        if skipped:
+            log.warning("mcp server stderr", extra={"mcp": name, "skipped_lines": skipped})
+
+
+class Sessions(Protocol):
+    """Where an operation runs: a session of its own (:data:`ONE_SHOT`) or a long-lived one
+    (control/mcp_pool.py)."""
+
+    async def run(self, server: McpServer, operation: Operation[T]) -> T: ...
+
+
+class _OneShot:
+    async def run(self, server: McpServer, operation: Operation[T]) -> T:
+        return await open_session(server, operation)
+
+
+ONE_SHOT = _OneShot()
 
 
 def _error(code: str, message: str) -> ToolOutcome:
@@ -157,12 +182,14 @@ def offered_name(server: McpServer, tool: str) -> str | None:
     return name if _LLM_NAME.match(name) else None
 
 
-async def list_tools(server: McpServer, timeout_s: float) -> list[dict[str, Any]]:
+async def list_tools(
+    server: McpServer, timeout_s: float, sessions: Sessions = ONE_SHOT
+) -> list[dict[str, Any]]:
     """The server's tools as agent tool entries (``name``, ``description``, ``parameters``);
     empty (and logged) when it cannot be reached in time: the call starts without them."""
     with trio.move_on_after(timeout_s):
         try:
-            listed = await _in_session(server, lambda client: client.list_tools())
+            listed = await sessions.run(server, lambda client: client.list_tools())
         except Exception as exc:  # the SDK's, the transport's, the process's: all mean "not now"
             log.warning("mcp server unavailable", extra={"mcp": server.name, "error": repr(exc)})
             return []
@@ -192,7 +219,7 @@ async def tool_names(server: McpServer, timeout_s: float) -> list[str]:
     """The server's tool names; raises :class:`McpUnavailable` saying why it has none."""
     with trio.move_on_after(timeout_s):
         try:
-            listed = await _in_session(server, lambda client: client.list_tools())
+            listed = await open_session(server, lambda client: client.list_tools())
         except Exception as exc:  # what a call would be told as mcp_unavailable / bad answer
             raise McpUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from None
         return [t.name for t in listed.tools]
@@ -204,11 +231,15 @@ def _text(result: Any) -> str:
 
 
 async def call_tool(
-    server: McpServer, tool: str, arguments: dict[str, Any], timeout_s: float
+    server: McpServer,
+    tool: str,
+    arguments: dict[str, Any],
+    timeout_s: float,
+    sessions: Sessions = ONE_SHOT,
 ) -> ToolOutcome:
     with trio.move_on_after(timeout_s):
         try:
-            result = await _in_session(server, lambda client: client.call_tool(tool, arguments))
+            result = await sessions.run(server, lambda client: client.call_tool(tool, arguments))
         except McpBadAnswer as exc:
             log.warning("mcp answer unreadable", extra={"mcp": server.name, "error": str(exc)})
             return _error(

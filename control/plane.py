@@ -199,6 +199,7 @@ async def open_services(
                     await nursery.start(heartbeat.run)  # reconciles this node's stale calls first
                     await nursery.start(conferences.run)
                     await nursery.start(writer.run)
+                    await nursery.start(tools.mcp.pool.serve)  # MCP sessions kept between calls
                     try:
                         yield services, hooks, nursery
                     finally:

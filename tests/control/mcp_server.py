@@ -3,10 +3,10 @@
 ``python tests/control/mcp_server.py stdio`` serves over stdin/stdout; ``... http PORT`` serves
 streamable HTTP on 127.0.0.1:PORT at ``/mcp`` (``... http PORT TOKEN``: only to requests with
 ``Authorization: Bearer TOKEN``, others get 401); ``... garbage`` answers stdin with lines that
-are not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``open_ticket`` (a
-pydantic model argument: a schema with ``$defs``), ``hang`` (never answers), ``crash`` (the process
-dies mid-call), ``garble`` (writes a line that is not JSON-RPC instead of its answer), ``fail`` (a
-tool error).
+are not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``pid`` (the
+process id), ``open_ticket`` (a pydantic model argument: a schema with ``$defs``), ``hang`` (never
+answers), ``crash`` (the process dies mid-call), ``garble`` (writes a line that is not JSON-RPC
+instead of its answer), ``fail`` (a tool error).
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def garble() -> str:
     os.write(wire if wire is not None else 1, b"}}} this is not JSON-RPC {{{\n")
     time.sleep(3600)
     return "late"
+
+
+@server.tool(description="This server process's id")
+def pid() -> int:
+    return os.getpid()
 
 
 @server.tool(description="Never answers")
