@@ -86,6 +86,9 @@ class AgentConfig:
     default_conference_id: str | None = None
     # Questions the customer wrote down, with answers (ai_pipeline/engines/knowledge.py).
     knowledge: tuple[KnowledgeEntry, ...] = ()
+    # The conversation so far, when a call is handed over from another agent (agent:<id>
+    # transfer): (LLM role "user" or "assistant", text), oldest first; seeds the LLM context.
+    history: tuple[tuple[str, str], ...] = ()
 
 
 _TOP_LEVEL = frozenset(
@@ -103,8 +106,12 @@ _TOP_LEVEL = frozenset(
         "voice_level_dbfs",
         "default_conference_id",
         "knowledge",
+        "history",
     }
 )
+MAX_HISTORY_TURNS = 50  # the last turns of a long call: enough context, a bounded prompt
+MAX_HISTORY_TEXT = 2000
+_HISTORY_ROLES = {"caller": "user", "user": "user", "agent": "assistant", "assistant": "assistant"}
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -185,6 +192,24 @@ def _conference_id(raw: Mapping[str, Any]) -> str | None:
     return value.lower()
 
 
+def _history(raw: Any) -> tuple[tuple[str, str], ...]:
+    """``[{role: caller|agent (or user|assistant), text}]``, at most the last 50 turns kept."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise AgentConfigError("history must be a list of {role, text}")
+    turns = []
+    for i, turn in enumerate(raw):
+        role = turn.get("role") if isinstance(turn, Mapping) else None
+        text = turn.get("text") if isinstance(turn, Mapping) else None
+        if role not in _HISTORY_ROLES or not isinstance(text, str) or set(turn) - {"role", "text"}:
+            raise AgentConfigError(f"history[{i}]: want {{role: caller|agent, text}}")
+        if len(text) > MAX_HISTORY_TEXT:
+            raise AgentConfigError(f"history[{i}]: text longer than {MAX_HISTORY_TEXT}")
+        turns.append((_HISTORY_ROLES[role], text))
+    return tuple(turns[-MAX_HISTORY_TURNS:])
+
+
 def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
     """Validate ``CallStart.agent_config``; an empty dict gives the offline default agent."""
     if not isinstance(raw, Mapping):
@@ -227,4 +252,5 @@ def parse_agent_config(raw: Mapping[str, Any]) -> AgentConfig:
         voice_level_dbfs=_voice_level(raw),
         default_conference_id=_conference_id(raw),
         knowledge=knowledge,
+        history=_history(raw.get("history")),
     )

@@ -102,6 +102,13 @@ def tool_defaults(cfg: AgentConfig, start: CallStart) -> dict[str, dict[str, Any
     return defaults
 
 
+def call_context(cfg: AgentConfig) -> LLMContext:
+    """The LLM's context at the call's start: the agent's tools, and the conversation so far
+    when another agent handed the call over (``history``), so the caller need not repeat it."""
+    history: list[Any] = [{"role": role, "content": text} for role, text in cfg.history]
+    return LLMContext(history, tools_schema(cfg.tools)) if cfg.tools else LLMContext(history)
+
+
 class CallAgent:
     """Builds one call's pipeline from its agent config and runs it against the link."""
 
@@ -169,7 +176,7 @@ class CallAgent:
         )
         for spec in cfg.tools:
             services.llm.register_function(spec.name, tools.handle)
-        context = LLMContext(tools=tools_schema(cfg.tools)) if cfg.tools else LLMContext()
+        context = call_context(cfg)
         strategies = phone_turn_strategies(cfg.user_turn_timeout_secs)
         aggregators = LLMContextAggregatorPair(
             context, user_params=LLMUserAggregatorParams(user_turn_strategies=strategies)
