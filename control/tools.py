@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Histogram
 
+from ai_pipeline.agent_config import MAX_HISTORY_TEXT, MAX_HISTORY_TURNS
 from control.agent_wire import agent_config_for_call
 from control.conferences import ConferenceError, Conferences
 from control.db import DatabaseError
@@ -121,16 +122,31 @@ class ToolExecutor:
         self.contexts: dict[str, CallContext] = {}
 
     async def start_agent(
-        self, call_id: str, customer_id: str, agent: dict[str, Any]
+        self,
+        call_id: str,
+        customer_id: str,
+        agent: dict[str, Any],
+        history: list[dict[str, str]] | None = None,
     ) -> AgentAssignment:
         """The call's link gets this agent (call start, agent:<id> transfer): its MCP servers
-        are listed now, and the call may use what they offered."""
+        are listed now, and the call may use what they offered; ``history``: the conversation
+        so far, when handed over."""
         names, custom = self._enabled(CallContext(call_id, customer_id, agent["detail"]))
         offer = await self.mcp.offer(customer_id, agent["detail"], frozenset(names | set(custom)))
         self.contexts[call_id] = CallContext(call_id, customer_id, agent["detail"], offer.routes)
-        return AgentAssignment(
-            agent["id"], customer_id, agent_config_for_call(agent["detail"], offer.tools)
+        config = agent_config_for_call(agent["detail"], offer.tools)
+        if history:
+            config["history"] = history
+        return AgentAssignment(agent["id"], customer_id, config)
+
+    async def _history(self, ctx: CallContext) -> list[dict[str, str]]:
+        """The call's final transcripts, oldest first: its last turns, as the agent config's
+        ``history`` takes them (ai_pipeline/agent_config.py)."""
+        rows = await self.store.find(
+            "transcripts", call_id=ctx.call_id, customer_id=ctx.customer_id
         )
+        turns = [r for r in rows if r["role"] in ("caller", "agent")][-MAX_HISTORY_TURNS:]
+        return [{"role": r["role"], "text": r["text"][:MAX_HISTORY_TEXT]} for r in turns]
 
     async def execute(
         self, call: CallHandle, ctx: CallContext, name: str, arguments: dict[str, Any]
@@ -253,7 +269,8 @@ class ToolExecutor:
         if agent is None:
             await self._failed(ctx, target, f"no agent {agent_id!r}")
             return _error("unknown_agent", f"no agent {agent_id!r}")
-        assignment = await self.start_agent(ctx.call_id, ctx.customer_id, agent)
+        history = await self._history(ctx)
+        assignment = await self.start_agent(ctx.call_id, ctx.customer_id, agent, history)
         try:
             call.switch_agent(assignment)
         except LegCannotDo as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
+from ai_pipeline.link import AgentLink
 from control.bootstrap import create_access_key
 from control.config import ControlConfig
 from control.db import DatabaseUrl
@@ -28,22 +30,40 @@ from media.call import CallEnv
 from media.config import HostPort, MediaConfig
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from proto.messages import CallStart
 from sip.config import SipConfig
 from sip.outbound import SipOutbound
 from sip.server import serve_sip
 from tests.e2e.conftest import free_port
 from tests.e2e.test_conference import http
 from tests.media.asterisk_peer import AsteriskPeer
-from tests.media.conftest import tone
-from tests.media.test_bridge_transfer import agent, heard
-from tests.media.tones import AGENT_HZ, tone_db
-from tests.sip.peers import sipp_uas
+from tests.media.conftest import agent_in_thread, tone
+from tests.media.test_bridge_transfer import heard
+from tests.media.tones import AGENT_HZ, tone_agent, tone_db
+from tests.sip.peers import require_binary, sipp_uas
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
-__all__ = ["agent"]  # the tone agent fixture (needs sipp), shared
 
 SALES = "+15550002"
 CALLER_HZ = 1000.0
+
+
+@pytest.fixture
+def started() -> list[CallStart]:
+    """Every agent link's first frame: what each agent was started with."""
+    return []
+
+
+@pytest.fixture
+def agent(started: list[CallStart]) -> Iterator[str]:
+    require_binary("sipp")
+
+    async def recording_tone_agent(start: CallStart, link: AgentLink) -> None:
+        started.append(start)
+        await tone_agent(start, link)
+
+    with agent_in_thread(recording_tone_agent) as url:
+        yield url
 
 
 @dataclass
@@ -184,7 +204,7 @@ async def test_api_transfer_to_a_busy_number_reports_the_failure(
 
 
 async def test_api_transfer_to_an_agent_switches_and_reports(
-    open_stack: Any, tmp_path: Path
+    open_stack: Any, started: list[CallStart]
 ) -> None:
     stack: Stack = await open_stack(9)  # no far end: nothing is dialled
     store = stack.hooks.store
@@ -204,11 +224,21 @@ async def test_api_transfer_to_an_agent_switches_and_reports(
         assert status == 200  # started; the outcome is an event
         failed = await stack.wait_event("call_transfer_failed")
         assert "no agent" in failed["reason"]
+        said = [("agent", "Hello, how can I help?"), ("caller", "My invoice is wrong."),
+                ("agent", "Let me get you to sales.")]  # fmt: skip
+        for role, text in said:  # as the agent link reports them (ControlHooks.transcript)
+            await stack.hooks.transcript(call_id, role, text, final=True)
+        await stack.hooks.transcript(call_id, "caller", "my invo", final=False)  # not a turn
         status, _ = await stack.api("POST", path, {"target": f"agent:{sales['id']}"})
         assert status == 200
         done = await stack.wait_event("call_transferred")
         await trio.sleep(1.0)
         await peer.close()
     assert done == {"target": f"agent:{sales['id']}", "status": "agent"}
+    # The new agent was started over its link with the conversation so far; the first had none.
+    first, handed = started[0], started[-1]
+    assert len(started) == 2 and handed.agent_id == sales["id"]
+    assert "history" not in first.agent_config
+    assert handed.agent_config["history"] == [{"role": r, "text": t} for r, t in said]
     row = await store.get("calls", call_id, stack.customer_id)
     assert row is not None and row["agent_id"] == sales["id"]
