@@ -216,7 +216,9 @@ class LegSide:
                 continue
             now = trio.current_time()
             due = grid.slot(now, ran_dry)
-            if not self.leg.self_paced and now < due:
+            # A self-paced leg's far end times playout itself, but tones over a live stream
+            # must take the stream's place frame by frame: they are paced there too.
+            if now < due and (not self.leg.self_paced or self._playout.overlaying()):
                 # (A slot already past needs no sleep: Trio wakes a sleeper by cancelling it,
                 # the costliest wake-up it has. Sends the kernel takes at once do not
                 # checkpoint, so a catch-up burst runs at most PACER_CATCHUP_S / FRAME_S + 1

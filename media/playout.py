@@ -74,6 +74,9 @@ class PlayoutBuffer:
         """The audio owed to past tones did not come: what comes next plays."""
         self._debt = 0
 
+    def overlaying(self) -> bool:
+        return bool(self._overlay)
+
     def pending(self) -> bool:
         """Anything left to play: the call's audio or an overlay."""
         return bool(self._buf) or bool(self._overlay)

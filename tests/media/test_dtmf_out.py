@@ -22,14 +22,17 @@ def frame_value(frame: bytes) -> int:
     return int(values[0]) if (values == values[0]).all() else -1
 
 
-@pytest.mark.parametrize("rate_hz", [8000, 16000])
+@pytest.mark.parametrize(("rate_hz", "self_paced"), [(8000, False), (16000, False), (16000, True)])
 async def test_tones_play_over_a_live_stream_without_shifting_it(
-    autojump_clock: trio.abc.Clock, rate_hz: int
+    autojump_clock: trio.abc.Clock, rate_hz: int, self_paced: bool
 ) -> None:
     """An echo-like stream (frame k due at k * 20 ms) with "1234" sent at frame 50: exactly as
     many frames go out as came in, each at its own slot; frames 50..81 are the tones, and every
-    other frame is the stream's own frame at its own position."""
+    other frame is the stream's own frame at its own position. On a self-paced leg (Twilio,
+    chan_websocket: the far end times playout) too: sent in one burst, the tones would be played
+    first and the stream after them, ~0.5 s late."""
     leg = RecordingLeg(rate_hz)
+    leg.self_paced = self_paced
     side = leg_side(leg)
     n = 150
     async with trio.open_nursery() as nursery:
