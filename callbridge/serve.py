@@ -18,7 +18,7 @@ from callbridge.agent_probe import probe_remote_agent
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
 from callbridge.supervisor import AgentCannotStart, AgentSupervisor
-from callbridge.workers import WorkerPool, WorkerRole, bind_tcp
+from callbridge.workers import WorkerCannotStart, WorkerPool, WorkerRole, bind_tcp
 from control import config as control_config
 from control.plane import ReadyCheck, open_control_plane, prepare_storage
 from media import config as media_config
@@ -73,7 +73,7 @@ def run(ns: argparse.Namespace) -> int:
     try:
         trio.run(main)
     except BaseExceptionGroup as group:  # the nursery's: a restart cannot fix these
-        cannot, _ = group.split((AgentCannotStart, AriAuthError, CannotListen))
+        cannot, _ = group.split((AgentCannotStart, AriAuthError, CannotListen, WorkerCannotStart))
         if cannot is None:
             raise
         reason: BaseException = cannot

@@ -38,6 +38,9 @@ from media.config import HostPort
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024  # connections the kernel queues while every worker is busy
+# A worker that exits with these before its first ready cannot start (a config error: 2; an
+# exception at start, such as Redis refusing it: 1): restarting it would loop, so serve stops.
+FATAL_AT_START = frozenset({1, 2})
 READY_TIMEOUT_S = 60.0  # a worker imports the control plane and opens storage before it is ready
 ROLE_ENV = "CALLBRIDGE_WORKER"  # parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD
 
@@ -99,6 +102,10 @@ def worker_command(
     return [*cmd, "--agent", agent_url]
 
 
+class WorkerCannotStart(RuntimeError):
+    """A worker exited before it was ever ready, for a reason a restart cannot fix."""
+
+
 class WorkerPool:
     """Start ``count`` workers, report started once all are ready, restart any that exits."""
 
@@ -114,6 +121,7 @@ class WorkerPool:
         self.http, self.audiosocket = listeners["http"], listeners["audiosocket"]
         self._backoff = backoff
         self.pids: dict[int, int] = {}  # worker id -> pid of its running process
+        self._ever_ready: set[int] = set()  # worker ids that have taken calls once
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -156,10 +164,13 @@ class WorkerPool:
         ready_at = trio.current_time()
         try:
             ready = await _wait_ready(ready_r, proc)
+            if not ready and worker_id not in self._ever_ready:
+                _refuse_fatal(worker_id, proc.returncode)
             if not ready and proc.returncode is None:
                 return 0.0  # hung at start: stopped below, restarted after the back-off
             if ready:
                 log.info("worker ready", extra={"worker_id": worker_id, "pid": proc.pid})
+                self._ever_ready.add(worker_id)
                 ready_at = trio.current_time()
                 on_ready()
             code = await proc.wait()
@@ -172,6 +183,14 @@ class WorkerPool:
             with trio.CancelScope(shield=True):
                 await stop_process(proc)
             os.close(watch_w)
+
+
+def _refuse_fatal(worker_id: int, code: int | None) -> None:
+    if code in FATAL_AT_START:
+        raise WorkerCannotStart(
+            f"worker {worker_id} exited with status {code} before it was ready (its log lines"
+            " above say why)"
+        )
 
 
 async def _wait_ready(ready_fd: int, proc: trio.Process) -> bool:

@@ -267,3 +267,22 @@ def test_more_than_one_worker_needs_redis(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--workers > 1 needs --redis" in done.stderr
+
+
+def test_a_worker_that_cannot_start_stops_serve_with_its_reason(tmp_path: Path) -> None:
+    """Redis refusing the workers: each would exit at start forever; serve stops and says so."""
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "callbridge", "serve", "--workers", "2", "--agent", "echo"),
+            *("--redis", dead_redis, "--http", f"127.0.0.1:{free_port()}"),
+            *("--audiosocket", f"127.0.0.1:{free_port()}"),
+            *("--agent-listen", f"127.0.0.1:{free_port()}"),
+            *("--db", f"sqlite:///{tmp_path / 'serve.db'}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "callbridge cannot start: worker 0 exited with status 1" in done.stderr
