@@ -130,3 +130,32 @@ async def test_latency_of_a_jittery_live_stream_does_not_grow(
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         PacingGrid(FRAME, catchup_s=0.01, slew_s=0.001)
+
+
+class SelfPacedLeg(RecordingLeg):
+    """A leg whose far end times playout itself (Twilio, chan_websocket): frames go out unpaced."""
+
+    self_paced = True
+
+
+async def test_a_self_paced_leg_records_no_negative_lateness(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A TTS burst to a self-paced leg leaves at once, ahead of its slots. Early is not late:
+    the lateness histogram (an operator's pacing health) must not go negative (one Twilio run
+    summed -2767 s)."""
+    leg = SelfPacedLeg()
+    side = leg_side(leg)
+    lateness = side._metrics.lateness
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side.pacer)
+        side.play(b"".join(numbered_frame(k) for k in range(50)))
+        with trio.fail_after(5):
+            while len(leg.sent_at) < 50:
+                await trio.sleep(FRAME / 4)
+        nursery.cancel_scope.cancel()
+    assert leg.sent_at[-1] - leg.sent_at[0] < FRAME  # unpaced: the burst went out at once
+    samples = lateness.collect()[0].samples
+    total = next(s.value for s in samples if s.name.endswith("_sum"))
+    count = next(s.value for s in samples if s.name.endswith("_count"))
+    assert count == 50 and total >= 0
