@@ -157,7 +157,10 @@ def score(talks: list[Conversation], records: list[dict[str, Any]]) -> dict[str,
             wrong = min(len(ref), word_errors(ref, words(heard)))
             errors += wrong
             total += len(ref)
-            heard_rows.append({"utterance": name, "heard": heard, "word_errors": wrong})
+            answered = not math.isnan(times.first_audio)
+            heard_rows.append(
+                {"utterance": name, "heard": heard, "word_errors": wrong, "answered": answered}
+            )
     keys = [*STAGES, "caller_first_audio"]
     return {
         "turns": len(rows) + unanswered,
