@@ -187,23 +187,27 @@ async def serve_workers(
         ):
             with listening(flag, address):
                 listeners[name] = sockets.enter_context(bind_tcp(address))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+        # The agent outlives the workers: stopped by a signal, each worker ends its calls as
+        # shutdown while their agent links still answer, and only then is the agent stopped.
+        async with trio.open_nursery() as agent:
             if media_cfg.agent_mode != "remote":
                 supervisor = AgentSupervisor(media_cfg.agent_mode, media_cfg.agent_listen)
-                await nursery.start(supervisor.run)
-            pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners)
-            await nursery.start(pool.run)
-            log.info(
-                "callbridge ready",
-                extra={
-                    "workers": control_cfg.workers,
-                    "pids": sorted(pool.pids.values()),
-                    "http": str(control_cfg.http),
-                    "audiosocket": str(media_cfg.audiosocket),
-                    "agent": media_cfg.agent_url,
-                },
-            )
+                await agent.start(supervisor.run)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+                pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners)
+                await nursery.start(pool.run)
+                log.info(
+                    "callbridge ready",
+                    extra={
+                        "workers": control_cfg.workers,
+                        "pids": sorted(pool.pids.values()),
+                        "http": str(control_cfg.http),
+                        "audiosocket": str(media_cfg.audiosocket),
+                        "agent": media_cfg.agent_url,
+                    },
+                )
+            agent.cancel_scope.cancel()
 
 
 async def _cancel_on_signal(scope: trio.CancelScope) -> None:
