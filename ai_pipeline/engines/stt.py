@@ -22,6 +22,7 @@ acting on a guess.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -81,10 +82,16 @@ def transcribe_full_window(model: WhisperModel, pcm16: bytes, language: str = "e
     return " ".join(t for t in kept if t)
 
 
+def _retrieve(guess: asyncio.Future[Transcript]) -> None:
+    """A thrown-away guess's failure is nobody's to report; asyncio would log it as unseen."""
+    if not guess.cancelled():
+        guess.exception()
+
+
 class SpeculatedSegment(bytes):
     """A segment whose transcript was started when the caller went quiet: ``heard`` is it."""
 
-    heard: asyncio.Task[Transcript]
+    heard: asyncio.Future[Transcript]
 
 
 class WhisperPackagedSTTService(SegmentedSTTService):
@@ -107,7 +114,8 @@ class WhisperPackagedSTTService(SegmentedSTTService):
         )
         self._whisper = whisper
         self._hearing = hearing or CallerHearing()
-        self._speculation: asyncio.Task[Transcript] | None = None
+        self._speculation: asyncio.Future[Transcript] | None = None
+        self._guess_slot = threading.BoundedSemaphore(1)  # released by the decoding thread
         self.speculations = {"used": 0, "discarded": 0}
         """How the guesses fared (tests and the turn bench read it)."""
 
@@ -127,19 +135,30 @@ class WhisperPackagedSTTService(SegmentedSTTService):
             await self._discard_speculation()
 
     def _speculate(self) -> None:
-        """Start Whisper on the utterance so far; at most one guess in flight per call."""
-        if not self._user_speaking or not self.is_usable or self._speculation is not None:
+        """Start Whisper on the utterance so far. At most one guess per call is decoding at a
+        time, a thrown-away one included (its thread runs on), so a caller who stutters cannot
+        pile decodes up: the stop then decodes as it would without speculation."""
+        if not self._user_speaking or not self.is_usable:
+            return
+        if not self._guess_slot.acquire(blocking=False):
             return
         pcm16 = bytes(self._audio_buffer)
-        self._speculation = self.create_task(
-            asyncio.to_thread(self._whisper.transcribe, pcm16), name="stt-speculation"
-        )
+        # Handed to the executor now, so the thread runs (and frees the slot) whatever follows.
+        guess = asyncio.get_running_loop().run_in_executor(None, self._guess, pcm16)
+        guess.add_done_callback(_retrieve)
+        self._speculation = guess
+
+    def _guess(self, pcm16: bytes) -> Transcript:
+        """In the worker thread."""
+        try:
+            return self._whisper.transcribe(pcm16)
+        finally:
+            self._guess_slot.release()
 
     async def _discard_speculation(self) -> None:
         if self._speculation is not None:
-            task, self._speculation = self._speculation, None
+            self._speculation = None  # CTranslate2 finishes in its thread; the result is unused
             self.speculations["discarded"] += 1
-            await self.cancel_task(task)  # CTranslate2 finishes in its thread; result unused
 
     async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
         """The stop confirmed the quiet: queue the guess as the segment's transcript."""

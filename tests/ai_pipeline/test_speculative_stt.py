@@ -72,4 +72,6 @@ def test_speech_after_a_short_pause_throws_the_guess_away(models: ModelStore) ->
     heard = words(texts[0])
     assert "bill" in heard and "details" in heard, texts
     assert speculations["discarded"] >= 1, speculations
-    assert speculations["used"] == 1, speculations
+    # The final came from a second guess, or (the thrown-away one still decoding: one guess
+    # per call at a time) from a decode at the stop.
+    assert speculations["used"] <= 1, speculations
