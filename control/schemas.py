@@ -6,7 +6,7 @@ validation. Unknown fields are refused: a typo must not be silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -46,26 +46,6 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whit
 EngineName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")]
 ToolName = Annotated[str, StringConstraints(pattern=_TOOL_NAME)]
 HttpUrl = Annotated[str, StringConstraints(pattern=_HTTP_URL)]
-EVENT_TYPES = (
-    "call_created",
-    "call_answered",
-    "call_hungup",
-    "transcript_created",
-    "dtmf_received",
-    "tool_called",
-    "message_created",
-    "conference_created",
-    "conference_ended",
-    "conference_participant_added",
-    "conference_participant_removed",
-    "conference_participant_updated",
-    "conference_participant_talking",
-    "conference_participant_dtmf",
-    "call_transferred",
-    "call_transfer_failed",
-    "call_summary",
-    "customer_disabled",
-)
 EventType = Literal[
     "call_created",
     "call_answered",
@@ -85,7 +65,13 @@ EventType = Literal[
     "call_transfer_failed",
     "call_summary",
     "customer_disabled",
+    # Asterisk (ARI) calls: what Asterisk reports of the call's channel and bridges
+    "call_dtmf_received",
+    "call_bridge_joined",
+    "call_bridge_left",
+    "call_conference_joined",
 ]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class Body(BaseModel):
