@@ -128,6 +128,14 @@ class FakeCall:
             raise LegCannotDo(f"{self.leg} legs cannot transfer")
         self.actions.append(("transfer", target))
 
+    def request_transfer(self, target: str) -> None:
+        """As :meth:`media.call.Call.request_transfer`: a leg that cannot transfer refuses a
+        number at once (``agent:<id>`` needs no leg support)."""
+        if not target.startswith("agent:"):
+            self.transfer(target)
+        else:
+            self.actions.append(("transfer", target))
+
     async def transfer_outcome(self) -> TransferOutcome:
         return TransferOutcome("transferring")  # a REFER: the PBX carries the call on
 
