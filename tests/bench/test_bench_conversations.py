@@ -65,8 +65,10 @@ def test_two_callers_talk_to_the_real_agent(tmp_path: Path) -> None:
         "--callers", "2",
         "--seconds", "10",
         "--every", "5",
-        "--turn-timeout", "0",
     )  # fmt: skip
+    # (The agents' default end-of-turn wait: with --turn-timeout 0 a phrase with a pause inside
+    # it, "Transfer me to sales, [0.24 s] please", is answered in the pause and its tail goes
+    # unanswered in a few per cent of turns, as bench/RESULTS.md reports.)
     assert rc == 0
     (row,) = json.loads((tmp_path / "conversations.json").read_text())["results"]
     assert row["callers"] == 2 and not row["errors"]
