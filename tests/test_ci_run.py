@@ -103,3 +103,60 @@ def test_ci_fails_clearly_without_the_asterisk_source(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"no {tmp_path / 'nowhere'}/asterisk/build.sh" in done.stderr
     assert "python3" not in names(calls)  # no test ran without it
+
+
+# A stand-in Python 3.13: it passes the version check, makes a venv of stand-ins that record
+# what they are asked, and so lets .ci/py313 run through without installing or testing anything.
+FAKE_PYTHON313 = """#!/bin/sh
+echo "python3.13 $*" >> "$STATE/calls.log"
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+    mkdir -p "$3/bin"
+    for tool in pip python; do
+        printf '#!/bin/sh\\necho "venv-%s $*" >> "$STATE/calls.log"\\n' "$tool" > "$3/bin/$tool"
+        chmod +x "$3/bin/$tool"
+    done
+fi
+"""
+
+
+def run_py313(tmp_path: Path, *, pyenv_versions: list[str]) -> tuple[int, str, list[str]]:
+    """.ci/py313 on a PATH whose python3.13 is pyenv's refusing shim, with the given pyenv
+    versions installed (each a stand-in Python 3.13 under $HOME/.pyenv/versions)."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    shim = bin_dir / "python3.13"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.13: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    for version in pyenv_versions:
+        python = tmp_path / "home" / ".pyenv" / "versions" / version / "bin" / "python3.13"
+        python.parent.mkdir(parents=True)
+        python.write_text(FAKE_PYTHON313)
+        python.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "STATE": str(state),
+        "HOME": str(tmp_path / "home"),
+        "VENV313": str(tmp_path / "venv313"),
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "py313")], env=env, capture_output=True, text=True, timeout=60
+    )
+    log = state / "calls.log"
+    return done.returncode, done.stderr, log.read_text().splitlines() if log.exists() else []
+
+
+def test_py313_finds_pyenvs_python_when_the_shim_refuses(tmp_path: Path) -> None:
+    # CI's machine: pyenv's global version is 3.11, so its python3.13 shim exits 127.
+    returncode, stderr, calls = run_py313(tmp_path, pyenv_versions=["3.13.0"])
+    assert returncode == 0, stderr[-2000:]
+    assert any(call.startswith("python3.13 -m venv") for call in calls)
+    assert any(call.startswith("venv-python -m pytest") for call in calls)
+    assert "versions/3.13.0/bin/python3.13" in stderr
+
+
+def test_py313_fails_clearly_without_any_python313(tmp_path: Path) -> None:
+    returncode, stderr, calls = run_py313(tmp_path, pyenv_versions=[])
+    assert returncode == 1
+    assert "no Python 3.13" in stderr
+    assert not calls
