@@ -26,6 +26,9 @@ from control.store import Store
 
 log = logging.getLogger(__name__)
 _RESOURCE_OF = {"transcript": "call", "tool": "call", "dtmf": "call"}
+# An event after which its customer's subscriptions end (on every node: it comes through Redis
+# like the others), and the reason their sockets are closed with.
+ENDING_EVENTS = {"customer_disabled": "customer disabled"}
 
 
 class TopicError(ValueError):
@@ -59,6 +62,13 @@ class Subscription:
     send: trio.MemorySendChannel[dict[str, Any]]
     receive: trio.MemoryReceiveChannel[dict[str, Any]]
     patterns: list[str] = field(default_factory=list)
+    ended: str = ""  # why the bus ended it (its customer was disabled); its channel is closed
+
+    def end(self, reason: str) -> None:
+        """What is queued is still received, then the channel ends; ``ended`` says why."""
+        if not self.ended:
+            self.ended = reason
+            self.send.close()
 
     def wants(self, event: dict[str, Any]) -> bool:
         return event["customer_id"] == self.customer_id and any(
@@ -128,6 +138,14 @@ class EventBus:
                     sub.send.send_nowait(event)
                 except trio.WouldBlock:
                     self.drops.inc()
+        if event.get("type") in ENDING_EVENTS:  # after the event itself, so it is the last seen
+            self.end_subscriptions(event["customer_id"], ENDING_EVENTS[event["type"]])
+
+    def end_subscriptions(self, customer_id: str, reason: str) -> None:
+        """End every subscription of ``customer_id`` on this node (:meth:`Subscription.end`)."""
+        for sub in list(self._subs):
+            if sub.customer_id == customer_id:
+                sub.end(reason)
 
     @contextmanager
     def subscribe(self, customer_id: str, queue_size: int = 256) -> Iterator[Subscription]:

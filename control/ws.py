@@ -6,7 +6,9 @@ Then ``{"type": "subscribe", "topics": ["customer_id:<id>:call:*"]}`` (and ``uns
 Events arrive as ``{"type": "event", "topic": ..., "event": {...}}``. The server sends
 ``{"type": "ping"}`` every 30 s; a client silent for 60 s (any message counts, ``pong`` included)
 is closed with 4408. A topic outside the client's customer is refused with an error message; the
-connection and its other subscriptions stay.
+connection and its other subscriptions stay. When the client's customer is disabled (on any node),
+its sockets get the ``customer_disabled`` event (when subscribed to it) and are closed with 4403
+"customer disabled"; its credentials are refused from then on (4401).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import trio
 from quart import websocket
 
 from control.api import Api, ApiError
-from control.auth import Principal
+from control.auth import Principal, inactive_customer
 from control.events import Subscription, TopicError, check_patterns
 from proto import safe_json
 
 AUTH_TIMEOUT_S = 10.0
+CLOSE_DISABLED = 4403  # the customer was disabled while the socket was open
 MAX_MESSAGE_CHARS = 8192
 _JSON_ERRORS = {
     "too_large": f"message too large (over {MAX_MESSAGE_CHARS} characters)",
@@ -91,6 +94,9 @@ def register(api: Api) -> None:
         await websocket.accept()
         last_seen = [trio.current_time()]
         with api.services.bus.subscribe(principal.customer_id) as sub:
+            # disabled between the credentials' check and the subscription: its event is gone
+            if await inactive_customer(api.services.store, principal.customer_id):
+                sub.end("customer disabled")
             async with trio.open_nursery() as nursery:
 
                 async def reader() -> None:
@@ -104,6 +110,8 @@ def register(api: Api) -> None:
                 async def writer() -> None:
                     async for event in sub.receive:
                         await _send({"type": "event", "topic": event["topic"], "event": event})
+                    await websocket.close(CLOSE_DISABLED, sub.ended)  # the bus ended it
+                    nursery.cancel_scope.cancel()
 
                 async def pinger() -> None:
                     while True:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio_websocket
 from conftest import FakeCall, Plane
+from live import serve_app
 
 from control import cli
 from control.auth import jwt_encode
@@ -167,6 +170,66 @@ async def test_disabling_revokes_keys_refuses_and_ends_calls(plane: Plane) -> No
     assert (await c.get("/v1.0/calls", headers=vkey)).status_code == 401  # keys stay revoked
     assert (await c.get("/v1.0/calls", headers=vjwt)).status_code == 200
     await _live_call(plane, vid, "+15550100001")
+
+
+async def _closing(ws: trio_websocket.WebSocketConnection) -> tuple[list[dict[str, Any]], Any]:
+    """Every message until the server closes the socket, and its close reason."""
+    received = []
+    with trio.fail_after(20):
+        while True:
+            try:
+                received.append(json.loads(await ws.get_message()))
+            except trio_websocket.ConnectionClosed as exc:
+                return received, exc.reason
+
+
+async def test_disabling_closes_the_customers_event_sockets_and_refuses_them_again(
+    plane: Plane, nursery: trio.Nursery
+) -> None:
+    _, admin = await _admin(plane)
+    c = plane.client
+    vid = (await _json(await c.post("/v1.0/customers", json={"name": "v"}, headers=admin)))["id"]
+    key = await _json(
+        await c.post(f"/v1.0/customers/{vid}/accesskeys", json={"name": "ops"}, headers=admin)
+    )
+    claims = {"customer_id": vid, "role": "customer_admin", "exp": int(time.time()) + 60}
+    creds = [
+        f"AccessKey {key['token']}",
+        "Bearer " + jwt_encode(claims, plane.services.cfg.jwt_secret),
+    ]
+    bystander, bystander_hdr = await plane.customer()
+    url = f"ws://127.0.0.1:{await serve_app(nursery, plane.app)}/v1.0/ws"
+
+    async def subscribed(auth: str, customer_id: str) -> trio_websocket.WebSocketConnection:
+        ws = await trio_websocket.connect_websocket_url(
+            nursery, url, extra_headers=[("Authorization", auth)]
+        )
+        topics = [f"customer_id:{customer_id}:*"]
+        await ws.send_message(json.dumps({"type": "subscribe", "topics": topics}))
+        with trio.fail_after(10):
+            assert json.loads(await ws.get_message())["type"] == "subscribed"
+        return ws
+
+    sockets = [await subscribed(auth, vid) for auth in creds]
+    other = await subscribed(bystander_hdr["Authorization"], bystander)
+    r = await c.post(f"/v1.0/customers/{vid}/disable", headers=admin)
+    assert r.status_code == 200, await r.get_data()
+    for ws in sockets:
+        received, reason = await _closing(ws)
+        assert [m["event"]["type"] for m in received] == ["customer_disabled"]
+        assert (reason.code, reason.reason) == (4403, "customer disabled")
+    await other.send_message(json.dumps({"type": "subscribe", "topics": []}))  # it stays
+    with trio.fail_after(10):
+        assert json.loads(await other.get_message())["type"] == "subscribed"
+    await other.aclose()
+    for auth, why in zip(
+        creds, ("unknown access key", "the token's customer is disabled"), strict=True
+    ):
+        ws = await trio_websocket.connect_websocket_url(
+            nursery, url, extra_headers=[("Authorization", auth)]
+        )
+        received, reason = await _closing(ws)
+        assert received == [{"type": "error", "message": why}] and reason.code == 4401
 
 
 async def test_a_platform_admin_cannot_disable_its_own_customer(plane: Plane) -> None:
