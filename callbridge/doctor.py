@@ -4,8 +4,10 @@ It takes ``serve``'s own options, so ``callbridge doctor --db mysql://... --ari 
 checks exactly what ``callbridge serve`` with the same options would use: Python and packages, the
 offline model packages (installed and loadable), the listening ports (free, or who holds them),
 the database (reachable, migrated), Redis, the agent (started and answering a real agent-link
-handshake), Asterisk's ARI when configured, each ``--mcp-stdio`` server (started and listing
-its tools), and the timer resolution audio pacing relies on.
+handshake), Asterisk's ARI when configured, the SIP trunk or Kamailio (``--sip-outbound``,
+``--kamailio``: an OPTIONS ping) and the registrar (``--sip-register``: do our credentials pass,
+what bindings it holds) when configured, each ``--mcp-stdio`` server (started and listing its
+tools), and the timer resolution audio pacing relies on.
 Exit status 1 when any check fails (warnings do not), 2 for options that do not parse;
 ``--json`` prints the findings for machines.
 """
@@ -23,8 +25,10 @@ import trio
 
 from callbridge import doctor_checks as checks
 from callbridge.doctor_checks import Finding
+from callbridge.doctor_sip import sip_checks
 from control import config as control_config
 from media import config as media_config
+from media.config import HostPort
 from sip import config as sip_config
 from sip.ari import config as ari_config
 
@@ -38,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not start the agent (it loads its models: seconds); default: start it",
     )
+    parser.add_argument(
+        "--kamailio",
+        default="",
+        metavar="HOST:PORT",
+        help="a SIP proxy in front of callbridge (Kamailio) to ping with OPTIONS (default: none)",
+    )
     media_config.add_arguments(parser)
     control_config.add_arguments(parser)
     sip_config.add_arguments(parser)
@@ -49,7 +59,8 @@ def run(ns: argparse.Namespace) -> int:
     control = control_config.from_args(ns)
     sip = sip_config.from_args(ns)
     ari = ari_config.from_args(ns, media.audiosocket)
-    findings = trio.run(examine, media, control, sip, ari, ns.skip_agent)
+    kamailio = HostPort.parse(ns.kamailio, "--kamailio") if ns.kamailio else None
+    findings = trio.run(examine, media, control, sip, ari, ns.skip_agent, kamailio)
     if ns.json:
         ok = not any(f.status == "fail" for f in findings)
         body = {"ok": ok, "findings": [dataclasses.asdict(f) for f in findings]}
@@ -65,6 +76,7 @@ async def examine(
     sip: sip_config.SipConfig | None,
     ari: ari_config.AriConfig | None,
     skip_agent: bool = False,
+    kamailio: HostPort | None = None,
 ) -> list[Finding]:
     found = checks.python_and_packages()
     if media.agent_mode == "local":  # the echo and remote agents load no models here
@@ -82,6 +94,7 @@ async def examine(
     else:
         found.append(await checks.agent(media))
     found.append(await checks.asterisk(ari))
+    found += await sip_checks(sip, kamailio)
     found += await checks.mcp_servers(control)
     found.append(await checks.timer_resolution())
     return found

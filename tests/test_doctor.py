@@ -1,10 +1,12 @@
 """``callbridge doctor`` against set-ups broken on purpose, run as a user would run it (the real
 command in a child process): a taken port, an unreachable database and Redis, a missing model
 package, a wrong ARI password on a real Asterisk; and a healthy set-up whose agent (echo) is
-started and answers a real agent-link handshake."""
+started and answers a real agent-link handshake; the SIP trunk, Kamailio and the registrar on a
+real Kamailio (answering, a wrong or missing password, stopped) and a peer that never answers."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -15,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from callbridge import doctor_sip
+from media.config import HostPort
+from sip.config import PASSWORD_ENV, SipConfig
 from tests.asterisk_instance import ARI_PASSWORD, ARI_USER, running_asterisk
 from tests.sip.ari_harness import require_asterisk
+from tests.sip.peers import REGISTRAR_CFG, free_udp_port, kamailio_with, require_binary
 
 
 def _free_port() -> int:
@@ -149,3 +156,57 @@ def test_mcp_stdio_servers_are_started_and_asked_for_their_tools(tmp_path: Path)
     junk = found["mcp junk"]
     assert junk["status"] == "fail" and "McpBadAnswer" in junk["detail"], junk
     assert "must speak MCP on stdin/stdout" in junk["fix"]
+
+
+def _sip(registrar: int, password: str) -> SipConfig:
+    return SipConfig(
+        listen=HostPort("127.0.0.1", free_udp_port()),
+        outbound=HostPort("127.0.0.1", registrar),
+        register=f"sip:alice@127.0.0.1:{registrar}",
+        auth_password=password,
+    )
+
+
+@pytest.mark.service
+async def test_the_sip_trunk_and_the_registration_against_a_real_kamailio(tmp_path: Path) -> None:
+    """Kamailio as the trunk and the digest-checking registrar (sip/kamailio/registrar.cfg):
+    answering, then refusing a wrong password, then asking for a missing one, then gone."""
+    require_binary("kamailio")
+    async with kamailio_with(tmp_path, REGISTRAR_CFG, ['PASSWORD="secret"']) as port:
+        hop = f"127.0.0.1:{port}"
+        args = ["--sip", f"127.0.0.1:{free_udp_port()}", "--sip-outbound", hop, "--kamailio", hop]
+        args += ["--sip-register", f"sip:alice@{hop}", "--skip-agent"]
+        run = functools.partial(doctor, tmp_path, *args, env={PASSWORD_ENV: "secret"})
+        code, found = await trio.to_thread.run_sync(run)
+        assert code == 0, found
+        for check in ("kamailio", "sip outbound"):
+            assert found[check]["status"] == "ok", found[check]
+            assert f"at {hop} answered OPTIONS with 200 OK" in found[check]["detail"]
+        registration = found["sip registration"]
+        assert registration["status"] == "ok", registration
+        assert (
+            f"the registrar at {hop} accepts the credentials of 'alice'" in registration["detail"]
+        )
+
+        wrong = await doctor_sip.sip_registration(_sip(port, "not-the-password"))
+        assert wrong.status == "fail" and "refused the password of 'alice'" in wrong.detail
+        assert PASSWORD_ENV in wrong.fix
+        unset = await doctor_sip.sip_registration(_sip(port, ""))
+        assert unset.status == "fail" and "asks for a password" in unset.detail
+        assert f"set ${PASSWORD_ENV}" in unset.fix
+    outbound, registration = await doctor_sip.sip_checks(_sip(port, "secret"), None)
+    for finding in (outbound, registration):  # Kamailio stopped: nothing listens there
+        assert finding.status == "fail", finding
+        assert f"no SIP answer from {hop}: nothing listens there" in finding.detail
+    assert f"is the SIP trunk or Kamailio running at {hop}?" in outbound.fix
+
+
+async def test_a_sip_peer_that_never_answers() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(5)
+        hop = HostPort("127.0.0.1", silent.getsockname()[1])
+        found = await doctor_sip.sip_peer("kamailio", hop, "--kamailio", "Kamailio", 1.0)
+        assert found.status == "fail" and "no answer within 1 s" in found.detail
+        assert silent.recv(4096).startswith(b"OPTIONS sip:")  # it was asked
+        assert f"is Kamailio running at {hop}?" in found.fix
