@@ -30,6 +30,7 @@ TALK_START_TICKS = 2  # 40 ms above the threshold: talking
 TALK_STOP_TICKS = 25  # 500 ms below it: stopped (a pause between words is not an event)
 
 Deliver = Callable[[bytes, int], None]
+_SILENCE = bytes(FRAME_BYTES)
 
 
 class BridgeFull(Exception):
@@ -148,6 +149,10 @@ class BridgePort:
             self.dropped_ms += FRAME_MS
             self.drift_drops += 1
 
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
     def take_events(self) -> list[BridgeEvent]:
         events, self._events = self._events, []
         return events
@@ -167,7 +172,6 @@ class BridgeCore:
         self.talking: set[str] = set()
         self._presets: dict[str, _Settings] = {}  # for participants on their way in
         self.on_mix: Callable[[bytes], None] | None = None  # each tick's whole mix (recording)
-        self._silence = np.zeros(FRAME_SAMPLES, np.int16)
 
     def check_room(self) -> None:
         """Raises :class:`BridgeEnded` or :class:`BridgeFull` where a join would."""
@@ -233,29 +237,36 @@ class BridgeCore:
         ids = self.mixer.ids
         if not ids:
             return []
-        rows = np.empty((len(ids), FRAME_SAMPLES), np.int16)
+        frames: list[bytes] = []
         events: list[BridgeEvent] = []
-        for i, pid in enumerate(ids):
+        for pid in ids:
             port = self.ports.get(pid) or self._leaving[pid]
             frame = port.take()
-            rows[i] = self._silence if frame is None else np.frombuffer(frame, "<i2")
-            events += port.take_events()
-        out = self.mixer.mix(rows).astype("<i2")
+            frames.append(_SILENCE if frame is None else frame)
+            if port.has_events:
+                events += port.take_events()
+        rows = np.frombuffer(b"".join(frames), "<i2").reshape(len(ids), FRAME_SAMPLES)
+        out = self.mixer.mix(rows)
         if self.on_mix is not None:
             self.on_mix(np.rint(soft_clip(self.mixer.last_mix)).astype("<i2").tobytes())
+        mixed = out.astype("<i2", copy=False).tobytes()
         for i, pid in enumerate(ids):
-            if pid in self.ports:
-                self.ports[pid].deliver(out[i].tobytes(), MIX_RATE_HZ)
-        for pid in [p for p in self._leaving if p not in self.mixer.ids]:
-            del self._leaving[pid]
+            listener = self.ports.get(pid)
+            if listener is not None:
+                listener.deliver(mixed[i * FRAME_BYTES : (i + 1) * FRAME_BYTES], MIX_RATE_HZ)
+        if self._leaving:
+            for pid in [p for p in self._leaving if p not in self.mixer.ids]:
+                del self._leaving[pid]
         return events + self._talking_changes()
 
     def _talking_changes(self) -> list[BridgeEvent]:
         changes: list[BridgeEvent] = []
-        for pid, loud in self.mixer.talking.items():
+        for pid, loud in zip(self.mixer.ids, self.mixer.loud.tolist(), strict=True):
+            now_talking = pid in self.talking
+            if loud == now_talking and not self._talk_run.get(pid):
+                continue  # the usual tick: nothing changes
             if pid not in self.ports:
                 continue
-            now_talking = pid in self.talking
             run = self._talk_run.get(pid, 0) + 1 if loud != now_talking else 0
             self._talk_run[pid] = run
             if run >= (TALK_STOP_TICKS if now_talking else TALK_START_TICKS):

@@ -175,3 +175,30 @@ def test_bad_settings_are_refused() -> None:
         mixer.add("p0")
     with pytest.raises(ValueError):
         mixer.mix(np.zeros((3, S), np.int16))
+
+
+def test_mutes_at_unity_gain_leave_the_exact_sum_of_the_others() -> None:
+    """The usual tick (every gain 1) with a muted talker and a muted listener."""
+    mixer = joined(4)
+    rng = np.random.default_rng(3)
+    mixer.set_mute("p1", send=True)
+    mixer.set_mute("p3", hear=True)
+    for _ in range(2):  # the mutes fade over the first frame
+        mixer.mix(noise(rng, 4, 1, 2000))
+    frames = noise(rng, 4, 1, 2000)
+    out = mixer.mix(frames).astype(np.int64)
+    heard = frames.astype(np.int64) * np.array([[1], [0], [1], [1]])
+    expected = heard.sum(axis=0)[None, :] - heard
+    expected[3] = 0
+    assert np.array_equal(out, expected)
+
+
+def test_after_a_loud_passage_the_limiter_lets_go() -> None:
+    """Once the hold and the release are over, the mix is the exact sum again."""
+    mixer = joined(3)
+    rng = np.random.default_rng(5)
+    run(mixer, noise(rng, 3, 25, 30000))  # half a second of shouting: the limiter rides it
+    quiet = noise(rng, 3, 100, 2000)  # then two seconds of talk far below the threshold
+    out = run(mixer, quiet)[:, -10 * S :].astype(np.int64)
+    total = quiet[:, -10 * S :].astype(np.int64)
+    assert np.array_equal(out, total.sum(axis=0)[None, :] - total)
