@@ -11,7 +11,10 @@ The final is started speculatively: when the VAD says the caller went quiet
 utterance so far, while the VAD still waits out its ``stop_secs``. If the caller speaks again
 first (:class:`~ai_pipeline.engines.vad.CallerResumedFrame`) the guess is thrown away; if the
 stop confirms, it is the final, ready ~0.1 s earlier than a decode started at the stop. The
-quiet frames between the two are not decoded: they are what the VAD heard as not speech.
+quiet frames between the two are not decoded: they are what the VAD heard as not speech. A guess
+ready while the caller is still quiet is also sent upstream to the VAD
+(:class:`~ai_pipeline.engines.vad.QuietTranscriptFrame`), which stops the caller's speech at once
+when the words are a complete sentence.
 
 Whisper invents text for unclear audio: what it rates as probably not speech is dropped, and
 what it was unsure of goes out marked so (the frame's ``result`` is the
@@ -41,7 +44,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from ai_pipeline.engines.hearing import CallerHearing
-from ai_pipeline.engines.vad import CallerQuietFrame, CallerResumedFrame
+from ai_pipeline.engines.vad import CallerQuietFrame, CallerResumedFrame, QuietTranscriptFrame
 from ai_pipeline.engines.whisper_window import PCM16_FULL_SCALE, ShortWindowWhisper, Transcript
 
 if TYPE_CHECKING:
@@ -146,7 +149,17 @@ class WhisperPackagedSTTService(SegmentedSTTService):
         # Handed to the executor now, so the thread runs (and frees the slot) whatever follows.
         guess = asyncio.get_running_loop().run_in_executor(None, self._guess, pcm16)
         guess.add_done_callback(_retrieve)
+        guess.add_done_callback(self._guess_ready)
         self._speculation = guess
+
+    def _guess_ready(self, guess: asyncio.Future[Transcript]) -> None:
+        """On the loop: a guess still current (the caller has not spoken since) goes to the VAD."""
+        if guess is not self._speculation or guess.cancelled() or guess.exception() is not None:
+            return
+        heard = guess.result()
+        if heard.is_speech:
+            said = QuietTranscriptFrame(text=heard.text, confident=heard.confident)
+            self.create_task(self.push_frame(said, FrameDirection.UPSTREAM), "quiet-transcript")
 
     def _guess(self, pcm16: bytes) -> Transcript:
         """In the worker thread."""
