@@ -25,7 +25,7 @@ import math
 import trio
 from mcp import Client
 
-from control.mcp_tools import McpBadAnswer, McpServer, Operation, T, open_session
+from control.mcp_tools import McpServer, Operation, T, open_session, session_fault
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ class _Pooled:
                 self._idle.deadline = self.last_used + self.idle_s
 
     def _lost(self) -> Exception:
-        if self.faults:
-            return McpBadAnswer(repr(self.faults[0]))
+        if self.faults:  # garbage on the wire, or our credentials refused
+            return session_fault(self.faults)
         return McpSessionLost(repr(self.error) if self.error else "the session ended")
 
 

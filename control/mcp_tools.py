@@ -24,7 +24,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, TypeVar
 
 import outcome
@@ -36,6 +36,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's client, MCP timeouts
 
+from control.mcp_auth import McpAuth, McpRefused, OAuthClient, refusal
 from control.summary_doc import capped_json
 from media.hooks import ToolOutcome
 
@@ -56,25 +57,35 @@ class McpServer:
     name: str
     command: tuple[str, ...] = ()
     url: str = ""
-    headers: tuple[tuple[str, str], ...] = ()  # sent to a URL server (its Authorization...)
+    # sent to a URL server (its Authorization...); secrets, so never in a repr
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     owner: str = ""  # the customer it serves: sessions and listings are never shared across
+    oauth: OAuthClient | None = None  # a client-credentials grant for a URL server's token
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.url):
             raise ValueError(f"MCP server {self.name!r}: give a command or a url, not both")
 
-    def client(self, on_message: MessageHandlerFnT, errlog: TextIO = sys.stderr) -> Client:
+    def client(
+        self, on_message: MessageHandlerFnT, errlog: TextIO, faults: list[Exception]
+    ) -> Client:
+        """A client of this server; a URL server's refusals of our credentials go to ``faults``
+        (control/mcp_auth.py)."""
         if self.url:
-            return Client(_http(self.url, dict(self.headers)), message_handler=on_message)
+            auth = McpAuth(self.oauth, faults)
+            return Client(_http(self.url, dict(self.headers), auth), message_handler=on_message)
         params = StdioServerParameters(command=self.command[0], args=list(self.command[1:]))
         return Client(stdio_client(params, errlog=errlog), message_handler=on_message)
 
 
 @asynccontextmanager
-async def _http(url: str, headers: dict[str, str]) -> AsyncIterator[TransportStreams]:
-    """Streamable HTTP with the server's own headers, on a client this session owns."""
+async def _http(
+    url: str, headers: dict[str, str], auth: McpAuth
+) -> AsyncIterator[TransportStreams]:
+    """Streamable HTTP with the server's own headers and credentials, on a client this session
+    owns."""
     async with (
-        create_mcp_http_client(headers=headers) as http,
+        create_mcp_http_client(headers=headers, auth=auth) as http,
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
@@ -116,7 +127,8 @@ async def _session(
     server: McpServer, errlog: TextIO, operation: Operation[T], faults: list[Exception]
 ) -> T:
     """A transport fault (the SDK hands it to the message handler: an unparseable line)
-    cancels the operation and raises :class:`McpBadAnswer`."""
+    cancels the operation and raises :class:`McpBadAnswer`; a failure after the server refused
+    our credentials raises :class:`McpRefused`."""
     with trio.CancelScope() as scope:
 
         async def on_message(message: IncomingMessage) -> None:
@@ -124,9 +136,23 @@ async def _session(
                 faults.append(message)
                 scope.cancel()
 
-        async with server.client(on_message, errlog) as client:
-            return await operation(client)
-    raise McpBadAnswer(repr(faults[0]) if faults else "session cancelled")
+        try:
+            async with server.client(on_message, errlog, faults) as client:
+                return await operation(client)
+        except Exception as exc:
+            refused = refusal(faults)
+            if refused is not None:
+                raise refused from exc
+            raise
+    raise session_fault(faults)
+
+
+def session_fault(faults: list[Exception]) -> Exception:
+    """What ended a session that recorded ``faults``: a refusal first, else garbage."""
+    refused = refusal(faults)
+    if refused is not None:
+        return refused
+    return McpBadAnswer(repr(faults[0]) if faults else "session cancelled")
 
 
 async def _log_stderr(name: str, fd: int) -> None:
@@ -240,6 +266,12 @@ async def call_tool(
     with trio.move_on_after(timeout_s):
         try:
             result = await sessions.run(server, lambda client: client.call_tool(tool, arguments))
+        except McpRefused as exc:
+            log.warning("mcp credentials refused", extra={"mcp": server.name, "error": str(exc)})
+            return _error(
+                "mcp_unauthorized",
+                f"the {server.name} service refused our credentials: {exc}",
+            )
         except McpBadAnswer as exc:
             log.warning("mcp answer unreadable", extra={"mcp": server.name, "error": str(exc)})
             return _error(

@@ -2,7 +2,9 @@
 
 ``python tests/control/mcp_server.py stdio`` serves over stdin/stdout; ``... http PORT`` serves
 streamable HTTP on 127.0.0.1:PORT at ``/mcp`` (``... http PORT TOKEN``: only to requests with
-``Authorization: Bearer TOKEN``, others get 401); ``... garbage`` answers stdin with lines that
+``Authorization: Bearer TOKEN``, others get 401; ``... http PORT oauth CLIENT_ID:SECRET``: only
+with a token this process issued at ``/token`` by a client-credentials grant, HTTP Basic client
+authentication; ``POST /revoke`` revokes them all); ``... garbage`` answers stdin with lines that
 are not JSON-RPC. Tools: ``add`` (a result), ``lookup_order`` (structured text), ``pid`` (the
 process id), ``open_ticket`` (a pydantic model argument: a schema with ``$defs``), ``hang`` (never
 answers), ``crash`` (the process dies mid-call), ``garble`` (writes a line that is not JSON-RPC
@@ -11,9 +13,13 @@ instead of its answer), ``fail`` (a tool error).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 import uvicorn
@@ -80,18 +86,60 @@ def fail() -> str:
     raise ValueError("the order system is down")
 
 
+async def _answer(send: Any, status: int, body: dict[str, Any] | None = None) -> None:
+    headers = [(b"content-type", b"application/json")] if body is not None else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode() if body else b""})
+
+
 def with_token(app: Any, token: str) -> Any:
     """The ASGI app, behind a bearer token."""
-    expected = f"Bearer {token}".encode()
+    return with_tokens(app, {token}, {})
+
+
+def with_tokens(app: Any, tokens: set[str], endpoints: dict[str, Any]) -> Any:
+    """The ASGI app, only to a bearer of one of ``tokens``; ``endpoints`` (path: ASGI) first."""
 
     async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
-            await send({"type": "http.response.start", "status": 401, "headers": []})
-            await send({"type": "http.response.body", "body": b"unauthorized"})
+        if scope["type"] == "http" and scope["path"] in endpoints:
+            await endpoints[scope["path"]](scope, receive, send)
+            return
+        bearer = dict(scope.get("headers", [])).get(b"authorization", b"").decode()
+        if scope["type"] == "http" and bearer.removeprefix("Bearer ") not in tokens:
+            await _answer(send, 401, {"error": "invalid_token"})
             return
         await app(scope, receive, send)
 
     return guarded
+
+
+def with_oauth(app: Any, client: str) -> Any:
+    """The ASGI app behind tokens from a client-credentials grant to ``client`` (ID:SECRET)."""
+    issued: set[str] = set()
+    basic = b"Basic " + base64.b64encode(client.encode())
+
+    async def token(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        form = urllib.parse.parse_qs(body.decode())
+        if dict(scope["headers"]).get(b"authorization") != basic:
+            await _answer(send, 401, {"error": "invalid_client"})
+        elif form.get("grant_type") != ["client_credentials"]:
+            await _answer(send, 400, {"error": "unsupported_grant_type"})
+        else:
+            issued.add(value := f"tok-{secrets.token_hex(16)}")
+            answer = {"access_token": value, "token_type": "Bearer", "expires_in": 3600}
+            await _answer(send, 200, answer)
+
+    async def revoke(scope: Any, receive: Any, send: Any) -> None:
+        issued.clear()
+        await _answer(send, 200, {})
+
+    return with_tokens(app, issued, {"/token": token, "/revoke": revoke})
 
 
 def main() -> None:
@@ -100,6 +148,9 @@ def main() -> None:
         for _line in sys.stdin:
             sys.stdout.write("this is not JSON-RPC\n")
             sys.stdout.flush()
+    elif mode == "http" and len(sys.argv) > 4 and sys.argv[3] == "oauth":
+        app = with_oauth(server.streamable_http_app(), sys.argv[4])
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
     elif mode == "http" and len(sys.argv) > 3:
         app = with_token(server.streamable_http_app(), sys.argv[3])
         uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")

@@ -5,6 +5,7 @@ call works."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -13,10 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx2
 import pytest
 import trio
 
-from control.mcp_tools import McpServer, call_tool, list_tools
+from control.mcp_auth import TOKENS, OAuthClient
+from control.mcp_pool import McpPool
+from control.mcp_tools import ONE_SHOT, McpServer, call_tool, list_tools
 from tests.conftest import end_process
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
@@ -156,4 +160,65 @@ async def test_a_url_server_gets_its_headers(token_server: str) -> None:
     without = McpServer("orders", url=token_server)
     assert await list_tools(without, 20) == []
     outcome = await call_tool(without, "add", {"a": 2, "b": 2}, 20)
-    assert outcome.is_error and outcome.result["error"] == "mcp_unavailable"
+    assert outcome.result == {
+        "error": "mcp_unauthorized",
+        "message": "the orders service refused our credentials: HTTP 401 Unauthorized from"
+        " the MCP server",
+    }
+
+
+CLIENT_ID, CLIENT_SECRET = "callbridge", "client-s3cret"
+
+
+@pytest.fixture
+def oauth_server() -> Iterator[str]:
+    """The server behind tokens of a client-credentials grant (its /token); yields its URL."""
+    with running_http_server("oauth", f"{CLIENT_ID}:{CLIENT_SECRET}") as url:
+        yield url
+
+
+def _granted(url: str, secret: str = CLIENT_SECRET) -> McpServer:
+    grant = OAuthClient(url.removesuffix("/mcp") + "/token", CLIENT_ID, secret, "orders")
+    return McpServer("orders", url=url, oauth=grant)
+
+
+async def test_a_client_credentials_grant_gets_keeps_and_renews_its_token(
+    oauth_server: str, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server, pool = _granted(oauth_server), McpPool()
+    await nursery.start(pool.serve)
+    fetched = TOKENS.fetched
+    assert "orders__add" in {t["name"] for t in await list_tools(server, 20)}
+    for sessions in (ONE_SHOT, pool, pool):
+        outcome = await call_tool(server, "add", {"a": 2, "b": 2}, 20, sessions)
+        assert outcome.result == {"result": 4}
+    assert TOKENS.fetched == fetched + 1  # one token served every session
+    revoked = await trio.to_thread.run_sync(
+        lambda: httpx2.post(oauth_server.removesuffix("/mcp") + "/revoke")
+    )
+    assert revoked.status_code == 200
+    for sessions in (ONE_SHOT, pool):  # a 401: a fresh token, and the call goes through
+        outcome = await call_tool(server, "add", {"a": 2, "b": 3}, 20, sessions)
+        assert outcome.result == {"result": 5}
+    assert TOKENS.fetched == fetched + 2
+    said = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert caplog.records and CLIENT_SECRET not in said and "tok-" not in said
+    assert CLIENT_SECRET not in repr(server)
+
+
+async def test_refused_client_credentials_are_a_clear_tool_error(
+    oauth_server: str, nursery: trio.Nursery
+) -> None:
+    wrong, pool = _granted(oauth_server, "not-the-secret"), McpPool()
+    await nursery.start(pool.serve)
+    assert await list_tools(wrong, 20) == []
+    for sessions in (ONE_SHOT, pool):
+        outcome = await call_tool(wrong, "add", {"a": 2, "b": 2}, 20, sessions)
+        assert outcome.result == {
+            "error": "mcp_unauthorized",
+            "message": "the orders service refused our credentials: the token URL refused"
+            " client 'callbridge': HTTP 401 invalid_client",
+        }
+    right = await call_tool(_granted(oauth_server), "add", {"a": 1, "b": 1}, 20, pool)
+    assert right.result == {"result": 2}  # the pool's refused session did not stay
