@@ -24,6 +24,8 @@ from typing import Any
 
 import trio
 
+from control.conference_end import end_conference_once, public_conference
+from control.conference_end import public_participant as public_participant
 from control.db.base import now_ts
 from control.events import EventBus
 from control.store import Store
@@ -56,14 +58,6 @@ class _Live:
     max_participants: int
     participants: dict[str, str] = field(default_factory=dict)  # call id -> participant id
     moderators: set[str] = field(default_factory=set)  # call ids
-
-
-def public_participant(row: dict[str, Any], talking: bool = False) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k != "tm_delete"}
-    for flag in ("mute_send", "mute_hear", "moderator"):
-        out[flag] = bool(row.get(flag))
-    out["talking"] = talking
-    return out
 
 
 class Conferences:
@@ -301,13 +295,11 @@ class Conferences:
         await self.bus.publish(live.customer_id, kind, live.conference_id, data)
 
     async def _moderator_left(self, live: _Live) -> None:
-        row = await self.store.update(
-            "conferences", live.conference_id, live.customer_id, {"status": "ended"}
-        )
+        row = await end_conference_once(self.store, live.conference_id)
         await self.end(live.conference_id)
-        if row is not None:
+        if row is not None:  # else ended already (a survivor reaped it while this node paused)
             await self.bus.publish(
-                live.customer_id, "conference_ended", live.conference_id, _public(row)
+                live.customer_id, "conference_ended", live.conference_id, public_conference(row)
             )
 
     async def _mark_left(self, participant_id: str, customer_id: str) -> dict[str, Any] | None:
@@ -335,7 +327,3 @@ class Conferences:
         finally:
             del self._marking[participant_id]
             done.set()
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "tm_delete"}

@@ -3,10 +3,11 @@
 Every holder (a node, or one worker of it: :class:`control.call_commands.Holder`) refreshes the key
 ``callbridge:{prefix}node:{holder}`` with a lifetime of ``ttl_s`` every ``ttl_s / 3``. At the same
 pace every holder looks for live call rows whose holder's key has lapsed, and ends them with cause
-``node_lost``, and marks their conference seats left. The UPDATEs are conditional on the row
-still being live and still that holder's (:mod:`control.call_end`), so however many survivors
-look, each row ends once and one ``call_hungup`` event is sent. A call of a dead node is thus
-ended within ``ttl_s + ttl_s / 3`` plus a database round trip of its death.
+``node_lost``, marks their conference seats left, and ends the conferences that loss emptied
+(:mod:`control.conference_end`: their bridges died with the holder). The UPDATEs are conditional
+on the row still being live and still that holder's (:mod:`control.call_end`), so however many
+survivors look, each row ends once and one ``call_hungup`` event is sent. A call of a dead node
+is thus ended within ``ttl_s + ttl_s / 3`` plus a database round trip of its death.
 
 At start, before it takes calls, a holder ends the rows still marked as its own: this process holds
 no call yet, so they are leftovers of its previous life (SIGKILL, crash, power loss). This needs
@@ -34,7 +35,7 @@ from redis.exceptions import RedisError
 from control.bridge import BridgeClosed
 from control.call_commands import Holder
 from control.call_end import LIVE_STATUSES, end_call_once
-from control.conferences import public_participant
+from control.conference_end import leave_conferences
 from control.db.base import DatabaseError, now_ts
 from control.events import EventBus
 from control.redis_link import RedisLink
@@ -154,22 +155,5 @@ class NodeHeartbeat:
             return 0
         log.warning("call reaped", extra={"call_id": call_id, "holder": str(holder)})
         await self.bus.publish(row["customer_id"], "call_hungup", call_id, public(row))
-        await self._leave_conferences(call_id)
+        await leave_conferences(self.store, self.bus, call_id)
         return 1
-
-    async def _leave_conferences(self, call_id: str) -> None:
-        """The reaped call's conference seats: left, once each (conditional, like the call)."""
-        for seat in await self.store.find("participants", call_id=call_id, status="joined"):
-            values = {"status": "left", "tm_leave": now_ts()}
-            sql, params = self.store.update_statement("participants", seat["id"], None, values)
-            if not await self.store.db.execute(f"{sql} AND status = ?", [*params, "joined"]):
-                continue  # the conference's own node marked it first
-            await self.store.invalidate("participants", seat["id"])
-            left = await self.store.get("participants", seat["id"], None)
-            if left is not None:
-                await self.bus.publish(
-                    left["customer_id"],
-                    "conference_participant_removed",
-                    left["conference_id"],
-                    public_participant(left),
-                )

@@ -198,15 +198,29 @@ def register(api: Api, record_dir: str | None) -> None:
 
     @api.route("GET", "/v1.0/calls/<call_id>/recording", summary="An ended call's recording (WAV)")
     async def get_recording(ctx: Ctx, call_id: str) -> Response:
-        await ended_call(ctx, call_id)
+        call = await ended_call(ctx, call_id)
         path = recording_path(record_dir, call_id)
         if path is None:
-            raise not_found("recording")
+            raise _no_recording_here(call, api.services.commands.me.node_id)
         return Response(
             _file_chunks(path),
             content_type="audio/wav",
             headers={"Content-Length": str(path.stat().st_size)},
         )
+
+
+def _no_recording_here(call: dict[str, Any], node_id: str) -> ApiError:
+    """A recording stays in the ``--record-dir`` of the node that held its call (a lost node's
+    too, valid up to its last flush): another node names that node instead of a bare 404."""
+    holder = call.get("node_id") or ""
+    if holder and holder != node_id:
+        return ApiError(
+            404,
+            "recording_on_other_node",
+            f"a recording of this call is kept by node {holder} (in its --record-dir): "
+            "ask that node",
+        )
+    return not_found("recording")
 
 
 async def _file_chunks(path: Path, chunk_bytes: int = 64 * 1024) -> Any:

@@ -1,14 +1,17 @@
 """Two real ``callbridge serve`` nodes on one MariaDB and one Redis, as an operator runs them.
 
 A command sent to the node that does not hold the call acts on the call and answers as the holder
-would; a holder that stops answering (SIGSTOP) gets a 503 within the bound, never "ended"; a node
-SIGKILLed with a live call has it ended by the survivor (``node_lost``, one ``call_hungup`` event)
-within the heartbeat TTL, and comes back on the same ports with its own agent; a node restarted
+would (a transfer to another agent included); a holder that stops answering (SIGSTOP) gets a 503
+within the bound, never "ended"; a node SIGKILLed with a live call in a conference has the call
+ended by the survivor (``node_lost``, one ``call_hungup`` event) within the heartbeat TTL, and the
+conference it emptied ended; its recording, valid as far as it got, is named by the survivor's API
+and served by the node once it is back on the same ports with its own agent; a node restarted
 with the same identity ends its own leftover calls at start.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -18,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +67,13 @@ class Platform:
     customer_id: str
     nodes: list[Node] = field(default_factory=list)
 
-    async def start(self, name: str, ttl_s: float, ports: dict[str, int] | None = None) -> Node:
+    async def start(
+        self, name: str, ttl_s: float, ports: dict[str, int] | None = None, record: bool = False
+    ) -> Node:
         ports = ports or {k: free_port() for k in ("http", "audiosocket", "agent")}
         command = [sys.executable, "-m", "callbridge", "serve", "--agent", "echo"]
+        if record:  # each node its own directory, as each box has its own disk
+            command += ["--record-dir", str(self.record_dir(name))]
         command += ["--http", f"127.0.0.1:{ports['http']}"]
         command += ["--audiosocket", f"127.0.0.1:{ports['audiosocket']}"]
         command += ["--agent-listen", f"127.0.0.1:{ports['agent']}"]
@@ -81,6 +89,9 @@ class Platform:
         await wait_http(ports["http"])
         return node
 
+    def record_dir(self, name: str) -> Path:
+        return self.tmp_path / f"{name}-recordings"
+
     async def api(self, node: Node, method: str, path: str, body: Any = None) -> Response:
         return await trio.to_thread.run_sync(_request, method, node.base + path, self.auth, body)
 
@@ -89,8 +100,11 @@ class Platform:
         return dict(rows[0])
 
     async def hungup_events(self, call_id: str) -> list[dict[str, Any]]:
+        return await self.events(call_id, "call_hungup")
+
+    async def events(self, resource_id: str, kind: str) -> list[dict[str, Any]]:
         rows = await self.db.fetch_all(
-            "SELECT data FROM {p}events WHERE resource_id = ? AND type = 'call_hungup'", [call_id]
+            "SELECT data FROM {p}events WHERE resource_id = ? AND type = ?", [resource_id, kind]
         )
         return [json.loads(r["data"]) for r in rows]
 
@@ -98,9 +112,10 @@ class Platform:
 @dataclass
 class Response:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any]  # JSON answers; a file's bytes are in ``raw``
     headers: dict[str, str]
     elapsed_s: float
+    raw: bytes = b""
 
 
 def _request(method: str, url: str, auth: str, body: Any) -> Response:
@@ -114,7 +129,8 @@ def _request(method: str, url: str, auth: str, body: Any) -> Response:
     except urllib.error.HTTPError as exc:
         status, raw, hdrs = exc.code, exc.read(), exc.headers
     lowered = {k.lower(): v for k, v in hdrs.items()}
-    return Response(status, json.loads(raw), lowered, time.monotonic() - started)
+    body = json.loads(raw) if "json" in lowered.get("content-type", "") else {}
+    return Response(status, body, lowered, time.monotonic() - started, raw)
 
 
 @pytest.fixture
@@ -160,6 +176,15 @@ async def live_call(p: Platform, node: Node, nursery: trio.Nursery) -> tuple[Ast
             await trio.sleep(0.1)
 
 
+def recorded_frames(wav: Path) -> int:
+    """The frames a recording being written holds, by its header (0 before it has one)."""
+    try:
+        with wave.open(str(wav)) as recording:
+            return int(recording.getnframes())
+    except (OSError, EOFError, wave.Error):
+        return 0
+
+
 def dtmf_heard(pcm16: bytes, low_hz: float, high_hz: float, rate_hz: int = 8000) -> bool:
     """In some 200 ms window both tones of a DTMF digit stand far above the band around them."""
     x = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
@@ -199,12 +224,22 @@ async def test_commands_sent_to_the_other_node_act_on_the_call(
     assert dtmf_heard(peer.audio()[heard_before:], 770, 1336), "the caller did not hear the 5"
     assert not dtmf_heard(peer.audio()[:heard_before], 770, 1336)
 
-    # The holder's own answer (node B has no call to judge by): transferring, or why not
-    moved = await p.api(b, "POST", f"{path}/transfer", {"target": "+15550001111"})
-    if moved.status == 200:
-        assert moved.body == {"id": call_id, "status": "transferring"}
+    # A transfer to another agent: node A switches the call's agent link, and says so
+    sales = await p.api(b, "POST", "/v1.0/agents", {"name": "sales"})
+    assert sales.status == 201, sales.body
+    moved = await p.api(b, "POST", f"{path}/transfer", {"target": f"agent:{sales.body['id']}"})
+    assert (moved.status, moved.body) == (200, {"id": call_id, "status": "transferring"})
+    with trio.fail_after(10):
+        while not (done := await p.events(call_id, "call_transferred")):
+            await trio.sleep(0.1)
+    assert done == [{"target": f"agent:{sales.body['id']}", "status": "agent"}]
+    assert (await p.row(call_id))["agent_id"] == sales.body["id"]
+    # To a number, the holder's own answer (node B has no call to judge by): started, or why not
+    dialled = await p.api(b, "POST", f"{path}/transfer", {"target": "+15550001111"})
+    if dialled.status == 200:
+        assert dialled.body == {"id": call_id, "status": "transferring"}
     else:
-        assert (moved.status, moved.body["error"]) == (422, "leg_cannot_transfer"), moved.body
+        assert (dialled.status, dialled.body["error"]) == (422, "leg_cannot_transfer"), dialled
     ended = await p.api(b, "POST", f"{path}/hangup")
     assert (ended.status, ended.body) == (200, {"id": call_id, "status": "terminating"})
     with trio.fail_after(10):
@@ -246,8 +281,8 @@ async def test_a_killed_node_has_its_calls_reaped_and_comes_back_with_its_own_ag
 ) -> None:
     p = platform
     ttl_s = 4.0
-    a = await p.start("node-a", ttl_s=ttl_s)
-    b = await p.start("node-b", ttl_s=ttl_s)
+    a = await p.start("node-a", ttl_s=ttl_s, record=True)
+    b = await p.start("node-b", ttl_s=ttl_s, record=True)
     events: list[Any] = []
     subscribed = trio.Event()
     token = trio.lowlevel.current_trio_token()
@@ -268,7 +303,15 @@ async def test_a_killed_node_has_its_calls_reaped_and_comes_back_with_its_own_ag
     with trio.fail_after(10):
         await subscribed.wait()
     _, call_id = await live_call(p, a, nursery)
+    wav = p.record_dir("node-a") / f"{call_id}.wav"
+    with trio.fail_after(20):  # some of the call on node A's disk (flushed twice a second)
+        while recorded_frames(wav) < 1600:
+            await trio.sleep(0.1)
+    room = (await p.api(b, "POST", "/v1.0/conferences", {"name": "room"})).body["id"]
+    seat = await p.api(a, "POST", f"/v1.0/conferences/{room}/participants", {"call_id": call_id})
+    assert seat.status == 201, seat.body  # the call's audio is in node A's bridge now
     (agent,) = psutil.Process(a.proc.pid).children()
+    on_disk = recorded_frames(wav)  # (as far as its header says: only whole flushes count)
     a.proc.kill()
     killed_at = trio.current_time()
     with trio.fail_after(ttl_s + ttl_s / 3 + 6):  # TTL, one reaper round, a loaded machine
@@ -286,8 +329,28 @@ async def test_a_killed_node_has_its_calls_reaped_and_comes_back_with_its_own_ag
     late = await p.api(b, "POST", f"/v1.0/calls/{call_id}/hangup")
     assert late.status == 409 and late.body["error"] == "call_not_live"
 
-    back = await p.start("node-a", ttl_s=ttl_s, ports=a.ports)  # same identity, same ports
+    # Node A's bridge died with it: the conference it emptied is ended, its seat left
+    with trio.fail_after(5):  # (right after the call's own event)
+        while (await p.api(b, "GET", f"/v1.0/conferences/{room}")).body["status"] != "ended":
+            await trio.sleep(0.1)
+    (left,) = (await p.api(b, "GET", f"/v1.0/conferences/{room}/participants")).body["result"]
+    assert (left["call_id"], left["status"]) == (call_id, "left")
+    assert len(await p.events(room, "conference_ended")) == 1
+    assert len(await p.events(room, "conference_participant_removed")) == 1
+
+    # The recording stays on node A's disk: another node says where, not a bare "not found"
+    elsewhere = await p.api(b, "GET", f"/v1.0/calls/{call_id}/recording")
+    assert (elsewhere.status, elsewhere.body["error"]) == (404, "recording_on_other_node")
+    assert "node-a" in elsewhere.body["message"]
+
+    back = await p.start("node-a", ttl_s=ttl_s, ports=a.ports, record=True)  # same identity
     assert await one_echo_call(back.ports["audiosocket"]) > 30  # answered by its own new agent
+    kept = await p.api(back, "GET", f"/v1.0/calls/{call_id}/recording")  # as far as it got
+    assert kept.status == 200 and kept.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(kept.raw)) as recorded:
+        assert (recorded.getnchannels(), recorded.getframerate()) == (2, 8000)
+        assert recorded.getnframes() >= on_disk  # all it had written, and a valid file
+        assert len(recorded.readframes(recorded.getnframes())) == recorded.getnframes() * 4
     await trio.sleep(ttl_s)  # a few more reaper rounds on both nodes: still one event
     assert len(await p.hungup_events(call_id)) == 1
 

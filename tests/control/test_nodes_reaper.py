@@ -1,7 +1,8 @@
 """Reaping a dead node's calls, on SQLite and on MariaDB: however many survivors race for the same
 rows, each call ends once with one ``call_hungup`` event; a live holder's and another node's calls
 are left alone; a node paused past its TTL hangs up the calls survivors ended meanwhile; no node
-judges others before its own heartbeat has lived a whole TTL."""
+judges others before its own heartbeat has lived a whole TTL; the conferences the dead node's loss
+emptied end once."""
 
 from __future__ import annotations
 
@@ -85,22 +86,51 @@ async def test_racing_survivors_end_each_call_once(db: Database) -> None:
         assert row is not None and row["status"] == "progressing"
 
 
-async def test_a_reaped_call_leaves_its_conference_once(db: Database) -> None:
-    store = Store(db)
-    (call_id,) = await _calls(store, DEAD, 1)
-    seat = await store.insert(
-        "participants", {"customer_id": "c1", "conference_id": "conf-1", "call_id": call_id}
+async def _conference(store: Store, *calls: tuple[str, str]) -> str:
+    """A live conference with a seat per (call id, seat status)."""
+    conference = await store.insert(
+        "conferences", {"customer_id": "c1", "name": "room", "status": "progressing"}
     )
-    survivors = [_survivor(store, f"survivor-{i}") for i in range(2)]
+    for call_id, status in calls:
+        await store.insert(
+            "participants",
+            {"customer_id": "c1", "conference_id": conference["id"], "call_id": call_id,
+             "status": status},
+        )  # fmt: skip
+    return str(conference["id"])
+
+
+async def _events(db: Database, kind: str) -> list[str]:
+    rows = await db.fetch_all("SELECT resource_id FROM {p}events WHERE type = ?", [kind])
+    return sorted(r["resource_id"] for r in rows)
+
+
+async def test_reaped_calls_leave_their_conferences_and_emptied_ones_end_once(
+    db: Database,
+) -> None:
+    """The dead node's bridges died with it: a conference its loss emptied is ended (one
+    conference_ended), one that still has a joined seat elsewhere, or was empty already, is not."""
+    store = Store(db)
+    first, second, earlier = await _calls(store, DEAD, 3)
+    (elsewhere,) = await _calls(store, Holder("node-alive"), 1)
+    emptied = await _conference(store, (first, "joined"), (second, "joined"))
+    shared = await _conference(store, (first, "joined"), (elsewhere, "joined"))
+    idle = await _conference(store, (earlier, "left"))  # empty before the loss: nobody's
+    survivors = [_survivor(store, f"survivor-{i}") for i in range(3)]
     async with trio.open_nursery() as nursery:
         for node in survivors:
             nursery.start_soon(node.reap, DEAD, "node node-dead/0 stopped answering")
-    row = await store.get("participants", seat["id"], None)
-    assert row is not None and row["status"] == "left" and row["tm_leave"]
-    removed = await db.fetch_all(
-        "SELECT resource_id FROM {p}events WHERE type = 'conference_participant_removed'"
-    )
-    assert [r["resource_id"] for r in removed] == ["conf-1"]
+    for call_id in (first, second):
+        for seat in await store.find("participants", call_id=call_id):
+            assert seat["status"] == "left" and seat["tm_leave"], seat
+    (kept,) = await store.find("participants", call_id=elsewhere)
+    assert kept["status"] == "joined"
+    status = {c: (await store.get("conferences", c, None) or {}).get("status") for c in
+              (emptied, shared, idle)}  # fmt: skip
+    assert status == {emptied: "ended", shared: "progressing", idle: "progressing"}
+    assert await _events(db, "conference_ended") == [emptied]
+    removed = await _events(db, "conference_participant_removed")  # one per seat, by conference
+    assert removed == sorted([emptied, emptied, shared])
 
 
 async def test_a_holder_ending_a_reaped_call_late_sends_no_second_event(db: Database) -> None:

@@ -1,0 +1,81 @@
+"""Ending a conference seat, or a conference, exactly once; and what a lost holder held.
+
+A conference's bridge, its recorded mix and its calls' audio live in one process: only a call
+held by a process joins a bridge there (:mod:`control.conferences`). When a holder dies, its
+bridges die with it. The survivor that ends a reaped call (:mod:`control.nodes`) therefore marks
+that call's seats left, then ends each of those conferences that no joined seat remains in: the
+loss took everyone in it, and no process carries its audio any more. A conference that was
+empty already is nobody's, and is left as it is.
+
+Both UPDATEs are conditional on the row's state, as the call's own (:mod:`control.call_end`):
+however many survivors race, and whether or not the holder comes back from a pause and marks its
+seats itself, each seat leaves once and each conference ends once, with one event each. The last
+seat to leave is marked by someone who checks the conference after marking it, so the check
+cannot be missed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control.db.base import Row, now_ts
+from control.events import EventBus
+from control.store import Store
+
+
+def public_conference(row: Row) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "tm_delete"}
+    out["tones"] = bool(row.get("tones", 1))
+    return out
+
+
+def public_participant(row: Row, talking: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "tm_delete"}
+    for flag in ("mute_send", "mute_hear", "moderator"):
+        out[flag] = bool(row.get(flag))
+    out["talking"] = talking
+    return out
+
+
+async def update_if(
+    store: Store, table: str, row_id: str, values: dict[str, Any], status: str, negate: bool
+) -> Row | None:
+    """Set ``values`` if the row's status is ``status`` (``negate``: is not); the row, or None
+    when someone else changed it first."""
+    sql, params = store.update_statement(table, row_id, None, values)
+    sql += " AND status <> ?" if negate else " AND status = ?"
+    if not await store.db.execute(sql, [*params, status]):
+        return None
+    await store.invalidate(table, row_id)
+    return await store.get(table, row_id, None)
+
+
+async def end_conference_once(store: Store, conference_id: str) -> Row | None:
+    """Mark the conference ended; the row when this call ended it, else None."""
+    return await update_if(store, "conferences", conference_id, {"status": "ended"}, "ended", True)
+
+
+async def leave_conferences(store: Store, bus: EventBus, call_id: str) -> None:
+    """The reaped call's joined seats: left; then each of their conferences, if now empty, ended."""
+    conference_ids: list[str] = []
+    for seat in await store.find("participants", call_id=call_id, status="joined"):
+        conference_ids.append(seat["conference_id"])
+        values = {"status": "left", "tm_leave": now_ts()}
+        left = await update_if(store, "participants", seat["id"], values, "joined", False)
+        if left is not None:  # else the conference's own process marked it first
+            await bus.publish(
+                left["customer_id"],
+                "conference_participant_removed",
+                left["conference_id"],
+                public_participant(left),
+            )
+    for conference_id in dict.fromkeys(conference_ids):
+        if not await store.find("participants", conference_id=conference_id, status="joined"):
+            ended = await end_conference_once(store, conference_id)
+            if ended is not None:
+                await bus.publish(
+                    ended["customer_id"],
+                    "conference_ended",
+                    conference_id,
+                    public_conference(ended),
+                )
