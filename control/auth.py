@@ -163,6 +163,15 @@ async def inactive_customer(store: Store, customer_id: str) -> str:
     return ""
 
 
+async def active(store: Store, principal: Principal) -> Principal:
+    """A token's principal, if its customer may act: a JWT (REST or media) outlives any
+    revocation (it is not stored), so its customer is checked instead."""
+    problem = await inactive_customer(store, principal.customer_id)
+    if problem:
+        raise AuthError(f"the token's customer is {problem}")
+    return principal
+
+
 async def authenticate(header: str, store: Store, jwt_secret: str) -> Principal:
     """The principal behind an ``Authorization`` header value, or :class:`AuthError`."""
     scheme, _, credential = header.strip().partition(" ")
@@ -170,12 +179,7 @@ async def authenticate(header: str, store: Store, jwt_secret: str) -> Principal:
     if not credential:
         raise AuthError("missing credentials")
     if scheme.lower() == "bearer":
-        principal = jwt_decode(credential, jwt_secret)
-        # A JWT outlives any revocation (it is not stored): its customer is checked instead.
-        problem = await inactive_customer(store, principal.customer_id)
-        if problem:
-            raise AuthError(f"the token's customer is {problem}")
-        return principal
+        return await active(store, jwt_decode(credential, jwt_secret))
     if scheme == "AccessKey":
         if not credential.startswith("ak_") or len(credential) > 128:
             raise AuthError("malformed access key")

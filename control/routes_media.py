@@ -50,6 +50,7 @@ from control.auth import (
     MEDIA_TOKEN_TTL_S,
     AuthError,
     Principal,
+    active,
     authenticate,
     jwt_encode,
     media_token,
@@ -81,7 +82,7 @@ async def _principal(api: Api, token: str, access_key: str, header: str) -> Prin
     """Who holds these credentials; ``None`` where none were given; :class:`AuthError`."""
     cfg, store = api.services.cfg, api.services.store
     if token:
-        return media_token_decode(token, cfg.jwt_secret)
+        return await active(store, media_token_decode(token, cfg.jwt_secret))
     if access_key:
         return await authenticate(f"AccessKey {access_key}", store, cfg.jwt_secret)
     if header:

@@ -232,6 +232,26 @@ async def test_disabling_closes_the_customers_event_sockets_and_refuses_them_aga
         assert received == [{"type": "error", "message": why}] and reason.code == 4401
 
 
+async def test_a_media_token_minted_before_the_disable_opens_no_socket_after_it(
+    plane: Plane, nursery: trio.Nursery
+) -> None:
+    """A media token is a JWT, not stored, so nothing revokes it: its customer is checked."""
+    _, admin = await _admin(plane)
+    c = plane.client
+    vid = (await _json(await c.post("/v1.0/customers", json={"name": "v"}, headers=admin)))["id"]
+    key = await _json(
+        await c.post(f"/v1.0/customers/{vid}/accesskeys", json={"name": "ops"}, headers=admin)
+    )
+    r = await c.post("/v1.0/media-tokens", headers={"Authorization": f"AccessKey {key['token']}"})
+    token = (await _json(r))["token"]
+    assert (await c.post(f"/v1.0/customers/{vid}/disable", headers=admin)).status_code == 200
+    url = f"ws://127.0.0.1:{await serve_app(nursery, plane.app)}/v1.0/browser?token={token}"
+    ws = await trio_websocket.connect_websocket_url(nursery, url)
+    received, reason = await _closing(ws)
+    assert received == [] and reason.code == 4401
+    assert reason.reason == "unauthorized: the token's customer is disabled"
+
+
 async def test_a_platform_admin_cannot_disable_its_own_customer(plane: Plane) -> None:
     own, admin = await _admin(plane)
     r = await plane.client.post(f"/v1.0/customers/{own}/disable", headers=admin)
