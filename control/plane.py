@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -54,6 +55,7 @@ from control.summaries import SummaryWriter
 from control.tls import apply_tls
 from control.tools import ToolExecutor
 from control.webhooks import WebhookDispatcher
+from media.config import HostPort
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.websocket_calls import WebsocketCalls
@@ -64,6 +66,19 @@ log = logging.getLogger(__name__)
 
 # Readiness of something serve depends on beyond storage (the agent): raises when not ready.
 ReadyCheck = Callable[[], Awaitable[None]]
+
+# The HTTP port carries the media WebSockets (Twilio, chan_websocket, the browser), whose frames
+# Hypercorn writes from shielded tasks: only the kernel can bound a client that stops reading or
+# vanishes. Both options are set on the listening socket; accepted connections inherit them.
+HTTP_SEND_BUFFER_BYTES = 65536
+"""Kernel send buffer per HTTP connection (Linux doubles it): ~10 s of Twilio's media stream,
+~4 s of the browser's 16 kHz audio, where autotuning grew it to megabytes (minutes of audio
+queued for a slow reader before the leg's send deadline could notice). Still ~1 MB/s to a
+client 100 ms away, for downloads."""
+HTTP_PEER_GONE_MS = 20_000
+"""TCP_USER_TIMEOUT: a connection whose sent data stays unacknowledged (or unsent behind a
+closed window) this long is dropped by the kernel, instead of after ~15 min of retransmissions:
+a vanished media client's call then ends as a disconnect."""
 
 
 class SchemaBehind(DatabaseError):
@@ -242,6 +257,19 @@ async def _check_schema(cfg: ControlConfig, database: Database) -> None:
             )
 
 
+def http_listener(addr: HostPort, fd: int | None, backlog: int) -> socket.socket:
+    """The listening socket for ``addr`` (or the one ``serve --workers``' parent bound, ``fd``)
+    with :data:`HTTP_SEND_BUFFER_BYTES` and :data:`HTTP_PEER_GONE_MS` set."""
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+    else:
+        family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+        sock = socket.create_server((addr.host, addr.port), family=family, backlog=backlog)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, HTTP_SEND_BUFFER_BYTES)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, HTTP_PEER_GONE_MS)
+    return sock
+
+
 @asynccontextmanager
 async def open_control_plane(
     cfg: ControlConfig,
@@ -269,7 +297,7 @@ async def open_control_plane(
     async with open_services(cfg, calls, metrics) as (services, hooks, own):
         app = create_app(services, metrics, legs, rtp, sip, ready_checks)
         hc = HypercornConfig()
-        hc.bind = [str(cfg.http) if cfg.http_fd is None else f"fd://{cfg.http_fd}"]
+        hc.bind = [f"fd://{http_listener(cfg.http, cfg.http_fd, hc.backlog).detach()}"]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")  # ours (JSON), not a second handler
         apply_tls(hc, cfg.tls)

@@ -1,6 +1,7 @@
-"""A media-streams client that stops reading, over real TCP through Hypercorn. Once the socket
-buffers fill, Hypercorn's shielded write blocks the handler; with TCP_USER_TIMEOUT on the
-listening socket the kernel drops the connection and the leg fails with ``send_timeout``. A raw
+"""A media-streams client that stops reading, over real TCP through Hypercorn on serve's own
+HTTP listener (control/plane.py). Once the socket buffers fill, Hypercorn's shielded write
+blocks the handler; with TCP_USER_TIMEOUT on the listening socket the kernel drops the
+connection and the leg fails with ``send_timeout``. A raw
 client, because library clients read in the background whether the application reads or not."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from hypercorn.trio import serve
 from quart import websocket
 from quart_trio import QuartTrio
 
+from control.plane import HTTP_PEER_GONE_MS, HTTP_SEND_BUFFER_BYTES, http_listener
+from media.config import HostPort
 from media.leg import LegError
 from media.message_socket import MessageSocket
 from media.twilio import TwilioPeer
@@ -80,10 +83,8 @@ async def test_client_that_never_reads_gets_send_timeout(nursery: trio.Nursery) 
     # Hypercorn's Trio worker shields its socket writes (trio/tcp_server.py), so no deadline
     # around websocket.send() fires while a client does not read. TCP_USER_TIMEOUT, inherited
     # by accepted sockets, makes the kernel give such a connection up; serve must set it.
-    listener = socket.socket()
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 2000)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = http_listener(HostPort("127.0.0.1", 0), None, 100)  # serve's own listener
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 2000)  # (test: sooner)
     port = listener.getsockname()[1]
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]  # Hypercorn owns and closes it now
@@ -104,5 +105,22 @@ async def test_client_that_never_reads_gets_send_timeout(nursery: trio.Nursery) 
     # Either the blocked send outlived its deadline, or the kernel dropped the connection first
     # and Quart-Trio cancelled the handler: never a handler stuck for good.
     assert outcome["end"] in ("send_timeout", "disconnect"), outcome
-    # Whatever the kernel buffers held (a few MB on loopback), then the deadline: not unbounded.
-    assert 10 < outcome["sent"] < 200_000, outcome
+    # What the kernel buffers held (serve's listener bounds its send buffer), then the
+    # deadline: a few seconds of audio, never minutes.
+    assert 10 < outcome["sent"] < 2000, outcome
+
+
+def test_serve_http_connections_give_up_on_a_peer_that_vanishes_or_stops_reading() -> None:
+    """What serve's HTTP listener hands its accepted connections (the media WebSockets among
+    them): the kernel drops one whose data stays unacknowledged for HTTP_PEER_GONE_MS (else
+    ~15 min of retransmissions to a vanished client), and its send buffer stays small (else
+    autotuning grows it to megabytes: minutes of queued audio for a slow reader)."""
+    listener = http_listener(HostPort("127.0.0.1", 0), None, 100)
+    with listener, socket.create_connection(listener.getsockname()):
+        accepted, _ = listener.accept()
+        with accepted:
+            timeout_ms = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+            assert timeout_ms == HTTP_PEER_GONE_MS
+            # set, not autotuned (socket(7): Linux doubles the value asked for)
+            sndbuf = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            assert sndbuf == 2 * HTTP_SEND_BUFFER_BYTES
