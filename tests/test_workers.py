@@ -1,8 +1,8 @@
 """``callbridge serve --workers 2`` as a user runs it: two media processes behind one AudioSocket
 port and one HTTP port, sharing state through Redis. Both take calls and echo them; a worker that
 is SIGKILLed takes only its own calls (their rows end as ``node_lost`` with one ``call_hungup``
-each, the other worker's calls keep echoing) and is restarted; API commands reach the calls of
-either worker, the other worker's included."""
+each, the other worker's calls keep echoing) and is restarted; API commands (hangup, say, DTMF, a
+transfer) reach the calls of either worker, the other worker's included."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from callbridge.workers import ROLE_ENV
 from tests.conftest import require_service
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import best_snr_db, tone
+from tests.media.dtmf_detect import dtmf_keys
 from tests.test_serve import free_port, stop_serve
 
 REDIS_URL = os.environ.get("CALLBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -128,10 +129,10 @@ async def echo_snr_db(peer: AsteriskPeer, freq_hz: float) -> float:
     return best_snr_db(src, peer.audio()[before:], max_delay=1500)[0]
 
 
-def post(port: int, path: str, key: str) -> tuple[int, str]:
+def post(port: int, path: str, key: str, body: Any = None) -> tuple[int, str]:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
-        data=b"{}",
+        data=json.dumps(body or {}).encode(),
         method="POST",
         headers={"Authorization": f"AccessKey {key}", "Content-Type": "application/json"},
     )
@@ -142,22 +143,61 @@ def post(port: int, path: str, key: str) -> tuple[int, str]:
         return int(exc.code), exc.read().decode()
 
 
-def hangup_via(port: int, calls_active: int, call_id: str, key: str) -> int:
-    """POST hangup on a keep-alive connection that the worker holding ``calls_active`` calls
-    accepted (its /health says so), however many connections it takes to get one."""
+def command_via(
+    port: int, calls_active: int, call_id: str, key: str, op: str, body: Any = None
+) -> tuple[int, Any]:
+    """POST call command ``op`` on a keep-alive connection that the worker holding
+    ``calls_active`` calls accepted (its /health says so), however many connections it takes."""
     headers = {"Authorization": f"AccessKey {key}", "Content-Type": "application/json"}
     for _ in range(300):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             conn.request("GET", "/health")
             if json.loads(conn.getresponse().read())["calls_active"] == calls_active:
-                conn.request("POST", f"/v1.0/calls/{call_id}/hangup", b"{}", headers)
+                data = json.dumps(body or {}).encode()
+                conn.request("POST", f"/v1.0/calls/{call_id}/{op}", data, headers)
                 answer = conn.getresponse()
-                answer.read()
-                return int(answer.status)
+                return int(answer.status), json.loads(answer.read())
         finally:
             conn.close()
     raise AssertionError(f"no worker answered /health with calls_active {calls_active}")
+
+
+def events_of(db: Path, call_id: str, kind: str) -> list[Any]:
+    with sqlite3.connect(db) as conn:
+        query = "SELECT data FROM events WHERE type = ? AND resource_id = ?"
+        return [json.loads(r[0]) for r in conn.execute(query, (kind, call_id))]
+
+
+async def commands_reach_the_sibling(
+    port: int, calls_active: int, peer: AsteriskPeer, call_id: str, key: str, db: Path
+) -> None:
+    """Say, DTMF and a transfer to another agent, sent to the worker that does not hold the call
+    (it holds ``calls_active`` calls), act on it; to a number, the holder gives its own answer."""
+
+    async def via(op: str, body: Any) -> tuple[int, Any]:
+        return await trio.to_thread.run_sync(
+            command_via, port, calls_active, call_id, key, op, body
+        )
+
+    assert await via("say", {"text": "hello"}) == (200, {"id": call_id, "status": "queued"})
+    heard_before = len(peer.audio())
+    assert await via("dtmf", {"digits": "5"}) == (200, {"id": call_id, "status": "sent"})
+    with trio.move_on_after(5):  # 100 ms of in-band tone, paced out
+        while "5" not in dtmf_keys(peer.audio()[heard_before:], 8000):
+            await trio.sleep(0.2)
+    assert "5" in dtmf_keys(peer.audio()[heard_before:], 8000), "the caller did not hear the 5"
+    status, text = await trio.to_thread.run_sync(post, port, "/v1.0/agents", key, {"name": "s"})
+    assert status == 201, text
+    target = f"agent:{json.loads(text)['id']}"
+    moved = await via("transfer", {"target": target})
+    assert moved == (200, {"id": call_id, "status": "transferring"})
+    with trio.fail_after(10):
+        while not (done := events_of(db, call_id, "call_transferred")):
+            await trio.sleep(0.1)
+    assert done == [{"target": target, "status": "agent"}]
+    status, dialled = await via("transfer", {"target": "+15550001111"})  # the holder's answer
+    assert (status, dialled.get("error")) in ((200, None), (422, "leg_cannot_transfer")), dialled
 
 
 @pytest.mark.slow
@@ -222,8 +262,12 @@ async def test_two_workers_share_the_port_and_a_killed_one_takes_only_its_calls(
             on_worker0 = len(peers[0])
             for via_calls, peer in ((on_worker0, peers[1][0]), (0, peers[0][0])):
                 call_id = call_rows(db)[str(peer.call_uuid)]["id"]
-                status = await trio.to_thread.run_sync(
-                    hangup_via, ports["http"], via_calls, call_id, key
+                if via_calls:  # worker 0 acting on worker 1's call: the other commands too
+                    await commands_reach_the_sibling(
+                        ports["http"], via_calls, peer, call_id, key, db
+                    )
+                status, _ = await trio.to_thread.run_sync(
+                    command_via, ports["http"], via_calls, call_id, key, "hangup"
                 )
                 assert status == 200, (status, call_rows(db)[str(peer.call_uuid)])
                 with trio.fail_after(10):
