@@ -38,13 +38,12 @@ def public_participant(row: Row, talking: bool = False) -> dict[str, Any]:
 
 
 async def update_if(
-    store: Store, table: str, row_id: str, values: dict[str, Any], status: str, negate: bool
+    store: Store, table: str, row_id: str, values: dict[str, Any], condition: str, value: str
 ) -> Row | None:
-    """Set ``values`` if the row's status is ``status`` (``negate``: is not); the row, or None
-    when someone else changed it first."""
+    """Set ``values`` if the row also meets ``condition`` (``"status = ?"``, with ``value``);
+    the updated row, or None when someone else changed it first."""
     sql, params = store.update_statement(table, row_id, None, values)
-    sql += " AND status <> ?" if negate else " AND status = ?"
-    if not await store.db.execute(sql, [*params, status]):
+    if not await store.db.execute(f"{sql} AND {condition}", [*params, value]):
         return None
     await store.invalidate(table, row_id)
     return await store.get(table, row_id, None)
@@ -52,7 +51,8 @@ async def update_if(
 
 async def end_conference_once(store: Store, conference_id: str) -> Row | None:
     """Mark the conference ended; the row when this call ended it, else None."""
-    return await update_if(store, "conferences", conference_id, {"status": "ended"}, "ended", True)
+    values = {"status": "ended"}
+    return await update_if(store, "conferences", conference_id, values, "status <> ?", "ended")
 
 
 async def leave_conferences(store: Store, bus: EventBus, call_id: str) -> None:
@@ -61,7 +61,7 @@ async def leave_conferences(store: Store, bus: EventBus, call_id: str) -> None:
     for seat in await store.find("participants", call_id=call_id, status="joined"):
         conference_ids.append(seat["conference_id"])
         values = {"status": "left", "tm_leave": now_ts()}
-        left = await update_if(store, "participants", seat["id"], values, "joined", False)
+        left = await update_if(store, "participants", seat["id"], values, "status = ?", "joined")
         if left is not None:  # else the conference's own process marked it first
             await bus.publish(
                 left["customer_id"],
