@@ -267,6 +267,8 @@ async def asterisk(ari: AriConfig | None) -> Finding:
             f"{ari.url}: {exc}",
             "start Asterisk (res_ari, http.conf enabled) or fix --ari",
         )
+    finally:
+        await client.aclose()
     version = (info or {}).get("system", {}).get("version", "?")
     return Finding("asterisk ari", "ok", f"Asterisk {version} answers as {ari.user}")
 

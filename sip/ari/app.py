@@ -1,13 +1,15 @@
 """callbridge as an ARI Stasis application: a caller that enters ``Stasis(NAME[,agent=ID])``
 becomes a callbridge call.
 
-For each caller: answer, a mixing bridge (``cbb-<uuid>``), an ExternalMedia channel
+For each caller: ringing, a mixing bridge (``cbb-<uuid>``), an ExternalMedia channel
 (``cbm-<uuid>``, AudioSocket over TCP, slin16, ``data=<uuid>``) to our own AudioSocket listener,
 both channels into the bridge. When Asterisk connects with that UUID, the AudioSocket listener
 asks :meth:`AriApp.claim` and the call runs over the existing media path, its leg wrapped in an
-:class:`sip.ari.leg.AriLeg`. Everything this module asks of Asterisk after set-up goes through a
-bounded job queue served by a few workers, so neither the media core nor the events reader waits
-on a REST answer. Transfers live in :mod:`sip.ari.transfer`.
+:class:`sip.ari.leg.AriLeg`; only then is the caller answered (answer-after-bridge: no dead air
+while we set up, and the agent's first words are the first thing the caller hears). Everything
+this module asks of Asterisk after set-up goes through a bounded job queue served by a few
+workers, so neither the media core nor the events reader waits on a REST answer. Transfers
+live in :mod:`sip.ari.transfer`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from media.hooks import CallInfo
 from media.leg import Leg
 from media.registry import CallRegistry
 from sip.ari import requests as rq
+from sip.ari.causes import caller_hangup_reason, cause_word, ending_reason
 from sip.ari.client import AriClient, AriUnavailable
 from sip.ari.conference import AriConferences
 from sip.ari.config import AriConfig
@@ -39,7 +42,6 @@ from sip.ari.events import (
     RecordingEvent,
     StasisEnd,
     StasisStart,
-    cause_text,
     parse_bridge,
     parse_channel,
 )
@@ -219,8 +221,10 @@ class AriApp:
         if not call.gone:
             # A call the control plane refused never entered the registry.
             refused = self.registry.get(call.call_id) is None
-            cause = "rejected" if refused else "normal"
-            log.info("ari hangup", extra={"call_id": call.call_id, "reason": reason})
+            cause = ending_reason(reason, refused)
+            log.info(
+                "ari hangup", extra={"call_id": call.call_id, "reason": reason, "cause": cause}
+            )
             self.request("hangup caller", rq.hangup(call.caller.id, cause))
         self._finish(call)
 
@@ -280,7 +284,7 @@ class AriApp:
         call = self.calls.by_channel(channel.id) if isinstance(channel, Channel) else None
         if call is None or not isinstance(channel, Channel):
             if isinstance(event, ChannelDestroyed) and event.channel.id.startswith(OUTBOUND_PREFIX):
-                why = event.cause_txt or cause_text(event.cause)
+                why = event.cause_txt or cause_word(event.cause)
                 self.outbound.failed(event.channel.id, f"not answered ({why})")
             return
         if channel.id == call.target_id:
@@ -288,15 +292,23 @@ class AriApp:
         elif channel.id != call.caller.id:
             return
         elif isinstance(event, ChannelHangupRequest):
-            self._caller_gone(call, f"caller hung up ({cause_text(event.cause)})")
+            self._caller_gone(call, caller_hangup_reason(event.cause))
         elif isinstance(event, ChannelDestroyed):
-            self._caller_gone(
-                call, f"caller hung up ({event.cause_txt or cause_text(event.cause)})"
-            )
+            self._caller_gone(call, caller_hangup_reason(event.cause, event.cause_txt))
         elif isinstance(event, StasisEnd):
             self._caller_gone(call, "the caller left the Stasis application", left_stasis=True)
         elif isinstance(event, ChannelDtmfReceived):
-            self.event(call, "dtmf_received", {"digit": event.digit})
+            self._key_pressed(call, event)
+
+    def _key_pressed(self, call: AriCall, event: ChannelDtmfReceived) -> None:
+        """One event per key press. While our ExternalMedia channel shares the caller's bridge,
+        Asterisk passes the key to it and the media core reports it (``dtmf_received``, the
+        agent is told), as for every leg. ARI reports only the keys the media core cannot
+        hear: once the caller is Asterisk's alone (an Asterisk conference, a blind transfer),
+        as ``call_dtmf_received``."""
+        if not call.media_hears_caller():
+            data = {"digit": event.digit, "duration_ms": event.duration_ms}
+            self.event(call, "dtmf_received", data)
 
     def _on_stasis_start(self, channel: Channel, args: tuple[str, ...]) -> None:
         if channel.id.startswith(MEDIA_PREFIX):
@@ -367,15 +379,19 @@ class AriApp:
         cfg, client = self.cfg, self.client
         started = trio.current_time()
         if call.caller.state != "Up":
-            await client.call(rq.answer(call.caller.id))
+            await client.call(rq.ring(call.caller.id))
         if new_bridge:
             await client.call(rq.create_bridge(call.bridge_id, f"callbridge {call.call_uuid}"))
         await client.call(
             rq.external_media(cfg.app, call.media_id, str(cfg.media_host), call.call_uuid)
         )
         await client.call(rq.add_channels(call.bridge_id, call.caller.id, call.media_id))
-        call.bridged.set()
+        # Answered only now that the agent's audio has its whole path (our socket connected,
+        # both channels bridged): until then the caller hears ringing, not dead air.
         await call.claimed.wait()
+        if call.caller.state != "Up":
+            await client.call(rq.answer(call.caller.id))
+        call.bridged.set()
         setup_ms = round((trio.current_time() - started) * 1000)
         log.info("ari call set up", extra={"channel": call.caller.id, "setup_ms": setup_ms})
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
-from control.httpclient import HttpClientError, request
+from control.httpclient import HttpClientError
 from sip.ari.events import AriEvent, AriProtocolError, parse_event
 from sip.ari.events_socket import (
     AriAuthError,
@@ -25,6 +26,7 @@ from sip.ari.events_socket import (
     basic_auth,
     events_url,
 )
+from sip.ari.http_pool import HttpPool
 from sip.ari.requests import AriRequest, AriRequestError, decode_response
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class AriClient:
         self, base_url: str, user: str, password: str, app: str, timeout_s: float = 5.0
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._root = urlsplit(self.base_url).path  # "/ari"
+        self.http = HttpPool(self.base_url)  # REST calls share a few kept-alive connections
         self.app = app
         self.timeout_s = timeout_s
         self._auth = basic_auth(user, password)  # the password lives only in this header
@@ -66,8 +70,8 @@ class AriClient:
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         limit = MAX_FILE_BYTES if req.binary else 1024 * 1024
         try:
-            resp = await request(
-                req.method, self.base_url + req.target(""), b"", headers, self.timeout_s, limit
+            resp = await self.http.request(
+                req.method, req.target(self._root), headers, self.timeout_s, limit
             )
         except HttpClientError as exc:
             raise AriUnavailable(str(exc)) from None
@@ -86,6 +90,21 @@ class AriClient:
         """Hold the events socket until cancelled. Reports started after the first attempt
         (connected or not: an Asterisk that is down at start-up is retried, and ``/ready``
         says so); raises :class:`AriAuthError` if that first attempt is refused credentials."""
+        try:
+            await self._run(on_connected, on_event, task_status)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the kept REST connections (the client stays usable: it opens new ones)."""
+        await self.http.aclose()
+
+    async def _run(
+        self,
+        on_connected: Callable[[], Awaitable[None]],
+        on_event: Callable[[AriEvent], Awaitable[None]],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
         url = events_url(self.base_url, self.app)
         attempt = 0
         started = trio.Event()

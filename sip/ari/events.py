@@ -252,23 +252,3 @@ def parse_stasis_args(args: tuple[str, ...]) -> dict[str, str]:
         elif key:
             params["agent_id" if key == "agent" else key] = value.strip()
     return params
-
-
-# Q.850 causes a caller's hangup usually carries (Asterisk's causes.h).
-_CAUSES = {
-    16: "normal clearing",
-    17: "user busy",
-    18: "no user responding",
-    19: "no answer",
-    21: "call rejected",
-    27: "destination out of order",
-    31: "normal, unspecified",
-    34: "no circuit available",
-    38: "network out of order",
-    41: "temporary failure",
-    127: "interworking",
-}
-
-
-def cause_text(cause: int) -> str:
-    return _CAUSES.get(cause, f"cause {cause}")

@@ -14,24 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from sip.ari.causes import REASON_CODES
 from sip.ari.events import AriProtocolError
 
 # The hangup reasons ARI accepts (``DELETE /channels/{id}?reason=``).
-HANGUP_REASONS = (
-    "normal",
-    "busy",
-    "congestion",
-    "no_answer",
-    "timeout",
-    "rejected",
-    "unallocated",
-    "normal_unspecified",
-    "number_incomplete",
-    "codec_mismatch",
-    "interworking",
-    "failure",
-    "answered_elsewhere",
-)
+HANGUP_REASONS = tuple(REASON_CODES)
 
 
 class AriRequestError(Exception):
@@ -74,6 +61,11 @@ def list_bridges() -> AriRequest:
 
 def answer(channel_id: str) -> AriRequest:
     return AriRequest("POST", f"/channels/{_seg(channel_id)}/answer")
+
+
+def ring(channel_id: str) -> AriRequest:
+    """Ringing to a caller not yet answered, while its call is set up."""
+    return AriRequest("POST", f"/channels/{_seg(channel_id)}/ring")
 
 
 def hangup(channel_id: str, reason: str = "normal") -> AriRequest:

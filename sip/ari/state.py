@@ -34,6 +34,7 @@ class AriCall:
     handed_off: bool = False  # transferred: the caller is someone else's now
     target_id: str = ""  # a transfer target we originated
     conference_bridge: str = ""  # the conference it joined (its caller is there now)
+    media_left: bool = False  # our ExternalMedia channel left the bridge (blind transfer)
     target_answered: bool = False
     target_failure: str = ""
     target_done: trio.Event = field(default_factory=trio.Event)  # answered or failed
@@ -48,6 +49,11 @@ class AriCall:
             media_id=MEDIA_PREFIX + call_uuid,
             params=parse_stasis_args(args),
         )
+
+    def media_hears_caller(self) -> bool:
+        """The media core runs the call and our ExternalMedia channel is in the caller's bridge
+        (so it gets the caller's audio and keys)."""
+        return self.running and not self.conference_bridge and not self.media_left
 
     def held(self) -> Held:
         return Held(self.caller.id, self.media_id, self.bridge_id)

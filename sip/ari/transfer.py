@@ -24,8 +24,9 @@ import trio
 
 from media.bridge_transfer import TransferOutcome
 from sip.ari import requests as rq
+from sip.ari.causes import cause_word
 from sip.ari.client import AriUnavailable
-from sip.ari.events import AriEvent, ChannelDestroyed, StasisEnd, cause_text
+from sip.ari.events import AriEvent, ChannelDestroyed, StasisEnd
 from sip.ari.reconcile import TARGET_PREFIX
 from sip.ari.state import AriCall
 
@@ -61,6 +62,7 @@ class Transfers:
             return TransferOutcome("failed", call.target_failure)
         log.info("ari transfer", extra={"call_id": call.call_id, "target": target})
         if self.app.cfg.transfer_mode == "blind" or not self.app.cfg.transfer_dial:
+            call.media_left = True
             self.app.request(
                 "agent leaves bridge", rq.remove_channel(call.bridge_id, call.media_id)
             )
@@ -121,7 +123,7 @@ class Transfers:
             return
         if not call.target_answered:
             if isinstance(event, ChannelDestroyed):
-                why = event.cause_txt or cause_text(event.cause)
+                why = event.cause_txt or cause_word(event.cause)
                 call.target_failure = f"the target hung up before answering ({why})"
                 call.target_done.set()
             return

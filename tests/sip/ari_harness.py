@@ -307,7 +307,10 @@ def caller_dialplan(
 ) -> str:
     """``talk``: the caller plays ``wav``, then waits; MixMonitor records both directions.
     ``long`` plays ``long_wav`` then waits 8 s; ``hold`` only listens; ``dtmf`` presses 5 and
-    stores the digit it hears back in the global HEARD; ``p-NN`` waits 4 s (set-ups of many
+    stores the digit it hears back in the global HEARD; ``busy`` hangs up busy (Q.850 17)
+    after 1 s; ``ring`` dials into the app (so it is not answered when it enters Stasis),
+    records what it hears from its answer on, and hangs up 3 s later; every caller leaves
+    the cause it was hung up with in the global CAUSE; ``p-NN`` waits 4 s (set-ups of many
     calls at once take a while on a loaded machine), then plays ``p-NN.wav`` from ``wav``'s
     folder.
     ``incoming``: any DNIS enters our Stasis app for ``agent`` with a caller id and a variable."""
@@ -340,12 +343,20 @@ exten => dtmf,1,Answer()
  same => n,Read(HEARD,,1,,1,4)
  same => n,Set(GLOBAL(HEARD)=${{HEARD}})
  same => n,Hangup()
+exten => busy,1,Answer()
+ same => n,Wait(1)
+ same => n,Hangup(17)
+exten => h,1,Set(GLOBAL(CAUSE)=${{HANGUPCAUSE}})
+exten => ring,1,Dial(Local/5551234@incoming/n,10,U(ringanswer,s,1)S(3))
 exten => long,1,Answer()
  same => n,MixMonitor({root}/long.wav,r({root}/long-heard.wav))
  same => n,Playback({long_wav.with_suffix("")})
  same => n,Wait(8)
  same => n,Hangup()
 {extra}
+[ringanswer]
+exten => s,1,MixMonitor({root}/ring.wav,r({root}/ring-heard.wav))
+ same => n,Return()
 [incoming]
 exten => _X.,1,Set(CALLERID(num)=+15550001)
  same => n,Set(CB_LANG=en)
@@ -361,7 +372,8 @@ CONFERENCE_HZ = (500.0, 800.0, 1100.0)
 
 def conference_dialplan(root: Path, wavs: list[Path], wait_s: int = 3) -> str:
     """``conf1``..``conf3``: callers that listen for ``wait_s`` (time to join), then each
-    plays its own tone (``wavs``) and listens again; MixMonitor records what each heard."""
+    plays its own tone (``wavs``), presses its own number's key and listens again;
+    MixMonitor records what each heard."""
     lines = ["[caller]"]
     for n, wav in enumerate(wavs, 1):
         lines += [
@@ -369,6 +381,7 @@ def conference_dialplan(root: Path, wavs: list[Path], wait_s: int = 3) -> str:
             f" same => n,MixMonitor({root}/conf{n}.wav,r({root}/conf{n}-heard.wav))",
             f" same => n,Wait({wait_s})",
             f" same => n,Playback({wav.with_suffix('')})",
+            f" same => n,SendDTMF({n})",
             " same => n,Wait(2)",
             " same => n,Hangup()",
         ]

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from media.bridge_transfer import TransferOutcome
+from media.hooks import CallHandle
 from proto.messages import CallStart
+from sip.ari.requests import AriRequest
 from sip.outbound import OriginateRefused
 from tests.asterisk_instance import Asterisk, read_wav, running_asterisk, write_wav
 from tests.media.conftest import agent_in_thread
 from tests.sip.ari_harness import (
     RATE_HZ,
+    Bench,
     active_seconds,
     ari_bench,
     caller_dialplan,
@@ -113,9 +117,40 @@ async def test_api_hangup_ends_the_call_in_asterisk(asterisk: Asterisk, echo_age
     assert bench.hooks.hungup[0][1:] == ("api", "api")
 
 
+async def test_hangup_causes_both_ways(asterisk: Asterisk, echo_agent: str) -> None:
+    """A caller that hangs up busy: the call's hangup reason (so its call_hungup event) says
+    so, in ARI's words and Q.850's code. A call that callbridge ends is hung up in Asterisk
+    with the cause for why: a disabled customer's call is rejected (21), an API hangup is a
+    normal clearing (16)."""
+    async with ari_bench(asterisk, echo_agent) as bench:
+        await bench.originate("busy")
+        await bench.wait_ended()
+        causes = []
+        for reason in ("customer_disabled", "api"):
+            await bench.originate("hold")
+            handle = await _next_call(bench)
+            handle.hangup(reason)
+            await bench.wait_ended(len(bench.hooks.hungup) + 1)
+            await bench.wait_asterisk_idle()
+            causes.append(asterisk.ari("GET", "/asterisk/variable", variable="CAUSE")["value"])
+    assert bench.hooks.hungup[0][1:] == ("caller", "caller hung up: busy (Q.850 17)")
+    assert causes == ["21", "16"]
+
+
+async def _next_call(bench: Bench) -> CallHandle:
+    """The newest call, once the media core runs it."""
+    with trio.fail_after(10):
+        while True:
+            calls = [bench.env.registry.get(info.call_id) for info in bench.hooks.created]
+            if calls and calls[-1] is not None and len(calls) > len(bench.hooks.hungup):
+                return calls[-1]
+            await trio.sleep(0.05)
+
+
 async def test_dtmf_both_ways(asterisk: Asterisk) -> None:
     """The caller's key reaches the agent (over the ExternalMedia AudioSocket); the agent's
-    answer, another key, reaches the caller through ARI."""
+    answer, another key, reaches the caller through ARI. One key press is one event: the
+    media core's ``dtmf_received``; ARI, which sees the key too, does not report it again."""
     with agent_in_thread(dtmf_agent) as url:
         async with ari_bench(asterisk, url) as bench:
             await bench.originate("dtmf")
@@ -124,7 +159,9 @@ async def test_dtmf_both_ways(asterisk: Asterisk) -> None:
     assert ("caller", "pressed 5") in [t[1:] for t in bench.hooks.transcripts]
     heard = asterisk.ari("GET", "/asterisk/variable", variable="HEARD")
     assert heard["value"] == "7"
-    assert ("dtmf_received", {"digit": "5"}) in [e[1:] for e in bench.hooks.events]
+    [call_id] = [info.call_id for info in bench.hooks.created]
+    assert bench.hooks.digits == [(call_id, "5")]
+    assert not [e for e in bench.hooks.events if e[1] == "dtmf_received"], "reported twice"
 
 
 async def test_agent_transfer_leaves_the_caller_bridged_with_the_target(
@@ -285,4 +322,33 @@ async def test_the_agents_greeting_is_heard_whole(asterisk: Asterisk) -> None:
             await bench.wait_asterisk_idle()
             heard = await bench.heard("greet")
     assert tone_level(heard, TARGET_HZ) > 0.9  # the greeting and nothing else
+    assert active_seconds(heard) >= 0.98, "part of the greeting was lost"
+
+
+async def test_a_ringing_caller_is_answered_once_the_agent_can_be_heard(
+    asterisk: Asterisk,
+) -> None:
+    """A caller that dials into the app enters Stasis unanswered: it rings while its call is
+    set up and is answered only once our ExternalMedia channel is connected and in its bridge,
+    so what it hears from its answer on is the agent's greeting, whole, not dead air."""
+    greeting = tone_pcm16(TARGET_HZ, 1.0, rate_hz=16000)
+    asked: list[str] = []
+    with agent_in_thread(greeting_agent(greeting)) as url:
+        async with ari_bench(asterisk, url) as bench:
+            call = bench.app.client.call
+
+            async def spy(req: AriRequest) -> Any:
+                asked.append(f"{req.method} {req.path}")
+                return await call(req)
+
+            bench.app.client.call = spy  # type: ignore[method-assign]
+            originate = "channel originate Local/ring@caller/n application Wait 10"
+            await trio.to_thread.run_sync(asterisk.rx, originate)
+            await bench.wait_ended()
+            await bench.wait_asterisk_idle()
+            heard = await bench.heard("ring")
+    last = [a.rsplit("/", 1)[-1] for a in asked]
+    assert last.index("ring") < last.index("addChannel") < last.index("answer"), asked
+    assert bench.hooks.answered and bench.hooks.hungup[0][1] == "caller"
+    assert tone_level(heard[: RATE_HZ * 2], TARGET_HZ) > 0.9  # its first second: the greeting
     assert active_seconds(heard) >= 0.98, "part of the greeting was lost"

@@ -59,6 +59,11 @@ async def test_three_asterisk_calls_in_a_conference_mixed_by_asterisk(
     callers = {info.params["asterisk_channel"] for info in bench.hooks.created}
     assert bridge["id"] == "cbc-c1" and set(bridge["channels"]) == callers
     assert {h[2] for h in bench.hooks.hungup} == {"joined conference c1"}
+    # The key each caller pressed in the conference: Asterisk's alone now, so ARI reports it,
+    # once (the media core no longer hears the caller).
+    keys = sorted((e[0], e[2]["digit"]) for e in bench.hooks.events if e[1] == "dtmf_received")
+    numbers = sorted((info.call_id, info.callee[-1]) for info in bench.hooks.created)
+    assert keys == numbers and not bench.hooks.digits
     for n, own_hz in enumerate(CONFERENCE_HZ, 1):
         heard, _ = read_wav(asterisk.root / f"conf{n}-heard.wav")
         others = [hz for hz in CONFERENCE_HZ if hz != own_hz]

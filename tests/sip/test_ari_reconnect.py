@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from sip.ari import requests as rq
 from sip.ari.client import AriClient
 from sip.ari.events import AriEvent
 from sip.ari.events_socket import AriAuthError
@@ -41,6 +42,7 @@ class Proxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
+        self.accepted = 0  # connections made through it
         self.refuse = False
         self.flowing = trio.Event()  # cleared: bytes wait (a stalled Asterisk)
         self.flowing.set()
@@ -53,6 +55,7 @@ class Proxy:
         await trio.serve_listeners(self._handle, listeners)
 
     async def _handle(self, client: trio.SocketStream) -> None:
+        self.accepted += 1
         if self.refuse:
             await client.aclose()
             return
@@ -250,3 +253,26 @@ async def test_a_failing_event_handler_costs_that_event_only(asterisk: Asterisk)
         await wait_for(lambda: len(seen) >= 2)
         nursery.cancel_scope.cancel()
     assert (client.handler_errors, client.connects) == (1, 1)
+
+
+async def test_rest_calls_share_kept_alive_connections(asterisk: Asterisk) -> None:
+    """REST calls one after another go over one connection; calls at once each take one, and
+    those are kept too; a kept connection that the far end closed is replaced, and the call
+    made on it still succeeds."""
+    async with proxied(asterisk) as (via_proxy, proxy):
+        client = AriClient(f"{via_proxy.base_url}/ari", ARI_USER, ARI_PASSWORD, ARI_APP)
+        for _ in range(10):
+            assert (await client.call(rq.info()))["system"]["version"]
+        sequential = proxy.accepted
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(client.call, rq.list_channels())
+        at_once = proxy.accepted
+        for _ in range(6):
+            await client.call(rq.list_bridges())
+        kept = proxy.accepted
+        proxy.cut()  # Asterisk closes the kept connections (its keep-alive ran out)
+        assert await client.call(rq.list_channels()) == []
+        await client.aclose()
+    assert (sequential, at_once, kept) == (1, 3, 3)
+    assert proxy.accepted == 4 == client.http.opened

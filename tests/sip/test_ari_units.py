@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from media.config import ConfigError, HostPort
 from sip.ari import config as ari_config
 from sip.ari import requests as rq
+from sip.ari.causes import REASON_CODES, caller_hangup_reason, cause_word, ending_reason
 from sip.ari.client import backoff_s
 from sip.ari.events import (
     AriProtocolError,
@@ -190,6 +191,26 @@ def test_error_responses() -> None:
     with pytest.raises(AriProtocolError):
         rq.decode_response(rq.list_channels(), 200, b"<html>")
     assert rq.decode_response(rq.stored_recording_file("r"), 200, b"RIFF") == b"RIFF"
+
+
+def test_hangup_causes_in_ari_words() -> None:
+    assert [cause_word(c) for c in (16, 17, 19, 21, 34, 42, 0, 99)] == [
+        "normal",
+        "busy",
+        "no_answer",
+        "rejected",
+        "congestion",
+        "congestion",
+        "unknown",
+        "cause 99",
+    ]
+    assert caller_hangup_reason(17) == "caller hung up: busy (Q.850 17)"
+    assert caller_hangup_reason(0) == "caller hung up"
+    assert caller_hangup_reason(99, "Odd Cause") == "caller hung up: odd cause (Q.850 99)"
+    assert ending_reason("api", refused=False) == "normal"
+    assert ending_reason("goodbye", refused=True) == "rejected"
+    assert ending_reason("customer_disabled", refused=False) == "rejected"
+    assert set(REASON_CODES) == set(rq.HANGUP_REASONS)  # every word is one ARI takes
 
 
 def _ch(cid: str, app_data: str = "", app_name: str = "Stasis") -> Channel:
