@@ -65,7 +65,21 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {
     TRANSFER_CALL: ToolSpec(
         TRANSFER_CALL,
         "Transfer the caller to a department.",
-        {"department": {"type": "string", "enum": list(DEPARTMENTS)}},
+        {
+            "department": {"type": "string", "enum": list(DEPARTMENTS)},
+            "mode": {
+                "type": "string",
+                "enum": ["blind", "warm"],
+                "description": "warm: stay on the line to introduce the caller, then leave; "
+                "blind: leave once they answer (leave it out for the agent's setting)",
+            },
+            "summary": {
+                "type": "string",
+                "maxLength": 500,
+                "description": "warm: one sentence said to the person answering: who is "
+                "calling and what they need",
+            },
+        },
         ("department",),
     ),
     END_CALL: ToolSpec(END_CALL, "Say goodbye and hang up when the caller is done."),

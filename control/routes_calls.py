@@ -17,6 +17,7 @@ from control.call_commands import Holder, HolderUnavailable, Reply
 from control.schemas import CallCreateBody, DtmfBody, SayBody, TransferBody
 from media.hooks import CallHandle, LegCannotDo
 from media.registry import CallRegistry
+from media.transfer_plan import TransferOptions
 from sip.outbound import OriginateRefused, SipOutbound
 
 CALL_STATUSES = ("ringing", "progressing", "hangup")
@@ -198,7 +199,9 @@ def _transfer(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
     """Started here (or refused: 422); the rest runs as the transfer_call tool's does, and its
     outcome comes as a call_transferred or call_transfer_failed event."""
     assert isinstance(body, TransferBody)
-    handle.request_transfer(body.target)
+    handle.request_transfer(
+        body.target, TransferOptions(body.mode, body.announcement, body.introduction)
+    )
     return {"id": handle.call_id, "status": "transferring"}
 
 

@@ -198,6 +198,33 @@ class KnowledgeItem(Body):
     answer: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
 
 
+class TransferSettings(Body):
+    """How the agent's transfers to a number run (media/transfer_plan.py)."""
+
+    mode: Literal["blind", "warm"] = Field(
+        default="blind",
+        description="blind: the agent leaves once the callee answers; warm: it stays in the "
+        "bridge to say its introduction (callee and caller hear it), then leaves",
+    )
+    announcement: str | None = Field(
+        default=None,
+        max_length=500,
+        description="said to the caller before ringback; null: 'Please hold while I connect "
+        "you.'; empty: nothing (an agent that says its own sentence)",
+    )
+    introduction: str | None = Field(
+        default=None,
+        max_length=500,
+        description="warm: said to the callee once it answers (the transfer_call tool's "
+        "summary comes first); null: a default sentence",
+    )
+    sip: Literal["refer", "bridge"] = Field(
+        default="refer",
+        description="a SIP caller's blind transfer: REFER (the PBX carries the call on) or "
+        "an outbound call bridged here, as on every other leg (warm is always bridged)",
+    )
+
+
 class AgentBody(Body):
     name: Name
     is_default: bool = False
@@ -207,6 +234,7 @@ class AgentBody(Body):
     transfer_targets: dict[str, Annotated[str, StringConstraints(max_length=255)]] = Field(
         default_factory=dict, max_length=64
     )
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
     engines: Engines = Field(default_factory=Engines)
     voice: str = Field(default="", max_length=64)
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
@@ -281,7 +309,8 @@ class SayBody(Body):
 
 class TransferBody(Body):
     """A number or SIP URI (an outbound call bridged with the caller, or REFER on SIP), or
-    ``agent:<agent_id>`` (the call's link switches to that agent)."""
+    ``agent:<agent_id>`` (the call's link switches to that agent). ``mode``, ``announcement``
+    and ``introduction`` override the agent's ``transfer`` settings for this transfer."""
 
     target: Annotated[
         str,
@@ -289,3 +318,12 @@ class TransferBody(Body):
             pattern=r"^(\+[1-9][0-9]{6,14}|sips?:[^\s]{3,250}|[0-9]{2,15}|agent:[0-9a-fA-F-]{36})$"
         ),
     ]
+    mode: Literal["blind", "warm"] | None = Field(
+        default=None, description="null: the agent's transfer.mode"
+    )
+    announcement: str | None = Field(
+        default=None, max_length=500, description="null: the agent's transfer.announcement"
+    )
+    introduction: str | None = Field(
+        default=None, max_length=500, description="warm; null: the agent's transfer.introduction"
+    )

@@ -11,6 +11,7 @@ The LLM sees ``{"error": code, "message": ...}`` with ``is_error`` for anything 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -31,6 +32,13 @@ from control.store import Store
 from control.summary_doc import capped_json
 from control.webhooks import signed_headers
 from media.hooks import AgentAssignment, CallHandle, LegCannotDo, ToolOutcome
+from media.transfer_plan import (
+    MAX_SENTENCE_CHARS,
+    TRANSFER_MODES,
+    TransferOptions,
+    failure_sentence,
+    plan_from_config,
+)
 from proto import safe_json
 
 log = logging.getLogger(__name__)
@@ -137,7 +145,8 @@ class ToolExecutor:
         config = agent_config_for_call(agent["detail"], offer.tools)
         if history:
             config["history"] = history
-        return AgentAssignment(agent["id"], customer_id, config)
+        plan = plan_from_config(agent["detail"].get("transfer"))
+        return AgentAssignment(agent["id"], customer_id, config, plan)
 
     async def _history(self, ctx: CallContext) -> list[dict[str, str]]:
         """The call's final transcripts, oldest first: its last turns, as the agent config's
@@ -215,8 +224,15 @@ class ToolExecutor:
     ) -> ToolOutcome:
         """To ``agent:<id>``: the call's link switches to that agent. To a number or SIP URI:
         REFER on a SIP leg; on any other leg an outbound call bridged with the caller, and the
-        result waits for its answer (busy, no answer: the caller is back, the agent told why)."""
+        result waits for its answer (busy, no answer: the caller is back, the agent told why).
+        ``mode`` (blind, warm) and ``summary`` (warm: the callee's introduction) override the
+        agent's ``transfer`` settings."""
         target = _arg(args, "target", TRANSFER_TARGET, required=False)
+        mode = _arg(args, "mode", required=False, max_len=8)
+        if mode and mode not in TRANSFER_MODES:
+            raise ToolArgumentError(f"mode: {mode!r} is not blind or warm")
+        summary = _arg(args, "summary", required=False, max_len=MAX_SENTENCE_CHARS)
+        options = TransferOptions(TRANSFER_MODES.get(mode), introduction=summary)
         if not target:
             department = _arg(args, "department", max_len=64).lower()
             targets = ctx.agent.get("transfer_targets", {})
@@ -226,7 +242,7 @@ class ToolExecutor:
         if target.startswith("agent:"):
             return await self._to_agent(call, ctx, target)
         try:
-            call.transfer(target)
+            call.transfer(target, options)
         except LegCannotDo as exc:
             return _error("leg_cannot_transfer", str(exc) or f"{call.leg} cannot transfer")
         return await self._follow(call, ctx, target)
@@ -235,10 +251,16 @@ class ToolExecutor:
         self, call: CallHandle, ctx: CallContext, target: str
     ) -> ToolOutcome:
         """``POST /v1.0/calls/<id>/transfer`` (started by :meth:`CallHandle.request_transfer`):
-        the rest is the tool's, with its events; nobody hears the result."""
+        the rest is the tool's, with its events. No tool call waits for the result, so the
+        agent, with the caller again, is given a failure to say (``say``: in its own voice,
+        and in its conversation)."""
         if target.startswith("agent:"):
             return await self._to_agent(call, ctx, target)
-        return await self._follow(call, ctx, target)
+        outcome = await self._follow(call, ctx, target)
+        if outcome.is_error:
+            with contextlib.suppress(LegCannotDo):  # the call ended meanwhile
+                call.say(failure_sentence(str(outcome.result.get("reason", ""))))
+        return outcome
 
     async def _follow(self, call: CallHandle, ctx: CallContext, target: str) -> ToolOutcome:
         """Wait for the started transfer's outcome and tell it (events, the tool's result)."""
@@ -261,7 +283,8 @@ class ToolExecutor:
             ctx.call_id,
             {"target": target, "reason": reason},
         )
-        return _error("transfer_failed", f"the transfer to {target} failed: {reason}")
+        message = f"the transfer to {target} failed: {reason}"
+        return ToolOutcome({"error": "transfer_failed", "message": message, "reason": reason}, True)
 
     async def _to_agent(self, call: CallHandle, ctx: CallContext, target: str) -> ToolOutcome:
         agent_id = target.removeprefix("agent:").lower()

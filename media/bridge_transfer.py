@@ -1,12 +1,15 @@
-"""A blind transfer to a number on any leg: an outbound call bridged with the caller.
+"""A transfer to a number on any leg: an outbound call bridged with the caller, blind or warm.
 
-Once the agent's last words have played, the caller moves into a two-party bridge of its own
+First the agent tells the caller (its plan's announcement, "please hold while I connect you",
+heard before anything else happens); then the caller moves into a two-party bridge of its own
 (no tones) and hears ringback; an outbound call is placed through the process's
 :class:`Dialler` (the SIP trunk) carrying a one-time token, and the call that starts with that
 token (:meth:`TransferDesk.claim`) runs with no agent: once its callee answers it joins the
-bridge and the caller's agent link is closed. Busy, no answer or any failure before the answer
-brings the caller back to its agent, and the outcome says why (the agent's tool result).
-Afterwards the two calls end together: either side hanging up hangs up the other."""
+bridge. Blind: the caller's agent link is closed at once. Warm: the agent joins the bridge too,
+says its introduction (the callee hears it, and so does the caller), then leaves. Busy, no
+answer or any failure before the answer brings the caller back to its agent, and the outcome
+says why (the agent's tool result). Afterwards the two calls end together: either side hanging
+up hangs up the other. The plan is :mod:`media.transfer_plan`'s."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import trio
 from media.bridge import Bridge
 from media.hooks import CallHandle, LegCannotDo
 from media.mixer import tone_pcm
+from media.transfer_plan import TransferPlan
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +105,11 @@ class TransferCaller(Protocol):
         self, bridge: Bridge, agent: Literal["park", "close", "participant"] = "park"
     ) -> None: ...
 
-    def leave_bridge(self, then: Literal["agent", "hangup"] = "agent") -> None: ...
+    async def return_to_agent(self) -> None: ...
 
-    async def agent_done_speaking(self) -> None: ...
+    async def announce(self, text: str) -> None: ...
+
+    async def introduce(self, bridge: Bridge, text: str) -> None: ...
 
     async def close_agent(self, reason: str) -> None: ...
 
@@ -118,6 +124,7 @@ class BridgeTransfer:
     desk: TransferDesk
     source: str
     params: dict[str, str]
+    plan: TransferPlan = field(default_factory=TransferPlan)
     done: trio.Event = field(default_factory=trio.Event)
     outcome: TransferOutcome = TransferOutcome("transferring")
 
@@ -129,7 +136,7 @@ class BridgeTransfer:
     async def run(self, caller: TransferCaller) -> None:
         """Runs in the caller's nursery (for the rest of the call, once answered)."""
         bridge = Bridge(f"transfer-{caller.call_id}", tones=False)
-        await caller.agent_done_speaking()
+        await caller.announce(self.plan.announcement)
         token, pending = self.desk.expect()
         try:
             async with trio.open_nursery() as nursery:
@@ -147,6 +154,8 @@ class BridgeTransfer:
                 bridge.core.mixer.clear_announcements()
                 if answered and pending.callee is not None:
                     pending.callee.join_bridge(bridge)
+                    if self.plan.mode == "warm":
+                        await caller.introduce(bridge, self.plan.introduction)
                     await caller.close_agent("transferred")
                     self._finish(TransferOutcome("answered", self.target))
                     await pending.ended.wait()
@@ -174,7 +183,7 @@ class BridgeTransfer:
                     either.start_soon(_cancel_when_set, event, either.cancel_scope)
         if pending.answered.is_set() and not pending.ended.is_set():
             return True
-        caller.leave_bridge("agent")
+        await caller.return_to_agent()  # before the agent is told (it speaks to the caller)
         self._finish(TransferOutcome("failed", pending.reason or "no answer"))
         return False
 

@@ -22,10 +22,12 @@ from media.bridge_agent import AgentInBridge
 from media.bridge_core import BridgeEnded, BridgeFull
 from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferAttempt, TransferOutcome
 from media.call_env import CallEnv
+from media.call_transfers import agent_says, agent_says_in_bridge, introduce
 from media.hooks import AgentAssignment, CallInfo, CallRejected, HangupCause, LegCannotDo
 from media.leg import Leg, LegDtmf
 from media.leg_side import CallStats, LegSide
 from media.peer import NoPeer
+from media.transfer_plan import NO_OPTIONS, TransferOptions
 from proto import messages as m
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ TOOL_TIMEOUT_S = 10.0
 AGENT_QUIET_S = 0.6
 AGENT_QUIET_MAX_S = 10.0
 REPLY_START_S = 3.0  # how long an agent may take to start answering a tool's result
+INTRODUCTION_MAX_S = 20.0  # a warm transfer's introduction, at most
 TRANSFER_TOOL_TIMEOUT_S = 150.0  # transfer_call waits for the answer (or why there was none)
 CLEANUP_TIMEOUT_S = 2.0
 AgentOnJoin = Literal["park", "close", "participant"]
@@ -109,11 +112,13 @@ class Call:
     def send_dtmf(self, digits: str) -> None:
         self._spawn(self._side.send_dtmf, digits)
 
-    def transfer(self, target: str) -> None:
-        """A SIP leg transfers by REFER; any other leg by an outbound call through the trunk,
-        bridged with the caller (:mod:`media.bridge_transfer`)."""
+    def transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
+        """A SIP leg transfers blind by REFER unless its agent's plan asks to bridge; any other
+        leg, and any warm transfer, by an outbound call through the trunk bridged with the
+        caller (:mod:`media.bridge_transfer`)."""
+        plan = self._assignment.transfer.with_options(options)
         refer = getattr(self._leg, "refer", None)
-        if refer is not None:  # SIP: a REFER, its outcome reported as a bridged transfer's is
+        if refer is not None and plan.by_refer:  # its outcome reported as a bridged one's is
             attempt = refer(target)
             self._spawn(attempt.run)
             self._transfer = attempt
@@ -131,7 +136,7 @@ class Call:
         params = {"customer_id": self._assignment.customer_id}
         params["agent_id"] = self._assignment.agent_id
         source = self.info.caller if self.info.caller.startswith("+") else "anonymous"
-        attempt = BridgeTransfer(target, self._env.transfers, source, params)
+        attempt = BridgeTransfer(target, self._env.transfers, source, params, plan)
         self._spawn(attempt.run, self)
         self._transfer = attempt
 
@@ -142,12 +147,12 @@ class Call:
             raise LegCannotDo("the call is in a bridge, or between agents")
         self._spawn(self._switch_agent, assignment)
 
-    def request_transfer(self, target: str) -> None:
+    def request_transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
         if target.startswith("agent:"):
             if self._bridge is not None or not self._settled:
                 raise LegCannotDo("the call is in a bridge, or between agents")
         else:
-            self.transfer(target)
+            self.transfer(target, options)
         self._spawn(self._env.hooks.transfer_requested, self, target)
 
     async def _switch_agent(self, assignment: AgentAssignment) -> None:
@@ -233,9 +238,20 @@ class Call:
     def leave_bridge(self, then: AfterBridge = "agent") -> None:
         """Take the caller out of its bridge, back to its agent (reconnected if it was
         closed) or hung up."""
+        if self._left_bridge(then):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._back_to_agent)
+
+    async def return_to_agent(self) -> None:
+        """As ``leave_bridge("agent")``, returning once the caller is with its agent."""
+        if self._left_bridge("agent"):
+            await self._back_to_agent()
+
+    def _left_bridge(self, then: AfterBridge) -> bool:
+        """Out of the bridge; True if the caller is to go back to its agent."""
         bridge, self._bridge = self._bridge, None
         if bridge is None:
-            return
+            return False
         self._agent_out_of_bridge()
         if self.call_id in bridge.participants:
             bridge.leave(self.call_id)
@@ -244,8 +260,8 @@ class Call:
         self._side.attach(NoPeer())
         if then == "hangup" or self._nursery is None or self._cause is not None:
             self.end("api", "left the bridge")
-            return
-        self._nursery.start_soon(self._back_to_agent)
+            return False
+        return True
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -362,8 +378,24 @@ class Call:
     def ending(self) -> bool:
         return self._side.goodbye is not None
 
-    async def agent_done_speaking(self) -> None:
-        await self._side.wait_quiet(AGENT_QUIET_S, AGENT_QUIET_MAX_S)
+    async def announce(self, text: str) -> None:
+        """Before a transfer moves the caller: the agent says ``text`` and the caller hears it
+        all ("" or no agent: what the agent is saying plays out)."""
+        agent = self._agent if self._agent is not None and not self._agent.closed else None
+        await agent_says(agent, self._side, text, (REPLY_START_S, AGENT_QUIET_S, AGENT_QUIET_MAX_S))
+
+    async def introduce(self, bridge: Bridge, text: str) -> None:
+        """A warm transfer: the agent joins ``bridge`` (hearing nobody), says ``text`` to the
+        callee (the caller hears it too), and leaves once it has been heard."""
+        agent, nursery = self._agent, self._nursery
+        if agent is not None and not agent.closed and nursery is not None:
+            participant_id, queue_ms = f"agent-{self.call_id}", self._cfg.playout_max_ms
+            self._agent_in_bridge = agent_says_in_bridge(
+                agent, bridge, participant_id, queue_ms, nursery
+            )
+            waits = (REPLY_START_S, AGENT_QUIET_S, INTRODUCTION_MAX_S)
+            await introduce(agent, self._agent_in_bridge, text, waits)
+            self._agent_out_of_bridge()
 
     async def close_agent(self, reason: str) -> None:
         if self._agent is not None and not self._agent.closed:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from media.transfer_plan import NO_OPTIONS, TransferOptions, TransferPlan
 from proto.messages import JsonObject
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class AgentAssignment:
     agent_id: str = ""
     customer_id: str = ""
     config: JsonObject = field(default_factory=dict)
+    transfer: TransferPlan = field(default_factory=TransferPlan)  # how it transfers to a number
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +83,16 @@ class CallHandle(Protocol):
     def send_dtmf(self, digits: str) -> None:
         """Send key presses to the caller's side (in-band tones where the leg has no signalling)."""
 
-    def transfer(self, target: str) -> None:
-        """Hand the caller to ``target`` (a number or SIP URI): REFER on a SIP leg, an outbound
-        call bridged with the caller on any other; raises :class:`LegCannotDo` where it cannot."""
+    def transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
+        """Hand the caller to ``target`` (a number or SIP URI): REFER on a SIP leg (blind, if
+        its agent's plan says so), an outbound call bridged with the caller on any other, blind
+        or warm (:mod:`media.transfer_plan`, ``options`` over the agent's plan); raises
+        :class:`LegCannotDo` where it cannot."""
 
     def switch_agent(self, assignment: AgentAssignment) -> None:
         """Hand the call to another agent (a new agent link; the old one is closed)."""
 
-    def request_transfer(self, target: str) -> None:
+    def request_transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
         """A transfer asked for from outside the agent (the API): to a number or SIP URI it
         starts now, as :meth:`transfer` (raising where it cannot); to ``agent:<id>`` once the
         call may switch. The control plane then drives and reports the rest, as for the

@@ -39,6 +39,7 @@ from media.bridge_transfer import TransferOutcome
 from media.hooks import AgentAssignment, LegCannotDo
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from media.transfer_plan import NO_OPTIONS, TransferOptions
 from tests.conftest import require_service as require_ci_service
 
 MYSQL_URL = os.environ.get("CALLBRIDGE_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
@@ -110,6 +111,7 @@ class FakeCall:
     can_transfer: bool = False
     actions: list[tuple[str, str]] = field(default_factory=list)
     turn_latency_ms: list[int] = field(default_factory=list)
+    transfer_options: list[TransferOptions] = field(default_factory=list)
 
     def hangup(self, reason: str = "api") -> None:
         self.actions.append(("hangup", reason))
@@ -123,16 +125,17 @@ class FakeCall:
     def send_dtmf(self, digits: str) -> None:
         self.actions.append(("dtmf", digits))
 
-    def transfer(self, target: str) -> None:
+    def transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
         if not self.can_transfer:
             raise LegCannotDo(f"{self.leg} legs cannot transfer")
         self.actions.append(("transfer", target))
+        self.transfer_options.append(options)
 
-    def request_transfer(self, target: str) -> None:
+    def request_transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
         """As :meth:`media.call.Call.request_transfer`: a leg that cannot transfer refuses a
         number at once (``agent:<id>`` needs no leg support)."""
         if not target.startswith("agent:"):
-            self.transfer(target)
+            self.transfer(target, options)
         else:
             self.actions.append(("transfer", target))
 

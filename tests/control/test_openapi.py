@@ -42,3 +42,14 @@ async def test_document_matches_routes(plane: Plane) -> None:
     assert len(op_ids) == len(set(op_ids))
     agent = doc["components"]["schemas"]["AgentBody"]
     assert agent["additionalProperties"] is False and "name" in agent["required"]
+
+
+async def test_document_describes_transfer_modes(plane: Plane) -> None:
+    r = await plane.client.get("/openapi.json")
+    schemas = (await r.get_json())["components"]["schemas"]
+    settings = schemas["TransferSettings"]["properties"]
+    assert settings["mode"]["enum"] == ["blind", "warm"]
+    assert settings["sip"]["enum"] == ["refer", "bridge"]
+    assert "ringback" in settings["announcement"]["description"]
+    body = schemas["TransferBody"]["properties"]
+    assert {"target", "mode", "announcement", "introduction"} <= set(body)

@@ -38,8 +38,8 @@ from tests.e2e.conftest import free_port
 from tests.e2e.test_conference import http
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.media.conftest import agent_in_thread, tone
-from tests.media.test_bridge_transfer import heard
-from tests.media.tones import AGENT_HZ, tone_agent, tone_db
+from tests.media.test_bridge_transfer import Talker, heard
+from tests.media.tones import AGENT_HZ, SAID_HZ, tone_agent, tone_db
 from tests.sip.peers import require_binary, sipp_uas
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -154,17 +154,16 @@ async def test_api_transfer_to_a_number_bridges_and_reports(
         peer = await AsteriskPeer.connect(stack.audiosocket_port)
         async with trio.open_nursery() as calls:
             calls.start_soon(peer.read_until_closed)
-            talk = tone(CALLER_HZ, 1.5) + bytes(2 * 8000) + tone(CALLER_HZ, 5.0)
-            calls.start_soon(peer.play, talk)
+            talker = Talker(peer, tone(CALLER_HZ, 1.5), tone(CALLER_HZ, 2))
+            calls.start_soon(talker.run)
             call_id = await stack.live_call(peer)
             await trio.sleep(1.4)
-            before = trio.current_time()
             status, body = await stack.api("POST", f"/v1.0/calls/{call_id}/transfer",
                                            {"target": SALES})  # fmt: skip
             assert (status, body) == (200, {"id": call_id, "status": "transferring"})
             done = await stack.wait_event("call_transferred")
             assert done == {"target": SALES, "status": "answered"}
-            await trio.sleep(max(0.0, 3.6 - (trio.current_time() - before)))
+            talked = await talker.resume()
             await peer.close()
             with trio.fail_after(15):
                 while len(await stack.events("call_hungup")) < 2:
@@ -172,7 +171,7 @@ async def test_api_transfer_to_a_number_bridges_and_reports(
     assert not await stack.events("call_transfer_failed")
     run = uas.result()
     assert f"INVITE sip:{SALES}@127.0.0.1" in run.messages
-    far_end = heard(peer, before + 2.0, before + 3.5)
+    far_end = heard(peer, talked + 0.3, talked + 1.8)
     assert tone_db(far_end, CALLER_HZ) > -16, "the caller hears itself back from sipp"
     assert tone_db(far_end, AGENT_HZ) < -50, "and no longer its agent"
 
@@ -185,9 +184,8 @@ async def test_api_transfer_to_a_busy_number_reports_the_failure(
         peer = await AsteriskPeer.connect(stack.audiosocket_port)
         async with trio.open_nursery() as calls:
             calls.start_soon(peer.read_until_closed)
-            calls.start_soon(
-                peer.play, tone(CALLER_HZ, 1.0) + bytes(2 * 8000) + tone(CALLER_HZ, 4.0)
-            )
+            talker = Talker(peer, tone(CALLER_HZ, 1.0), tone(CALLER_HZ, 1.5))
+            calls.start_soon(talker.run)
             call_id = await stack.live_call(peer)
             await trio.sleep(0.9)
             status, _ = await stack.api("POST", f"/v1.0/calls/{call_id}/transfer",
@@ -195,12 +193,15 @@ async def test_api_transfer_to_a_busy_number_reports_the_failure(
             assert status == 200
             failed = await stack.wait_event("call_transfer_failed")
             failed_at = trio.current_time()
-            await trio.sleep(1.2)
+            await trio.sleep(1.5)  # the agent says why (its announcement was before ringback)
+            talked = await talker.resume()
             await peer.close()
     assert failed["target"] == SALES and "486" in failed["reason"], failed
     assert not await stack.events("call_transferred")
-    back = heard(peer, failed_at + 0.3, failed_at + 1.1)
-    assert tone_db(back, AGENT_HZ) > -14, "the caller is back with its agent"
+    told = heard(peer, failed_at, failed_at + 1.5)
+    assert tone_db(told, SAID_HZ) > -16, "the agent tells the caller the transfer failed"
+    again = heard(peer, talked + 0.3, talked + 1.1)
+    assert tone_db(again, AGENT_HZ) > -14, "the caller is back with its agent"
 
 
 async def test_api_transfer_to_an_agent_switches_and_reports(

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from media.bridge_transfer import TransferOutcome
+from media.transfer_plan import DEFAULT_INTRODUCTION, TransferOptions
 from tests.control.conftest import FakeCall, Plane
 from tests.control.test_webhooks_tools import _live_call
 
@@ -60,3 +61,39 @@ async def test_a_failed_transfer_is_an_error_the_agent_can_say(plane: Plane) -> 
     store = plane.services.store
     (event,) = await store.find("events", customer_id=cid, type="call_transfer_failed")
     assert event["data"] == {"target": "+15550001111", "reason": "sip 486 Busy Here"}
+
+
+async def test_a_failed_api_transfer_is_said_to_the_caller_by_its_agent(plane: Plane) -> None:
+    """No tool call waits for an API transfer's outcome: the agent is given the failure to
+    say, once the caller is back with it."""
+    call, cid = await _live_call(plane, {"tools": ["transfer_call"]})
+    busy = BusyFarEnd(call.call_id, can_transfer=True)
+    await plane.hooks.transfer_requested(busy, "+15550001111")
+    (said,) = [a for a in busy.actions if a[0] == "say"]
+    assert "busy" in said[1] and "still here" in said[1], said
+    store = plane.services.store
+    (event,) = await store.find("events", customer_id=cid, type="call_transfer_failed")
+    assert event["data"]["reason"] == "sip 486 Busy Here"
+
+
+async def test_transfer_mode_and_summary_come_from_the_tool_over_the_agents_settings(
+    plane: Plane,
+) -> None:
+    settings = {"mode": "blind", "sip": "bridge", "announcement": "", "introduction": None}
+    agent = {"tools": ["transfer_call"], "transfer": settings}
+    call, _ = await _live_call(plane, agent)
+    call.can_transfer = True
+    h = plane.hooks
+    warm = {"target": "+15550001111", "mode": "warm", "summary": "Alice, about her invoice."}
+    out = await h.execute_tool(call, "transfer_call", warm)
+    assert not out.is_error, out
+    out = await h.execute_tool(call, "transfer_call", {"target": "+15550001111", "mode": "loud"})
+    assert out.result["error"] == "bad_arguments"
+    assert call.transfer_options == [TransferOptions("warm", None, "Alice, about her invoice.")]
+    # The call was started with the agent's own plan: bridged SIP callers, no announcement.
+    ctx_agent = await plane.services.store.find("agents", name="a")
+    assignment = await h.tools.start_agent(call.call_id, ctx_agent[0]["customer_id"], ctx_agent[0])
+    plan = assignment.transfer
+    assert (plan.mode, plan.sip, plan.announcement) == ("blind", "bridge", "")
+    assert plan.introduction == DEFAULT_INTRODUCTION
+    assert plan.with_options(call.transfer_options[0]).mode == "warm"

@@ -2,10 +2,10 @@
 process) hears the caller and calls ``transfer_call``; the real control plane (SQLite, events)
 runs the tool: the agent's ``transfer_targets`` give the number, and the media core, an
 AudioSocket leg having no REFER, places an outbound SIP call through the trunk (sipp, answering
-and echoing RTP) and bridges it with the caller; the tool's result waits for the answer, and the
-agent is then gone (a blind transfer: this agent speaks after a tool's result, so its "connecting
-you now" is not heard; ringback is). The caller talks to the far end: its own tone comes back from
-sipp."""
+and echoing RTP) and bridges it with the caller; before the caller moves, its agent says the
+announcement ("Please hold while I connect you."), heard whole; the tool's result waits for the
+answer, and the agent is then gone (a blind transfer). The caller talks to the far end: its own
+tone comes back from sipp."""
 
 from __future__ import annotations
 
@@ -147,6 +147,9 @@ async def test_caller_asks_for_sales_and_talks_to_sales(stack: Stack, whisper: A
     assert (tool["name"], tool["arguments"]) == ("transfer_call", {"department": "sales"})
     assert tool["is_error"] is False
     assert transferred[0]["data"] == {"target": SALES, "status": "answered"}
+    # Before the ringback and the far end, the agent's announcement, in its voice.
+    announced = heard_text(whisper, caller.heard(after=spoke_at, before=bridged_at)).lower()
+    assert "connect you" in announced, announced
     # The far end: the caller hears itself back (sipp's echo through bridge, SIP leg, RTP)...
     far = b"".join(f.payload for f in caller.heard(after=bridged_at + 0.3, before=talked_at))
     assert tone_db(far, TONE_HZ) > -16

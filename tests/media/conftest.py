@@ -88,6 +88,9 @@ class RecordingHooks:
             call.hangup_after_playout("goodbye")
         return ToolOutcome({"ok": True, "tool": name})
 
+    async def transfer_requested(self, call: CallHandle, target: str) -> None:
+        return None  # (the API's transfers: nobody to report to here)
+
 
 @dataclass
 class Media:

@@ -1,33 +1,36 @@
 """Transfers to a number on a leg with no REFER (AudioSocket): the media core places an outbound
 SIP call (sipp answers, and echoes the RTP it gets, or is busy) and bridges it with the caller.
 
-The agent here plays a 600 Hz tone for every frame it hears, so what the caller hears says who it
-is connected to: 600 Hz is its agent, its own 1 kHz tone is sipp's echo through the bridge and
+The agent here plays a 600 Hz tone for every frame it hears, and "says" a text as 750 Hz, so what
+the caller hears says who it is connected to: 600 Hz is its agent, 750 Hz its announcement
+("please hold while I connect you"), its own 1 kHz tone is sipp's echo through the bridge and
 the SIP leg, 440/480 Hz is the ringback."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import trio
 
+from media.audiosocket import encode_frame
 from media.audiosocket_server import serve_audiosocket
-from media.bridge_transfer import TransferDesk
+from media.bridge_transfer import TransferDesk, TransferOutcome
 from media.call import CallEnv
 from media.config import HostPort, MediaConfig
 from media.hooks import CallHandle
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from media.transfer_plan import NO_OPTIONS, TransferOptions
 from sip.config import SipConfig
 from sip.outbound import SipOutbound
 from sip.server import serve_sip
-from tests.media.asterisk_peer import AsteriskPeer
+from tests.media.asterisk_peer import FRAME_S, AsteriskPeer
 from tests.media.conftest import RecordingHooks, agent_in_thread, tone
-from tests.media.tones import AGENT_HZ, tone_agent, tone_db
+from tests.media.tones import AGENT_HZ, SAID_HZ, tone_agent, tone_db
 from tests.sip.peers import require_binary, sipp_uas
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -48,9 +51,12 @@ class Node:
     audiosocket_port: int
     env: CallEnv
     hooks: RecordingHooks
+    sip_port: int
 
 
-async def start_node(nursery: trio.Nursery, agent_url: str, trunk_port: int) -> Node:
+async def start_node(
+    nursery: trio.Nursery, agent_url: str, trunk_port: int, hooks: RecordingHooks | None = None
+) -> Node:
     """One media core as ``serve`` builds it: AudioSocket and SIP in one env, sharing the
     transfer desk whose dialler is the SIP listener's outbound side."""
     base = random.randrange(30_000, 39_000, 2)
@@ -62,7 +68,7 @@ async def start_node(nursery: trio.Nursery, agent_url: str, trunk_port: int) -> 
         ring_timeout_s=10,
     )
     outbound = SipOutbound()
-    hooks = RecordingHooks()
+    hooks = hooks or RecordingHooks()
     env = CallEnv(
         MediaConfig(audiosocket=HostPort("127.0.0.1", 0), agent=agent_url),
         hooks,
@@ -71,8 +77,8 @@ async def start_node(nursery: trio.Nursery, agent_url: str, trunk_port: int) -> 
         TransferDesk(outbound),
     )
     port = await nursery.start(serve_audiosocket, env)
-    await nursery.start(serve_sip, env, sip_cfg, outbound)
-    return Node(port, env, hooks)
+    sip_port = await nursery.start(serve_sip, env, sip_cfg, outbound)
+    return Node(port, env, hooks, sip_port)
 
 
 async def caller_call(node: Node, peer: AsteriskPeer) -> CallHandle:
@@ -85,8 +91,71 @@ async def caller_call(node: Node, peer: AsteriskPeer) -> CallHandle:
             await trio.sleep(0.02)
 
 
+async def transfer(
+    call: CallHandle, options: TransferOptions = NO_OPTIONS
+) -> tuple[TransferOutcome, float, float]:
+    """Transfer ``call`` to +15550002: how it went, when it was asked and when that was known."""
+    asked = trio.current_time()
+    call.transfer("+15550002", options)
+    with trio.fail_after(30):
+        outcome = await call.transfer_outcome()
+    return outcome, asked, trio.current_time()
+
+
 def heard(peer: AsteriskPeer, start: float, end: float) -> bytes:
     return b"".join(r.payload for r in peer.audio_frames() if start <= r.t < end)
+
+
+@dataclass
+class Talker:
+    """The caller says ``first``, keeps silent (as a phone does, 20 ms frames of silence) until
+    :meth:`resume`, then says ``then``."""
+
+    peer: AsteriskPeer
+    first: bytes
+    then: bytes
+    _go_on: trio.Event = field(default_factory=trio.Event)
+    _done: trio.Event = field(default_factory=trio.Event)
+    resumed_at: float = 0.0
+
+    async def run(self) -> None:
+        await self.peer.play(self.first)
+        next_frame = trio.current_time()
+        while not self._go_on.is_set():
+            await self.peer.send_raw(encode_frame(0x10, bytes(320)))
+            next_frame += FRAME_S
+            await trio.sleep_until(next_frame)
+        self.resumed_at = trio.current_time()
+        await self.peer.play(self.then)
+        self._done.set()
+
+    async def resume(self) -> float:
+        """Say ``then`` now; returns when it began, once it has been said."""
+        self._go_on.set()
+        with trio.fail_after(10 + len(self.then) / 2 / RATE_HZ):
+            await self._done.wait()
+        return self.resumed_at
+
+
+async def call_in(
+    node: Node, calls: trio.Nursery, first_s: float
+) -> tuple[AsteriskPeer, Talker, CallHandle]:
+    """A caller on ``node``: talks ``first_s``, silent until resumed, then talks 2 s more."""
+    peer = await AsteriskPeer.connect(node.audiosocket_port)
+    calls.start_soon(peer.read_until_closed)
+    talker = Talker(peer, tone(CALLER_HZ, first_s), tone(CALLER_HZ, 2))
+    calls.start_soon(talker.run)
+    return peer, talker, await caller_call(node, peer)
+
+
+def first_heard(peer: AsteriskPeer, freq_hz: float, start: float, end: float) -> float:
+    """When ``freq_hz`` was first loud (-25 dBFS) in 100 ms of what the caller heard."""
+    t = start
+    while t < end:
+        if tone_db(heard(peer, t, t + 0.1), freq_hz) > -25:
+            return t
+        t += 0.02
+    return float("inf")
 
 
 async def test_transfer_answered_bridges_the_caller_with_the_far_end(
@@ -94,22 +163,14 @@ async def test_transfer_answered_bridges_the_caller_with_the_far_end(
 ) -> None:
     async with sipp_uas(tmp_path, rtp_echo=True) as uas:
         node = await start_node(nursery, agent, uas.port)
-        peer = await AsteriskPeer.connect(node.audiosocket_port)
         async with trio.open_nursery() as calls:
-            calls.start_soon(peer.read_until_closed)
-            # The caller talks, pauses (the agent falls quiet: the transfer goes ahead), talks.
-            talk = tone(CALLER_HZ, 1.5) + bytes(2 * RATE_HZ) + tone(CALLER_HZ, 5.0)
-            calls.start_soon(peer.play, talk)
-            call = await caller_call(node, peer)
+            # The caller talks, is silent (the agent says its announcement, falls quiet: the
+            # transfer goes ahead) until the far end answered, then talks.
+            peer, talker, call = await call_in(node, calls, 1.5)
             await trio.sleep(1.4)
-            before = trio.current_time()
-            call.transfer("+15550002")
-            with trio.fail_after(20):
-                outcome = await call.transfer_outcome()
-            answered = trio.current_time()
+            outcome, before, answered = await transfer(call)
             assert (outcome.status, outcome.detail) == ("answered", "+15550002")
-            assert answered - before < 1.6  # the agent fell quiet, and sipp answers at once
-            await trio.sleep(3.6 - (answered - before))
+            talked = await talker.resume()
             await peer.close()  # the caller hangs up: the far end gets a BYE
             with trio.fail_after(10):
                 while len(node.hooks.hungup) < 2:
@@ -119,7 +180,10 @@ async def test_transfer_answered_bridges_the_caller_with_the_far_end(
     assert "INVITE sip:+15550002@127.0.0.1" in run.messages and "BYE sip:" in run.messages
     with_agent = heard(peer, before - 0.8, before)
     assert tone_db(with_agent, AGENT_HZ) > -14 and tone_db(with_agent, CALLER_HZ) < -50
-    far_end = heard(peer, before + 2.0, before + 3.5)  # the caller talks again from +1.6 s
+    # Told before it moved: the announcement played out, whole, before the far end answered.
+    said = heard(peer, before, answered)
+    assert tone_db(said, SAID_HZ) > -16, "the caller hears the agent's announcement"
+    far_end = heard(peer, talked + 0.3, talked + 1.8)
     assert tone_db(far_end, CALLER_HZ) > -16, "the caller hears itself back from sipp"
     assert tone_db(far_end, AGENT_HZ) < -50, "and no longer its agent"
     callee_info = node.hooks.created[1]
@@ -134,24 +198,20 @@ async def test_busy_far_end_returns_the_caller_to_its_agent(
 ) -> None:
     async with sipp_uas(tmp_path, "uas_busy.xml") as uas:
         node = await start_node(nursery, agent, uas.port)
-        peer = await AsteriskPeer.connect(node.audiosocket_port)
         async with trio.open_nursery() as calls:
-            calls.start_soon(peer.read_until_closed)
-            talk = tone(CALLER_HZ, 1.0) + bytes(2 * RATE_HZ) + tone(CALLER_HZ, 4.0)
-            calls.start_soon(peer.play, talk)
-            call = await caller_call(node, peer)
+            peer, talker, call = await call_in(node, calls, 1.0)
             await trio.sleep(0.9)
-            call.transfer("+15550002")
-            ringing = trio.current_time() + 0.6  # once the agent is quiet
-            with trio.fail_after(20):
-                outcome = await call.transfer_outcome()
-            failed = trio.current_time()
+            outcome, asked, failed = await transfer(call)
             assert outcome.status == "failed" and "486" in outcome.detail, outcome
             assert call.bridge_id is None
-            await trio.sleep(1.2)
+            talked = await talker.resume()
             await peer.close()
-    ringback = heard(peer, ringing + 0.1, failed - 0.1)
+    # The announcement first, then ringback until the far end says it is busy.
+    announced = first_heard(peer, SAID_HZ, asked, failed)
+    ringing = first_heard(peer, 440, asked, failed)
+    assert asked <= announced < ringing < failed, (asked, announced, ringing, failed)
+    ringback = heard(peer, ringing, failed - 0.1)
     assert tone_db(ringback, 440) > -30 and tone_db(ringback, 480) > -30
-    back = heard(peer, failed + 0.3, failed + 1.1)
-    assert tone_db(back, AGENT_HZ) > -14, "the caller is back with its agent"
+    again = heard(peer, talked + 0.3, talked + 1.1)
+    assert tone_db(again, AGENT_HZ) > -14, "the caller is back with its agent"
     assert uas.result().returncode == 0
