@@ -44,7 +44,7 @@ from ai_pipeline.engines.models import ModelLoadError, ModelStore
 from ai_pipeline.engines.vad import PhoneVADProcessor, SharedSileroVADAnalyzer
 from ai_pipeline.engines.vad_batch import BatchedSileroVADAnalyzer
 from ai_pipeline.link import AgentLink, CallHandler, LinkClosed
-from ai_pipeline.tools import JOIN_CONFERENCE, SEND_SMS, LinkToolRunner, tools_schema
+from ai_pipeline.tools import END_CALL, JOIN_CONFERENCE, SEND_SMS, LinkToolRunner, tools_schema
 from ai_pipeline.transport import (
     AgentTextTap,
     CallerTranscriptTap,
@@ -56,6 +56,7 @@ from ai_pipeline.turns import phone_turn_strategies
 from proto.messages import (
     CallStart,
     Error,
+    FunctionCall,
     FunctionCallResult,
     Hangup,
     Interruption,
@@ -231,7 +232,8 @@ class CallAgent:
             while True:
                 frame: LinkFrame = await self._link.recv()
                 if isinstance(frame, FunctionCallResult):
-                    tools.resolve(frame)
+                    if frame.name != END_CALL:  # end_call's is the core's receipt: call ending
+                        tools.resolve(frame)
                 elif isinstance(frame, Hangup):
                     log.info("call %s: hangup from core (%s)", self.start.call_id, frame.reason)
                     break
@@ -253,8 +255,11 @@ class CallAgent:
         await worker.cancel(reason="call ended")
 
     async def _end_call(self) -> None:
-        """The ``end_call`` tool: say the goodbye, then ask the core to hang up."""
+        """The ``end_call`` tool: say the goodbye, then ask the core to hang up (and to run the
+        tool, so that it is recorded as every tool is)."""
         goodbye = self._goodbye.strip()
-        await self.output.hang_up_after_speech("agent_end_call", speech_expected=bool(goodbye))
+        reason = "agent_end_call"
+        tool = FunctionCall(f"{END_CALL}_{self.start.call_id}", END_CALL, {"reason": reason})
+        await self.output.hang_up_after_speech(reason, speech_expected=bool(goodbye), tool=tool)
         if goodbye:
             await self._llm.push_frame(TTSSpeakFrame(goodbye, append_to_context=False))

@@ -48,7 +48,15 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from ai_pipeline.link import LinkClosed
 from ai_pipeline.voice_level import VoiceLeveller
-from proto.messages import Audio, Dtmf, Hangup, Interruption, LinkFrame, Transcript
+from proto.messages import (
+    Audio,
+    Dtmf,
+    FunctionCall,
+    Hangup,
+    Interruption,
+    LinkFrame,
+    Transcript,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +176,7 @@ class LinkOutput(FrameProcessor):
         self._pending_text: list[str] = []
         self._audio_since_flush = False
         self._hangup_reason: str | None = None
+        self._hangup_tool: FunctionCall | None = None
         self._goodbye_started = False
         self._hangup_task: asyncio.Task[None] | None = None
         self.hung_up = False
@@ -224,9 +233,17 @@ class LinkOutput(FrameProcessor):
         """
         self._pending_text.append(text)
 
-    async def hang_up_after_speech(self, reason: str, *, speech_expected: bool) -> None:
-        """Send ``Hangup`` once the next utterance (the goodbye) has gone out to the core."""
+    async def hang_up_after_speech(
+        self, reason: str, *, speech_expected: bool, tool: FunctionCall | None = None
+    ) -> None:
+        """Send ``Hangup`` once the next utterance (the goodbye) has gone out to the core.
+
+        ``tool``: the tool call that hangs up (``end_call``), sent to the core just before the
+        ``Hangup``, so that it is run and recorded as every tool is (a ``tool_called`` event);
+        it hangs up after the goodbye's audio as the ``Hangup`` does, which still ends the call
+        if the tool is refused."""
         self._hangup_reason = reason
+        self._hangup_tool = tool
         self._goodbye_started = False
         if not speech_expected:
             await self._hang_up()
@@ -249,6 +266,8 @@ class LinkOutput(FrameProcessor):
         # will have been heard.
         while self._unplayed:
             await self._send(Transcript("agent", self._unplayed.popleft().text, final=True))
+        if self._hangup_tool is not None:
+            await self._send(self._hangup_tool)
         await self._send(Hangup(self._hangup_reason or "agent"))
 
     async def _audio(self, frame: OutputAudioRawFrame) -> None:

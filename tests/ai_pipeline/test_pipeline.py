@@ -161,7 +161,12 @@ def test_end_call_says_goodbye_then_hangs_up(models: ModelStore) -> None:
         before = call.frames[:i_hangup]
         assert any(isinstance(f, Transcript) and f.text == "Bye now." for f in before)
         assert any(isinstance(f, Audio) for f in before)
-        assert not any(isinstance(f, FunctionCall) for f in call.frames)  # agent-local tool
+        # The core is asked to run end_call too, after the goodbye, so it is recorded as every
+        # tool is (tool_called); its hang-up waits for the goodbye's audio as Hangup's does.
+        tool = call.frames[i_hangup - 1]
+        assert isinstance(tool, FunctionCall) and tool.name == "end_call", call.frames[-3:]
+        assert tool.arguments == {"reason": "agent_end_call"}
+        assert [f for f in call.frames if isinstance(f, FunctionCall)] == [tool]
         await call.finish()
 
     run_scenario(main)

@@ -21,6 +21,7 @@ import pytest
 import trio
 
 import media.audiosocket_server
+from ai_pipeline.agent_config import DEFAULT_GOODBYE
 from media.audiosocket import encode_frame
 from media.audiosocket_server import serve_audiosocket
 from media.call import CallEnv
@@ -98,20 +99,29 @@ async def call_agent(line: Line, **detail: Any) -> AsteriskPeer:
     return peer
 
 
+async def greeted(
+    line: Line, peer: AsteriskPeer, call: trio.Nursery
+) -> tuple[Caller, dict[str, Any]]:
+    """The caller in ``call``, listening and speaking, once the agent's greeting is over; and
+    the call's row."""
+    caller = Caller(peer)
+    call.start_soon(peer.read_until_closed)
+    call.start_soon(caller.run)
+    await wait_for(lambda: caller.heard(), 60, "the greeting")
+    await caller.wait_until_quiet()
+    (call_row,) = await line.rows("calls", customer_id=line.customer_id)
+    return caller, call_row
+
+
 async def test_an_agent_with_every_builtin_texts_the_caller_and_joins_a_conference(
     line: Line,
 ) -> None:
     conference = await line.api("post", "/v1.0/conferences", {"name": "team room"})
     tools = ["end_call", "transfer_call", "send_dtmf", "send_sms", "join_conference"]
     peer = await call_agent(line, tools=tools, default_conference_id=conference["id"])
-    caller = Caller(peer)
     async with trio.open_nursery() as call:
-        call.start_soon(peer.read_until_closed)
-        call.start_soon(caller.run)
         # The agent started (no bad_agent_config) and greeted the caller.
-        await wait_for(lambda: caller.heard(), 60, "the greeting")
-        await caller.wait_until_quiet()
-        (call_row,) = await line.rows("calls", customer_id=line.customer_id)
+        caller, call_row = await greeted(line, peer, call)
 
         caller.say(caller_utterance("text_me.wav"))
         await agent_said(line, call_row["id"], "sent you a text", 45)
@@ -185,3 +195,20 @@ async def test_say_is_heard_in_the_agent_voice_after_it_or_cutting_it_off(
     assert "support" not in heard_text(whisper, cut_heard).lower()
     agent_rows = [r["text"] for r in await line.rows("transcripts", call_id=call_row["id"])]
     assert not any(t.startswith("Welcome") for t in agent_rows), agent_rows
+
+
+async def test_the_agents_end_call_is_a_tool_called_event_and_hangs_up_after_the_goodbye(
+    line: Line,
+) -> None:
+    """``end_call`` is the one tool the agent runs itself (it says goodbye first): it was seen
+    only as a hang-up cause, never as a ``tool_called`` event (issue 14)."""
+    peer = await call_agent(line, tools=["end_call"])
+    async with trio.open_nursery() as call:
+        caller, call_row = await greeted(line, peer, call)
+        caller.say(caller_utterance("goodbye.wav"))
+        await wait_for(lambda: peer.closed_at is not None, 60, "the agent's hang-up")
+        call.cancel_scope.cancel()
+    assert await agent_said(line, call_row["id"], DEFAULT_GOODBYE, 10)
+    events = await line.rows("events", customer_id=line.customer_id, type="tool_called")
+    assert [(data(e)["name"], data(e)["is_error"]) for e in events] == [("end_call", False)]
+    assert data(events[0])["arguments"] == {"reason": "agent_end_call"}
