@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from control.mcp_auth import OAuthClient
 from control.mcp_pool import McpPool
 from control.mcp_servers import McpStdioServer, is_mcp_entry, stdio_for
 from control.mcp_tools import SEPARATOR, McpServer, call_tool, list_tools
@@ -46,6 +47,18 @@ class McpOffer:
     routes: dict[str, McpRoute] = field(default_factory=dict)  # offered name -> route
 
 
+def _oauth(entry: Mapping[str, Any] | None) -> OAuthClient | None:
+    """The agent entry's ``oauth`` (validated by control/schemas.py's McpOAuth)."""
+    if not entry:
+        return None
+    return OAuthClient(
+        str(entry["token_url"]),
+        str(entry["client_id"]),
+        str(entry["client_secret"]),
+        str(entry.get("scope") or ""),
+    )
+
+
 class McpTools:
     def __init__(
         self,
@@ -65,7 +78,9 @@ class McpTools:
         name = str(entry.get("name", ""))
         if entry.get("url"):
             headers = tuple(sorted((entry.get("headers") or {}).items()))
-            return McpServer(name, url=str(entry["url"]), headers=headers, owner=customer_id)
+            oauth = _oauth(entry.get("oauth"))
+            url = str(entry["url"])
+            return McpServer(name, url=url, headers=headers, owner=customer_id, oauth=oauth)
         configured = stdio_for(self.stdio, customer_id, name)
         if configured is None:
             return None

@@ -114,6 +114,16 @@ class WebhookTool(Body):
     tls_verify: bool = True
 
 
+class McpOAuth(Body):
+    """An OAuth 2.0 client-credentials grant (control/mcp_auth.py): its token is sent to the
+    server as ``Authorization: Bearer``, renewed before it expires and after a 401."""
+
+    token_url: HttpUrl
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    client_secret: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    scope: str = Field(default="", max_length=1000)
+
+
 class McpTool(Body):
     """An MCP server whose tools the agent is offered as ``<name>__<tool>``, with their schemas.
 
@@ -133,11 +143,16 @@ class McpTool(Body):
     tools: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=64
     )
+    oauth: McpOAuth | None = None  # where the url's bearer token comes from, instead of headers
 
     @model_validator(mode="after")
     def _headers_need_a_url(self) -> McpTool:
         if self.headers and not self.url:
             raise ValueError("headers go to a url: a stdio server takes none")
+        if self.oauth is not None and not self.url:
+            raise ValueError("oauth goes to a url: a stdio server takes none")
+        if self.oauth is not None and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("give an Authorization header or oauth, not both")
         return self
 
 

@@ -21,9 +21,16 @@ from ai_pipeline.agent_config import parse_agent_config
 from control.mcp_servers import McpConfigError, McpStdioServer, parse_stdio_flags
 from control.mcp_tools import McpServer
 from media.hooks import CallInfo
-from tests.control.test_mcp_tools import TOKEN, http_server, token_server
+from tests.control.test_mcp_tools import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TOKEN,
+    http_server,
+    oauth_server,
+    token_server,
+)
 
-__all__ = ["http_server", "token_server"]  # the fixtures, used by name below
+__all__ = ["http_server", "oauth_server", "token_server"]  # the fixtures, used by name below
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
 OWNER = str(uuid.uuid4())  # the customer the operator's "vip" server is for
 
@@ -228,6 +235,42 @@ async def test_a_customers_server_gets_the_headers_saved_with_its_agent(
     assert (
         body["fields"][0]["message"] == "expected a header value on one line, up to 2000 characters"
     )
+
+
+async def test_a_customers_server_behind_a_client_credentials_grant(
+    plane: Plane, oauth_server: str
+) -> None:
+    _, auth = await plane.customer()
+    grant = {
+        "token_url": oauth_server.removesuffix("/mcp") + "/token",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": "orders",
+    }
+    entry = {"type": "mcp", "name": "shop", "url": oauth_server, "oauth": grant}
+    status, agent = await _agent(plane, auth, [entry])
+    assert status == 201, agent
+    call, config = await _start_call(plane, agent["id"])
+    assert "shop__add" in {t["name"] for t in config["tools"]}
+    assert CLIENT_SECRET not in json.dumps(config)  # the agent process never sees it
+    out = await plane.hooks.execute_tool(call, "shop__add", {"a": 20, "b": 22})
+    assert out.result == {"result": 42}
+    status, wrong = await _agent(
+        plane, auth, [{**entry, "oauth": {**grant, "client_secret": "not-it"}}]
+    )
+    assert status == 201, wrong
+    _, config = await _start_call(plane, wrong["id"])
+    assert config["tools"] == []  # refused at the token URL: the call starts without them
+    for bad, message in [
+        ({"type": "mcp", "name": "orders", "oauth": grant}, "oauth goes to a url"),
+        (
+            {**entry, "headers": {"authorization": "Bearer x"}},
+            "an Authorization header or oauth, not both",
+        ),
+        ({**entry, "oauth": {**grant, "client_secret": ""}}, "at least 1 character"),
+    ]:
+        status, body = await _agent(plane, auth, [bad])
+        assert status == 400 and message in json.dumps(body), body
 
 
 async def test_a_transfer_to_another_agent_brings_that_agents_mcp_tools(plane: Plane) -> None:
