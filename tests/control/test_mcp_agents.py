@@ -206,6 +206,15 @@ def test_serve_mcp_stdio_flags_are_checked_at_start() -> None:
         parse_stdio_flags(["a=true", "a=false"])
 
 
+async def _adds_on_the_server(plane: Plane, agent_id: str, secret: str) -> None:
+    """The agent's "shop" server is offered and called, its ``secret`` kept from the agent."""
+    call, config = await _start_call(plane, agent_id)
+    assert "shop__add" in {t["name"] for t in config["tools"]}
+    assert secret not in json.dumps(config)  # the agent process never sees it
+    out = await plane.hooks.execute_tool(call, "shop__add", {"a": 20, "b": 22})
+    assert out.result == {"result": 42}
+
+
 async def test_a_customers_server_gets_the_headers_saved_with_its_agent(
     plane: Plane, token_server: str
 ) -> None:
@@ -217,11 +226,7 @@ async def test_a_customers_server_gets_the_headers_saved_with_its_agent(
         plane, auth, [{**entry, "headers": {"Authorization": f"Bearer {TOKEN}"}}]
     )
     assert status == 201, keyed
-    call, config = await _start_call(plane, keyed["id"])
-    assert "shop__add" in {t["name"] for t in config["tools"]}
-    assert TOKEN not in json.dumps(config)  # the agent process never sees it
-    out = await plane.hooks.execute_tool(call, "shop__add", {"a": 20, "b": 22})
-    assert out.result == {"result": 42}
+    await _adds_on_the_server(plane, keyed["id"], TOKEN)
     _, config = await _start_call(plane, bare["id"])  # refused by the server: no tools offered
     assert config["tools"] == []
     for bad, field in [
@@ -250,11 +255,7 @@ async def test_a_customers_server_behind_a_client_credentials_grant(
     entry = {"type": "mcp", "name": "shop", "url": oauth_server, "oauth": grant}
     status, agent = await _agent(plane, auth, [entry])
     assert status == 201, agent
-    call, config = await _start_call(plane, agent["id"])
-    assert "shop__add" in {t["name"] for t in config["tools"]}
-    assert CLIENT_SECRET not in json.dumps(config)  # the agent process never sees it
-    out = await plane.hooks.execute_tool(call, "shop__add", {"a": 20, "b": 22})
-    assert out.result == {"result": 42}
+    await _adds_on_the_server(plane, agent["id"], CLIENT_SECRET)
     status, wrong = await _agent(
         plane, auth, [{**entry, "oauth": {**grant, "client_secret": "not-it"}}]
     )
