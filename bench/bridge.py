@@ -19,6 +19,7 @@ Every figure from a shared machine is noisy: the load average is printed and sto
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -37,6 +38,7 @@ from bench.stats import summarize_ms
 from bench.targets import Target, callbridge_target, first_access_key
 from bench.wires import AudioSocketWire, WireClosed
 from media.audio import FRAME_MS
+from media.bridge import Bridge
 from media.bridge_core import FRAME_BYTES, BridgeCore
 from media.config import ConfigError
 
@@ -57,23 +59,33 @@ def add_bridge_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ticks", type=int, default=3000, help="mixer ticks timed per size")
     p.add_argument("--serve-arg", action="append", default=[], metavar="ARG")
+    p.add_argument(
+        "--no-serve", action="store_true", help="the mixer and the bridge's own delay only"
+    )
 
 
 # ---- mixer ---------------------------------------------------------------------------------
 
 
 BATCH_TICKS = 100  # timed together; a shared machine's hiccups spoil a batch, not the figure
+# Input levels (rms) of the two mixer cases. "talk": one talker at -20 dBFS over the others'
+# room noise (-60 dBFS), the usual conference tick, below the limiter's threshold. "all loud":
+# everyone at -21 dBFS of noise at once, which keeps the limiter riding every row from five on.
+MIX_CASES = {"talk": (3277.0, 33.0), "all loud": (3000.0, 3000.0)}
 
 
-def time_mixer(participants: int, ticks: int, seed: int) -> dict[str, float]:
-    """Microseconds per participant per frame of :meth:`BridgeCore.tick` (take each port's
-    frame, mix, deliver) with everyone talking, and of :meth:`Mixer.mix` alone; the median
-    and the best of batches of ``BATCH_TICKS`` ticks (the best: what the code costs on this
-    CPU when nothing else runs)."""
+def time_mixer(participants: int, ticks: int, seed: int, case: str = "talk") -> dict[str, Any]:
+    """Microseconds per participant per frame of :meth:`BridgeCore.tick` (uplink a frame into
+    each port, take, mix, deliver) and of :meth:`Mixer.mix` alone; the median and the best of
+    batches of ``BATCH_TICKS`` ticks (the best: what the code costs on this CPU when nothing
+    else runs)."""
     rng = np.random.default_rng(seed)
     core = BridgeCore(tones=False)
     ports = [core.join(f"p{i}", lambda pcm16, rate_hz: None) for i in range(participants)]
-    frames = rng.normal(0, 3000, (participants, FRAME_BYTES // 2)).astype("<i2")
+    talker, others = MIX_CASES[case]
+    levels = np.full((participants, 1), others)
+    levels[0] = talker
+    frames = (rng.standard_normal((participants, FRAME_BYTES // 2)) * levels).astype("<i2")
     payloads = [row.tobytes() for row in frames]
     tick_us, mix_us = [], []
     for batch in range(max(2, ticks // BATCH_TICKS) + 1):
@@ -90,11 +102,62 @@ def time_mixer(participants: int, ticks: int, seed: int) -> dict[str, float]:
             tick_us.append((middle - begin) * 1e6 / BATCH_TICKS / participants)
             mix_us.append((end - middle) * 1e6 / BATCH_TICKS / participants)
     return {
+        "case": case,
         "participants": participants,
         "tick_us_per_participant_median": float(np.median(tick_us)),
         "tick_us_per_participant_best": min(tick_us),
         "mix_us_per_participant_median": float(np.median(mix_us)),
         "mix_us_per_participant_best": min(mix_us),
+    }
+
+
+# ---- the bridge's own delay ------------------------------------------------------------------
+
+DELAY_PULSE_EVERY = 10  # frames: the talker's pulse, a DC level that names it
+
+
+async def bridge_delay(participants: int, seconds: float, seed: int) -> dict[str, Any]:
+    """What the bridge adds, alone: a :class:`media.bridge.Bridge` on the Trio clock, every
+    participant's leg handing it a frame every 20 ms at a phase of its own (as real legs do),
+    one talker; the time from the talker's pulse frame going into its port to each listener
+    being handed the mix that holds it (the port's wait for the tick, the tick itself). Legs,
+    resampling and the listener's playout are not in it."""
+    rng = np.random.default_rng(seed)
+    bridge = Bridge("bench", tones=False)
+    sent: dict[int, float] = {}
+    delays: list[float] = []
+
+    def ear(pcm16: bytes, rate_hz: int) -> None:
+        level = int(np.frombuffer(pcm16, "<i2")[-1])
+        if level in sent:
+            delays.append((trio.current_time() - sent[level]) * 1000)
+
+    async def leg(index: int, phase_s: float) -> None:
+        port = bridge.join(f"p{index}", ear if index else lambda pcm16, rate_hz: None)
+        start = trio.current_time() + phase_s
+        for k in itertools.count():
+            await trio.sleep_until(start + k * FRAME_MS / 1000)
+            if index == 0 and k % DELAY_PULSE_EVERY == 0 and k:
+                level = 1000 + k // DELAY_PULSE_EVERY  # the pulse's name
+                sent[level] = trio.current_time()
+                port.uplink(np.full(FRAME_BYTES // 2, level, "<i2").tobytes())
+            else:
+                port.uplink(bytes(FRAME_BYTES))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        for i in range(participants):
+            nursery.start_soon(leg, i, float(rng.uniform(0, FRAME_MS / 1000)))
+        await trio.sleep(SETTLE_S)
+        delays.clear()
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+    return {
+        "participants": participants,
+        "added_delay": summarize_ms(delays),
+        "expected_listener_frames": int(seconds * 1000 / FRAME_MS / DELAY_PULSE_EVERY)
+        * (participants - 1),
+        "skipped_ticks": bridge.skipped_ticks,
     }
 
 
@@ -247,34 +310,61 @@ def run_bridge(ns: argparse.Namespace) -> int:
         raise ConfigError("bridge needs --conferences >= 1, --participants >= 2, --seconds > 0")
     folder = results_folder("bridge", ns.results_dir)
     load_before = os.getloadavg()
-    mixer = [time_mixer(n, ns.ticks, ns.seed) for n in MIXER_SIZES]
-    with callbridge_target(ns, folder) as target:
-        auth = f"AccessKey {first_access_key(folder / 'serve.log')}"
-        core = trio.run(run_conferences, target, auth, ns)
+    mixer = [time_mixer(n, ns.ticks, ns.seed, case) for case in MIX_CASES for n in MIXER_SIZES]
+    own = [trio.run(bridge_delay, n, ns.seconds, ns.seed) for n in (2, ns.participants)]
+    core: dict[str, Any] | None = None
+    if not ns.no_serve:
+        with callbridge_target(ns, folder) as target:
+            auth = f"AccessKey {first_access_key(folder / 'serve.log')}"
+            core = trio.run(run_conferences, target, auth, ns)
     load = {"loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count()}
     params = {k: getattr(ns, k) for k in ("conferences", "participants", "seconds", "ticks")}
-    write_json(folder, "bridge", ns.seed, params, {"mixer": mixer, "media_core": core, **load})
+    results = {"mixer": mixer, "bridge_delay": own, "media_core": core, **load}
+    write_json(folder, "bridge", ns.seed, params, results)
+    _print_mixer(mixer)
+    for d in own:
+        added = d["added_delay"]
+        print(
+            f"the bridge's own added delay, {d['participants']} participants (port -> tick -> "
+            f"delivered): p50 {added['p50_ms']} ms, p95 {added['p95_ms']} ms, "
+            f"max {added['max_ms']} ms ({added['count']} of {d['expected_listener_frames']} "
+            f"pulses; {d['skipped_ticks']} ticks skipped)"
+        )
+    if core is not None:
+        _print_media_core(ns, core)
+    print(
+        f"load average before/after: {load_before} / {load['loadavg_after']} "
+        f"on {load['cpus']} CPUs\nresults: {folder}"
+    )
+    return 0
+
+
+def _print_mixer(mixer: list[dict[str, Any]]) -> None:
     keys = ("tick_us_per_participant", "mix_us_per_participant")
     print("us per participant per 20 ms frame (median / best batch):")
     print(
         format_table(
-            ["participants", "tick median", "tick best", "mix median", "mix best"],
+            ["case", "participants", "tick median", "tick best", "mix median", "mix best"],
             [
-                [m["participants"], *(m[f"{k}_{w}"] for k in keys for w in ("median", "best"))]
+                [
+                    m["case"],
+                    m["participants"],
+                    *(m[f"{k}_{w}"] for k in keys for w in ("median", "best")),
+                ]
                 for m in mixer
             ],
         )
     )
+
+
+def _print_media_core(ns: argparse.Namespace, core: dict[str, Any]) -> None:
     delay = core["caller_to_caller"]
     print(
-        f"\nmedia core, {ns.conferences} conferences x {ns.participants} AudioSocket callers: "
+        f"media core, {ns.conferences} conferences x {ns.participants} AudioSocket callers: "
         f"serve {core['serve_cpu_pct_per_participant']:.2f} % of a core per participant "
         f"({core['serve_us_per_participant_tick']:.0f} us per participant-tick); "
         f"caller-to-caller p50 {delay['p50_ms']} ms, p95 {delay['p95_ms']} ms, "
         f"max {delay['max_ms']} ms; heard {delay['count']} of {core['pulse_listener_pairs']}\n"
         f"serve dropped in the window (ms, by where): {core['serve_audio_dropped_ms']}\n"
-        f"the callers' own process: {core['callers_cpu_pct_of_core']:.0f} % of a core; "
-        f"load average before/after: {load_before} / {load['loadavg_after']} "
-        f"on {load['cpus']} CPUs\nresults: {folder}"
+        f"the callers' own process: {core['callers_cpu_pct_of_core']:.0f} % of a core"
     )
-    return 0

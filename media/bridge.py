@@ -36,7 +36,7 @@ class Bridge:
         on_event: Callable[[BridgeEvent], None] | None = None,
     ) -> None:
         self.bridge_id = bridge_id
-        self.core = BridgeCore(tones, max_participants)
+        self.core = BridgeCore(tones, max_participants, clock=trio.current_time)
         self.ticks = 0
         self.skipped_ticks = 0
         self._on_event = on_event

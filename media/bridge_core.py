@@ -25,11 +25,17 @@ from media.peer import PeerEvent, PeerKind
 
 FRAME_BYTES = pcm16_bytes_per_frame(MIX_RATE_HZ)
 PORT_QUEUE_MS = 100  # five frames: a leg's jitter, not a backlog
-DRIFT_WINDOW_TICKS = 50  # one second: a leg's clock that runs ahead is trimmed once per window
+# 200 ms: a backlog that stood through a whole window is trimmed at its end. Longer than any
+# leg's packet (ptime up to 200 ms: a queue that a burst fills empties within the window).
+DRIFT_WINDOW_TICKS = 10
+# A frame taken less than this after it came is racing its tick: a little jitter and it misses
+# it. With a clock, a trim keeps such a port one frame behind instead (a jitter buffer).
+TRIM_MARGIN_S = 0.005
 TALK_START_TICKS = 2  # 40 ms above the threshold: talking
 TALK_STOP_TICKS = 25  # 500 ms below it: stopped (a pause between words is not an event)
 
 Deliver = Callable[[bytes, int], None]
+Clock = Callable[[], float]
 _SILENCE = bytes(FRAME_BYTES)
 
 
@@ -84,6 +90,7 @@ class BridgePort:
         deliver: Deliver,
         queue_ms: int = PORT_QUEUE_MS,
         live: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.deliver = deliver
@@ -91,10 +98,12 @@ class BridgePort:
         self.silent_ticks = 0  # ticks that found nothing queued (a stalled leg, or a late one)
         self.drift_drops = 0  # frames dropped because the leg's clock runs ahead of the tick
         self._frames: deque[bytes] = deque()
+        self._clock = clock  # set: each frame's arrival is kept (``_arrived``, same order)
+        self._arrived: deque[float] = deque()
         self._max_frames = max(1, queue_ms // FRAME_MS)
         # A live leg's clock is not the bridge's: one that runs fast leaves a frame waiting at
-        # every tick, and then two; without a trim that is latency up to the bound. (Not for an
-        # agent's speech, which arrives in bursts on purpose.)
+        # every tick, and then two; a late frame leaves one for good. Without a trim that is
+        # latency up to the bound. (Not for an agent's speech, which comes in bursts on purpose.)
         self._live = live
         self._window_ticks = 0
         self._window_min = 0
@@ -111,10 +120,18 @@ class BridgePort:
         whole = len(data) - len(data) % FRAME_BYTES
         for i in range(0, whole, FRAME_BYTES):
             self._frames.append(data[i : i + FRAME_BYTES])
+        if self._clock is not None and whole:
+            now = self._clock()
+            self._arrived.extend(now for _ in range(whole // FRAME_BYTES))
         self._partial = data[whole:]
         while len(self._frames) > self._max_frames:
-            self._frames.popleft()
+            self._pop()
             self.dropped_ms += FRAME_MS
+
+    def _pop(self) -> bytes:
+        if self._arrived:
+            self._arrived.popleft()
+        return self._frames.popleft()
 
     async def leg_event(self, event: PeerEvent) -> None:
         if isinstance(event, LegDtmf):
@@ -124,6 +141,7 @@ class BridgePort:
         """Drop what is queued (an agent's barge-in); returns the milliseconds dropped."""
         dropped_ms = len(self._frames) * FRAME_MS
         self._frames.clear()
+        self._arrived.clear()
         self._partial = b""
         return float(dropped_ms)
 
@@ -131,21 +149,30 @@ class BridgePort:
         if self._live:
             self._trim_drift()
         if self._frames:
-            return self._frames.popleft()
+            return self._pop()
         self.silent_ticks += 1
+        self._window_ticks = 0  # an empty queue: no backlog so far; watch afresh from here
         return None
 
     def _trim_drift(self) -> None:
-        """Every :data:`DRIFT_WINDOW_TICKS`: if a frame more than the one at hand waited at
-        every tick of the window (jitter would have emptied the queue once), drop the oldest."""
+        """Every :data:`DRIFT_WINDOW_TICKS`: frames that waited behind the one at hand at every
+        tick of the window (jitter would have emptied the queue once) are a backlog, not
+        jitter: the oldest of them go, all at once (one cut instead of one per window). A
+        backlog comes from a clock that runs fast, or from a late frame: the tick played
+        silence in its place, and the frames behind it would stay that much late for good."""
         depth = len(self._frames)
         self._window_min = depth if self._window_ticks == 0 else min(self._window_min, depth)
         self._window_ticks += 1
         if self._window_ticks < DRIFT_WINDOW_TICKS:
             return
         self._window_ticks = 0
-        if self._window_min >= 2:
-            self._frames.popleft()
+        drop = self._window_min - 1
+        if self._clock is not None:  # keep the frame at hand clear of its tick
+            now = self._clock()
+            while drop > 0 and now - self._arrived[drop] < TRIM_MARGIN_S:
+                drop -= 1
+        for _ in range(drop):
+            self._pop()
             self.dropped_ms += FRAME_MS
             self.drift_drops += 1
 
@@ -161,8 +188,11 @@ class BridgePort:
 class BridgeCore:
     """Who is in, and :meth:`tick`: one 20 ms frame of everyone's audio, mixed and delivered."""
 
-    def __init__(self, tones: bool = True, max_participants: int | None = None) -> None:
+    def __init__(
+        self, tones: bool = True, max_participants: int | None = None, clock: Clock | None = None
+    ) -> None:
         self.tones = tones
+        self.clock = clock  # given to every port: see :data:`TRIM_MARGIN_S`
         self.max_participants = max_participants
         self.mixer = Mixer()
         self.ended = False
@@ -191,7 +221,7 @@ class BridgeCore:
         if participant_id in self.ports:
             raise KeyError(f"{participant_id} is already in the bridge")
         self._leaving.pop(participant_id, None)  # back before its fade-out: fades in again
-        port = BridgePort(participant_id, deliver, queue_ms, live)
+        port = BridgePort(participant_id, deliver, queue_ms, live, self.clock)
         if self.tones:
             self.mixer.announce(ENTRY_TONE, self.ports)
         self.mixer.add(participant_id)

@@ -195,3 +195,23 @@ def test_a_leg_whose_clock_runs_fast_is_trimmed_and_jitter_is_left_alone() -> No
     assert fast.queued_frames <= 2 and fast.drift_drops >= 8  # never a growing backlog
     assert jittery.drift_drops == 0 and jittery.dropped_ms == 0
     assert agent.drift_drops == 0 and agent.silent_ticks == 400  # all 100 frames played
+
+
+def test_a_late_frame_leaves_no_lasting_backlog() -> None:
+    """A frame that misses its tick is played as silence; the one behind it comes on time,
+    so from then on a frame more waits at every tick: 20 ms added for good unless trimmed.
+    It is gone within a fifth of a second, in one cut."""
+    port = BridgePort("a", Ear())
+    for _ in range(20):  # on time: each frame comes just before its tick
+        port.uplink(const_frame(1))
+        assert port.take() == const_frame(1)
+    assert port.take() is None  # late: its tick found nothing
+    port.uplink(const_frame(2))  # the late one
+    depths = []
+    for _ in range(15):  # 300 ms: the frames keep coming, one per tick
+        port.uplink(const_frame(3))
+        depths.append(port.queued_frames)
+        port.take()
+    assert depths[0] == 2  # the backlog ...
+    assert depths[-5:] == [1] * 5  # ... is gone
+    assert port.drift_drops == 1 and port.dropped_ms == 20
