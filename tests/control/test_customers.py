@@ -183,15 +183,22 @@ async def _closing(ws: trio_websocket.WebSocketConnection) -> tuple[list[dict[st
                 return received, exc.reason
 
 
-async def test_disabling_closes_the_customers_event_sockets_and_refuses_them_again(
-    plane: Plane, nursery: trio.Nursery
-) -> None:
+async def _customer_with_a_key(plane: Plane) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """(a platform admin's headers, a new customer's id, a key of that customer)."""
     _, admin = await _admin(plane)
     c = plane.client
     vid = (await _json(await c.post("/v1.0/customers", json={"name": "v"}, headers=admin)))["id"]
     key = await _json(
         await c.post(f"/v1.0/customers/{vid}/accesskeys", json={"name": "ops"}, headers=admin)
     )
+    return admin, vid, key
+
+
+async def test_disabling_closes_the_customers_event_sockets_and_refuses_them_again(
+    plane: Plane, nursery: trio.Nursery
+) -> None:
+    admin, vid, key = await _customer_with_a_key(plane)
+    c = plane.client
     claims = {"customer_id": vid, "role": "customer_admin", "exp": int(time.time()) + 60}
     creds = [
         f"AccessKey {key['token']}",
@@ -236,12 +243,8 @@ async def test_a_media_token_minted_before_the_disable_opens_no_socket_after_it(
     plane: Plane, nursery: trio.Nursery
 ) -> None:
     """A media token is a JWT, not stored, so nothing revokes it: its customer is checked."""
-    _, admin = await _admin(plane)
+    admin, vid, key = await _customer_with_a_key(plane)
     c = plane.client
-    vid = (await _json(await c.post("/v1.0/customers", json={"name": "v"}, headers=admin)))["id"]
-    key = await _json(
-        await c.post(f"/v1.0/customers/{vid}/accesskeys", json={"name": "ops"}, headers=admin)
-    )
     r = await c.post("/v1.0/media-tokens", headers={"Authorization": f"AccessKey {key['token']}"})
     token = (await _json(r))["token"]
     assert (await c.post(f"/v1.0/customers/{vid}/disable", headers=admin)).status_code == 200
