@@ -52,6 +52,7 @@ class AudioSocketLeg:
         self._idle_timeout_s = idle_timeout_s
         self._send_timeout_s = send_timeout_s
         self._closed = False
+        self._unsent = b""  # the part of a frame the kernel did not take (see flush_audio)
         self.rate_hz = TELEPHONY_RATE_HZ  # until the first audio frame says otherwise
 
     async def read_uuid(self) -> uuid.UUID:
@@ -62,21 +63,61 @@ class AudioSocketLeg:
         return event.uuid
 
     async def receive(self) -> LegEvent:
+        return self._leg_event(await self._next_codec_event())
+
+    def _leg_event(self, event: Event) -> LegEvent:
+        if isinstance(event, Audio):
+            self.rate_hz = event.rate_hz
+            return LegAudio(event.pcm16)
+        if isinstance(event, Dtmf):
+            return LegDtmf(event.digit)
+        if isinstance(event, Hangup):
+            self._closed = True
+            return LegHangup("caller closed the socket" if event.by_eof else "caller hung up")
+        if isinstance(event, PeerError):
+            if event.flags & ErrorFlag.HANGUP:
+                return LegHangup("asterisk reported hangup")
+            raise LegError("peer_error", f"asterisk error flags {event.flags!r}")
+        raise LegError("duplicate_uuid", "a second UUID frame")
+
+    # ---- read by the process's shared reader (media.tick.Readers) -------------------------
+
+    @property
+    def idle_timeout_s(self) -> float:
+        return self._idle_timeout_s
+
+    def fileno(self) -> int:
+        return self._stream.socket.fileno()
+
+    def read_nowait(self) -> list[LegEvent]:
+        """Every event the socket holds now (one read), without waiting: ``[]`` if none.
+        Ends with :class:`LegHangup` at the caller's hangup; raises :class:`LegError`."""
+        events = self._parsed()
+        if events and isinstance(events[-1], LegHangup):
+            return events
+        try:
+            data = self._fast.receive_nowait(_READ_BYTES)
+        except trio.BrokenResourceError:
+            data = b""  # a reset is how a hangup sometimes arrives
+        except trio.ClosedResourceError:
+            raise LegError("closed", "socket closed") from None
+        if data is not None:
+            self._conn.receive_data(data)
+            events += self._parsed()
+        return events
+
+    def _parsed(self) -> list[LegEvent]:
+        events: list[LegEvent] = []
         while True:
-            event = await self._next_codec_event()
-            if isinstance(event, Audio):
-                self.rate_hz = event.rate_hz
-                return LegAudio(event.pcm16)
-            if isinstance(event, Dtmf):
-                return LegDtmf(event.digit)
-            if isinstance(event, Hangup):
-                self._closed = True
-                return LegHangup("caller closed the socket" if event.by_eof else "caller hung up")
-            if isinstance(event, PeerError):
-                if event.flags & ErrorFlag.HANGUP:
-                    return LegHangup("asterisk reported hangup")
-                raise LegError("peer_error", f"asterisk error flags {event.flags!r}")
-            raise LegError("duplicate_uuid", "a second UUID frame")
+            try:
+                event = self._conn.next_event()
+            except AudioSocketError as exc:
+                raise LegError(exc.reason, exc.detail) from None
+            if event is NEED_DATA:
+                return events
+            events.append(self._leg_event(event))  # type: ignore[arg-type]
+            if isinstance(events[-1], LegHangup):
+                return events
 
     async def _next_codec_event(self) -> Event:
         while True:
@@ -101,13 +142,29 @@ class AudioSocketLeg:
     async def send_audio(self, pcm16: bytes) -> None:
         """One frame. Returns without a checkpoint when the kernel takes it whole (the pacer
         checkpoints once per frame anyway); only a full socket waits, under the deadline."""
+        if not self.send_audio_nowait(pcm16):
+            await self.flush_audio()
+
+    def send_audio_nowait(self, pcm16: bytes) -> bool:
+        """One frame, as far as the kernel takes it now (no checkpoint): False when the rest
+        waits for :meth:`flush_audio` (the shared tick's pacing, :mod:`media.tick`)."""
         data = self._conn.send_audio(pcm16, self.rate_hz)
+        if self._unsent:  # (the pacer sends nothing while a frame waits; kept in order anyway)
+            self._unsent += data
+            return False
         try:
             written = self._fast.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise LegError("closed", "socket closed while sending") from None
         if written < len(data):
-            await self._send(data[written:])
+            self._unsent = data[written:]
+            return False
+        return True
+
+    async def flush_audio(self) -> None:
+        data, self._unsent = self._unsent, b""
+        if data:
+            await self._send(data)
 
     async def _send(self, data: bytes) -> None:
         try:

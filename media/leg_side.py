@@ -12,20 +12,23 @@ stall leaves would be latency for the rest of the call; past ``live_max_ms`` it 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import trio
 
 from media.audio import FRAME_MS, LINK_RATE_HZ, pcm16_bytes_for_ms
 from media.dtmf_tones import dtmf_pcm16
 from media.hooks import HangupCause, LegCannotDo
-from media.leg import Leg, LegAudio, LegDtmf, LegError, LegHangup, LegMarkPlayed
+from media.leg import Leg, LegAudio, LegDtmf, LegError, LegEvent, LegHangup, LegMarkPlayed
 from media.metrics import MediaMetrics
 from media.pacing import PacingGrid
 from media.peer import AudioPeer, NoPeer
 from media.playout import PlayoutBuffer
 from media.resample import StreamResampler
+from media.tick import TICK_SLACK_S, Tick, current_readers, current_tick, enabled
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,36 @@ class CallStats:
             self.turn_latency_ms.append(round(latency_s * 1000))
 
 
+class NowaitAudio(Protocol):
+    """A leg that can send a frame without a scheduling round (AudioSocket): what lets its
+    frames be paced by the process's shared :class:`media.tick.Tick`."""
+
+    def send_audio_nowait(self, pcm16: bytes) -> bool:
+        """Send one frame as far as the kernel takes it now: False when part of it waits for
+        :meth:`flush_audio`. Raises :class:`media.leg.LegError`."""
+
+    async def flush_audio(self) -> None:
+        """Send what :meth:`send_audio_nowait` left, under the leg's send deadline."""
+
+
+class PolledLeg(Protocol):
+    """A leg whose socket the process's shared reader (:class:`media.tick.Readers`) reads."""
+
+    idle_timeout_s: float
+
+    def fileno(self) -> int: ...
+
+    def read_nowait(self) -> list[LegEvent]:
+        """Every event its socket holds now, without waiting: ``[]`` if none; raises
+        :class:`media.leg.LegError`."""
+
+
+def _implements(leg: Leg, *methods: str) -> bool:
+    """``leg``'s own class has ``methods``: a wrapper that hands unknown attributes on to the
+    leg inside it (the recorder) does not, since what it wraps must go through it."""
+    return all(callable(getattr(type(leg), name, None)) for name in methods)
+
+
 class LegSide:
     """Implements :class:`media.peer.Downlink` for the call's current peer."""
 
@@ -83,6 +116,20 @@ class LegSide:
         self._playout = PlayoutBuffer(leg.rate_hz, playout_max_ms)
         self._audio_ready = trio.lowlevel.ParkingLot()
         self._drained = trio.lowlevel.ParkingLot()
+        # pacing on the shared tick (see pacer()); None: the pacer task sends every frame
+        self._tick: Tick | None = None
+        self._nowait: NowaitAudio | None = None  # the leg, when paced on the tick
+        self._grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S)
+        self._slot_asked: float | None = None  # the slot the tick will wake us for
+        self._ran_dry = False
+        self._dry_since = 0.0
+        self._held_tail = False
+        self._paced_out = False  # the call ended from the pacing side: send nothing more
+        self._blocked = False  # a frame's rest waits for flush_audio in the pacer task
+        self._marks_due: deque[str] = deque()
+        self._slow_path = trio.lowlevel.ParkingLot()  # the pacer task: a wait, a mark
+        self._frames_out = metrics.frames_out.labels(leg.kind)
+        self._frames_in = metrics.frames_in.labels(leg.kind)
 
     def attach(self, peer: AudioPeer, live: bool = False) -> None:
         """From the next frame on, talk with ``peer`` (``live``: a bridge, not a burst source)."""
@@ -92,33 +139,96 @@ class LegSide:
     def end_after_playout(self, reason: str) -> None:
         self.goodbye = reason
         self._audio_ready.unpark_all()
+        self._pump()
 
     # ---- caller -> peer -------------------------------------------------------------------
 
     async def reader(self) -> None:
-        frames_in = self._metrics.frames_in.labels(self.leg.kind)
+        """Until the caller hangs up or the leg fails. A :class:`PolledLeg` is read by the
+        process's shared reader (its audio handed on there, at once); this task then takes
+        only the other events, in order, and watches the idle deadline."""
+        leg = self.leg
+        if enabled() and _implements(leg, "fileno", "read_nowait"):
+            await self._read_polled(cast(PolledLeg, leg))
+            return
         while True:
             try:
-                event = await self.leg.receive()
+                event = await leg.receive()
             except LegError as exc:
-                self._metrics.leg_errors.labels(self.leg.kind, exc.reason).inc()
-                cause: HangupCause = "caller" if exc.reason == "closed" else "error"
-                log.info("leg ended", extra={"call_id": self.call_id, "reason": str(exc)})
-                self._end(cause, f"leg {exc.reason}")
+                self._leg_ended(exc)
                 return
-            if isinstance(event, LegAudio):
-                frames_in.inc()
-                self.stats.frames_in += 1
-                self._to_uplink(event.pcm16)
-            elif isinstance(event, LegDtmf):
-                if self._key_pressed is not None:  # awaited inline: in order, and bounded
-                    await self._key_pressed(event)
-                await self.peer.leg_event(event)
-            elif isinstance(event, LegMarkPlayed):
-                await self.peer.leg_event(event)
-            elif isinstance(event, LegHangup):
-                self._end("caller", event.reason)
+            if not await self._heard(event):
                 return
+
+    async def _heard(self, event: LegEvent) -> bool:
+        """One event from the caller; False once the call is over."""
+        if isinstance(event, LegAudio):
+            self._frames_in.inc()
+            self.stats.frames_in += 1
+            self._to_uplink(event.pcm16)
+        elif isinstance(event, LegDtmf):
+            if self._key_pressed is not None:  # awaited inline: in order, and bounded
+                await self._key_pressed(event)
+            await self.peer.leg_event(event)
+        elif isinstance(event, LegMarkPlayed):
+            await self.peer.leg_event(event)
+        elif isinstance(event, LegHangup):
+            self._end("caller", event.reason)
+            return False
+        return True
+
+    def _leg_ended(self, exc: LegError) -> None:
+        self._metrics.leg_errors.labels(self.leg.kind, exc.reason).inc()
+        cause: HangupCause = "caller" if exc.reason == "closed" else "error"
+        log.info("leg ended", extra={"call_id": self.call_id, "reason": str(exc)})
+        self._end(cause, f"leg {exc.reason}")
+
+    async def _read_polled(self, leg: PolledLeg) -> None:
+        readers, fd = current_readers(), leg.fileno()
+        inbox: deque[LegEvent | LegError] = deque()  # what this task handles, in order
+        woken = trio.lowlevel.ParkingLot()
+        heard_at = trio.current_time()
+
+        def on_readable() -> None:
+            nonlocal heard_at
+            try:
+                events: list[LegEvent | LegError] = [*leg.read_nowait()]
+            except LegError as exc:
+                events = [exc]
+            if not events:
+                return
+            heard_at = trio.current_time()
+            for event in events:
+                if not inbox and isinstance(event, LegAudio):
+                    self._frames_in.inc()
+                    self.stats.frames_in += 1
+                    self._to_uplink(event.pcm16)
+                else:
+                    inbox.append(event)
+            if inbox:
+                woken.unpark_all()
+                if isinstance(inbox[-1], LegError | LegHangup):
+                    readers.remove(fd)  # nothing more to read
+
+        readers.add(fd, on_readable)
+        try:
+            on_readable()  # what came with the handshake
+            while True:
+                if not inbox:
+                    with trio.move_on_at(heard_at + leg.idle_timeout_s):
+                        await woken.park()
+                    if not inbox and trio.current_time() >= heard_at + leg.idle_timeout_s:
+                        detail = f"nothing from the caller for {leg.idle_timeout_s} s"
+                        inbox.append(LegError("idle_timeout", detail))
+                    continue
+                event = inbox.popleft()
+                if isinstance(event, LegError):
+                    self._leg_ended(event)
+                    return
+                if not await self._heard(event):
+                    return
+        finally:
+            readers.remove(fd)
 
     def _to_uplink(self, pcm16: bytes) -> None:
         if self._up.in_rate_hz != self.leg.rate_hz:  # the leg learnt its real rate
@@ -150,6 +260,7 @@ class LegSide:
         if dropped_ms:
             self._metrics.drops.labels("playout").inc(dropped_ms)
         self._audio_ready.unpark_all()
+        self._pump()
 
     def add_mark(self, name: str) -> None:
         self._playout.add_mark(name)
@@ -193,13 +304,26 @@ class LegSide:
             if dropped_ms:
                 self._metrics.drops.labels("playout").inc(dropped_ms)
             self._audio_ready.unpark_all()
+            self._pump()
 
     # ---- pacing ---------------------------------------------------------------------------
 
     async def pacer(self) -> None:
         """Send one frame per 20 ms slot of a :class:`media.pacing.PacingGrid`: frames whose
         slot passed during a short delay catch up at once, a stream that stopped restarts the
-        grid, a live stream that runs early pulls it earlier (the rules are in that module)."""
+        grid, a live stream that runs early pulls it earlier (the rules are in that module).
+
+        A leg that sends without waiting (:class:`NowaitAudio`) and is not self-paced is paced
+        on the process's shared tick (:mod:`media.tick`) by :meth:`_pump`, with the same grid
+        and rules; this task then only waits for what must wait (a full socket, marks)."""
+        leg = self.leg
+        if enabled() and _implements(leg, "send_audio_nowait") and not leg.self_paced:
+            self._tick, self._nowait = current_tick(), cast(NowaitAudio, leg)
+            await self._paced_on_tick(self._nowait)
+        else:
+            await self._paced_by_task()
+
+    async def _paced_by_task(self) -> None:
         grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S)
         held_tail = False
         ran_dry = False
@@ -243,6 +367,97 @@ class LegSide:
                 await self.peer.leg_event(LegMarkPlayed(name))
             grid.advance()
 
+    def _pump(self, early_s: float = 0.0) -> None:
+        """Send every frame whose slot has come (or comes within ``early_s``: the tick's slack);
+        ask the tick for the next one's slot. Runs in whichever task queued audio, or in the
+        tick; never waits (see :meth:`pacer`)."""
+        if self._tick is None or self._blocked or self._paced_out:
+            return  # (not on the tick; a frame waits in the pacer task; the call is over)
+        now = trio.current_time()
+        while True:
+            if not self._playout.pending():
+                self._run_dry(now)
+                return
+            due = self._grid.slot(now, self._ran_dry)
+            self._ran_dry = False
+            if due > now + early_s:
+                if self._slot_asked != due:
+                    self._slot_asked = due
+                    self._tick.at(due, self)
+                return
+            if not self._send_due(now, due):
+                return
+
+    def _run_dry(self, now: float) -> None:
+        self._drained.unpark_all()
+        if self.goodbye is not None:
+            self._paced_out = True
+            self._end("agent", self.goodbye)
+            return
+        if not self._ran_dry:
+            self._ran_dry, self._dry_since = True, now
+        if self._playout.owes():  # audio owed to tones is dropped if it comes soon, not later
+            if now >= self._dry_since + PACER_CATCHUP_S:
+                self._playout.forgive()
+            elif self._slot_asked is None:
+                self._slot_asked = self._dry_since + PACER_CATCHUP_S
+                assert self._tick is not None
+                self._tick.at(self._slot_asked, self)
+
+    def _send_due(self, now: float, due: float) -> bool:
+        """The frame at hand, its slot come: False once sending must stop for now."""
+        frame = self._playout.pop_frame(pad=self._held_tail or self.goodbye is not None)
+        if frame is None:  # a short tail: give the agent one slot to complete it
+            self._held_tail = True
+            self._grid.advance()
+            return True
+        self._held_tail = False
+        late_s = max(0.0, now - due)
+        self._metrics.lateness.observe(late_s)
+        self.stats.max_lateness_s = max(self.stats.max_lateness_s, late_s)
+        self._grid.advance()
+        assert self._nowait is not None
+        try:
+            sent = self._nowait.send_audio_nowait(frame)
+        except LegError as exc:
+            self._leg_failed(exc)
+            return False
+        self._frames_out.inc()
+        self.stats.frames_out += 1
+        self._marks_due.extend(self._playout.passed_marks())
+        if not sent or self._marks_due:
+            self._blocked = not sent
+            self._slow_path.unpark_all()
+        return sent
+
+    def on_tick(self, slot: float) -> None:
+        if slot == self._slot_asked:
+            self._slot_asked = None
+            self._pump(TICK_SLACK_S)
+
+    async def _paced_on_tick(self, leg: NowaitAudio) -> None:
+        self._pump()  # audio queued before the pacer started
+        while True:
+            if not self._blocked and not self._marks_due:  # (a _pump of this task's own)
+                await self._slow_path.park()
+            if self._blocked:
+                try:
+                    await leg.flush_audio()
+                except LegError as exc:
+                    self._leg_failed(exc)
+                    await trio.sleep_forever()  # cancelled by _end
+                self._blocked = False
+            while self._marks_due:
+                name = self._marks_due.popleft()
+                await self.leg.send_mark(name)
+                await self.peer.leg_event(LegMarkPlayed(name))
+            self._pump()
+
+    def _leg_failed(self, exc: LegError) -> None:
+        self._paced_out = True
+        self._metrics.leg_errors.labels(self.leg.kind, exc.reason).inc()
+        self._end("caller" if exc.reason == "closed" else "error", f"leg {exc.reason}")
+
     async def _wait_audio(self) -> None:
         """Until audio is queued. Audio owed to tones that played over it (see
         :mod:`media.playout`) is dropped if it comes within the catch-up window, not later."""
@@ -257,6 +472,5 @@ class LegSide:
         try:
             await self.leg.send_audio(frame)
         except LegError as exc:
-            self._metrics.leg_errors.labels(self.leg.kind, exc.reason).inc()
-            self._end("caller" if exc.reason == "closed" else "error", f"leg {exc.reason}")
+            self._leg_failed(exc)
             await trio.sleep_forever()  # cancelled by _end

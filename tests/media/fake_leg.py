@@ -53,6 +53,33 @@ class RecordingLeg:
         return np.frombuffer(b"".join(self.frames), dtype="<i2")
 
 
+class NowaitRecordingLeg(RecordingLeg):
+    """The same, sending like AudioSocket (:class:`media.leg_side.NowaitAudio`): its frames are
+    paced on the shared tick (media/tick.py), not by the pacer task's sleeps. A test's stall
+    (``before_send``) is a socket that did not take the whole frame."""
+
+    def __init__(self, rate_hz: int = LINK_RATE_HZ) -> None:
+        super().__init__(rate_hz)
+        self._stalled: int | None = None
+
+    def send_audio_nowait(self, pcm16: bytes) -> bool:
+        self.sent_at.append(trio.current_time())
+        self.frames.append(pcm16)
+        if self.before_send is None:
+            return True
+        self._stalled = len(self.frames) - 1
+        return False
+
+    async def flush_audio(self) -> None:
+        if self._stalled is not None and self.before_send is not None:
+            await self.before_send(self._stalled)
+        self._stalled = None
+
+
+LEGS = [RecordingLeg, NowaitRecordingLeg]
+"""Both ways a call's frames are paced: a pacer task per call, and the shared tick."""
+
+
 def leg_side(leg: RecordingLeg, playout_max_ms: int = 60_000) -> LegSide:
     return LegSide(leg, "c1", playout_max_ms, MediaMetrics(), lambda cause, reason: None)
 

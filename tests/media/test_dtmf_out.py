@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from tests.media.dtmf_detect import dtmf_keys
-from tests.media.fake_leg import RecordingLeg, leg_side, numbered_frame
+from tests.media.fake_leg import LEGS, NowaitRecordingLeg, RecordingLeg, leg_side, numbered_frame
 
 FRAME_S = 0.020
 T0 = 10.0
@@ -22,16 +22,25 @@ def frame_value(frame: bytes) -> int:
     return int(values[0]) if (values == values[0]).all() else -1
 
 
-@pytest.mark.parametrize(("rate_hz", "self_paced"), [(8000, False), (16000, False), (16000, True)])
+@pytest.mark.parametrize(
+    ("rate_hz", "self_paced", "new_leg"),
+    [
+        (8000, False, RecordingLeg),
+        (16000, False, RecordingLeg),
+        (16000, True, RecordingLeg),
+        (8000, False, NowaitRecordingLeg),  # paced on the shared tick (media/tick.py)
+        (16000, False, NowaitRecordingLeg),
+    ],
+)
 async def test_tones_play_over_a_live_stream_without_shifting_it(
-    autojump_clock: trio.abc.Clock, rate_hz: int, self_paced: bool
+    autojump_clock: trio.abc.Clock, rate_hz: int, self_paced: bool, new_leg: type[RecordingLeg]
 ) -> None:
     """An echo-like stream (frame k due at k * 20 ms) with "1234" sent at frame 50: exactly as
     many frames go out as came in, each at its own slot; frames 50..81 are the tones, and every
     other frame is the stream's own frame at its own position. On a self-paced leg (Twilio,
     chan_websocket: the far end times playout) too: sent in one burst, the tones would be played
     first and the stream after them, ~0.5 s late."""
-    leg = RecordingLeg(rate_hz)
+    leg = new_leg(rate_hz)
     leg.self_paced = self_paced
     side = leg_side(leg)
     n = 150
@@ -54,8 +63,11 @@ async def test_tones_play_over_a_live_stream_without_shifting_it(
         ]
 
 
-async def test_tones_on_a_silent_call_go_out_at_once(autojump_clock: trio.abc.Clock) -> None:
-    leg = RecordingLeg(8000)
+@pytest.mark.parametrize("new_leg", LEGS, ids=["task", "tick"])
+async def test_tones_on_a_silent_call_go_out_at_once(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    leg = new_leg(8000)
     side = leg_side(leg)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(side.pacer)
@@ -72,8 +84,11 @@ async def test_tones_on_a_silent_call_go_out_at_once(autojump_clock: trio.abc.Cl
     assert len(leg.frames) == tones + 10 and leg.sent_at[tones] == pytest.approx(2.0)
 
 
-async def test_a_barge_in_does_not_cut_the_tones(autojump_clock: trio.abc.Clock) -> None:
-    leg = RecordingLeg(8000)
+@pytest.mark.parametrize("new_leg", LEGS, ids=["task", "tick"])
+async def test_a_barge_in_does_not_cut_the_tones(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    leg = new_leg(8000)
     side = leg_side(leg)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(side.pacer)

@@ -16,17 +16,23 @@ import pytest
 import trio
 
 from media.pacing import PacingGrid
-from tests.media.fake_leg import RecordingLeg, leg_side, numbered_frame
+from tests.media.fake_leg import LEGS, RecordingLeg, leg_side, numbered_frame
 
 FRAME = 0.020
 T0 = 10.0  # the mock clock's time of frame 0's arrival (the clock starts at 0)
 
 
-async def play(arrivals: list[float], leg: RecordingLeg | None = None) -> list[float]:
+@pytest.fixture(params=LEGS, ids=["task", "tick"])
+def new_leg(request: pytest.FixtureRequest) -> type[RecordingLeg]:
+    """Each test runs on both pacers: a task per call, and the shared tick (media/tick.py)."""
+    cls: type[RecordingLeg] = request.param
+    return cls
+
+
+async def play(arrivals: list[float], leg: RecordingLeg) -> list[float]:
     """Send times (relative to T0) of frames that reach the real pacer, frame k at
     ``T0 + arrivals[k]`` (frames arriving at the same time in one piece, as a stalled stream
     delivers them); checks that they went out whole and in order."""
-    leg = leg or RecordingLeg()
     side = leg_side(leg)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(side.pacer)
@@ -41,8 +47,10 @@ async def play(arrivals: list[float], leg: RecordingLeg | None = None) -> list[f
     return [t - T0 for t in leg.sent_at]
 
 
-async def test_queued_audio_goes_out_20ms_apart(autojump_clock: trio.abc.Clock) -> None:
-    sent = await play([0.0] * 10)  # a TTS burst: everything at once
+async def test_queued_audio_goes_out_20ms_apart(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    sent = await play([0.0] * 10, new_leg())  # a TTS burst: everything at once
     assert np.diff(sent) == pytest.approx([FRAME] * 9)
 
 
@@ -51,7 +59,7 @@ def live(n: int) -> list[float]:
 
 
 async def test_a_stall_upstream_catches_up_and_the_grid_keeps_its_place(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
 ) -> None:
     """A 60 ms stall upstream (the caller's side, the agent): frames 5, 6 and 7 arrive together
     with frame 8. They go out at once, and frame 8 on are on their slots again, not 60 ms late
@@ -59,18 +67,18 @@ async def test_a_stall_upstream_catches_up_and_the_grid_keeps_its_place(
     arrivals = live(30)
     for k in (5, 6, 7):
         arrivals[k] = 8 * FRAME
-    sent = await play(arrivals)
+    sent = await play(arrivals, new_leg())
     assert sent[:5] == pytest.approx(arrivals[:5])
     assert sent[5:9] == pytest.approx([8 * FRAME] * 4)  # the burst
     assert sent[9:] == pytest.approx(arrivals[9:])  # later frames are not shifted
 
 
 async def test_a_stalled_send_catches_up_and_the_grid_keeps_its_place(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
 ) -> None:
     """The leg's send of frame 5 takes 60 ms (this process or its socket stalled): the frames
     whose slots passed meanwhile go out at once when it returns, then the grid is where it was."""
-    leg = RecordingLeg()
+    leg = new_leg()
 
     async def stall(k: int) -> None:
         if k == 5:
@@ -84,32 +92,36 @@ async def test_a_stalled_send_catches_up_and_the_grid_keeps_its_place(
     assert sent[9:] == pytest.approx(arrivals[9:])
 
 
-async def test_a_stream_that_stopped_restarts_the_grid(autojump_clock: trio.abc.Clock) -> None:
-    sent = await play([0.0, 0.02, 0.04, 1.5, 1.5, 1.5])
+async def test_a_stream_that_stopped_restarts_the_grid(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    sent = await play([0.0, 0.02, 0.04, 1.5, 1.5, 1.5], new_leg())
     assert sent[:4] == pytest.approx([0.0, 0.02, 0.04, 1.5])
     assert sent[4:] == pytest.approx([1.52, 1.54])
 
 
-async def test_a_delay_beyond_catch_up_restarts_the_grid(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_delay_beyond_catch_up_restarts_the_grid(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
     """480 ms of frames stuck upstream come out paced from where they arrive, not as a 24-frame
     burst."""
     arrivals = [0.0] + [0.5] * 5
-    sent = await play(arrivals)
+    sent = await play(arrivals, new_leg())
     assert sent == pytest.approx([0.0, 0.5, 0.52, 0.54, 0.56, 0.58])
 
 
 async def test_a_grid_anchored_on_a_late_frame_slews_towards_the_stream(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
 ) -> None:
     arrivals = [0.015, *live(200)[1:]]  # the first frame was held up
-    sent = await play(arrivals)
+    sent = await play(arrivals, new_leg())
     gaps = np.diff(sent)
     assert gaps.min() >= FRAME - 0.001 - 1e-9
     assert sent[-1] - arrivals[-1] == pytest.approx(0.0, abs=1e-9)  # the hold-up drained away
 
 
 async def test_latency_of_a_jittery_live_stream_does_not_grow(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
 ) -> None:
     """Stalls of up to 80 ms at random: each is caught up, so the delay from arrival to send
     stays bounded instead of adding up stall after stall (what re-anchoring the grid did)."""
@@ -120,7 +132,7 @@ async def test_latency_of_a_jittery_live_stream_does_not_grow(
         if rng.random() < 0.01:
             stall_until = due + rng.uniform(0.02, 0.08)
         arrivals.append(max(due, stall_until) + rng.uniform(0, 0.002))
-    sent = await play(arrivals)
+    sent = await play(arrivals, new_leg())
     delays = [s - a for s, a in zip(sent, arrivals, strict=True)]
     assert max(delays[-500:]) < 0.025
     assert min(b - a for a, b in pairwise(sent)) >= 0  # in order, never before it arrived

@@ -1,0 +1,48 @@
+"""The process's shared reader and pacing tick (media/tick.py) under many AudioSocket calls at
+once, through the real media core and the real echo agent: every caller hears its own audio
+back, and the reader and the tick each wake once for many calls' frames, not once per frame."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from media.audiosocket import encode_frame
+from media.tick import current_readers, current_tick
+from tests.media.asterisk_peer import FRAME_S, AsteriskPeer
+from tests.media.conftest import Media, best_snr_db, tone
+
+CALLS = 12
+FRAMES = 50
+
+
+async def test_calls_are_read_and_paced_together(media_echo: Media) -> None:
+    """Like a PBX with many calls, every caller's frame of a 20 ms slot arrives together."""
+    peers = [await AsteriskPeer.connect(media_echo.port) for _ in range(CALLS)]
+    src = [tone(300 + 100 * i, FRAMES * FRAME_S) for i in range(CALLS)]
+    async with trio.open_nursery() as nursery:
+        for peer in peers:
+            nursery.start_soon(peer.read_until_closed)
+        start = trio.current_time()
+        for k in range(FRAMES):
+            await trio.sleep_until(start + k * FRAME_S)
+            for peer, pcm16 in zip(peers, src, strict=True):  # no checkpoint in between
+                os.write(
+                    peer.stream.socket.fileno(), encode_frame(0x10, pcm16[k * 320 : (k + 1) * 320])
+                )
+        with trio.fail_after(10):  # the echo's tail, through the agent and back
+            while any(len(p.audio()) < len(s) * 0.9 for p, s in zip(peers, src, strict=True)):
+                await trio.sleep(0.05)
+        readers, tick = current_readers().wakeups, current_tick().wakeups
+        for peer in peers:
+            await peer.close()
+    for peer, pcm16 in zip(peers, src, strict=True):
+        assert best_snr_db(pcm16, peer.audio(), max_delay=2000)[0] > 30
+    frames_in = media_echo.counter("callbridge_leg_frames_in_total", leg="audiosocket")
+    assert frames_in == CALLS * FRAMES
+    # One reader wake-up for the frames of many calls (each would have been a wake-up of its
+    # call's reader task); the tick wakes only for frames that came early, many at a time.
+    assert 0 < readers < frames_in / 4, readers
+    frames_out = media_echo.counter("callbridge_leg_frames_out_total", leg="audiosocket")
+    assert tick < frames_out / 4, (tick, frames_out)
