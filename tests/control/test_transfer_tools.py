@@ -97,3 +97,19 @@ async def test_transfer_mode_and_summary_come_from_the_tool_over_the_agents_sett
     assert (plan.mode, plan.sip, plan.announcement) == ("blind", "bridge", "")
     assert plan.introduction == DEFAULT_INTRODUCTION
     assert plan.with_options(call.transfer_options[0]).mode == "warm"
+
+
+async def test_the_apis_transfer_settings_reach_the_call(plane: Plane) -> None:
+    call, cid = await _live_call(plane, {"tools": ["transfer_call"]})
+    call.can_transfer = True
+    plane.calls.add(call)
+    await plane.hooks.call_answered(call)
+    auth = await plane.key(cid, "customer_admin")
+    path = f"/v1.0/calls/{call.call_id}/transfer"
+    body = {"target": "+15550001111", "mode": "warm", "introduction": "Bob, meet Alice."}
+    r = await plane.client.post(path, json={**body, "announcement": ""}, headers=auth)
+    assert r.status_code == 200, await r.get_json()
+    r = await plane.client.post(path, json={**body, "mode": "hot"}, headers=auth)
+    assert r.status_code == 400
+    assert call.transfer_options == [TransferOptions("warm", "", "Bob, meet Alice.")]
+    plane.calls.remove(call.call_id)
