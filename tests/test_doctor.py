@@ -24,6 +24,7 @@ from media.config import HostPort
 from sip.config import PASSWORD_ENV, SipConfig
 from tests.asterisk_instance import ARI_PASSWORD, ARI_USER, running_asterisk
 from tests.sip.ari_harness import require_asterisk
+from tests.sip.nodes import start_node
 from tests.sip.peers import REGISTRAR_CFG, free_udp_port, kamailio_with, require_binary
 
 
@@ -168,9 +169,12 @@ def _sip(registrar: int, password: str) -> SipConfig:
 
 
 @pytest.mark.service
-async def test_the_sip_trunk_and_the_registration_against_a_real_kamailio(tmp_path: Path) -> None:
+async def test_the_sip_trunk_and_the_registration_against_a_real_kamailio(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     """Kamailio as the trunk and the digest-checking registrar (sip/kamailio/registrar.cfg):
-    answering, then refusing a wrong password, then asking for a missing one, then gone."""
+    answering, then showing our own SIP stack's binding once it registered, refusing a wrong
+    password, asking for a missing one, then gone."""
     require_binary("kamailio")
     async with kamailio_with(tmp_path, REGISTRAR_CFG, ['PASSWORD="secret"']) as port:
         hop = f"127.0.0.1:{port}"
@@ -188,6 +192,16 @@ async def test_the_sip_trunk_and_the_registration_against_a_real_kamailio(tmp_pa
             f"the registrar at {hop} accepts the credentials of 'alice'" in registration["detail"]
         )
 
+        node = await start_node(
+            nursery, "ws://127.0.0.1:9", register=f"sip:alice@{hop}", auth_password="secret"
+        )  # callbridge's SIP side, registered as serve would be (no call: no agent needed)
+        with trio.fail_after(20):
+            while node.counter("callbridge_sip_registered") != 1:
+                await trio.sleep(0.05)
+        bound = await doctor_sip.sip_registration(_sip(port, "secret"))
+        assert bound.status == "ok" and "1 binding(s) now: <sip:" in bound.detail, bound
+        assert f":{node.port}" in bound.detail
+        node.stop()
         wrong = await doctor_sip.sip_registration(_sip(port, "not-the-password"))
         assert wrong.status == "fail" and "refused the password of 'alice'" in wrong.detail
         assert PASSWORD_ENV in wrong.fix
