@@ -136,9 +136,9 @@ class BridgeTransfer:
     async def run(self, caller: TransferCaller) -> None:
         """Runs in the caller's nursery (for the rest of the call, once answered)."""
         bridge = Bridge(f"transfer-{caller.call_id}", tones=False)
-        await caller.announce(self.plan.announcement)
         token, pending = self.desk.expect()
         try:
+            await caller.announce(self.plan.announcement)
             async with trio.open_nursery() as nursery:
                 await nursery.start(bridge.run)
                 try:
@@ -153,19 +153,32 @@ class BridgeTransfer:
                 ringing.cancel()
                 bridge.core.mixer.clear_announcements()
                 if answered and pending.callee is not None:
-                    pending.callee.join_bridge(bridge)
-                    if self.plan.mode == "warm":
-                        await caller.introduce(bridge, self.plan.introduction)
-                    await caller.close_agent("transferred")
-                    self._finish(TransferOutcome("answered", self.target))
-                    await pending.ended.wait()
-                    caller.end_transferred(f"transfer ended: {pending.reason}")
+                    await self._connect(caller, bridge, pending, pending.callee)
                 bridge.close()
         finally:
             self.desk.forget(token)
             self._finish(TransferOutcome("failed", "the call ended"))
             if pending.callee is not None and not pending.ended.is_set():
                 pending.callee.hangup("the caller hung up")
+
+    async def _connect(
+        self, caller: TransferCaller, bridge: Bridge, pending: PendingCallee, callee: CallHandle
+    ) -> None:
+        """The far end answered: into the bridge with the caller, and the agent leaves (warm:
+        once it has introduced the caller; a far end that hangs up meanwhile leaves the caller
+        with its agent). Then until either side hangs up."""
+        callee.join_bridge(bridge)
+        if self.plan.mode == "warm":
+            await caller.introduce(bridge, self.plan.introduction)
+            if pending.ended.is_set():
+                await caller.return_to_agent()
+                reason = f"hung up during the introduction: {pending.reason}"
+                self._finish(TransferOutcome("failed", reason))
+                return
+        await caller.close_agent("transferred")
+        self._finish(TransferOutcome("answered", self.target))
+        await pending.ended.wait()
+        caller.end_transferred(f"transfer ended: {pending.reason}")
 
     async def _dial(self, token: str, pending: PendingCallee, caller: TransferCaller) -> bool:
         """Place the call and wait for its answer; False (caller back to its agent) if none."""

@@ -18,7 +18,7 @@ import trio
 from ai_pipeline.link import AgentLink
 from media.hooks import CallHandle
 from media.transfer_plan import TransferOptions
-from proto.messages import CallStart
+from proto.messages import Audio, CallStart, Hangup
 from tests.media.conftest import RecordingHooks, agent_in_thread
 from tests.media.test_bridge_transfer import (
     CALLER_HZ,
@@ -30,7 +30,6 @@ from tests.media.test_bridge_transfer import (
 )
 from tests.media.tones import AGENT_HZ, SAID_HZ, tone_agent, tone_db
 from tests.sip.nodes import start_node as start_sip_node
-from tests.sip.peers import require_binary
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -42,9 +41,18 @@ class Callee:
     """The far end's agent: what it heard, in order (16 kHz)."""
 
     heard: list[bytes] = field(default_factory=list)
+    hangs_up_when_introduced: bool = False
 
     async def __call__(self, start: CallStart, link: AgentLink) -> None:
-        await tone_agent(start, link, CALLEE_HZ, self.heard)
+        if not self.hangs_up_when_introduced:
+            await tone_agent(start, link, CALLEE_HZ, self.heard)
+            return
+        while not isinstance(frame := await link.recv(), Hangup):
+            if isinstance(frame, Audio):
+                self.heard.append(frame.pcm16)
+                if tone_db(b"".join(self.heard[-5:]), SAID_HZ, 16000) > -25:
+                    await link.send(Hangup("not now"))
+                    return
 
     def first(self, freq_hz: float) -> int:
         """Index of the first 100 ms it heard with ``freq_hz`` loud in it."""
@@ -61,7 +69,6 @@ def callee() -> Callee:
 
 @pytest.fixture
 def agents(callee: Callee) -> Iterator[tuple[str, str]]:
-    require_binary("sipp")  # (not used here, but the SIP stack's tests run where it is)
     with agent_in_thread(tone_agent) as caller_agent, agent_in_thread(callee) as callee_agent:
         yield caller_agent, callee_agent
 
@@ -111,3 +118,23 @@ async def test_warm_transfer_introduces_the_caller_then_leaves(
     # (the agent's tones were -10 dBFS; the far end's 900 Hz, mu-law coded over two SIP hops,
     # brings a noise floor of about -50 dB per bin: gone is under -40)
     assert tone_db(after, AGENT_HZ) < -40 and tone_db(after, SAID_HZ) < -40, "the agent left"
+
+
+async def test_a_far_end_hanging_up_during_the_introduction_leaves_the_caller_with_its_agent(
+    nursery: trio.Nursery, agents: tuple[str, str], callee: Callee
+) -> None:
+    callee.hangs_up_when_introduced = True
+    caller_agent, callee_agent = agents
+    far = await start_sip_node(nursery, callee_agent)
+    node = await start_node(nursery, caller_agent, far.port)
+    async with trio.open_nursery() as calls:
+        peer, talker, call = await call_in(node, calls, 1.0)
+        await trio.sleep(0.9)
+        outcome, _, _ = await transfer(call, TransferOptions(mode="warm"))
+        assert outcome.status == "failed" and "introduction" in outcome.detail, outcome
+        assert call.bridge_id is None
+        talked = await talker.resume()
+        await peer.close()
+    again = heard(peer, talked + 0.3, talked + 1.8)
+    assert tone_db(again, AGENT_HZ) > -14, "the caller is back with its agent"
+    assert far.hooks.hungup and far.hooks.hungup[0][1] == "agent"  # the far end's own hangup
