@@ -36,6 +36,7 @@ from media.transfer_plan import (
     MAX_SENTENCE_CHARS,
     TRANSFER_MODES,
     TransferOptions,
+    caller_introduction,
     failure_sentence,
     plan_from_config,
 )
@@ -232,6 +233,7 @@ class ToolExecutor:
         if mode and mode not in TRANSFER_MODES:
             raise ToolArgumentError(f"mode: {mode!r} is not blind or warm")
         summary = _arg(args, "summary", required=False, max_len=MAX_SENTENCE_CHARS)
+        summary = await self._introduction(ctx, summary, mode)
         options = TransferOptions(TRANSFER_MODES.get(mode), introduction=summary)
         if not target:
             department = _arg(args, "department", max_len=64).lower()
@@ -246,6 +248,17 @@ class ToolExecutor:
         except LegCannotDo as exc:
             return _error("leg_cannot_transfer", str(exc) or f"{call.leg} cannot transfer")
         return await self._follow(call, ctx, target)
+
+    async def _introduction(self, ctx: CallContext, summary: str, mode: str) -> str:
+        """A warm transfer's introduction: the LLM's summary, else the agent's configured one,
+        else one made of what the caller last said (the offline agent gives no summary)."""
+        settings = ctx.agent.get("transfer")
+        plan = plan_from_config(settings)
+        configured = isinstance(settings, dict) and str(settings.get("introduction") or "").strip()
+        if summary or (mode or plan.mode) != "warm" or configured:
+            return summary
+        said = [turn["text"] for turn in await self._history(ctx) if turn["role"] == "caller"]
+        return caller_introduction(said[-1]) if said else ""
 
     async def requested_transfer(
         self, call: CallHandle, ctx: CallContext, target: str

@@ -93,6 +93,13 @@ def _sentence(value: object, default: str, empty_ok: bool) -> str:
     return value.strip()[:MAX_SENTENCE_CHARS]
 
 
+def caller_introduction(caller_said: str) -> str:
+    """A warm transfer's introduction made of the caller's last words, when neither the agent's
+    LLM nor its configuration gives one."""
+    words = " ".join(caller_said.split())[:300]
+    return f'Hello, I have a caller on the line who said: "{words}". I\'m connecting you now.'
+
+
 def failure_sentence(reason: str) -> str:
     """What the agent tells the caller back from a transfer that did not connect (one asked
     for through the API: no tool result tells the agent)."""

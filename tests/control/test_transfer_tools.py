@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from media.bridge_transfer import TransferOutcome
-from media.transfer_plan import DEFAULT_INTRODUCTION, TransferOptions
+from media.transfer_plan import DEFAULT_INTRODUCTION, TransferOptions, caller_introduction
 from tests.control.conftest import FakeCall, Plane
 from tests.control.test_webhooks_tools import _live_call
 
@@ -113,3 +113,20 @@ async def test_the_apis_transfer_settings_reach_the_call(plane: Plane) -> None:
     assert r.status_code == 400
     assert call.transfer_options == [TransferOptions("warm", "", "Bob, meet Alice.")]
     plane.calls.remove(call.call_id)
+
+
+async def test_a_warm_transfer_without_a_summary_introduces_the_caller_by_its_words(
+    plane: Plane,
+) -> None:
+    call, _ = await _live_call(plane, {"tools": ["transfer_call"], "transfer": {"mode": "warm"}})
+    call.can_transfer = True
+    h = plane.hooks
+    await h.transcript(call.call_id, "caller", "I want to   upgrade my plan.", final=True)
+    await h.transcript(call.call_id, "agent", "Let me get you to sales.", final=True)
+    out = await h.execute_tool(call, "transfer_call", {"target": "+15550001111"})
+    assert not out.is_error, out
+    await h.execute_tool(call, "transfer_call", {"target": "+15550001111", "summary": "Alice."})
+    await h.execute_tool(call, "transfer_call", {"target": "+15550001111", "mode": "blind"})
+    introductions = [options.introduction for options in call.transfer_options]
+    assert introductions == [caller_introduction("I want to upgrade my plan."), "Alice.", ""]
+    assert '"I want to upgrade my plan."' in introductions[0]
