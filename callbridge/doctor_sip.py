@@ -208,11 +208,9 @@ class RegisterQuery:
 
 def _accepted(response: SipResponse, where: str, user: str) -> str:
     bindings = response.get_all("Contact")
-    now = (
-        f"{len(bindings)} binding(s) now: {', '.join(bindings)[:300]}"
-        if bindings
-        else ("no binding now (serve registers when it starts)")
-    )
+    now = "no binding now (serve registers when it starts)"
+    if bindings:
+        now = f"{len(bindings)} binding(s) now: {', '.join(bindings)[:300]}"
     who = f"the credentials of {user!r}" if user else "us without a password"
     return f"{where} accepts {who}; {now}"
 
