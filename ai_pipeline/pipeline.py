@@ -43,6 +43,7 @@ from ai_pipeline.engines.factory import (
 from ai_pipeline.engines.models import ModelLoadError, ModelStore
 from ai_pipeline.engines.vad import PhoneVADProcessor, SharedSileroVADAnalyzer
 from ai_pipeline.engines.vad_batch import BatchedSileroVADAnalyzer
+from ai_pipeline.heard_context import HeardContext
 from ai_pipeline.link import AgentLink, CallHandler, LinkClosed
 from ai_pipeline.tools import END_CALL, JOIN_CONFERENCE, SEND_SMS, LinkToolRunner, tools_schema
 from ai_pipeline.transport import (
@@ -196,6 +197,7 @@ class CallAgent:
                 services.tts,
                 self.output,
                 aggregators.assistant(),
+                HeardContext(context, self.output.take_heard),  # after a barge-in
             ]
         )
         worker = PipelineWorker(

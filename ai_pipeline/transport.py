@@ -185,6 +185,8 @@ class LinkOutput(FrameProcessor):
         self._utterance_start: float | None = None  # when its first audio starts playing
         self._utterance_audio_s = 0.0
         self._unplayed: deque[Said] = deque()  # reported final once played
+        self._heard: list[str] = []  # what the caller heard since the last interruption
+        self._heard_when_cut: str | None = None
         self._leveller: VoiceLeveller | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -224,6 +226,13 @@ class LinkOutput(FrameProcessor):
         if self._leveller is None or self._leveller.rate_hz != frame.sample_rate:
             self._leveller = VoiceLeveller(frame.sample_rate, self._voice_level_dbfs)
         return self._leveller.process(frame.audio)
+
+    def take_heard(self) -> str | None:
+        """What the caller heard of the agent's reply that the last interruption cut short
+        (since the interruption before); None if it cut nothing (the agent had finished, or
+        this was already asked). :class:`~ai_pipeline.heard_context.HeardContext` asks."""
+        heard, self._heard_when_cut = self._heard_when_cut, None
+        return heard
 
     def note_text_for_tts(self, text: str) -> None:
         """Text on its way to TTS (see :class:`AgentTextTap`): reported if barge-in cuts it off.
@@ -312,13 +321,17 @@ class LinkOutput(FrameProcessor):
             self.interruptions_sent += 1
             await self._send(Interruption())
         self._audio_since_flush = False
-        await self._report_heard(self._clock())  # utterances synthesised before this one
+        cut = await self._report_heard(self._clock())  # utterances synthesised before this one
+        cut = cut or bool(self._agent_text or "".join(self._pending_text).strip())
         heard = self._heard_so_far()
         self._agent_text.clear()
         self._pending_text = []
         self._new_utterance()
         if heard:  # final=False: cut short by barge-in, the caller heard only this much
+            self._heard.append(heard)
             await self._send(Transcript("agent", heard, final=False))
+        self._heard_when_cut = " ".join(self._heard) if cut else None
+        self._heard = []
         self._playout_end = self._clock()
         if self._stop_task is not None:
             await self.cancel_task(self._stop_task)
@@ -344,18 +357,24 @@ class LinkOutput(FrameProcessor):
 
     async def _report_played(self, now: float) -> None:
         while self._unplayed and self._unplayed[0].end <= now:
-            await self._send(Transcript("agent", self._unplayed.popleft().text, final=True))
+            text = self._unplayed.popleft().text
+            self._heard.append(text)
+            await self._send(Transcript("agent", text, final=True))
 
-    async def _report_heard(self, now: float) -> None:
+    async def _report_heard(self, now: float) -> bool:
         """Playout stops now (barge-in, end of call): played utterances are final, the one
-        playing is reported as far as it was heard (``final=False``), the rest were not heard."""
+        playing is reported as far as it was heard (``final=False``), the rest were not heard.
+        True if some were not heard in full."""
         await self._report_played(now)
+        cut = bool(self._unplayed)
         if self._unplayed and self._unplayed[0].start < now:
             said = self._unplayed[0]
             heard = heard_part(said.text, now - said.start, said.end - said.start)
             if heard:
+                self._heard.append(heard)
                 await self._send(Transcript("agent", heard, final=False))
         self._unplayed.clear()
+        return cut
 
     def _heard_so_far(self) -> str:
         """What the caller heard of the utterance being interrupted. Text confirmed by the TTS

@@ -12,6 +12,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from ai_pipeline.engines.models import ModelStore
 from proto.messages import Audio, FunctionCall, Transcript
 from tests.ai_pipeline.call_harness import Call, agent_text, answer_transferred, run_scenario
@@ -143,6 +145,57 @@ def test_openai_compatible_llm_calls_tools_over_real_http(models: ModelStore) ->
         tool_msg = second["messages"][-1]
         assert tool_msg["role"] == "tool" and tool_msg["tool_call_id"] == "call_abc"
         assert json.loads(tool_msg["content"]) == {"status": "transferred"}
+        await call.finish()
+
+    run_scenario(main)
+
+
+@pytest.mark.parametrize("synthesised_s", [0.0, 5.0])
+def test_after_a_barge_in_the_llm_is_told_only_what_the_caller_heard(
+    models: ModelStore, synthesised_s: float
+) -> None:
+    """The caller cuts the greeting off as its audio starts (its text not yet confirmed by the
+    TTS, which pipecat then leaves out of the context), or once 5 s of it are synthesised (its
+    text in the context whole, though the caller heard a sentence)."""
+    greeting = (
+        "Welcome to the callbridge demo line. This greeting is deliberately long, so that "
+        "the caller has plenty of time to interrupt it before it ends. Please listen "
+        "carefully, as our menu options have changed recently."
+    )
+
+    async def main() -> None:
+        server = FakeOpenAI()
+        await server.start()
+        config = {
+            "greeting": greeting,
+            "prompt": "You route calls.",
+            "engines": {
+                "llm": {
+                    "name": "openai",
+                    "base_url": f"http://127.0.0.1:{server.port}/v1",
+                    "api_key_env": "LOCAL_LLM_KEY",
+                }
+            },
+        }
+        call = Call(models, config, answer_transferred, env={"LOCAL_LLM_KEY": API_KEY})
+        try:
+
+            def synthesised(_: Audio) -> bool:
+                sent = sum(len(f.pcm16) for f in call.frames if isinstance(f, Audio))
+                return sent >= synthesised_s * 16000 * 2
+
+            i_audio, _ = await call.wait_for(Audio, synthesised)
+            await call.say("transfer_sales.wav", lead_ms=100)
+            await call.wait_for(FunctionCall, after=i_audio)
+        finally:
+            await server.stop()
+        heard = [f.text for f in call.frames if isinstance(f, Transcript) and agent_text(f)]
+        # The greeting, synthesised whole long before, reached the LLM as far as it was heard.
+        said = [m for m in server.requests[0]["messages"] if m["role"] == "assistant"]
+        assert len(said) <= 1, said
+        told = said[0]["content"] if said else ""
+        assert told == " ".join(heard), (told, heard)
+        assert greeting.startswith(told) and len(told) < len(greeting) / 2
         await call.finish()
 
     run_scenario(main)
