@@ -113,12 +113,13 @@ class Call:
         self._spawn(self._side.send_dtmf, digits)
 
     def transfer(self, target: str, options: TransferOptions = NO_OPTIONS) -> None:
-        """A SIP leg transfers blind by REFER unless its agent's plan asks to bridge; any other
-        leg, and any warm transfer, by an outbound call through the trunk bridged with the
-        caller (:mod:`media.bridge_transfer`)."""
+        """A SIP leg transfers blind by REFER unless its agent's plan asks to bridge; an ARI
+        leg as Asterisk does; any other leg, and a SIP leg's warm transfer, by an outbound call
+        through the trunk bridged with the caller (:mod:`media.bridge_transfer`); each reports
+        its outcome the same way."""
         plan = self._assignment.transfer.with_options(options)
         refer = getattr(self._leg, "refer", None)
-        if refer is not None and plan.by_refer:  # its outcome reported as a bridged one's is
+        if refer is not None and (plan.by_refer or self.leg != "sip"):  # (ARI: Asterisk's own)
             attempt = refer(target)
             self._spawn(attempt.run)
             self._transfer = attempt

@@ -44,7 +44,7 @@ class TransferPlan:
     the bridge to say ``introduction``, heard by the callee and the caller, then leaves).
     ``announcement``: said to the caller before it moves ("" for none). ``sip``: a SIP caller's
     blind transfer by REFER (the PBX carries the call on) or bridged like any other leg's; a
-    warm transfer is always bridged."""
+    SIP caller's warm transfer is always bridged. (An ARI call transfers as Asterisk does.)"""
 
     mode: TransferMode = "blind"
     announcement: str = DEFAULT_ANNOUNCEMENT
