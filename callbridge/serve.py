@@ -135,6 +135,7 @@ async def serve(
             if ari_cfg is not None and client is not None:
                 ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
                 sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
+                legs.claims = ari  # --ari-media websocket: ExternalMedia over chan_websocket
             with listening("--audiosocket", media_cfg.audiosocket):
                 await calls.start(
                     functools.partial(serve_audiosocket, sock=role.audiosocket() if role else None),

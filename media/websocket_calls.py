@@ -19,14 +19,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import trio
 
 from media.asgi_websocket import AsgiWebsocket
 from media.call import Call, CallEnv, new_call_id
 from media.chan_websocket_leg import ChanWebsocketLeg
-from media.leg import LegError
+from media.hooks import CallInfo
+from media.leg import Leg, LegError
 from media.message_socket import (
     CLOSE_INTERNAL_ERROR,
     MemoryMessageSocket,
@@ -43,6 +44,18 @@ from media.twilio_leg import TwilioLeg
 log = logging.getLogger(__name__)
 
 LegKind = Literal["twilio", "chan_websocket", "browser"]
+
+
+class ChannelClaims(Protocol):
+    """Whoever had Asterisk open this chan_websocket connection (ARI ExternalMedia) and knows
+    it by the channel id its MEDIA_START names: returns the call's info and leg as it wants
+    them, or None for a call it did not place."""
+
+    def claim_channel(
+        self, channel_id: str, info: CallInfo, leg: Leg
+    ) -> tuple[CallInfo, Leg] | None: ...
+
+
 Authorize = Callable[[Mapping[str, Any]], Awaitable[dict[str, str] | None]]
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
@@ -66,6 +79,7 @@ class WebsocketCalls:
     def __init__(self) -> None:
         self._env: CallEnv | None = None
         self._nursery: trio.Nursery | None = None
+        self.claims: ChannelClaims | None = None  # serve --ari --ari-media websocket
 
     def attach(self, env: CallEnv, nursery: trio.Nursery) -> None:
         self._env, self._nursery = env, nursery
@@ -133,6 +147,11 @@ class WebsocketCalls:
         with scope:
             await self._run_call(kind, socket, remote_addr, authorize)
 
+    def _claim(self, kind: LegKind, info: CallInfo, leg: Leg) -> tuple[CallInfo, Leg] | None:
+        if kind != "chan_websocket" or self.claims is None:
+            return None
+        return self.claims.claim_channel(info.leg_ref, info, leg)
+
     async def _run_call(
         self, kind: LegKind, socket: MemoryMessageSocket, remote_addr: str, authorize: Authorize
     ) -> None:
@@ -155,7 +174,11 @@ class WebsocketCalls:
                 return
             params = {k: v for k, v in info.params.items() if k not in SECRET_PARAMS}
             info = dataclasses.replace(info, params={**params, **granted})
-            async with recording(leg, info.call_id, cfg.record_dir) as call_leg:
+            run_leg: Leg = leg
+            claimed = self._claim(kind, info, leg)
+            if claimed is not None:
+                info, run_leg = claimed
+            async with recording(run_leg, info.call_id, cfg.record_dir) as call_leg:
                 await Call(call_leg, info, self._env).run()
         except LegError as exc:  # the handshake failed; accept_within closed the socket
             self.count_refusal(kind, exc.reason)

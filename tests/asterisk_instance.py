@@ -43,7 +43,8 @@ _CALL_MODULES = (
     "pbx_config res_clioriginate chan_bridge_media chan_audiosocket res_audiosocket "
     "app_audiosocket "
     "app_mixmonitor app_playback app_dial app_senddtmf app_read app_echo app_verbose "
-    "func_callerid func_global func_channel app_playtones res_musiconhold app_stack"
+    "func_callerid func_global func_channel app_playtones res_musiconhold app_stack "
+    "chan_websocket"
 )
 MODULES = (*_ARI_MODULES.split(), *_CALL_MODULES.split())
 

@@ -153,10 +153,24 @@ class AriApp:
         created sent it. Returns the call's info (caller id, DNIS, channel ids, Stasis
         arguments and channel variables) and its leg; None for any other AudioSocket call."""
         call = self.calls.by_uuid(str(call_uuid))
-        if call is None or call.leg is not None or call.gone:
+        return None if call is None else self._claim(call, info, leg)
+
+    def claim_channel(
+        self, channel_id: str, info: CallInfo, leg: Leg
+    ) -> tuple[CallInfo, Leg] | None:
+        """A chan_websocket connection whose MEDIA_START names ``channel_id``: ours if it is
+        the ExternalMedia channel we created (``--ari-media websocket``); as :meth:`claim`."""
+        call = self.calls.by_channel(channel_id)
+        if call is None or channel_id != call.media_id:
+            return None
+        return self._claim(call, info, leg)
+
+    def _claim(self, call: AriCall, info: CallInfo, leg: Leg) -> tuple[CallInfo, Leg] | None:
+        if call.leg is not None or call.gone:
             return None
         caller = call.caller
         params: dict[str, Any] = {
+            **info.params,  # what the listener granted (a chan_websocket key's customer)
             **call.params,
             "asterisk_channel": caller.id,
             "asterisk_bridge": call.bridge_id,
@@ -312,6 +326,9 @@ class AriApp:
 
     def _on_stasis_start(self, channel: Channel, args: tuple[str, ...]) -> None:
         if channel.id.startswith(MEDIA_PREFIX):
+            call = self.calls.by_channel(channel.id)
+            if call is not None:
+                call.media_in_app.set()
             return
         if channel.id.startswith(TARGET_PREFIX):
             call = self.calls.by_channel(channel.id)
@@ -382,9 +399,13 @@ class AriApp:
             await client.call(rq.ring(call.caller.id))
         if new_bridge:
             await client.call(rq.create_bridge(call.bridge_id, f"callbridge {call.call_uuid}"))
-        await client.call(
-            rq.external_media(cfg.app, call.media_id, str(cfg.media_host), call.call_uuid)
-        )
+        if cfg.media_transport == "websocket":
+            media = rq.external_media_websocket(cfg.app, call.media_id, cfg.media_connection)
+        else:
+            media = rq.external_media(cfg.app, call.media_id, str(cfg.media_host), call.call_uuid)
+        await client.call(media)
+        if cfg.media_transport == "websocket":  # it enters our app once its socket is up
+            await call.media_in_app.wait()
         await client.call(rq.add_channels(call.bridge_id, call.caller.id, call.media_id))
         # Answered only now that the agent's audio has its whole path (our socket connected,
         # both channels bridged): until then the caller hears ringing, not dead air.

@@ -18,6 +18,7 @@ from media.config import ConfigError, HostPort
 PASSWORD_ENV = "CALLBRIDGE_ARI_PASSWORD"
 _APP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TransferMode = Literal["blind", "warm"]
+MediaTransport = Literal["audiosocket", "websocket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,10 @@ class AriConfig:
     app: str = "callbridge"
     # Where Asterisk connects for ExternalMedia: our AudioSocket listener as Asterisk reaches it.
     media_host: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9000))
+    # ...or chan_websocket: Asterisk dials this websocket_client.conf connection, whose URI is
+    # our /v1.0/chan-websocket route (with an access key).
+    media_transport: MediaTransport = "audiosocket"
+    media_connection: str = "callbridge"
     # Transfers: originate the target through this dial string ({target} is replaced) and
     # bridge it with the caller; without one, the caller continues in this dialplan context.
     transfer_dial: str = ""
@@ -48,6 +53,10 @@ class AriConfig:
             raise ConfigError("--ari-user is required with --ari")
         if not self.password:
             raise ConfigError(f"--ari needs the ARI password in the {PASSWORD_ENV} environment")
+        if self.media_transport == "websocket" and not _APP_NAME.match(self.media_connection):
+            raise ConfigError(
+                f"--ari-media-connection: a websocket_client.conf id, got {self.media_connection!r}"
+            )
         if not _APP_NAME.match(self.app):
             raise ConfigError(f"--ari-app: letters, digits, _ . - only, got {self.app!r}")
         for name in ("transfer_dial", "outbound_dial"):
@@ -85,6 +94,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="our AudioSocket listener as Asterisk reaches it (default: --audiosocket)",
     )
     g.add_argument(
+        "--ari-media",
+        choices=("audiosocket", "websocket"),
+        default="audiosocket",
+        help="ExternalMedia to our AudioSocket listener, or to our chan_websocket route through"
+        " a websocket_client.conf connection (default %(default)s; slin16 either way)",
+    )
+    g.add_argument(
+        "--ari-media-connection",
+        default="callbridge",
+        metavar="ID",
+        help="with --ari-media websocket: the websocket_client.conf connection id"
+        " (default %(default)s)",
+    )
+    g.add_argument(
         "--ari-transfer-dial",
         default="",
         metavar="DIAL",
@@ -119,9 +142,10 @@ def from_args(ns: argparse.Namespace, audiosocket: HostPort) -> AriConfig | None
     if not urlsplit(url).path:
         url += "/ari"
     media = audiosocket
+    transport: MediaTransport = "websocket" if ns.ari_media == "websocket" else "audiosocket"
     if ns.ari_media_host:
         media = HostPort.parse(ns.ari_media_host, "--ari-media-host")
-    elif audiosocket.host in ("0.0.0.0", "::", ""):
+    elif audiosocket.host in ("0.0.0.0", "::", "") and transport == "audiosocket":
         raise ConfigError("--ari-media-host is required when --audiosocket listens on all hosts")
     return AriConfig(
         url=url,
@@ -129,6 +153,8 @@ def from_args(ns: argparse.Namespace, audiosocket: HostPort) -> AriConfig | None
         password=os.environ.get(PASSWORD_ENV, ""),
         app=ns.ari_app,
         media_host=media,
+        media_transport=transport,
+        media_connection=ns.ari_media_connection,
         transfer_dial=ns.ari_transfer_dial,
         transfer_context=ns.ari_transfer_context,
         transfer_mode=ns.ari_transfer_mode,

@@ -1,7 +1,7 @@
 """The leg of a call that Asterisk holds in our Stasis app: its audio is the ExternalMedia
-AudioSocket connection, its signalling is ARI.
+AudioSocket (or chan_websocket) connection, its signalling is ARI.
 
-A wrapper around the AudioSocket leg, so the call session runs unchanged: audio, marks and
+A wrapper around that connection's leg, so the call session runs unchanged: audio, marks and
 barge-in go to the socket; what only Asterisk can do (DTMF to the caller, transfer, a hangup
 with a cause) goes to ARI through :class:`AriActions`, which returns at once (the media core
 never waits on ARI). ARI also ends the leg: when the caller hangs up or leaves Stasis, the
@@ -60,6 +60,7 @@ class AriLeg:
         bridge_wait_s: float = 10.0,
     ) -> None:
         self._inner = inner
+        self.self_paced = inner.self_paced  # chan_websocket: Asterisk re-times what we send
         self._bridged = bridged
         self._bridge_wait_s = bridge_wait_s
         self.call_uuid = call_uuid

@@ -94,6 +94,27 @@ def external_media(
     )
 
 
+def external_media_websocket(
+    app: str, channel_id: str, connection_id: str, format_name: str = "slin16"
+) -> AriRequest:
+    """A chan_websocket ExternalMedia channel: Asterisk dials the ``websocket_client.conf``
+    connection ``connection_id``; its MEDIA_START names ``channel_id`` (the channel's unique
+    id), which is how the call is known to be ours."""
+    return AriRequest(
+        "POST",
+        "/channels/externalMedia",
+        {
+            "app": app,
+            "channelId": channel_id,
+            "external_host": connection_id,
+            "format": format_name,
+            "encapsulation": "none",
+            "transport": "websocket",
+            "connection_type": "client",
+        },
+    )
+
+
 def create_bridge(bridge_id: str, name: str = "") -> AriRequest:
     params = {"type": "mixing"}
     if name:

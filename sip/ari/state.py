@@ -26,6 +26,7 @@ class AriCall:
     params: dict[str, str]
     claimed: trio.Event = field(default_factory=trio.Event)  # our AudioSocket connected
     bridged: trio.Event = field(default_factory=trio.Event)  # ...and in the caller's bridge
+    media_in_app: trio.Event = field(default_factory=trio.Event)  # our ExternalMedia's StasisStart
     setup_scope: trio.CancelScope | None = None
     call_id: str = ""  # callbridge's call id, once claimed
     leg: AriLeg | None = None

@@ -200,3 +200,39 @@ async def test_asterisk_calls_join_an_api_conference_through_their_media(
         [other_hz] = [hz for hz in TONES if hz != own_hz]
         assert tone_level(heard, other_hz) > 0.5, n
         assert tone_level(heard, own_hz) < 0.05, n
+
+
+@pytest.mark.service
+async def test_serve_with_ari_media_over_chan_websocket(
+    asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ari-media websocket: the call's ExternalMedia channel is a chan_websocket one, which
+    Asterisk dials to serve's /v1.0/chan-websocket route through websocket_client.conf (the
+    access key in its URI); the call is the ARI app's (leg asterisk) and the caller hears the
+    agent's echo."""
+    key = _bootstrap_key(tmp_path / "serve.db")
+    monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", ARI_PASSWORD)
+    ari = ["--ari", asterisk.base_url, "--ari-user", ARI_USER, "--ari-media", "websocket"]
+    proc, ports = start_serve(tmp_path, "--agent", "echo", *ari)
+    port = ports["http"]
+    (asterisk.root / "etc" / "websocket_client.conf").write_text(
+        "[callbridge]\ntype = websocket_client\nconnection_type = per_call_config\n"
+        f"uri = ws://127.0.0.1:{port}/v1.0/chan-websocket?access_key={key}\n"
+        "protocols = media\n"
+    )
+    await trio.to_thread.run_sync(asterisk.rx, "module reload res_websocket_client.so")
+    try:
+        with trio.fail_after(60):
+            while (await trio.to_thread.run_sync(asterisk.ari, "GET", "/applications")) == []:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+                await trio.sleep(0.2)
+        originate = "channel originate Local/talk@caller/n extension 5551234@incoming"
+        await trio.to_thread.run_sync(asterisk.rx, originate)
+        [done] = await _calls(port, key, "hangup", 1)
+    finally:
+        await trio.to_thread.run_sync(stop_serve, proc)
+    assert done["leg"] == "asterisk" and done["hangup_cause"] == "caller"
+    assert done["leg_ref"].split("/")[1].startswith("cbb-")
+    assert "WebSocket/callbridge" in asterisk.log_tail(20000), "not over chan_websocket"
+    heard = (asterisk.root / "talk-heard.wav").read_bytes()[44:]
+    assert seconds_of(heard, 700.0) >= 1.0, "the echo did not come back over chan_websocket"

@@ -283,3 +283,16 @@ def test_config(monkeypatch: pytest.MonkeyPatch) -> None:
         ari_config.from_args(_ns(ari="http://h:1", ari_user="u", ari_app="a b"), local)
     with pytest.raises(ConfigError, match="--ari:"):
         ari_config.from_args(_ns(ari="ftp://h", ari_user="u"), local)
+    # chan_websocket media: Asterisk dials a websocket_client.conf id, our listen address is moot
+    ws = ari_config.from_args(
+        _ns(ari="http://h:1", ari_user="u", ari_media="websocket", ari_media_connection="cb"),
+        HostPort("0.0.0.0", 9000),
+    )
+    assert ws is not None and (ws.media_transport, ws.media_connection) == ("websocket", "cb")
+    with pytest.raises(ConfigError, match="--ari-media-connection"):
+        ari_config.from_args(
+            _ns(ari="http://h:1", ari_user="u", ari_media="websocket", ari_media_connection="a b"),
+            local,
+        )
+    req = rq.external_media_websocket("callbridge", "cbm-1", "cb")
+    assert "transport=websocket" in req.target("/ari") and "encapsulation=none" in req.target("")
