@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
 from typing import Any
 
+import trio
 from quart import Response, send_file
 
 from control.api import Api, ApiError, Ctx, not_found
@@ -12,6 +15,7 @@ from control.conferences import ConferenceError, Conferences, public_participant
 from control.routes_calls import page_args, public
 from control.routes_resources import register_reads
 from control.schemas import ConferenceBody, ParticipantBody, ParticipantUpdateBody
+from media.mixer import MIX_RATE_HZ
 
 
 def _conference_public(row: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +108,19 @@ def register(api: Api, conferences: Conferences | None) -> None:
 
     @api.route(
         "GET",
+        "/v1.0/conferences/<conference_id>/recordings",
+        summary="List a conference's recordings: its mix, with size, duration and download url "
+        "(none unless serve records: --record-dir)",
+    )
+    async def list_recordings(ctx: Ctx, conference_id: str) -> dict[str, Any]:
+        row = await owned(ctx, "conferences", conference_id)
+        path = conferences.recording(conference_id) if conferences is not None else None
+        if path is None:
+            return {"result": []}
+        return {"result": [await trio.to_thread.run_sync(recording_listed, row, path)]}
+
+    @api.route(
+        "GET",
         "/v1.0/conferences/<conference_id>/participants",
         summary="List a conference's participants (joined and left)",
         query=("page_size", "page_token"),
@@ -185,6 +202,28 @@ def register(api: Api, conferences: Conferences | None) -> None:
                 [{"field": "then", "message": "one of agent, hangup"}],
             )
         return shown(await service().remove(row, then))
+
+
+def recording_listed(conference: dict[str, Any], path: Path) -> dict[str, Any]:
+    """One entry of a conference's recordings (blocking: reads the WAV's header). The file is
+    valid while it grows: its header holds the audio written so far."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            rate_hz, channels, frames = wav.getframerate(), wav.getnchannels(), wav.getnframes()
+    except (EOFError, wave.Error):  # created a moment ago: no header yet
+        rate_hz, channels, frames = MIX_RATE_HZ, 1, 0
+    conference_id = conference["id"]
+    return {
+        "id": conference_id,  # one mix per conference
+        "conference_id": conference_id,
+        "format": "wav",
+        "sample_rate_hz": rate_hz,
+        "channels": channels,
+        "duration_ms": frames * 1000 // rate_hz,
+        "size_bytes": path.stat().st_size,
+        "status": "done" if conference["status"] == "ended" else "recording",
+        "url": f"/v1.0/conferences/{conference_id}/recording",
+    }
 
 
 def _api_error(exc: ConferenceError) -> ApiError:

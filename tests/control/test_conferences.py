@@ -5,12 +5,13 @@ bad input, a participant whose call ends. The audio itself: tests/e2e/test_confe
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from media.hooks import CallInfo
-from tests.control.conftest import FakeCall, Plane
+from tests.control.conftest import FakeCall, Plane, open_plane_for
 
 
 async def live_calls(plane: Plane, n: int) -> tuple[str, dict[str, str], list[FakeCall]]:
@@ -111,3 +112,42 @@ async def test_the_conference_ends_when_its_moderator_leaves(plane: Plane) -> No
     assert ("leave_bridge", "hangup") in guest.actions  # on_leave for everyone else
     (guest_row,) = await plane.services.store.find("participants", call_id=guest.call_id)
     assert guest_row["status"] == "left"
+
+
+async def test_a_conferences_recordings_are_listed_and_downloadable(tmp_path: Path) -> None:
+    """With serve recording (--record-dir), a conference's mix is listed with its duration and
+    downloads as a WAV; another customer finds neither."""
+    (tmp_path / "rec").mkdir()
+    async with await open_plane_for("sqlite", tmp_path, record_dir=str(tmp_path / "rec")) as plane:
+        _, auth, (a, b) = await live_calls(plane, 2)
+        _, stranger_auth, _ = await live_calls(plane, 0)
+        _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "r"})
+        listing = f"/v1.0/conferences/{conf['id']}/recordings"
+        r = await plane.client.get(listing, headers=auth)
+        assert (r.status_code, (await r.get_json())["result"]) == (200, [])  # nobody in yet
+        for call in (a, b):
+            await post(
+                plane,
+                auth,
+                f"/v1.0/conferences/{conf['id']}/participants",
+                {"call_id": call.call_id},
+            )
+
+        async def recorded() -> bool:
+            r = await plane.client.get(listing, headers=auth)
+            found = (await r.get_json())["result"]
+            return bool(found) and found[0]["duration_ms"] > 0
+
+        await until(recorded, "the mix on disk")
+        await plane.client.delete(f"/v1.0/conferences/{conf['id']}", headers=auth)
+        r = await plane.client.get(listing, headers=auth)
+        (item,) = (await r.get_json())["result"]
+        assert item["conference_id"] == conf["id"] and item["status"] == "done"
+        assert (item["format"], item["sample_rate_hz"], item["channels"]) == ("wav", 16000, 1)
+        r = await plane.client.get(item["url"], headers=auth)
+        wav = await r.get_data()
+        assert r.status_code == 200 and r.content_type == "audio/wav"
+        assert wav[:4] == b"RIFF" and len(wav) >= item["size_bytes"]
+        for path in (listing, item["url"]):
+            r = await plane.client.get(path, headers=stranger_auth)
+            assert r.status_code == 404  # another customer's conference: not found
