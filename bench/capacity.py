@@ -9,8 +9,12 @@ the cores the server used there (``callbridge serve`` is one Trio process: at mo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import os
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,9 @@ import psutil
 
 from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, step_summary
 from bench.report import format_table, results_folder, write_json
-from bench.targets import add_leg_argument, add_target_arguments, callbridge_target
+from bench.targets import Target, add_leg_argument, add_target_arguments, callbridge_target
 from media.config import ConfigError
+from media.tick import ENV_SWITCH as TICK_SWITCH
 
 
 def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +69,20 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         default="redis://127.0.0.1:6379/14",
         metavar="URL",
         help="the Redis `--serve-workers` runs share their state through (default %(default)s)",
+    )
+    p.add_argument(
+        "--media-tick",
+        default="",
+        metavar="off,on",
+        help="start one serve per value, the media core's shared tick and reader"
+        f" ({TICK_SWITCH}, media/tick.py) off or on, and run every step against each in"
+        " turn: before and after in one run",
+    )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin serve (its workers, every thread) to CPU 0 and everything else this bench"
+        " starts (the load generator, serve's agent) to the other CPUs, as taskset would",
     )
     add_ramp_argument(p)
     add_leg_argument(p)
@@ -118,6 +137,75 @@ def wait_workers(target_pid: int, http_port: int, count: int, timeout_s: float =
     raise ConfigError(f"serve --workers {count}: workers did not all start in {timeout_s:g} s")
 
 
+SERVE_CPU = 0
+
+
+def pin_serve(pid: int) -> None:
+    """Every thread of serve and of its workers onto :data:`SERVE_CPU` (its agent, a child
+    started before, stays where this bench runs: on the other CPUs)."""
+    root = psutil.Process(pid)
+    procs = [
+        root,
+        *(c for c in root.children(recursive=True) if "callbridge.workers" in c.cmdline()),
+    ]
+    for proc in procs:
+        for thread in proc.threads():
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setaffinity(thread.id, {SERVE_CPU})
+
+
+def pin_bench() -> None:
+    """This process, and so whatever it starts from now on, off :data:`SERVE_CPU`."""
+    others = set(os.sched_getaffinity(0)) - {SERVE_CPU}
+    if not others:
+        raise ConfigError("--pin needs at least 2 CPUs")
+    os.sched_setaffinity(0, others)
+
+
+def parse_tick(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if any(v not in ("off", "on") for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"--media-tick: expected off,on (or one of them), got {text!r}")
+    return values
+
+
+@contextlib.contextmanager
+def tick_target(ns: argparse.Namespace, folder: Path, tick: str) -> Iterator[Target]:
+    """A serve of its own (in a folder of its own) with the shared tick ``off`` or ``on``."""
+    sub = folder / f"tick-{tick}"
+    sub.mkdir(exist_ok=True)
+    saved = os.environ.get(TICK_SWITCH)
+    os.environ[TICK_SWITCH] = "1" if tick == "on" else "0"
+    try:
+        with callbridge_target(ns, sub) as target:
+            if ns.pin:
+                pin_serve(target.pids[0])
+            yield dataclasses.replace(target, label=f"tick {tick}")
+    finally:
+        if saved is None:
+            os.environ.pop(TICK_SWITCH, None)
+        else:
+            os.environ[TICK_SWITCH] = saved
+
+
+def alternate(ns: argparse.Namespace, folder: Path, ticks: list[str]) -> dict[str, Any]:
+    """Every step against each serve in turn (all started first): the machine's load, which
+    drifts over a run, weighs on both alike."""
+    rows: list[dict[str, Any]] = []
+    lateness: dict[str, list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        targets = [stack.enter_context(tick_target(ns, folder, tick)) for tick in ticks]
+        for n in parse_steps(ns.steps):
+            for target in targets:
+                step = run_step(
+                    target, n, ns.step_seconds, ns.seed + n, ns.workers, ramp_rate=ns.ramp_rate
+                )
+                rows.append(step_summary(step, ns.lateness_limit_ms))
+                lateness[f"{target.label} N={n}"] = step.lateness_ms().tolist()
+        servers = {t.label: t.description for t in targets}
+    return {"rows": rows, "lateness": lateness, "server": servers, "protocol": "audiosocket"}
+
+
 def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str, Any]:
     """The steps against one serve; its rows, lateness samples and description."""
     steps = parse_steps(ns.steps)
@@ -129,6 +217,8 @@ def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str,
     with callbridge_target(run_ns, folder) as target:
         if workers is not None and workers > 1 and not ns.target:
             wait_workers(target.pids[0], target.http_port, workers)
+        if ns.pin and not ns.target:
+            pin_serve(target.pids[0])
         for n in steps:
             step = run_step(
                 target, n, ns.step_seconds, ns.seed + n, ns.workers, ramp_rate=ns.ramp_rate
@@ -148,14 +238,34 @@ def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str,
 def run_capacity(ns: argparse.Namespace) -> int:
     steps = parse_steps(ns.steps)
     folder = results_folder("capacity", ns.results_dir)
-    runs = {w: ramp(ns, folder, w) for w in parse_workers(ns.serve_workers)}
+    ticks = parse_tick(ns.media_tick)
+    affinity = os.sched_getaffinity(0)
+    if ns.pin:
+        pin_bench()
+    try:
+        return _run_capacity(ns, steps, folder, ticks)
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+
+def _run_capacity(ns: argparse.Namespace, steps: list[int], folder: Path, ticks: list[str]) -> int:
+    if ticks and (ns.target or ns.serve_workers):
+        raise ConfigError(
+            "--media-tick starts serves of its own: not with --target, --serve-workers"
+        )
+    if ticks:
+        runs: dict[Any, dict[str, Any]] = {"tick": alternate(ns, folder, ticks)}
+    else:
+        runs = {w: ramp(ns, folder, w) for w in parse_workers(ns.serve_workers)}
     if len(runs) > 1:
         print_workers_comparison(runs)
     rows: list[dict[str, Any]] = runs[next(iter(runs))]["rows"]
     lateness: dict[str, list[float]] = runs[next(iter(runs))]["lateness"]
+    by_target = {label: [r for r in rows if r["target"] == label] for label in row_labels(rows)}
     result: dict[str, Any] = {
         "steps": rows,
-        "headline": headline(rows),
+        "headline": headline(rows) if len(by_target) == 1 else None,
+        "by_target": {label: headline(r) for label, r in by_target.items()},
         "server": runs[next(iter(runs))]["server"],
         "by_workers": {
             str(w): {"steps": r["rows"], "headline": headline(r["rows"]), "server": r["server"]}
@@ -168,11 +278,36 @@ def run_capacity(ns: argparse.Namespace) -> int:
         "lateness_limit_ms": ns.lateness_limit_ms,
         "ramp_rate": ns.ramp_rate,
         "leg": f"{runs[next(iter(runs))]['protocol']}, 8 kHz",
+        "media_tick": ticks,
+        "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
+        if ns.pin
+        else None,
     }
     write_json(folder, "capacity", ns.seed, params, result)
+    plot(folder, by_target, lateness)
+    print(format_table([h for h, _ in STEP_COLUMNS], [step_row(r) for r in rows]))
+    for label, head in result["by_target"].items():
+        print(
+            f"\n{label}: largest N with p99 lateness < {ns.lateness_limit_ms} ms: "
+            f"{head['max_calls_passing']} (calls per core: {head['calls_per_core']})"
+        )
+    print(f"results: {folder}")
+    return 0
+
+
+def row_labels(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["target"] for r in rows))
+
+
+def plot(
+    folder: Path, by_target: dict[str, list[dict[str, Any]]], lateness: dict[str, list[float]]
+) -> None:
+    """The lateness CDF of every step, CPU per call and lateness against N (per serve)."""
     from bench.plots import plot_cdf, plot_vs_n
 
-    n_values = [r["n_calls"] for r in rows]
+    first = next(iter(by_target.values()))
+    n_values = [r["n_calls"] for r in first]
+    prefix = {label: "" if len(by_target) == 1 else f"{label} " for label in by_target}
     plot_cdf(
         folder / "capacity-lateness-cdf.png",
         lateness,
@@ -182,25 +317,24 @@ def run_capacity(ns: argparse.Namespace) -> int:
     plot_vs_n(
         folder / "capacity-cpu.png",
         n_values,
-        {"server CPU % per call": [r["server_cpu_pct_per_call"] for r in rows]},
+        {
+            f"{prefix[label]}server CPU % per call": [r["server_cpu_pct_per_call"] for r in rs]
+            for label, rs in by_target.items()
+        },
         "% of one core per call",
         "Server CPU per call",
     )
     plot_vs_n(
         folder / "capacity-lateness.png",
         n_values,
-        {q: [r["lateness"][f"{q}_ms"] for r in rows] for q in ("p50", "p99", "max")},
+        {
+            f"{prefix[label]}{q}": [r["lateness"][f"{q}_ms"] for r in rs]
+            for label, rs in by_target.items()
+            for q in ("p50", "p99", "max")
+        },
         "lateness (ms)",
         "Outbound lateness against N",
     )
-    print(format_table([h for h, _ in STEP_COLUMNS], [step_row(r) for r in rows]))
-    head = result["headline"]
-    print(
-        f"\nlargest N with p99 lateness < {ns.lateness_limit_ms} ms: "
-        f"{head['max_calls_passing']} (calls per core: {head['calls_per_core']})"
-    )
-    print(f"results: {folder}")
-    return 0
 
 
 def print_workers_comparison(runs: dict[int | None, dict[str, Any]]) -> None:

@@ -85,6 +85,32 @@ def test_capacity_against_serve(tmp_path: Path, leg: str) -> None:
         assert (tmp_path / png).stat().st_size > 1000
 
 
+def test_capacity_media_tick_off_and_on_in_one_run(tmp_path: Path) -> None:
+    """``--media-tick off,on``: a serve with the per-call tasks and one with the shared tick
+    (media/tick.py), every step against each in turn: issue 15's before and after in one run."""
+    rc, _ = run_bench(
+        "capacity",
+        "--seed",
+        "11",
+        "--steps",
+        "2",
+        "--step-seconds",
+        SECONDS,
+        "--media-tick",
+        "off,on",
+        "--results-dir",
+        str(tmp_path),
+    )
+    assert rc == 0
+    doc = load(tmp_path, "capacity")
+    rows = doc["results"]["steps"]
+    assert [r["target"] for r in rows] == ["tick off", "tick on"]
+    for row in rows:
+        check_step(row, 2)
+    assert set(doc["results"]["by_target"]) == {"tick off", "tick on"}
+    assert set(doc["results"]["server"]) == {"tick off", "tick on"}
+
+
 @pytest.fixture
 def echo_server() -> Iterator[tuple[int, int]]:
     """The throwaway echo server (not serve), for the --target path."""
