@@ -133,7 +133,7 @@ class EventBus:
 
     def deliver_local(self, event: dict[str, Any]) -> None:
         for sub in list(self._subs):
-            if sub.wants(event):
+            if not sub.ended and sub.wants(event):  # an ended one waits for its socket to go
                 try:
                     sub.send.send_nowait(event)
                 except trio.WouldBlock:

@@ -146,3 +146,19 @@ async def _two_nodes(plane: Plane) -> None:
     finally:
         await other.aclose()
         bridge.close()
+
+
+async def test_a_disabled_customers_subscriptions_end_after_its_event_and_take_no_more(
+    plane: Plane,
+) -> None:
+    """Ended, a subscription stays registered until its socket goes: later events of its
+    customer must pass it by, not fail their publisher."""
+    bus, cid = plane.services.bus, str(uuid.uuid4())
+    with bus.subscribe(cid) as sub, bus.subscribe(str(uuid.uuid4())) as other:
+        sub.patterns.append(f"customer_id:{cid}:*")
+        await bus.publish(cid, "customer_disabled", cid, {})
+        await bus.publish(cid, "call_hungup", "c1", {})  # a call ended after the disable
+        with trio.fail_after(10):
+            received = [event["type"] async for event in sub.receive]
+        assert received == ["customer_disabled"] and sub.ended == "customer disabled"
+        assert not other.ended
