@@ -59,25 +59,19 @@ def check_step(row: dict[str, Any], n_calls: int, seconds: str = SECONDS) -> Non
     assert row["others_cpu_pct"] is not None and row["machine_cores"] >= 1
 
 
+def two_calls(tmp_path: Path, *argv: str) -> dict[str, Any]:
+    """``bench capacity`` at 2 calls against serve, with ``argv``; its JSON."""
+    args = ("--seed", "11", "--steps", "2", "--step-seconds", SECONDS)
+    rc, _ = run_bench("capacity", *argv, *args, "--results-dir", str(tmp_path))
+    assert rc == 0
+    return load(tmp_path, "capacity")
+
+
 @pytest.mark.parametrize("leg", ["audiosocket", "twilio", "rtp"])
 def test_capacity_against_serve(tmp_path: Path, leg: str) -> None:
     """Callers speak AudioSocket; or ``--leg twilio``: Twilio Media Streams to serve's
     /v1.0/media-streams; or ``--leg rtp``: SIP calls to serve's ``--sip``, PCMU over RTP."""
-    rc, _ = run_bench(
-        "capacity",
-        "--leg",
-        leg,
-        "--seed",
-        "11",
-        "--steps",
-        "2",
-        "--step-seconds",
-        SECONDS,
-        "--results-dir",
-        str(tmp_path),
-    )
-    assert rc == 0
-    doc = load(tmp_path, "capacity")
+    doc = two_calls(tmp_path, "--leg", leg)
     check_step(doc["results"]["steps"][0], 2)
     assert doc["params"]["leg"] == f"{leg}, 8 kHz"
     assert "serve" in doc["results"]["server"]
@@ -88,21 +82,7 @@ def test_capacity_against_serve(tmp_path: Path, leg: str) -> None:
 def test_capacity_media_tick_off_and_on_in_one_run(tmp_path: Path) -> None:
     """``--media-tick off,on``: a serve with the per-call tasks and one with the shared tick
     (media/tick.py), every step against each in turn: issue 15's before and after in one run."""
-    rc, _ = run_bench(
-        "capacity",
-        "--seed",
-        "11",
-        "--steps",
-        "2",
-        "--step-seconds",
-        SECONDS,
-        "--media-tick",
-        "off,on",
-        "--results-dir",
-        str(tmp_path),
-    )
-    assert rc == 0
-    doc = load(tmp_path, "capacity")
+    doc = two_calls(tmp_path, "--media-tick", "off,on")
     rows = doc["results"]["steps"]
     assert [r["target"] for r in rows] == ["tick off", "tick on"]
     for row in rows:
