@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 DEPARTMENTS = ("sales", "billing", "support")
 TRANSFER_TIMEOUT_SECS = 150.0
 """transfer_call's result waits for the transfer's answer (the new call answered, busy, no
-answer...), as long as the core waits for it (media/call.py TRANSFER_TOOL_TIMEOUT_S): a shorter
-wait would tell the caller it failed while it may still go through."""
+answer...), as long as the core waits for it (media/call_tools.py TRANSFER_TOOL_TIMEOUT_S): a
+shorter wait would tell the caller it failed while it may still go through."""
 
 END_CALL = "end_call"
 TRANSFER_CALL = "transfer_call"

@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 import trio
 
 from media.bridge import Bridge
-from media.hooks import CallHandle, LegCannotDo
+from media.hooks import AgentAssignment, CallHandle, LegCannotDo
 from media.mixer import tone_pcm
 from media.transfer_plan import TransferPlan
 
@@ -127,6 +127,23 @@ class BridgeTransfer:
     plan: TransferPlan = field(default_factory=TransferPlan)
     done: trio.Event = field(default_factory=trio.Event)
     outcome: TransferOutcome = TransferOutcome("transferring")
+
+    @classmethod
+    def for_caller(
+        cls,
+        target: str,
+        desk: TransferDesk,
+        caller: str,
+        assignment: AgentAssignment,
+        plan: TransferPlan,
+    ) -> BridgeTransfer:
+        """The attempt for a caller (its number, if it has one, as the callee's caller id) and
+        its agent's call; raises :class:`LegCannotDo` where there is no trunk."""
+        if desk.dialler is None:
+            raise LegCannotDo("no SIP trunk for transfers: set --sip-outbound or --sip-register")
+        params = {"customer_id": assignment.customer_id, "agent_id": assignment.agent_id}
+        source = caller if caller.startswith("+") else "anonymous"
+        return cls(target, desk, source, params, plan)
 
     def _finish(self, outcome: TransferOutcome) -> None:
         if not self.done.is_set():

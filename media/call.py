@@ -22,6 +22,7 @@ from media.bridge_agent import AgentInBridge
 from media.bridge_core import BridgeEnded, BridgeFull
 from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferAttempt, TransferOutcome
 from media.call_env import CallEnv
+from media.call_tools import run_tool
 from media.call_transfers import agent_says, agent_says_in_bridge, introduce
 from media.hooks import AgentAssignment, CallInfo, CallRejected, HangupCause, LegCannotDo
 from media.leg import Leg, LegDtmf
@@ -36,13 +37,11 @@ if TYPE_CHECKING:
 __all__ = ["Call", "CallEnv", "new_call_id"]  # CallEnv: imported from here by legs and tests
 log = logging.getLogger(__name__)
 
-TOOL_TIMEOUT_S = 10.0
 # Before a transfer moves the caller, the agent's last words ("putting you through") play out.
 AGENT_QUIET_S = 0.6
 AGENT_QUIET_MAX_S = 10.0
 REPLY_START_S = 3.0  # how long an agent may take to start answering a tool's result
 INTRODUCTION_MAX_S = 20.0  # a warm transfer's introduction, at most
-TRANSFER_TOOL_TIMEOUT_S = 150.0  # transfer_call waits for the answer (or why there was none)
 CLEANUP_TIMEOUT_S = 2.0
 AgentOnJoin = Literal["park", "close", "participant"]
 AfterBridge = Literal["agent", "hangup"]
@@ -128,16 +127,12 @@ class Call:
         if transfer is not None:
             self._spawn(transfer, target)
             return
-        if self._env.transfers.dialler is None:
-            raise LegCannotDo("no SIP trunk for transfers: set --sip-outbound or --sip-register")
+        desk, caller = self._env.transfers, self.info.caller
+        attempt = BridgeTransfer.for_caller(target, desk, caller, self._assignment, plan)
         if self._transfer is not None and not self._transfer.done.is_set():
             raise LegCannotDo("a transfer is already in progress")
         if self._bridge is not None or not self._settled:
             raise LegCannotDo("the call is in a bridge, or between agents")
-        params = {"customer_id": self._assignment.customer_id}
-        params["agent_id"] = self._assignment.agent_id
-        source = self.info.caller if self.info.caller.startswith("+") else "anonymous"
-        attempt = BridgeTransfer(target, self._env.transfers, source, params, plan)
         self._spawn(attempt.run, self)
         self._transfer = attempt
 
@@ -406,8 +401,8 @@ class Call:
         self.end("caller", reason)  # the far end of a blind transfer hung up
 
     def start_tool(self, call: m.FunctionCall) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_tool, call)
+        assert self._nursery is not None  # (the result goes to the agent that asked)
+        self._nursery.start_soon(run_tool, self._env.hooks, self, self._agent, call)
 
     async def _key_pressed(self, event: LegDtmf) -> None:
         await self._env.hooks.dtmf_received(self.call_id, event.digit, event.duration_ms)
@@ -417,23 +412,6 @@ class Call:
 
     async def agent_transcript(self, role: str, text: str, final: bool) -> None:
         await self._env.hooks.transcript(self.call_id, role, text, final)
-
-    async def _run_tool(self, call: m.FunctionCall) -> None:
-        agent = self._agent  # the result goes to the agent that asked, if it is still here
-        limit_s = TRANSFER_TOOL_TIMEOUT_S if call.name == "transfer_call" else TOOL_TIMEOUT_S
-        try:
-            with trio.fail_after(limit_s):
-                outcome = await self._env.hooks.execute_tool(self, call.name, call.arguments)
-            result, is_error = outcome.result, outcome.is_error
-        except trio.TooSlowError:
-            result, is_error = {"error": f"tool {call.name} timed out"}, True
-        except LegCannotDo as exc:
-            result, is_error = {"error": str(exc)}, True
-        except Exception as exc:  # a broken tool gives the LLM an error, never a dead call
-            log.exception("tool failed", extra={"call_id": self.call_id, "tool": call.name})
-            result, is_error = {"error": f"tool {call.name} failed: {type(exc).__name__}"}, True
-        if agent is not None and not agent.closed:
-            await agent.send(m.FunctionCallResult(call.tool_call_id, call.name, result, is_error))
 
 
 def new_call_id() -> str:
