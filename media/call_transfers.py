@@ -27,12 +27,15 @@ Waits = tuple[float, float, float]  # seconds: to start talking, of quiet after 
 
 async def agent_says(agent: AgentPeer | None, side: LegSide, text: str, waits: Waits) -> None:
     """``agent`` says ``text`` to the caller; returns once the caller has heard it (and what
-    the agent was saying before). No text, or no agent: what is queued plays out."""
+    the agent was saying before). No text: the agent's own sentence, which may still be on its
+    way (its LLM said it with the tool call; its TTS has not spoken yet), is waited for and
+    heard. No agent: what is queued plays out."""
     start_s, quiet_s, max_s = waits
-    if agent is None or agent.parked or not text.strip():
+    if agent is None or agent.parked:
         await side.wait_quiet(quiet_s, max_s)
         return
-    await agent.send(m.Text(text))
+    if text.strip():
+        await agent.send(m.Text(text))
     await side.wait_reply(start_s, quiet_s, max_s)
 
 

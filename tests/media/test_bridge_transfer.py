@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from ai_pipeline.link import AgentLink
 from media.audiosocket import encode_frame
 from media.audiosocket_server import serve_audiosocket
 from media.bridge_transfer import TransferDesk, TransferOutcome
@@ -25,6 +26,7 @@ from media.hooks import CallHandle
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
 from media.transfer_plan import NO_OPTIONS, TransferOptions
+from proto.messages import CallStart
 from sip.config import SipConfig
 from sip.outbound import SipOutbound
 from sip.server import serve_sip
@@ -43,6 +45,18 @@ CALLER_HZ = 1000.0
 def agent() -> Iterator[str]:
     require_binary("sipp")
     with agent_in_thread(tone_agent) as url:
+        yield url
+
+
+@pytest.fixture
+def slow_agent() -> Iterator[str]:
+    """The tone agent with a TTS that takes 1 s to start speaking a text."""
+    require_binary("sipp")
+
+    async def slow(start: CallStart, link: AgentLink) -> None:
+        await tone_agent(start, link, says_after_s=1.0)
+
+    with agent_in_thread(slow) as url:
         yield url
 
 
@@ -215,3 +229,23 @@ async def test_busy_far_end_returns_the_caller_to_its_agent(
     again = heard(peer, talked + 0.3, talked + 1.1)
     assert tone_db(again, AGENT_HZ) > -14, "the caller is back with its agent"
     assert uas.result().returncode == 0
+
+
+async def test_the_agents_own_sentence_is_heard_before_ringback(
+    nursery: trio.Nursery, slow_agent: str, tmp_path: Path
+) -> None:
+    """No announcement (the agent says its own sentence): the sentence, still in its TTS when
+    the transfer starts, is waited for and heard before the caller moves."""
+    async with sipp_uas(tmp_path, "uas_busy.xml") as uas:  # rings 0.5 s, then busy
+        node = await start_node(nursery, slow_agent, uas.port)
+        async with trio.open_nursery() as calls:
+            peer, talker, call = await call_in(node, calls, 1.0)
+            await trio.sleep(0.9)
+            call.say("Sure, let me put you through.")  # said with the tool call, as an LLM does
+            outcome, asked, failed = await transfer(call, TransferOptions(announcement=""))
+            assert outcome.status == "failed", outcome
+            await talker.resume()
+            await peer.close()
+    said = first_heard(peer, SAID_HZ, asked, failed)
+    ringing = first_heard(peer, 440, asked, failed)
+    assert asked + 0.9 < said < ringing < failed, (asked, said, ringing, failed)

@@ -4,6 +4,8 @@ an agent that answers whatever it hears with a 600 Hz tone (so a caller can tell
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from ai_pipeline.link import AgentLink
@@ -32,11 +34,15 @@ def sine_pcm16(freq_hz: float, samples: int, rate_hz: int, first: int = 0) -> by
 
 
 async def tone_agent(
-    start: CallStart, link: AgentLink, answer_hz: float = AGENT_HZ, heard: list[bytes] | None = None
+    start: CallStart,
+    link: AgentLink,
+    answer_hz: float = AGENT_HZ,
+    heard: list[bytes] | None = None,
+    says_after_s: float = 0.0,
 ) -> None:
     """Answers every frame with sound in it with as much of a continuous ``answer_hz`` tone;
-    a text, in one burst as TTS would send it, as :data:`SAID_S` of :data:`SAID_HZ`. Keeps
-    what it hears in ``heard``, if given."""
+    a text, in one burst as TTS would send it, ``says_after_s`` later (a slow TTS), as
+    :data:`SAID_S` of :data:`SAID_HZ`. Keeps what it hears in ``heard``, if given."""
     phase = 0
     while True:
         frame = await link.recv()
@@ -48,6 +54,7 @@ async def tone_agent(
             phase += n
             await link.send(Audio(pcm, frame.sample_rate_hz))
         elif isinstance(frame, Text):
+            await asyncio.sleep(says_after_s)
             rate_hz = start.sample_rate_hz
             said = sine_pcm16(SAID_HZ, int(SAID_S * rate_hz), rate_hz)
             frame_bytes = 2 * rate_hz // 50  # 20 ms
