@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 
 import numpy as np
+import pipecat.audio.volume as volume_module
 import pytest
-from pipecat.audio.vad.vad_analyzer import VADState
+from pipecat.audio.utils import calculate_audio_volume
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 
 from ai_pipeline.agent_config import VadConfig
 from ai_pipeline.engines.models import ModelStore
@@ -107,3 +111,44 @@ def test_score_rows_keeps_each_rows_state_apart(models: ModelStore) -> None:
         joint = score_rows(session, together, windows)
         single = [score_rows(session, [row], [w])[0] for row, w in zip(alone, windows, strict=True)]
         assert joint == pytest.approx(single, abs=1e-5)
+
+
+def test_a_silent_line_is_not_measured_and_reads_the_volume_pipecat_would(
+    models: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pipecat measures BS.1770 loudness over the last 400 ms at every window; on a silent line
+    (samples within +-3) that reads 0, so the VAD skips it: the smoothed volume is pipecat's
+    own, window by window, through speech, silence, near-silence and faint noise."""
+    rng = np.random.default_rng(5)
+    near_silence = rng.integers(-3, 4, RATE_HZ).astype(np.int16).tobytes()
+    faint = rng.integers(-12, 13, RATE_HZ // 2).astype(np.int16).tobytes()
+    speech = load_wav_pcm16("billing_question.wav")
+    pcm16 = silence_ms(1000) + speech + near_silence + faint + silence_ms(600) + speech
+    measured = []
+    real = calculate_audio_volume
+
+    def counted(audio: bytes, rate_hz: int) -> float:
+        measured.append(1)
+        return float(real(audio, rate_hz))
+
+    monkeypatch.setattr(volume_module, "calculate_audio_volume", counted)
+
+    def volumes(
+        analyzer: SharedSileroVADAnalyzer, smoothed: Callable[[bytes], float]
+    ) -> list[float]:
+        analyzer.set_sample_rate(RATE_HZ)
+        out = []
+        for start in range(0, len(pcm16) - 1023, 1024):  # Silero's 512-sample windows
+            analyzer._prev_volume = smoothed(pcm16[start : start + 1024])
+            out.append(analyzer._prev_volume)
+        return out
+
+    session = models.silero_session()
+    theirs = SharedSileroVADAnalyzer(session, VadConfig(), sample_rate_hz=RATE_HZ)
+    expected = volumes(theirs, functools.partial(VADAnalyzer._get_smoothed_volume, theirs))
+    pipecat_measured = len(measured)
+    measured.clear()
+    ours = SharedSileroVADAnalyzer(session, VadConfig(), sample_rate_hz=RATE_HZ)
+    assert volumes(ours, ours._get_smoothed_volume) == expected
+    # Each second of silence past the first 400 ms is ~19 windows not measured.
+    assert len(measured) <= pipecat_measured - 30
