@@ -376,7 +376,8 @@ class Call:
 
     async def announce(self, text: str) -> None:
         """Before a transfer moves the caller: the agent says ``text`` and the caller hears it
-        all ("" or no agent: what the agent is saying plays out)."""
+        all ("": the agent's own sentence, even one still in its TTS; no agent: what is
+        queued plays out)."""
         agent = self._agent if self._agent is not None and not self._agent.closed else None
         await agent_says(agent, self._side, text, (REPLY_START_S, AGENT_QUIET_S, AGENT_QUIET_MAX_S))
 

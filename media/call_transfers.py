@@ -43,7 +43,7 @@ async def introduce(
     agent: AgentPeer, inside: AgentInBridge | None, text: str, waits: Waits
 ) -> None:
     """A warm transfer's introduction: ``agent``, in the bridge, says ``text``; returns once
-    the bridge has taken it all (the agent parked again: the caller is not its own)."""
+    the bridge has taken it all; the agent is parked again (until the call closes it)."""
     if inside is not None:
         await agent.send(m.Text(text))
         await inside.wait_heard(*waits)
