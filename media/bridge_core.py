@@ -79,6 +79,35 @@ class _Settings:
     hear_gain: float
 
 
+class BacklogWatch:
+    """A live stream's standing backlog: what was queued at every look over a window.
+
+    Jitter empties a queue now and then; a backlog never does (a fast clock, a late frame, a
+    stall it never caught up from). :meth:`look` takes the queue's depth (in frames, before
+    taking or adding one) once per frame and, at the end of each window, answers how many
+    frames stood through all of it: those can go, at once (one cut instead of one per window).
+    An empty queue starts the window afresh."""
+
+    def __init__(self, window: int = DRIFT_WINDOW_TICKS) -> None:
+        self.window = window
+        self._looks = 0
+        self._least = 0
+
+    def look(self, depth: int) -> int:
+        if depth == 0:
+            self._looks = 0
+            return 0
+        self._least = depth if self._looks == 0 else min(self._least, depth)
+        self._looks += 1
+        if self._looks < self.window:
+            return 0
+        self._looks = 0
+        return self._least
+
+    def reset(self) -> None:
+        self._looks = 0
+
+
 class BridgePort:
     """One participant's end of the bridge."""
 
@@ -105,8 +134,7 @@ class BridgePort:
         # every tick, and then two; a late frame leaves one for good. Without a trim that is
         # latency up to the bound. (Not for an agent's speech, which comes in bursts on purpose.)
         self._live = live
-        self._window_ticks = 0
-        self._window_min = 0
+        self._backlog = BacklogWatch()
         self._partial = b""
         self._events: list[BridgeEvent] = []
 
@@ -151,23 +179,14 @@ class BridgePort:
         if self._frames:
             return self._pop()
         self.silent_ticks += 1
-        self._window_ticks = 0  # an empty queue: no backlog so far; watch afresh from here
         return None
 
     def _trim_drift(self) -> None:
-        """Every :data:`DRIFT_WINDOW_TICKS`: frames that waited behind the one at hand at every
-        tick of the window (jitter would have emptied the queue once) are a backlog, not
-        jitter: the oldest of them go, all at once (one cut instead of one per window). A
-        backlog comes from a clock that runs fast, or from a late frame: the tick played
-        silence in its place, and the frames behind it would stay that much late for good."""
-        depth = len(self._frames)
-        self._window_min = depth if self._window_ticks == 0 else min(self._window_min, depth)
-        self._window_ticks += 1
-        if self._window_ticks < DRIFT_WINDOW_TICKS:
-            return
-        self._window_ticks = 0
-        drop = self._window_min - 1
-        if self._clock is not None:  # keep the frame at hand clear of its tick
+        """Frames that waited behind the one at hand through a whole window are a backlog (a
+        clock that runs fast, or a late frame: the tick played silence in its place, and the
+        frames behind it would stay that much late for good): they go."""
+        drop = self._backlog.look(len(self._frames)) - 1
+        if self._clock is not None and drop > 0:  # keep the frame at hand clear of its tick
             now = self._clock()
             while drop > 0 and now - self._arrived[drop] < TRIM_MARGIN_S:
                 drop -= 1
