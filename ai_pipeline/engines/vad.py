@@ -48,9 +48,11 @@ if TYPE_CHECKING:
 
 
 SILENT_PEAK = 3
-"""Samples no louder than this (-80 dBFS) are a silent line: 400 ms of them measure below
-BS.1770's absolute gate (-70 LUFS) even as a square wave at the top of the band, so pipecat's
-volume reads exactly 0 (:meth:`SharedSileroVADAnalyzer._get_smoothed_volume`)."""
+"""Samples no louder than this (-80 dBFS) are a silent line (digital silence: a muted or
+held phone, silence suppression): 400 ms of them measure below BS.1770's absolute gate
+(-70 LUFS) even as a square wave at the top of the band, so pipecat's volume reads exactly 0,
+and once the smoothed volume is under ``min_volume`` no Silero score can make it speech. The
+listening call then costs neither measurement (:meth:`SharedSileroVADAnalyzer.voice_confidence`)."""
 
 QUIET_WINDOWS = 2
 """VAD windows (32 ms each at 16 kHz) of quiet after speech before the caller counts as gone
@@ -116,17 +118,39 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
 
     def _get_smoothed_volume(self, audio: bytes) -> float:
         """pipecat's, without measuring a silent line: its BS.1770 loudness over the last 400 ms
-        (~0.1 ms of CPU per window, a fifth of a listening call's cost) is 0 when all of those
-        samples are within :data:`SILENT_PEAK`, and the smoothing then goes on from 0."""
+        (~0.1 ms of CPU per window) is 0 when all of those samples are within
+        :data:`SILENT_PEAK`, and the smoothing then goes on from 0."""
         self._volume_tracker.update(audio, self.sample_rate)
-        samples = np.frombuffer(audio, dtype=np.int16)
-        if samples.size and int(np.abs(samples, dtype=np.int32).max()) <= SILENT_PEAK:
-            self._silent_bytes += len(audio)
-        else:
-            self._silent_bytes = 0
-        window_bytes = math.ceil(VOLUME_WINDOW_SECS * self.sample_rate) * 2
-        raw = 0.0 if self._silent_bytes >= window_bytes else self._volume_tracker.volume
+        self._silent_bytes = self.silent_run_after(audio, self._silent_bytes)
+        raw = 0.0 if self.line_silent(self._silent_bytes) else self._volume_tracker.volume
         return exp_smoothing(raw, self._prev_volume, self._smoothing_factor)
+
+    @staticmethod
+    def silent_run_after(window: bytes, run_bytes: int) -> int:
+        """The silent line's run, in bytes, once ``window`` follows a run of ``run_bytes``."""
+        samples = np.frombuffer(window, dtype=np.int16)
+        loud = not samples.size or int(np.abs(samples, dtype=np.int32).max()) > SILENT_PEAK
+        return 0 if loud else run_bytes + len(window)
+
+    def line_silent(self, run_bytes: int) -> bool:
+        """The whole of pipecat's volume window (400 ms) is silent line."""
+        return run_bytes >= math.ceil(VOLUME_WINDOW_SECS * self.sample_rate) * 2
+
+    def volume_bars_speech(self, prev_volume: float) -> bool:
+        """On a silent line the smoothed volume is ``prev_volume`` decaying toward 0: once under
+        ``min_volume`` the window is not speech whatever Silero would score it."""
+        smoothed = exp_smoothing(0.0, prev_volume, self._smoothing_factor)
+        return smoothed < self._params.min_volume
+
+    def voice_confidence(self, buffer: bytes) -> float:
+        """Silero's score, except on a silent line where the volume rules speech out: Silero is
+        not run (~0.1 ms per window), its state rests, and the score is 0."""
+        silent = self.line_silent(self.silent_run_after(buffer, self._silent_bytes))
+        if silent and self.volume_bars_speech(self._prev_volume):
+            self._maybe_reset_model(0.0)
+            return 0.0
+        confidence: float = super().voice_confidence(buffer)
+        return confidence
 
     @property
     def quiet(self) -> bool:
