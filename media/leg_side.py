@@ -20,6 +20,7 @@ from typing import Protocol, cast
 import trio
 
 from media.audio import FRAME_MS, LINK_RATE_HZ, pcm16_bytes_for_ms
+from media.bridge_core import BacklogWatch
 from media.dtmf_tones import dtmf_pcm16
 from media.hooks import HangupCause, LegCannotDo
 from media.leg import Leg, LegAudio, LegDtmf, LegError, LegEvent, LegHangup, LegMarkPlayed
@@ -111,6 +112,7 @@ class LegSide:
         self._key_pressed = key_pressed
         self._playout_max_ms = playout_max_ms
         self._live = False
+        self._backlog = BacklogWatch()  # a live stream's audio that stood queued (see play)
         self._up = StreamResampler(leg.rate_hz, LINK_RATE_HZ)
         self._down = StreamResampler(LINK_RATE_HZ, leg.rate_hz)
         self._playout = PlayoutBuffer(leg.rate_hz, playout_max_ms)
@@ -135,6 +137,7 @@ class LegSide:
         """From the next frame on, talk with ``peer`` (``live``: a bridge, not a burst source)."""
         self.peer = peer
         self._live = live
+        self._backlog.reset()
 
     def end_after_playout(self, reason: str) -> None:
         self.goodbye = reason
@@ -248,12 +251,26 @@ class LegSide:
         if rate_hz != self._down.in_rate_hz:
             self._down = StreamResampler(rate_hz, self.leg.rate_hz)
         pcm16_leg = self._down.process(pcm16)
+        if self._live:
+            self._trim_live_backlog()
         if self._live and len(self._playout) >= pcm16_bytes_for_ms(
             LIVE_PLAYOUT_MAX_MS, self._playout.rate_hz
         ):
             dropped_ms, _ = self._playout.flush()  # the leg stalled: drop the backlog, not later
             self._metrics.drops.labels("playout").inc(dropped_ms)
         self._queue_playout(pcm16_leg)
+
+    def _trim_live_backlog(self) -> None:
+        """A live stream (a bridge's mix) fills the playout exactly as fast as it drains, so
+        audio still queued at every frame through a window (a stall longer than the pacer's
+        catch-up) would be latency for the rest of the call: it goes, at once."""
+        if self._playout.overlaying():
+            return  # tones over the stream: it is consumed underneath at its own pace
+        standing = self._backlog.look(len(self._playout) // self._playout.frame_bytes)
+        for _ in range(standing):
+            self._playout.pop_frame()
+        if standing:
+            self._metrics.drops.labels("playout").inc(standing * FRAME_MS)
 
     def _queue_playout(self, pcm16: bytes) -> None:
         dropped_ms = self._playout.push(pcm16)

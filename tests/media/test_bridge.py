@@ -21,6 +21,8 @@ from media.bridge_core import (
 )
 from media.leg import LegDtmf
 from media.mixer import ENTRY_TONE, EXIT_TONE, FRAME_SAMPLES
+from media.peer import NoPeer
+from tests.media.fake_leg import LEGS, RecordingLeg, leg_side, numbered_frame
 
 
 class Ear:
@@ -215,3 +217,34 @@ def test_a_late_frame_leaves_no_lasting_backlog() -> None:
     assert depths[0] == 2  # the backlog ...
     assert depths[-5:] == [1] * 5  # ... is gone
     assert port.drift_drops == 1 and port.dropped_ms == 20
+
+
+@pytest.mark.parametrize("leg_cls", LEGS, ids=["task", "tick"])
+async def test_a_callers_playout_keeps_no_backlog_a_stall_left(
+    autojump_clock: trio.abc.Clock, leg_cls: type[RecordingLeg]
+) -> None:
+    """The bridge hands a caller its mix every 20 ms. The leg's send stalls for 200 ms, beyond
+    the pacer's catch-up: the mix that came meanwhile is behind, and a live stream fills the
+    playout exactly as fast as it drains, so that delay would stay for the rest of the call.
+    It is gone within a fifth of a second (the frames that stood queued are dropped)."""
+    leg = leg_cls()
+
+    async def stall(k: int) -> None:
+        if k == 10:
+            await trio.sleep(0.2)
+
+    leg.before_send = stall
+    side = leg_side(leg)
+    side.attach(NoPeer(), live=True)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side.pacer)
+        for k in range(100):  # two seconds of the mix, a frame every 20 ms
+            await trio.sleep_until(start + k * 0.02)
+            side.play(numbered_frame(k))
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    sent = [int(np.frombuffer(f, "<i2")[0]) for f in leg.frames]
+    delays = [t - start - k * 0.02 for k, t in zip(sent, leg.sent_at, strict=True)]
+    assert sent == sorted(sent)  # dropped, never reordered
+    assert max(delays[-40:]) < 0.02 + 1e-9  # the last 0.8 s: a frame's slot at most
