@@ -404,8 +404,9 @@ class AriApp:
         else:
             media = rq.external_media(cfg.app, call.media_id, str(cfg.media_host), call.call_uuid)
         await client.call(media)
-        if cfg.media_transport == "websocket":  # it enters our app once its socket is up
-            await call.media_in_app.wait()
+        # It enters our app on its own time (chan_websocket: once its socket is up; AudioSocket:
+        # mostly before the answer above, not always): bridged before, Asterisk answers 422.
+        await call.media_in_app.wait()
         await client.call(rq.add_channels(call.bridge_id, call.caller.id, call.media_id))
         # Answered only now that the agent's audio has its whole path (our socket connected,
         # both channels bridged): until then the caller hears ringing, not dead air.
