@@ -81,8 +81,8 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pin",
         action="store_true",
-        help="pin serve (its workers, every thread) to CPU 0 and everything else this bench"
-        " starts (the load generator, serve's agent) to the other CPUs, as taskset would",
+        help="pin serve (every thread, its workers and its agent) to CPU 0 and the load"
+        " generator (and this process) to the other CPUs, as taskset would",
     )
     add_ramp_argument(p)
     add_leg_argument(p)
@@ -141,14 +141,10 @@ SERVE_CPU = 0
 
 
 def pin_serve(pid: int) -> None:
-    """Every thread of serve and of its workers onto :data:`SERVE_CPU` (its agent, a child
-    started before, stays where this bench runs: on the other CPUs)."""
+    """Every thread of serve and of its children (its workers, its echo agent: the server
+    whose CPU the bench reports) onto :data:`SERVE_CPU`."""
     root = psutil.Process(pid)
-    procs = [
-        root,
-        *(c for c in root.children(recursive=True) if "callbridge.workers" in c.cmdline()),
-    ]
-    for proc in procs:
+    for proc in (root, *root.children(recursive=True)):
         for thread in proc.threads():
             with contextlib.suppress(ProcessLookupError):  # a thread that just ended
                 os.sched_setaffinity(thread.id, {SERVE_CPU})

@@ -43,6 +43,10 @@ class Step:
     rss_before_bytes: int
     rss_loaded_bytes: int
     callers: list[CallerResult]
+    # The whole step (connects to hang-ups), not the window: CPU per frame handled does not
+    # depend on how much CPU the server could get, only on what each frame cost it.
+    step_server_cpu_s: float = 0.0
+    step_root_cpu_s: float = 0.0
 
     def lateness_ms(self) -> np.ndarray:
         return np.asarray([x for c in self.callers for x in c.lateness_ms], dtype=np.float64)
@@ -125,6 +129,7 @@ def run_step(
         callers = gen.collect(timeout_s=30 + duration_s)
     finally:
         gen.stop()
+    after = tree_usage(target.pids)
     return Step(
         target=target,
         n_calls=n_calls,
@@ -139,6 +144,8 @@ def run_step(
         rss_before_bytes=before.rss_bytes if rss_baseline_bytes is None else rss_baseline_bytes,
         rss_loaded_bytes=server1.rss_bytes,
         callers=callers,
+        step_server_cpu_s=after.cpu_s - before.cpu_s,
+        step_root_cpu_s=after.root_cpu_s - before.root_cpu_s,
     )
 
 
@@ -207,6 +214,9 @@ def step_summary(step: Step, lateness_limit_ms: float) -> dict[str, Any]:
         else None,
         "frames_sent": sent,
         "frames_received": round(received, 1),
+        # server CPU per audio frame it took in or sent out, over the whole step (us)
+        "server_us_per_frame": _round(_per_frame_us(step.step_server_cpu_s, sent + received), 1),
+        "root_us_per_frame": _round(_per_frame_us(step.step_root_cpu_s, sent + received), 1),
         "missing_pct": _round(missing_pct),
         "lateness": lateness,
         "interarrival": summarize_ms([x for c in callers for x in c.interarrival_ms]),
@@ -214,6 +224,10 @@ def step_summary(step: Step, lateness_limit_ms: float) -> dict[str, Any]:
         "loadgen_send_lateness": summarize_ms([x for c in callers for x in c.send_lateness_ms]),
         "passes": passes,
     }
+
+
+def _per_frame_us(cpu_s: float, frames: float) -> float | None:
+    return 1e6 * cpu_s / frames if frames else None
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -226,6 +240,7 @@ STEP_COLUMNS = (
     ("conn", "connected"),
     ("cpu %", "server_cpu_pct"),
     ("cpu %/call", "server_cpu_pct_per_call"),
+    ("us/frame", "server_us_per_frame"),
     ("KB/call", "rss_per_call_kb"),
     ("late p50", ("lateness", "p50_ms")),
     ("late p99", ("lateness", "p99_ms")),

@@ -54,6 +54,7 @@ def check_step(row: dict[str, Any], n_calls: int, seconds: str = SECONDS) -> Non
     assert row["lateness"]["p50_ms"] <= row["lateness"]["p99_ms"] <= row["lateness"]["max_ms"]
     assert row["round_trip"]["count"] >= 1 and row["round_trip"]["p50_ms"] > 0
     assert row["server_cpu_pct"] is not None and row["server_cpu_pct"] >= 0
+    assert row["server_us_per_frame"] > 0 and row["root_us_per_frame"] > 0
     assert row["rss_loaded_mb"] > 10
     assert isinstance(row["passes"], bool)
     assert row["others_cpu_pct"] is not None and row["machine_cores"] >= 1
