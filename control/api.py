@@ -82,6 +82,7 @@ class RouteSpec:
     body: type[BaseModel] | None = None
     query: tuple[str, ...] = ()
     status: int = 200
+    body_optional: bool = False  # no body at all reads as ``{}``
 
     @property
     def openapi_path(self) -> str:
@@ -130,8 +131,9 @@ class Api:
         body: type[BaseModel] | None = None,
         query: tuple[str, ...] = (),
         status: int = 200,
+        body_optional: bool = False,
     ) -> Callable[[Handler], Handler]:
-        spec = RouteSpec(method, path, summary, role, body, query, status)
+        spec = RouteSpec(method, path, summary, role, body, query, status, body_optional)
         self.specs.append(spec)
 
         def register(fn: Handler) -> Handler:
@@ -142,7 +144,7 @@ class Api:
                 for name, value in params.items():
                     if name.endswith("id") and not _UUID.match(value):
                         raise not_found()
-                parsed = await self._parse_body(spec.body) if spec.body else None
+                parsed = await self._parse_body(spec) if spec.body else None
                 ctx = Ctx(principal, parsed, {k: request.args.get(k, "") for k in spec.query})
                 result = await fn(ctx, **params)
                 if isinstance(result, Response):  # a file (a call's recording), not JSON
@@ -158,8 +160,12 @@ class Api:
 
         return register
 
-    async def _parse_body(self, model: type[BaseModel]) -> BaseModel:
+    async def _parse_body(self, spec: RouteSpec) -> BaseModel:
+        model = spec.body
+        assert model is not None
         raw = await request.get_data(cache=False)
+        if spec.body_optional and not raw.strip():
+            raw = b"{}"
         try:
             data = safe_json.loads(raw, max_chars=self.services.cfg.max_body_bytes)
         except safe_json.JsonInputError as exc:

@@ -69,7 +69,7 @@ def build_document(specs: list[RouteSpec], version: str = "0.1.0") -> dict[str, 
             schemas.update(schema.pop("$defs", {}))
             schemas[spec.body.__name__] = schema
             op["requestBody"] = {
-                "required": True,
+                "required": not spec.body_optional,
                 "content": {
                     "application/json": {
                         "schema": {"$ref": f"#/components/schemas/{spec.body.__name__}"}

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ValidationError
 
 from control.api import Api, ApiError, Ctx, not_found
 from control.call_commands import Holder, HolderUnavailable, Reply
-from control.schemas import CallCreateBody, DtmfBody, SayBody, TransferBody
+from control.schemas import CallCreateBody, DtmfBody, HangupBody, SayBody, TransferBody
 from media.hooks import CallHandle, LegCannotDo
 from media.registry import CallRegistry
 from media.transfer_plan import TransferOptions
+from sip.ari.causes import api_hangup_reason
 from sip.outbound import OriginateRefused, SipOutbound
 
 CALL_STATUSES = ("ringing", "progressing", "hangup")
@@ -149,7 +150,13 @@ def register(api: Api, sip: SipOutbound | None = None) -> None:
             raise ApiError(reply.status, reply.body["code"], reply.body["message"])
         return reply.body
 
-    @api.route("POST", "/v1.0/calls/<call_id>/hangup", summary="Hang up a live call")
+    @api.route(
+        "POST",
+        "/v1.0/calls/<call_id>/hangup",
+        summary="Hang up a live call (optional body: the cause)",
+        body=HangupBody,
+        body_optional=True,
+    )
     async def hangup(ctx: Ctx, call_id: str) -> dict[str, Any]:
         return await act(ctx, call_id, "hangup")
 
@@ -173,8 +180,9 @@ def register(api: Api, sip: SipOutbound | None = None) -> None:
 
 
 # -- what a command does to a live call in this process (for local and routed requests alike) --
-def _hangup(handle: CallHandle, _body: BaseModel | None) -> dict[str, Any]:
-    handle.hangup("api")
+def _hangup(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
+    cause = body.cause if isinstance(body, HangupBody) else "normal"
+    handle.hangup(api_hangup_reason(cause))
     return {"id": handle.call_id, "status": "terminating"}
 
 
@@ -207,7 +215,7 @@ def _transfer(handle: CallHandle, body: BaseModel | None) -> dict[str, Any]:
 
 _Action = Callable[[CallHandle, BaseModel | None], dict[str, Any]]
 ACTIONS: dict[str, tuple[type[BaseModel] | None, _Action]] = {
-    "hangup": (None, _hangup),
+    "hangup": (HangupBody, _hangup),
     "end_disabled": (None, _end_disabled),
     "dtmf": (DtmfBody, _dtmf),
     "say": (SayBody, _say),

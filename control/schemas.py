@@ -312,6 +312,17 @@ class CallCreateBody(Body):
     agent_id: UUIDText
 
 
+HangupCauseName = Literal["normal", "busy", "rejected", "no_answer", "congestion"]
+
+
+class HangupBody(Body):
+    """Why the call ends, as the caller's network hears it: an Asterisk call is hung up with
+    the Q.850 cause of that name (sip/ari/causes.py). The call's ``hangup_reason`` names it
+    (``api: busy``)."""
+
+    cause: HangupCauseName = "normal"
+
+
 class DtmfBody(Body):
     digits: Annotated[str, StringConstraints(pattern=r"^[0-9*#A-Da-d]{1,32}$")]
 

@@ -8,7 +8,8 @@ a few words for them (``res/ari/resource_channels.c``). callbridge uses those sa
   17)``: the word, and the code for what the words do not cover;
 - a call that callbridge ends is hung up in Asterisk with the word for why (:func:`ending_reason`):
   ``rejected`` (21) for a call the control plane refused or a disabled customer's call, ``normal``
-  (16) for the agent's ``end_call``, an API hangup, the end of a call's time.
+  (16) for the agent's ``end_call``, an API hangup, the end of a call's time; an API hangup
+  that names a cause (:func:`api_hangup_reason`) is hung up with that one.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ _WORDS: dict[int, str] = {code: word for word, code in REASON_CODES.items()} | _
 
 # The media core's reasons for ending a call that are refusals, not a conversation's end.
 _REFUSALS = frozenset({"customer_disabled"})
+# An API hangup that names its cause (``POST /v1.0/calls/<id>/hangup {"cause": "busy"}``).
+_API_PREFIX = "api: "
 
 
 def cause_word(code: int) -> str:
@@ -66,9 +69,18 @@ def caller_hangup_reason(code: int, text: str = "") -> str:
     return f"caller hung up: {word} (Q.850 {code})"
 
 
+def api_hangup_reason(cause: str) -> str:
+    """The call's hangup reason for an API hangup with ``cause`` (an ARI reason word):
+    ``api`` for a normal one, as before causes could be named; ``api: busy`` otherwise."""
+    return "api" if cause == "normal" else f"{_API_PREFIX}{cause}"
+
+
 def ending_reason(reason: str, refused: bool) -> str:
     """The ARI hangup reason for a call callbridge ends with ``reason`` (the media core's);
-    ``refused``: the control plane never took the call."""
+    ``refused``: the control plane never took the call; an API hangup's own cause otherwise."""
     if refused or reason in _REFUSALS:
         return "rejected"
+    named = reason.removeprefix(_API_PREFIX)
+    if reason.startswith(_API_PREFIX) and named in REASON_CODES:
+        return named
     return "normal"

@@ -231,9 +231,20 @@ async def test_call_actions_on_a_live_call(plane: Plane) -> None:
         f"/v1.0/calls/{call_id}/transfer", json={"target": "+15550001111"}, headers=auth
     )
     assert r.status_code == 422 and (await r.get_json())["error"] == "leg_cannot_transfer"
+    r = await c.post(f"/v1.0/calls/{call_id}/hangup", json={"cause": "bored"}, headers=auth)
+    got = await r.get_json()
+    assert r.status_code == 400 and got["fields"][0]["field"] == "cause", got
+    assert "busy" in got["fields"][0]["message"]  # it names the causes there are
+    r = await c.post(f"/v1.0/calls/{call_id}/hangup", json={"cause": "busy"}, headers=auth)
+    assert r.status_code == 200
     r = await c.post(f"/v1.0/calls/{call_id}/hangup", headers=auth)
     assert r.status_code == 200
-    assert fake.actions == [("dtmf", "12#"), ("say", "one moment"), ("hangup", "api")]
+    assert fake.actions == [
+        ("dtmf", "12#"),
+        ("say", "one moment"),
+        ("hangup", "api: busy"),
+        ("hangup", "api"),
+    ]
     plane.calls.remove(call_id)
     await plane.hooks.call_hungup(call_id, "api", "hung up through the API")
     r = await c.get(f"/v1.0/calls/{call_id}", headers=auth)

@@ -116,10 +116,14 @@ async def test_serve_with_ari_runs_stasis_calls(
         [done] = await _calls(port, key, "hangup", 1)
         await trio.to_thread.run_sync(asterisk.rx, originate.format("hold"))
         [live] = await _calls(port, key, "progressing", 1)
-        await trio.to_thread.run_sync(_api, port, key, "POST", f"/v1.0/calls/{live['id']}/hangup")
+        hangup = f"/v1.0/calls/{live['id']}/hangup"
+        await trio.to_thread.run_sync(_api, port, key, "POST", hangup, {"cause": "busy"})
         with trio.fail_after(10):
             while await trio.to_thread.run_sync(asterisk.channels):
                 await trio.sleep(0.1)
+        cause = await trio.to_thread.run_sync(
+            lambda: asterisk.ari("GET", "/asterisk/variable", variable="CAUSE")["value"]
+        )
         ended = await trio.to_thread.run_sync(_api, port, key, "GET", f"/v1.0/calls/{live['id']}")
         agents = await trio.to_thread.run_sync(_api, port, key, "GET", "/v1.0/agents")
         place = {"leg": "asterisk", "source": "+15550001", "destination": "+15559999"}
@@ -131,7 +135,8 @@ async def test_serve_with_ari_runs_stasis_calls(
     assert (done["source"], done["destination"]) == ("+15550001", "5551234")
     channel_id, bridge_id = done["leg_ref"].split("/")
     assert channel_id and bridge_id.startswith("cbb-")
-    assert ended["hangup_cause"] == "api"
+    # The API's cause reaches the caller as its Q.850 code, and the call's record says it.
+    assert (ended["hangup_cause"], ended["hangup_reason"], cause) == ("api", "api: busy", "17")
     assert (placed["leg"], placed["direction"], placed["destination"]) == (
         "asterisk",
         "outgoing",
