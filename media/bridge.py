@@ -17,7 +17,15 @@ from collections.abc import Callable
 import trio
 
 from media.audio import FRAME_MS
-from media.bridge_core import PORT_QUEUE_MS, BridgeCore, BridgeEvent, BridgePort, Deliver, Left
+from media.bridge_core import (
+    PORT_QUEUE_MS,
+    BridgeCore,
+    BridgeEvent,
+    BridgePort,
+    Deliver,
+    Left,
+    TickPhase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,7 @@ class Bridge:
     async def _tick_for(self, start: float) -> None:
         """Tick on a grid anchored at ``start`` until the bridge empties."""
         next_tick = start
+        phase = TickPhase()
         while self.core.mixer.ids:
             await trio.sleep_until(next_tick)
             now = trio.current_time()
@@ -99,11 +108,11 @@ class Bridge:
                 self.skipped_ticks += missed
                 next_tick += missed * FRAME_S
             while next_tick <= now and self.core.mixer.ids:
-                self._tick()
-                next_tick += FRAME_S
+                self._tick(next_tick)
+                next_tick += FRAME_S - phase.look(self.core.youngest_wait_s)
 
-    def _tick(self) -> None:
+    def _tick(self, slot: float) -> None:
         self.ticks += 1
-        for event in self.core.tick():
+        for event in self.core.tick(slot):
             if self._on_event is not None:
                 self._on_event(event)
