@@ -164,7 +164,7 @@ class Api:
         model = spec.body
         assert model is not None
         raw = await request.get_data(cache=False)
-        if spec.body_optional and not raw.strip():
+        if spec.body_optional and raw.strip() in (b"", b"null"):  # no body, or JSON's none
             raw = b"{}"
         try:
             data = safe_json.loads(raw, max_chars=self.services.cfg.max_body_bytes)
