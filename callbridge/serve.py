@@ -136,6 +136,8 @@ async def serve(
                 ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
                 sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
                 legs.claims = ari  # --ari-media websocket: ExternalMedia over chan_websocket
+                if hooks.tools.conferences is not None:  # mixer "asterisk" conferences
+                    hooks.tools.conferences.asterisk = ari.conferences
             with listening("--audiosocket", media_cfg.audiosocket):
                 await calls.start(
                     functools.partial(serve_audiosocket, sock=role.audiosocket() if role else None),

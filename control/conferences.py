@@ -13,6 +13,13 @@ writer task, which updates rows and publishes (database first, then the event); 
 drops talking events (counted in the log), never a participant's leaving, which is also written
 directly by the request that caused it. A call lives on one node: a call another node holds cannot
 join here (409 ``call_on_another_node``).
+
+A conference created with ``mixer: "asterisk"`` is mixed by Asterisk instead (``serve --ari``:
+:class:`sip.ari.conference.AriConferences`, set as :attr:`Conferences.asterisk`): only Asterisk
+calls join it (422 ``not_an_asterisk_call`` for others), each caller's channel moves into one
+Asterisk mixing bridge and its agent leaves, so the audio never passes through callbridge.
+Mutes, volumes, moderators and removing one participant do not apply there (422); ending the
+conference hangs every member up.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -49,6 +56,37 @@ class ConferenceError(Exception):
         self.code = code
 
 
+def _joining(conference: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """A participant row's first values, whoever mixes the conference."""
+    return {
+        "customer_id": conference["customer_id"],
+        "conference_id": conference["id"],
+        "call_id": call_id,
+        "status": "joined",
+        "tm_leave": None,
+    }
+
+
+class AsteriskMixing(Protocol):
+    """Conferences that Asterisk mixes (:class:`sip.ari.conference.AriConferences`)."""
+
+    async def join(self, call_id: str, conference_id: str) -> str:
+        """Move the Asterisk call into the conference's bridge; raises when it cannot."""
+        ...
+
+    async def end(self, conference_id: str) -> None:
+        """Hang up every member and drop the bridge."""
+        ...
+
+
+@dataclass(slots=True)
+class _InAsterisk:
+    """A live conference that Asterisk mixes: its participants, call id -> participant id."""
+
+    customer_id: str
+    participants: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class _Live:
     conference_id: str
@@ -70,6 +108,8 @@ class Conferences:
         self.record_dir = record_dir  # set: each conference's mix is recorded there
         self.dropped_events = 0
         self._live: dict[str, _Live] = {}
+        self.asterisk: AsteriskMixing | None = None  # serve --ari: mixer "asterisk" conferences
+        self._in_asterisk: dict[str, _InAsterisk] = {}
         self._marking: dict[str, trio.Event] = {}  # participant ids being marked left now
         self._nursery: trio.Nursery | None = None
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, BridgeEvent]](
@@ -123,22 +163,20 @@ class Conferences:
             raise ConferenceError(409, "call_on_another_node", "the call is held by another node")
         if handle.bridge_id is not None:
             raise ConferenceError(409, "call_in_bridge", f"the call is in {handle.bridge_id}")
+        if conference.get("mixer") == "asterisk":
+            return await self._add_to_asterisk(conference, handle)
         live = self._live_for(conference)
         if live.max_participants and len(live.participants) >= live.max_participants:
             raise ConferenceError(409, "conference_full", "the conference is full")
         row = await self.store.insert(
             "participants",
             {
-                "customer_id": live.customer_id,
-                "conference_id": live.conference_id,
-                "call_id": call_id,
-                "status": "joined",
+                **_joining(conference, call_id),
                 "mute_send": int(mute_send),
                 "mute_hear": int(mute_hear),
                 "talk_volume_pct": talk_volume_pct,
                 "listen_volume_pct": listen_volume_pct,
                 "moderator": int(moderator),
-                "tm_leave": None,
             },
         )
         try:
@@ -146,13 +184,56 @@ class Conferences:
         except ConferenceError:
             await self.store.delete("participants", row["id"], live.customer_id)
             raise
+        return await self._added(row)
+
+    async def _added(self, row: dict[str, Any]) -> dict[str, Any]:
         await self.bus.publish(
-            live.customer_id,
+            row["customer_id"],
             "conference_participant_added",
-            live.conference_id,
+            row["conference_id"],
             public_participant(row),
         )
         return row
+
+    async def _add_to_asterisk(
+        self, conference: dict[str, Any], handle: CallHandle
+    ) -> dict[str, Any]:
+        """The call's caller moves into the conference's Asterisk bridge; its agent leaves."""
+        if handle.leg != "asterisk":
+            raise ConferenceError(
+                422,
+                "not_an_asterisk_call",
+                f"this conference is mixed by Asterisk: it takes Asterisk calls only, "
+                f"not a {handle.leg} call",
+            )
+        if self.asterisk is None:
+            raise ConferenceError(422, "no_asterisk", "no Asterisk to mix it (serve --ari)")
+        conference_id, customer_id = conference["id"], conference["customer_id"]
+        native = self._in_asterisk.setdefault(conference_id, _InAsterisk(customer_id))
+        most = int(conference.get("max_participants") or 0)
+        if most and len(native.participants) >= most:
+            raise ConferenceError(409, "conference_full", "the conference is full")
+        # (mutes, volumes and moderators do not apply: an Asterisk bridge mixes all alike)
+        plain = {"mute_send": 0, "mute_hear": 0, "moderator": 0}
+        volumes = {"talk_volume_pct": 100, "listen_volume_pct": 100}
+        values = {**_joining(conference, handle.call_id), **plain, **volumes}
+        row = await self.store.insert("participants", values)
+        try:
+            await self.asterisk.join(handle.call_id, conference_id)
+        except Exception as exc:  # not (or no longer) Asterisk's, or Asterisk refused
+            await self.store.delete("participants", row["id"], customer_id)
+            raise ConferenceError(409, "cannot_join", str(exc)) from None
+        native.participants[handle.call_id] = row["id"]
+        return await self._added(row)
+
+    def _not_in_asterisk(self, conference_id: str) -> None:
+        if conference_id in self._in_asterisk:
+            raise ConferenceError(
+                422,
+                "mixed_by_asterisk",
+                "an Asterisk-mixed conference has no per-participant controls: its members "
+                "leave by hanging up, or all together when the conference ends",
+            )
 
     def _join(
         self, live: _Live, handle: CallHandle, row: dict[str, Any], after_reply: bool
@@ -182,6 +263,7 @@ class Conferences:
         """Mutes and volumes of a joined participant, in the row and in the bridge at once."""
         if participant["status"] != "joined":
             raise ConferenceError(409, "participant_left", "the participant has left")
+        self._not_in_asterisk(participant["conference_id"])
         values = {k: int(v) for k, v in changes.items() if v is not None}
         row = await self.store.update(
             "participants", participant["id"], participant["customer_id"], values
@@ -202,6 +284,7 @@ class Conferences:
     async def remove(self, participant: dict[str, Any], then: str | None = None) -> dict[str, Any]:
         """Take the participant out: its call goes back to its agent or is hung up (``then``,
         else the conference's ``on_leave``)."""
+        self._not_in_asterisk(participant["conference_id"])
         live = self._live.get(participant["conference_id"])
         call_id = participant["call_id"]
         if live is not None and call_id in live.participants:
@@ -213,7 +296,12 @@ class Conferences:
         return await self._mark_left(participant["id"], participant["customer_id"]) or participant
 
     async def end(self, conference_id: str) -> None:
-        """Everyone leaves (by ``on_leave``); the bridge stops."""
+        """Everyone leaves (by ``on_leave``); the bridge stops. (Asterisk's: hung up.)"""
+        native = self._in_asterisk.pop(conference_id, None)
+        if native is not None and self.asterisk is not None:
+            await self.asterisk.end(conference_id)
+            for participant_id in native.participants.values():
+                await self._mark_left(participant_id, native.customer_id)
         live = self._live.pop(conference_id, None)
         if live is None:
             return

@@ -72,6 +72,7 @@ def register(api: Api, conferences: Conferences | None) -> None:
                 "tones": int(body.tones),
                 "max_participants": body.max_participants,
                 "on_leave": body.on_leave,
+                "mixer": body.mixer,
             },
         )
         await bus.publish(cid, "conference_created", row["id"], _conference_public(row))

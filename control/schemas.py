@@ -284,6 +284,8 @@ class ConferenceBody(Body):
     tones: bool = True  # entry/exit tones to the others when somebody joins or leaves
     max_participants: int = Field(default=0, ge=0, le=100)  # 0: no limit
     on_leave: Literal["agent", "hangup"] = "agent"  # where a call goes when it leaves
+    # asterisk: Asterisk mixes it (serve --ari); only Asterisk calls join, their agents leave
+    mixer: Literal["callbridge", "asterisk"] = "callbridge"
 
 
 VolumePct = Annotated[int, Field(ge=0, le=400)]

@@ -67,7 +67,7 @@ TABLES: dict[str, Table] = {
             frozenset({"detail"}),
         ),
         # conference options and participant state: migration 0003 (control/conferences.py)
-        Table("conferences", ("name", "status", "tones", "max_participants", "on_leave")),
+        Table("conferences", ("name", "status", "tones", "max_participants", "on_leave", "mixer")),
         Table(
             "participants",
             (

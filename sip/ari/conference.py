@@ -7,7 +7,8 @@ after a blind transfer, so the conference's audio never
 passes through callbridge. Asterisk's softmix sends each participant the mix of the others.
 The bridge goes when its last caller leaves (or :meth:`AriConferences.end`). Calls of other legs
 join conferences in the media core's own bridges (control/conferences.py); this module is the
-native path for a conference whose calls are all Asterisk's.
+native path for a conference whose calls are all Asterisk's, which the API chooses with
+``mixer: "asterisk"`` at creation (:attr:`control.conferences.Conferences.asterisk`).
 """
 
 from __future__ import annotations

@@ -72,6 +72,46 @@ async def test_limits_and_bad_input(plane: Plane) -> None:
     assert len(rows) == 2  # the refused adds left no row
 
 
+class FakeAsterisk:
+    """Asterisk's mixing (sip/ari/conference.py) as the conferences service sees it."""
+
+    def __init__(self) -> None:
+        self.joined: list[tuple[str, str]] = []
+        self.ended: list[str] = []
+
+    async def join(self, call_id: str, conference_id: str) -> str:
+        self.joined.append((call_id, conference_id))
+        return f"cbc-{conference_id}"
+
+    async def end(self, conference_id: str) -> None:
+        self.ended.append(conference_id)
+
+
+async def test_an_asterisk_mixed_conference_takes_asterisk_calls_only(plane: Plane) -> None:
+    _, auth, (sip_call, ari_call) = await live_calls(plane, 2)
+    ari_call.leg = "asterisk"
+    body = {"name": "a", "mixer": "asterisk"}
+    _, conf = await post(plane, auth, "/v1.0/conferences", body)
+    parts = f"/v1.0/conferences/{conf['id']}/participants"
+    status, got = await post(plane, auth, parts, {"call_id": ari_call.call_id})
+    assert (status, got["error"]) == (422, "no_asterisk")  # serve without --ari
+    assert plane.services.conferences is not None
+    plane.services.conferences.asterisk = asterisk = FakeAsterisk()
+    status, got = await post(plane, auth, parts, {"call_id": sip_call.call_id})
+    assert (status, got["error"]) == (422, "not_an_asterisk_call"), got
+    assert "Asterisk calls only" in got["message"] and not sip_call.actions
+    status, joined = await post(plane, auth, parts, {"call_id": ari_call.call_id})
+    assert status == 201 and asterisk.joined == [(ari_call.call_id, conf["id"])]
+    assert not ari_call.actions  # Asterisk mixes it: the media core's bridge is not involved
+    r = await plane.client.patch(f"{parts}/{joined['id']}", json={"mute_send": True}, headers=auth)
+    assert (r.status_code, (await r.get_json())["error"]) == (422, "mixed_by_asterisk")
+    await plane.client.delete(f"/v1.0/conferences/{conf['id']}", headers=auth)
+    rows = await plane.services.store.find("participants", conference_id=conf["id"])
+    assert asterisk.ended == [conf["id"]] and [row["status"] for row in rows] == ["left"]
+    status, _ = await post(plane, auth, "/v1.0/conferences", {"name": "b", "mixer": "x"})
+    assert status == 400
+
+
 async def test_a_participant_whose_call_ends_has_left(plane: Plane) -> None:
     _, auth, (a, b) = await live_calls(plane, 2)
     _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "r"})

@@ -172,11 +172,14 @@ async def test_serve_starts_with_asterisk_down_and_ready_says_so(
 
 
 @pytest.mark.service
-async def test_asterisk_calls_join_an_api_conference_through_their_media(
-    asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mixer", ["callbridge", "asterisk"])
+async def test_asterisk_calls_join_an_api_conference(
+    asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mixer: str
 ) -> None:
     """The API's conference (callbridge's own bridge) takes Asterisk calls like any leg's:
-    their ExternalMedia audio is mixed, each caller hears the other and not itself."""
+    their ExternalMedia audio is mixed, each caller hears the other and not itself. With
+    ``mixer: asterisk`` Asterisk mixes it: the callers' channels move into its bridge
+    ``cbc-<conference id>`` and their agents leave (the calls end for callbridge)."""
     key = _bootstrap_key(tmp_path / "serve.db")
     monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", ARI_PASSWORD)
     ari = ["--ari", asterisk.base_url, "--ari-user", ARI_USER]
@@ -191,13 +194,18 @@ async def test_asterisk_calls_join_an_api_conference_through_their_media(
             originate = f"channel originate Local/conf{n}@caller/n extension 555000{n}@incoming"
             await trio.to_thread.run_sync(asterisk.rx, originate)
         calls = await _calls(port, key, "progressing", 2)
-        conf = await trio.to_thread.run_sync(
-            _api, port, key, "POST", "/v1.0/conferences", {"name": "ari", "tones": False}
-        )
+        create = {"name": "ari", "tones": False, "mixer": mixer}
+        conf = await trio.to_thread.run_sync(_api, port, key, "POST", "/v1.0/conferences", create)
+        path = f"/v1.0/conferences/{conf['id']}/participants"
         for call in calls:
-            path = f"/v1.0/conferences/{conf['id']}/participants"
             await trio.to_thread.run_sync(_api, port, key, "POST", path, {"call_id": call["id"]})
-        await _calls(port, key, "hangup", 2)
+        ended = await _calls(port, key, "hangup", 2)
+        bridges = await trio.to_thread.run_sync(asterisk.ari, "GET", "/bridges")
+        with trio.fail_after(20):  # the callers play their tones, then hang up
+            while await trio.to_thread.run_sync(asterisk.channels):
+                await trio.sleep(0.2)
+        await trio.to_thread.run_sync(_api, port, key, "DELETE", f"/v1.0/conferences/{conf['id']}")
+        members = await trio.to_thread.run_sync(_api, port, key, "GET", path)
     finally:
         await trio.to_thread.run_sync(stop_serve, proc)
     for n, own_hz in enumerate(TONES, 1):
@@ -205,6 +213,13 @@ async def test_asterisk_calls_join_an_api_conference_through_their_media(
         [other_hz] = [hz for hz in TONES if hz != own_hz]
         assert tone_level(heard, other_hz) > 0.5, n
         assert tone_level(heard, own_hz) < 0.05, n
+    assert [m["status"] for m in members["result"]] == ["left", "left"]
+    in_asterisk = [b for b in bridges if b["id"] == f"cbc-{conf['id']}"]
+    if mixer == "asterisk":  # both callers were in Asterisk's bridge, their agents gone
+        assert [len(b["channels"]) for b in in_asterisk] == [2]
+        assert {c["hangup_reason"] for c in ended} == {f"joined conference {conf['id']}"}
+    else:
+        assert not in_asterisk
 
 
 @pytest.mark.service
