@@ -319,7 +319,9 @@ HangupCauseName = Literal["normal", "busy", "rejected", "no_answer", "congestion
 
 class HangupBody(Body):
     """Why the call ends, as the caller's network hears it: an Asterisk call is hung up with
-    the Q.850 cause of that name (sip/ari/causes.py). The call's ``hangup_reason`` names it
+    the Q.850 cause of that name (sip/ari/causes.py); a SIP call's BYE carries it in a
+    ``Reason: Q.850;cause=N`` header, an unanswered SIP caller gets its status (busy: 486,
+    rejected: 603, congestion: 503, else 480). The call's ``hangup_reason`` names it
     (``api: busy``)."""
 
     cause: HangupCauseName = "normal"

@@ -50,8 +50,8 @@ class SipCall:
             self.server.ua.answer(self.call_id, self.media.answer_sdp, trio.current_time())
             await self.server.flush()
 
-    async def bye(self) -> None:
-        self.server.ua.bye(self.call_id, trio.current_time())
+    async def bye(self, cause: int = 0) -> None:
+        self.server.ua.bye(self.call_id, trio.current_time(), cause)
         await self.server.flush()
 
     async def refer(self, target: str) -> int:

@@ -22,6 +22,7 @@ import trio
 from media.bridge_transfer import TransferOutcome
 from media.leg import LegEvent, LegHangup
 from media.rtp_leg import RtpLeg
+from sip.ari.causes import api_cause_code
 from sip.dialog import REASONS
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ class Signalling(Protocol):
     async def answer(self) -> None:
         """Send the 200 OK with our SDP answer (once the media core is ready for audio)."""
 
-    async def bye(self) -> None:
-        """Send BYE (or a final error to an unanswered INVITE); bounded, never raises."""
+    async def bye(self, cause: int = 0) -> None:
+        """Send BYE (or a final error to an unanswered INVITE); bounded, never raises.
+        ``cause``: a Q.850 code to tell the peer (a ``Reason`` header; 0: none)."""
 
     async def refer(self, target: str) -> int:
         """Send REFER to ``target``; return the transfer's final status (408 on timeout)."""
@@ -105,7 +107,7 @@ class SipLeg:
 
     async def hangup(self, reason: str) -> None:
         await self.rtp.hangup(reason)
-        await self._signalling.bye()
+        await self._signalling.bye(api_cause_code(reason))
 
     def refer(self, target: str) -> ReferTransfer:
         """A transfer of this call by REFER; the call runs it (``run``) and waits on ``done``."""

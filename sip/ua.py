@@ -33,6 +33,10 @@ from sip.register_client import RegisterClient, RegisterConfig
 from sip.sender import Sender
 from sip.transactions import T2_S, Pending, ResponseCache, Retransmitter
 
+# The final status that tells an unanswered caller a Q.850 cause (RFC 3398's mapping, reversed):
+# busy (17), no answer (19), rejected (21), congestion (34); anything else 480.
+_EARLY_STATUS = {17: 486, 19: 480, 21: 603, 34: 503}
+
 
 @dataclass(frozen=True, slots=True)
 class UaConfig:
@@ -151,22 +155,24 @@ class UserAgent:
         """A failure response to the pending INVITE; a first INVITE's dialog ends with it."""
         self._send.final(call_id, status, now_s, retry_after_s=retry_after_s)
 
-    def bye(self, call_id: str, now_s: float) -> None:
-        """End the call from our side (an unanswered INVITE gets 480 instead; one we sent,
-        a CANCEL)."""
+    def bye(self, call_id: str, now_s: float, cause: int = 0) -> None:
+        """End the call from our side (an unanswered INVITE gets 480 instead, or the status
+        for Q.850 ``cause``; one we sent, a CANCEL). ``cause``: told in the BYE's ``Reason``
+        header (RFC 3326); 0: no header."""
         if self.client.cancel(call_id, now_s):
             return
         dialog = self.dialogs.get(call_id)
         if dialog is None:
             return
         if dialog.invite is not None and dialog.state == "early":
-            self._send.final(call_id, 480, now_s)
+            self._send.final(call_id, _EARLY_STATUS.get(cause, 480), now_s)
             return
         if dialog.invite is not None:  # a re-INVITE still waiting for our answer
             self._send.final(call_id, 487, now_s)
         del self.dialogs[call_id]
         self._timers.drop_call(call_id, "answer")
-        self._send.send_request(dialog, "BYE", now_s)
+        reason = [("Reason", f"Q.850;cause={cause}")] if cause else None
+        self._send.send_request(dialog, "BYE", now_s, reason)
 
     def refer(self, call_id: str, target: str, now_s: float) -> bool:
         """Ask the peer to call ``target`` (RFC 3515); progress comes as :class:`ReferStatus`."""

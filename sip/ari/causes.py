@@ -75,6 +75,12 @@ def api_hangup_reason(cause: str) -> str:
     return "api" if cause == "normal" else f"{_API_PREFIX}{cause}"
 
 
+def api_cause_code(reason: str) -> int:
+    """The Q.850 code an API hangup's ``reason`` names (``api: busy``: 17); 0 for none."""
+    named = reason.removeprefix(_API_PREFIX)
+    return REASON_CODES.get(named, 0) if reason.startswith(_API_PREFIX) else 0
+
+
 def ending_reason(reason: str, refused: bool) -> str:
     """The ARI hangup reason for a call callbridge ends with ``reason`` (the media core's);
     ``refused``: the control plane never took the call; an API hangup's own cause otherwise."""

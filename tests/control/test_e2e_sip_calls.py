@@ -98,12 +98,15 @@ async def test_post_calls_places_a_sip_call_that_the_api_hangs_up(
         assert row["status"] in ("ringing", "progressing")
         assert (row["source"], row["destination"]) == ("+15550001", "+15550002")
         await row_until(plane, row["id"], "progressing")  # sipp answered
-        status, _ = await api(plane, "POST", f"/v1.0/calls/{row['id']}/hangup")
+        hangup = f"/v1.0/calls/{row['id']}/hangup"
+        status, _ = await api(plane, "POST", hangup, {"cause": "busy"})
         assert status == 200
         ended = await row_until(plane, row["id"], "hangup")
-    assert (ended["hangup_cause"], ended["hangup_reason"]) == ("api", "api")
+    assert (ended["hangup_cause"], ended["hangup_reason"]) == ("api", "api: busy")
     run = uas.result()
     assert run.returncode == 0, run.messages[-3000:] + run.errors  # it got our BYE
+    [bye] = [m for m in run.messages.split("\n\n") if m.lstrip().startswith("BYE ")]
+    assert "Reason: Q.850;cause=17" in bye  # the API's cause, told to the callee (RFC 3326)
 
 
 async def test_a_refused_sip_call_ends_with_the_status_as_reason(

@@ -286,6 +286,18 @@ def test_hangup_before_answer_is_480() -> None:
     assert ua.dialogs == {}
 
 
+def test_hangup_before_answer_with_a_cause_is_its_status() -> None:
+    """An API hangup's cause reaches an unanswered caller: busy (Q.850 17) is 486,
+    rejected (21) 603, congestion (34) 503."""
+    got = []
+    for cause in (17, 21, 34):
+        ua = make_ua()
+        ua.receive_datagram(request("INVITE", body=SDP_OFFER), CALLER, 0.0)
+        ua.bye("call-1", 0.1, cause)
+        got.append([r.status for r in responses(ua.take_outgoing())])
+    assert got == [[100, 486], [100, 603], [100, 503]]
+
+
 def test_required_extensions_we_lack_are_420() -> None:
     ua = make_ua()
     data = request("INVITE", body=SDP_OFFER, extra="Require: 100rel")
