@@ -101,18 +101,22 @@ class Readers:
                 self._epoll.unregister(fd)
 
     async def run(self) -> None:
-        while True:
-            await trio.lowlevel.wait_readable(self._epoll.fileno())
-            self.wakeups += 1
-            for fd, _ in self._epoll.poll(0):
-                on_readable = self._callbacks.get(fd)
-                if on_readable is None:
-                    continue
-                try:
-                    on_readable()
-                except Exception:  # one call's bug must not stop every call's audio
-                    log.exception("polled read failed")
-                    self.remove(fd)
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self._epoll.fileno())
+                self.wakeups += 1
+                for fd, _ in self._epoll.poll(0):
+                    on_readable = self._callbacks.get(fd)
+                    if on_readable is None:
+                        continue
+                    try:
+                        on_readable()
+                    except Exception:  # one call's bug must not stop every call's audio
+                        log.exception("polled read failed")
+                        self.remove(fd)
+        finally:  # the Trio run is ending (a test's run: many per process)
+            trio.lowlevel.notify_closing(self._epoll.fileno())
+            self._epoll.close()
 
 
 _R = TypeVar("_R", bound="_Runs")

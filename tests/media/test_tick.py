@@ -46,3 +46,17 @@ async def test_calls_are_read_and_paced_together(media_echo: Media) -> None:
     assert 0 < readers < frames_in / 4, readers
     frames_out = media_echo.counter("callbridge_leg_frames_out_total", leg="audiosocket")
     assert tick < frames_out / 4, (tick, frames_out)
+
+
+async def _start_reader() -> None:
+    current_readers()
+    await trio.lowlevel.checkpoint()
+
+
+def test_the_reader_closes_its_epoll_when_the_trio_run_ends() -> None:
+    """One reader per Trio run: a process that runs many (a test suite) must not keep an
+    epoll descriptor for each."""
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        trio.run(_start_reader)
+    assert len(os.listdir("/proc/self/fd")) < before + 5
