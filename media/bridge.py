@@ -17,15 +17,7 @@ from collections.abc import Callable
 import trio
 
 from media.audio import FRAME_MS
-from media.bridge_core import (
-    PORT_QUEUE_MS,
-    BridgeCore,
-    BridgeEvent,
-    BridgePort,
-    Deliver,
-    Left,
-    TickPhase,
-)
+from media.bridge_core import PORT_QUEUE_MS, BridgeCore, BridgeEvent, BridgePort, Deliver, Left
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +91,6 @@ class Bridge:
     async def _tick_for(self, start: float) -> None:
         """Tick on a grid anchored at ``start`` until the bridge empties."""
         next_tick = start
-        phase = TickPhase()
         while self.core.mixer.ids:
             await trio.sleep_until(next_tick)
             now = trio.current_time()
@@ -108,11 +99,11 @@ class Bridge:
                 self.skipped_ticks += missed
                 next_tick += missed * FRAME_S
             while next_tick <= now and self.core.mixer.ids:
-                self._tick(next_tick)
-                next_tick += FRAME_S - phase.look(self.core.youngest_wait_s)
+                self._tick()
+                next_tick += FRAME_S
 
-    def _tick(self, slot: float) -> None:
+    def _tick(self) -> None:
         self.ticks += 1
-        for event in self.core.tick(slot):
+        for event in self.core.tick():
             if self._on_event is not None:
                 self._on_event(event)

@@ -12,7 +12,6 @@ plain values with no task of their own, so one tick could later drive every call
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ DRIFT_WINDOW_TICKS = 10
 # A frame taken less than this after it came is racing its tick: a little jitter and it misses
 # it. With a clock, a trim keeps such a port one frame behind instead (a jitter buffer).
 TRIM_MARGIN_S = 0.005
-MAX_PHASE_STEP_S = 0.01  # half a frame: how far one window moves the tick (:class:`TickPhase`)
 TALK_START_TICKS = 2  # 40 ms above the threshold: talking
 TALK_STOP_TICKS = 25  # 500 ms below it: stopped (a pause between words is not an event)
 
@@ -110,35 +108,6 @@ class BacklogWatch:
         self._looks = 0
 
 
-class TickPhase:
-    """How far a bridge's tick grid may move earlier.
-
-    The frames a tick takes came some time before its slot. If at every tick of a window even
-    the youngest of them (over every live leg) came more than :data:`TRIM_MARGIN_S` before the
-    slot, the tick is later than it needs to be and every leg's audio waits that much longer
-    than it must: the grid moves earlier by the excess (at most :data:`MAX_PHASE_STEP_S` a
-    window), which shortens every wait by as much and leaves no frame racing its tick. Legs
-    whose frames come together (one reader hands every socket's on at once) gain the most."""
-
-    def __init__(self, window: int = DRIFT_WINDOW_TICKS, margin_s: float = TRIM_MARGIN_S) -> None:
-        self.window = window
-        self.margin_s = margin_s
-        self._looks = 0
-        self._least = math.inf
-
-    def look(self, youngest_s: float) -> float:
-        """``youngest_s``: this tick's least wait (``inf``: no live leg had a frame); returns
-        how much earlier the grid may move now (seconds, 0 but at a window's end)."""
-        self._least = min(self._least, youngest_s)
-        self._looks += 1
-        if self._looks < self.window:
-            return 0.0
-        least, self._least, self._looks = self._least, math.inf, 0
-        if not math.isfinite(least) or least <= self.margin_s:
-            return 0.0
-        return min(least - self.margin_s, MAX_PHASE_STEP_S)
-
-
 class BridgePort:
     """One participant's end of the bridge."""
 
@@ -166,7 +135,6 @@ class BridgePort:
         # latency up to the bound. (Not for an agent's speech, which comes in bursts on purpose.)
         self._live = live
         self._backlog = BacklogWatch()
-        self.taken_arrival: float | None = None  # with a clock: when the frame taken came
         self._partial = b""
         self._events: list[BridgeEvent] = []
 
@@ -209,15 +177,9 @@ class BridgePort:
         if self._live:
             self._trim_drift()
         if self._frames:
-            self.taken_arrival = self._arrived[0] if self._arrived else None
             return self._pop()
-        self.taken_arrival = None
         self.silent_ticks += 1
         return None
-
-    @property
-    def live(self) -> bool:
-        return self._live
 
     def _trim_drift(self) -> None:
         """Frames that waited behind the one at hand through a whole window are a backlog (a
@@ -259,7 +221,6 @@ class BridgeCore:
         self.talking: set[str] = set()
         self._presets: dict[str, _Settings] = {}  # for participants on their way in
         self.on_mix: Callable[[bytes], None] | None = None  # each tick's whole mix (recording)
-        self.youngest_wait_s = math.inf  # see tick()
 
     def check_room(self) -> None:
         """Raises :class:`BridgeEnded` or :class:`BridgeFull` where a join would."""
@@ -321,11 +282,8 @@ class BridgeCore:
             self.mixer.announce(EXIT_TONE, self.ports)
         return port
 
-    def tick(self, slot: float | None = None) -> list[BridgeEvent]:
-        """One frame of everyone's audio; ``slot``: the tick's time on the ports' clock (then
-        :attr:`youngest_wait_s` is the least any live leg's frame waited for it)."""
+    def tick(self) -> list[BridgeEvent]:
         ids = self.mixer.ids
-        self.youngest_wait_s = math.inf
         if not ids:
             return []
         frames: list[bytes] = []
@@ -336,8 +294,6 @@ class BridgeCore:
             frames.append(_SILENCE if frame is None else frame)
             if port.has_events:
                 events += port.take_events()
-            if slot is not None and port.taken_arrival is not None and port.live:
-                self.youngest_wait_s = min(self.youngest_wait_s, slot - port.taken_arrival)
         rows = np.frombuffer(b"".join(frames), "<i2").reshape(len(ids), FRAME_SAMPLES)
         out = self.mixer.mix(rows)
         if self.on_mix is not None:
