@@ -289,7 +289,8 @@ def add_conversations_arguments(p: argparse.ArgumentParser) -> None:
         "--turn-timeout",
         type=float,
         default=None,
-        help="the agent's user_turn_timeout_secs (default: the agent's own, 0.6)",
+        help="the agent's user_turn_timeout_secs, its wait after an unsure ending (default: the "
+        "agent's own, 0.6)",
     )
     add_serve_argument(p)
 
