@@ -259,7 +259,9 @@ class AgentBody(Body):
     routes: Routes = Field(default_factory=Routes)
     # join_conference's conference when the LLM names none (the offline router never names one)
     default_conference_id: UUIDText | None = None
-    # Silence after the VAD's stop before the caller's turn ends (0: answer at the stop)
+    # The wait after the VAD's stop when the caller's words end unsure (no sentence end); twice
+    # that when they lead on ("...talk to"); a complete sentence ends the turn at once
+    # (ai_pipeline/end_of_turn.py); 0: answer at the stop
     user_turn_timeout_secs: float = Field(default=0.6, ge=0.0, le=5.0)
     # What the offline agent answers (ai_pipeline/engines/knowledge.py); a miss is said honestly
     knowledge: list[KnowledgeItem] = Field(default_factory=list, max_length=200)
