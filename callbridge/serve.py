@@ -138,6 +138,7 @@ async def serve(
                 legs.claims = ari  # --ari-media websocket: ExternalMedia over chan_websocket
                 if hooks.tools.conferences is not None:  # mixer "asterisk" conferences
                     hooks.tools.conferences.asterisk = ari.conferences
+                    ari.conferences.on_left = hooks.tools.conferences.asterisk_member_left
             with listening("--audiosocket", media_cfg.audiosocket):
                 await calls.start(
                     functools.partial(serve_audiosocket, sock=role.audiosocket() if role else None),

@@ -18,8 +18,10 @@ A conference created with ``mixer: "asterisk"`` is mixed by Asterisk instead (``
 :class:`sip.ari.conference.AriConferences`, set as :attr:`Conferences.asterisk`): only Asterisk
 calls join it (422 ``not_an_asterisk_call`` for others), each caller's channel moves into one
 Asterisk mixing bridge and its agent leaves, so the audio never passes through callbridge.
-Mutes, volumes, moderators and removing one participant do not apply there (422); ending the
-conference hangs every member up.
+Mutes, volumes, moderators and removing one participant do not apply there (422); a member who
+hangs up has left (:meth:`Conferences.asterisk_member_left`); ending the conference hangs every
+member up. Which conferences Asterisk mixes is the row's ``mixer`` (stored: a restarted serve
+still knows).
 """
 
 from __future__ import annotations
@@ -78,13 +80,7 @@ class AsteriskMixing(Protocol):
         """Hang up every member and drop the bridge."""
         ...
 
-
-@dataclass(slots=True)
-class _InAsterisk:
-    """A live conference that Asterisk mixes: its participants, call id -> participant id."""
-
-    customer_id: str
-    participants: dict[str, str] = field(default_factory=dict)
+    # and it tells ``Conferences.asterisk_member_left`` of each member who hangs up
 
 
 @dataclass(slots=True)
@@ -109,7 +105,6 @@ class Conferences:
         self.dropped_events = 0
         self._live: dict[str, _Live] = {}
         self.asterisk: AsteriskMixing | None = None  # serve --ari: mixer "asterisk" conferences
-        self._in_asterisk: dict[str, _InAsterisk] = {}
         self._marking: dict[str, trio.Event] = {}  # participant ids being marked left now
         self._nursery: trio.Nursery | None = None
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, BridgeEvent]](
@@ -209,9 +204,8 @@ class Conferences:
         if self.asterisk is None:
             raise ConferenceError(422, "no_asterisk", "no Asterisk to mix it (serve --ari)")
         conference_id, customer_id = conference["id"], conference["customer_id"]
-        native = self._in_asterisk.setdefault(conference_id, _InAsterisk(customer_id))
         most = int(conference.get("max_participants") or 0)
-        if most and len(native.participants) >= most:
+        if most and len(await self._joined(conference_id)) >= most:
             raise ConferenceError(409, "conference_full", "the conference is full")
         # (mutes, volumes and moderators do not apply: an Asterisk bridge mixes all alike)
         plain = {"mute_send": 0, "mute_hear": 0, "moderator": 0}
@@ -223,17 +217,34 @@ class Conferences:
         except Exception as exc:  # not (or no longer) Asterisk's, or Asterisk refused
             await self.store.delete("participants", row["id"], customer_id)
             raise ConferenceError(409, "cannot_join", str(exc)) from None
-        native.participants[handle.call_id] = row["id"]
         return await self._added(row)
 
-    def _not_in_asterisk(self, conference_id: str) -> None:
-        if conference_id in self._in_asterisk:
+    async def _joined(self, conference_id: str) -> list[dict[str, Any]]:
+        return await self.store.find("participants", conference_id=conference_id, status="joined")
+
+    async def _mixed_by_asterisk(self, conference_id: str) -> bool:
+        """From the conference's row (``mixer``, stored): true after a restart too."""
+        row = await self.store.get("conferences", conference_id, None)
+        return row is not None and row.get("mixer") == "asterisk"
+
+    async def _not_in_asterisk(self, conference_id: str) -> None:
+        if await self._mixed_by_asterisk(conference_id):
             raise ConferenceError(
                 422,
                 "mixed_by_asterisk",
                 "an Asterisk-mixed conference has no per-participant controls: its members "
                 "leave by hanging up, or all together when the conference ends",
             )
+
+    async def asterisk_member_left(self, conference_id: str, call_id: str) -> None:
+        """A member of an Asterisk-mixed conference hung up (:class:`AsteriskMixing`'s
+        ``on_left``): its participant has left, as when a call leaves our bridge."""
+        for row in await self._joined(conference_id):
+            if row["call_id"] != call_id:
+                continue
+            await self._mark_left(row["id"], row["customer_id"])
+            if row["moderator"]:  # (none today: an Asterisk bridge has no moderators)
+                await self._conference_over(conference_id, row["customer_id"])
 
     def _join(
         self, live: _Live, handle: CallHandle, row: dict[str, Any], after_reply: bool
@@ -263,7 +274,7 @@ class Conferences:
         """Mutes and volumes of a joined participant, in the row and in the bridge at once."""
         if participant["status"] != "joined":
             raise ConferenceError(409, "participant_left", "the participant has left")
-        self._not_in_asterisk(participant["conference_id"])
+        await self._not_in_asterisk(participant["conference_id"])
         values = {k: int(v) for k, v in changes.items() if v is not None}
         row = await self.store.update(
             "participants", participant["id"], participant["customer_id"], values
@@ -284,7 +295,7 @@ class Conferences:
     async def remove(self, participant: dict[str, Any], then: str | None = None) -> dict[str, Any]:
         """Take the participant out: its call goes back to its agent or is hung up (``then``,
         else the conference's ``on_leave``)."""
-        self._not_in_asterisk(participant["conference_id"])
+        await self._not_in_asterisk(participant["conference_id"])
         live = self._live.get(participant["conference_id"])
         call_id = participant["call_id"]
         if live is not None and call_id in live.participants:
@@ -297,11 +308,11 @@ class Conferences:
 
     async def end(self, conference_id: str) -> None:
         """Everyone leaves (by ``on_leave``); the bridge stops. (Asterisk's: hung up.)"""
-        native = self._in_asterisk.pop(conference_id, None)
-        if native is not None and self.asterisk is not None:
-            await self.asterisk.end(conference_id)
-            for participant_id in native.participants.values():
-                await self._mark_left(participant_id, native.customer_id)
+        if await self._mixed_by_asterisk(conference_id):
+            if self.asterisk is not None:
+                await self.asterisk.end(conference_id)
+            for row in await self._joined(conference_id):
+                await self._mark_left(row["id"], row["customer_id"])
         live = self._live.pop(conference_id, None)
         if live is None:
             return
@@ -383,11 +394,15 @@ class Conferences:
         await self.bus.publish(live.customer_id, kind, live.conference_id, data)
 
     async def _moderator_left(self, live: _Live) -> None:
-        row = await end_conference_once(self.store, live.conference_id)
-        await self.end(live.conference_id)
+        await self._conference_over(live.conference_id, live.customer_id)
+
+    async def _conference_over(self, conference_id: str, customer_id: str) -> None:
+        """Its moderator left: the conference ends, for everyone."""
+        row = await end_conference_once(self.store, conference_id)
+        await self.end(conference_id)
         if row is not None:  # else ended already (a survivor reaped it while this node paused)
             await self.bus.publish(
-                live.customer_id, "conference_ended", live.conference_id, public_conference(row)
+                customer_id, "conference_ended", conference_id, public_conference(row)
             )
 
     async def _mark_left(self, participant_id: str, customer_id: str) -> dict[str, Any] | None:

@@ -244,7 +244,7 @@ class AriApp:
 
     def _finish(self, call: AriCall) -> None:
         if call.conference_bridge:
-            self.conferences.left(call.conference_bridge, call.caller.id)
+            self.conferences.left(call)
         if call.target_id:
             self.request("hangup target", rq.hangup(call.target_id))
         self.request("destroy bridge", rq.destroy_bridge(call.bridge_id))

@@ -5,7 +5,9 @@ conference bridge (ARI's ``addChannel`` departs the old bridge first, leaving th
 ExternalMedia channel alone there); the agent's side ends once its queued audio has played, as
 after a blind transfer, so the conference's audio never
 passes through callbridge. Asterisk's softmix sends each participant the mix of the others.
-The bridge goes when its last caller leaves (or :meth:`AriConferences.end`). Calls of other legs
+The bridge goes when its last caller leaves (or :meth:`AriConferences.end`). A member who
+hangs up is reported to :attr:`AriConferences.on_left` (the control plane marks its participant
+left, :meth:`control.conferences.Conferences.asterisk_member_left`). Calls of other legs
 join conferences in the media core's own bridges (control/conferences.py); this module is the
 native path for a conference whose calls are all Asterisk's, which the API chooses with
 ``mixer: "asterisk"`` at creation (:attr:`control.conferences.Conferences.asterisk`).
@@ -14,6 +16,7 @@ native path for a conference whose calls are all Asterisk's, which the API choos
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sip.ari import requests as rq
@@ -21,8 +24,11 @@ from sip.ari.reconcile import CONFERENCE_BRIDGE_PREFIX
 
 if TYPE_CHECKING:
     from sip.ari.app import AriApp
+    from sip.ari.state import AriCall
 
 log = logging.getLogger(__name__)
+
+MemberLeft = Callable[[str, str], Awaitable[None]]  # (conference id, call id)
 
 
 class NotAnAsteriskCall(LookupError):
@@ -33,6 +39,7 @@ class AriConferences:
     def __init__(self, app: AriApp) -> None:
         self.app = app
         self.members: dict[str, set[str]] = {}  # conference bridge id -> caller channel ids
+        self.on_left: MemberLeft | None = None  # told of each member who leaves on its own
 
     def bridge_id(self, conference_id: str) -> str:
         return CONFERENCE_BRIDGE_PREFIX + conference_id
@@ -62,12 +69,18 @@ class AriConferences:
         app.end_call(call, f"joined conference {conference_id}")
         return bridge_id
 
-    def left(self, bridge_id: str, channel_id: str) -> None:
-        """A member's channel is gone: the last one out takes the bridge with it."""
+    def left(self, call: AriCall) -> None:
+        """A member's channel is gone: :attr:`on_left` is told (through the job queue); the
+        last one out takes the bridge with it."""
+        bridge_id = call.conference_bridge
         members = self.members.get(bridge_id)
-        if members is None:
-            return
-        members.discard(channel_id)
+        if members is None or call.caller.id not in members:
+            return  # (the conference ended: its end marks everyone left)
+        members.discard(call.caller.id)
+        on_left, call_id = self.on_left, call.call_id
+        if on_left is not None and call_id:
+            conference_id = bridge_id.removeprefix(CONFERENCE_BRIDGE_PREFIX)
+            self.app.submit("conference member left", lambda: on_left(conference_id, call_id))
         if not members:
             del self.members[bridge_id]
             self.app.request("destroy conference", rq.destroy_bridge(bridge_id))

@@ -8,8 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
+from control.conferences import ConferenceError, Conferences
 from media.hooks import CallInfo
 from tests.control.conftest import FakeCall, Plane, open_plane_for
 
@@ -110,6 +112,58 @@ async def test_an_asterisk_mixed_conference_takes_asterisk_calls_only(plane: Pla
     assert asterisk.ended == [conf["id"]] and [row["status"] for row in rows] == ["left"]
     status, _ = await post(plane, auth, "/v1.0/conferences", {"name": "b", "mixer": "x"})
     assert status == 400
+
+
+async def test_an_asterisk_member_who_hangs_up_has_left(plane: Plane) -> None:
+    cid, auth, calls = await live_calls(plane, 2)
+    for call in calls:
+        call.leg = "asterisk"
+    _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "a", "mixer": "asterisk"})
+    parts = f"/v1.0/conferences/{conf['id']}/participants"
+    assert plane.services.conferences is not None
+    plane.services.conferences.asterisk = FakeAsterisk()
+    for call in calls:
+        await post(plane, auth, parts, {"call_id": call.call_id})
+    # what sip/ari/conference.py reports when the first caller hangs up in Asterisk's bridge
+    await plane.services.conferences.asterisk_member_left(conf["id"], calls[0].call_id)
+    store = plane.services.store
+    rows = {r["call_id"]: r["status"] for r in await store.find("participants")}
+    assert rows == {calls[0].call_id: "left", calls[1].call_id: "joined"}
+    events = await store.find("events", customer_id=cid, type="conference_participant_removed")
+    assert len(events) == 1 and calls[0].call_id in str(events[0])
+
+
+async def test_an_asterisk_mixed_conference_is_asterisks_after_a_restart(plane: Plane) -> None:
+    """Which conferences Asterisk mixes is the stored ``mixer``: a restarted serve (a new
+    conferences service on the same storage) still sends their calls there, refuses their
+    per-participant controls, counts their seats and hangs their members up at the end."""
+    _, auth, (a, b, c) = await live_calls(plane, 3)
+    for call in (a, b, c):
+        call.leg = "asterisk"
+    body = {"name": "a", "mixer": "asterisk", "max_participants": 2}
+    _, conf = await post(plane, auth, "/v1.0/conferences", body)
+    assert plane.services.conferences is not None
+    plane.services.conferences.asterisk = FakeAsterisk()
+    _, joined = await post(
+        plane, auth, f"/v1.0/conferences/{conf['id']}/participants", {"call_id": a.call_id}
+    )
+    store = plane.services.store
+    restarted = Conferences(store, plane.services.bus, plane.calls)
+    restarted.asterisk = asterisk = FakeAsterisk()
+    row = await store.get("conferences", conf["id"], None)
+    assert row is not None
+    await restarted.add_call(row, b.call_id)
+    assert asterisk.joined == [(b.call_id, conf["id"])] and not b.actions
+    with pytest.raises(ConferenceError, match="full"):  # the seats counted from the rows
+        await restarted.add_call(row, c.call_id)
+    with pytest.raises(ConferenceError, match="no per-participant controls"):
+        await restarted.update(joined, mute_send=True)
+    with pytest.raises(ConferenceError, match="no per-participant controls"):
+        await restarted.remove(joined)
+    await restarted.end(conf["id"])
+    assert asterisk.ended == [conf["id"]]
+    rows = await store.find("participants", conference_id=conf["id"])
+    assert [r["status"] for r in rows] == ["left", "left"]
 
 
 async def test_a_participant_whose_call_ends_has_left(plane: Plane) -> None:

@@ -46,6 +46,12 @@ async def test_three_asterisk_calls_in_a_conference_mixed_by_asterisk(
             await bench.originate(f"conf{n}", dnis=f"555000{n}")
         call_ids = await bench.wait_running(3)
         await bench.wait_bridged(3)
+        left: list[tuple[str, str]] = []
+
+        async def member_left(conference_id: str, call_id: str) -> None:
+            left.append((conference_id, call_id))
+
+        bench.app.conferences.on_left = member_left
         for call_id in call_ids:
             await bench.app.conferences.join(call_id, "c1")
         await bench.wait_ended(3)  # the agents left: the conference is the callers' own
@@ -56,6 +62,10 @@ async def test_three_asterisk_calls_in_a_conference_mixed_by_asterisk(
                 await trio.sleep(0.1)
         [bridge] = bridges
         await bench.wait_asterisk_idle(timeout_s=15)
+        with trio.fail_after(5):  # each caller's hangup reported (through the job queue)
+            while len(left) < 3:
+                await trio.sleep(0.05)
+    assert sorted(left) == sorted(("c1", call_id) for call_id in call_ids)
     callers = {info.params["asterisk_channel"] for info in bench.hooks.created}
     assert bridge["id"] == "cbc-c1" and set(bridge["channels"]) == callers
     assert {h[2] for h in bench.hooks.hungup} == {"joined conference c1"}

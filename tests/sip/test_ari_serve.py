@@ -171,6 +171,11 @@ async def test_serve_starts_with_asterisk_down_and_ready_says_so(
     assert (status, asterisk) == (503, "error: AriUnavailable")
 
 
+async def _members(port: int, key: str, path: str) -> list[dict[str, Any]]:
+    found = await trio.to_thread.run_sync(_api, port, key, "GET", path)
+    return list(found["result"])
+
+
 @pytest.mark.service
 @pytest.mark.parametrize("mixer", ["callbridge", "asterisk"])
 async def test_asterisk_calls_join_an_api_conference(
@@ -204,8 +209,11 @@ async def test_asterisk_calls_join_an_api_conference(
         with trio.fail_after(20):  # the callers play their tones, then hang up
             while await trio.to_thread.run_sync(asterisk.channels):
                 await trio.sleep(0.2)
+        with trio.fail_after(10):  # each caller who hung up has left (the conference goes on)
+            while {m["status"] for m in (await _members(port, key, path))} != {"left"}:
+                await trio.sleep(0.2)
+        members = await _members(port, key, path)
         await trio.to_thread.run_sync(_api, port, key, "DELETE", f"/v1.0/conferences/{conf['id']}")
-        members = await trio.to_thread.run_sync(_api, port, key, "GET", path)
     finally:
         await trio.to_thread.run_sync(stop_serve, proc)
     for n, own_hz in enumerate(TONES, 1):
@@ -213,7 +221,7 @@ async def test_asterisk_calls_join_an_api_conference(
         [other_hz] = [hz for hz in TONES if hz != own_hz]
         assert tone_level(heard, other_hz) > 0.5, n
         assert tone_level(heard, own_hz) < 0.05, n
-    assert [m["status"] for m in members["result"]] == ["left", "left"]
+    assert [m["status"] for m in members] == ["left", "left"]
     in_asterisk = [b for b in bridges if b["id"] == f"cbc-{conf['id']}"]
     if mixer == "asterisk":  # both callers were in Asterisk's bridge, their agents gone
         assert [len(b["channels"]) for b in in_asterisk] == [2]
