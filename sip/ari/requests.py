@@ -122,6 +122,10 @@ def create_bridge(bridge_id: str, name: str = "") -> AriRequest:
     return AriRequest("POST", f"/bridges/{_seg(bridge_id)}", params)
 
 
+def get_bridge(bridge_id: str) -> AriRequest:
+    return AriRequest("GET", f"/bridges/{_seg(bridge_id)}")
+
+
 def destroy_bridge(bridge_id: str) -> AriRequest:
     return AriRequest("DELETE", f"/bridges/{_seg(bridge_id)}")
 
