@@ -50,20 +50,11 @@ LEADING_ON = _word_set(
 QUESTION_MAY_END = frozenset(["to", "for", "about", "with", "from", "of", "at", "into", "between"])
 """Prepositions a question may end on ("Who am I talking to?", "What is it about?")."""
 
-COURTESY_TAIL = frozenset(
-    {
-        "please",
-        "thanks",
-        "thank you",
-        "thank you very much",
-        "thanks a lot",
-        "cheers",
-        "okay",
-        "ok",
-        "okay thanks",
-        "okay thank you",
-    }
-)
+COURTESY_WORDS = _word_set("please thanks thank you very much a lot okay ok cheers")
+"""What a courtesy tail is made of ("Please.", "Thank you very much.", "Okay, thanks."); Whisper
+hears a lone tail on a phone line as "Please please" too."""
+COURTESY_CORE = _word_set("please thanks thank okay ok cheers")
+MAX_TAIL_WORDS = 5
 
 
 class Ending(Enum):
@@ -105,4 +96,9 @@ def wait_after_stop_secs(how: Ending, user_turn_timeout_secs: float) -> float:
 
 def is_courtesy_tail(text: str) -> bool:
     """A few polite words that add nothing to the turn before them ("Please.", "Thank you.")."""
-    return " ".join(words(text)) in COURTESY_TAIL
+    said = words(text)
+    return (
+        0 < len(said) <= MAX_TAIL_WORDS
+        and set(said) <= COURTESY_WORDS
+        and not COURTESY_CORE.isdisjoint(said)
+    )

@@ -60,11 +60,24 @@ def test_the_wait_follows_the_ending() -> None:
     assert wait_after_stop_secs(Ending.INCOMPLETE, 0.0) == 0.0  # the agent asked for no wait
 
 
-@pytest.mark.parametrize("text", ["Please.", "please", "Thank you.", "Thanks!", "Okay, thanks."])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please.",
+        "please",
+        "Thank you.",
+        "Thanks!",
+        "Okay, thanks.",
+        "Please please",
+        "Thanks a lot.",
+    ],
+)
 def test_courtesy_tails(text: str) -> None:
     assert is_courtesy_tail(text)
 
 
-@pytest.mark.parametrize("text", ["No.", "Please transfer me.", "Thank you, but billing.", ""])
+@pytest.mark.parametrize(
+    "text", ["No.", "Please transfer me.", "Thank you, but billing.", "", "You.", "A lot."]
+)
 def test_words_that_say_something_are_not_a_tail(text: str) -> None:
     assert not is_courtesy_tail(text)
