@@ -283,7 +283,10 @@ class Call:
                 self._settled = True
                 nursery.start_soon(self._side.reader)
                 nursery.start_soon(self._side.pacer)
-                await env.hooks.call_answered(self)
+                # Shielded (bounded): a hangup that comes while the answer is being recorded
+                # must not cancel its call_answered event, which would then never be sent.
+                with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT_S):
+                    await env.hooks.call_answered(self)
                 if self._pending is not None:  # a transfer's callee answered: into its bridge
                     self._pending.answered_by(self)
         except Exception as exc:  # a bug in this call must not reach the server's nursery

@@ -12,9 +12,22 @@ import trio
 
 from ai_pipeline.link import AgentLink
 from media.audio import LINK_RATE_HZ
+from media.audiosocket_server import serve_audiosocket
+from media.call_env import CallEnv
+from media.config import HostPort, MediaConfig
+from media.hooks import CallHandle
+from media.metrics import MediaMetrics
+from media.registry import CallRegistry
 from proto import messages as m
 from tests.media.asterisk_peer import AsteriskPeer
-from tests.media.conftest import Media, agent_in_thread, best_snr_db, start_media, tone
+from tests.media.conftest import (
+    Media,
+    RecordingHooks,
+    agent_in_thread,
+    best_snr_db,
+    start_media,
+    tone,
+)
 from tests.media.dtmf_detect import dtmf_keys
 
 
@@ -268,3 +281,34 @@ async def test_agent_that_never_answers_times_out(nursery: trio.Nursery) -> None
     assert 0.4 < trio.current_time() - start < 2.0
     assert media.counter("callbridge_link_errors_total", reason="connect_timeout") == 1
     assert peer.got_hangup_frame()
+
+
+class HungUpWhileAnswering(RecordingHooks):
+    """A control plane whose record of the answer takes a while (a loaded database, the event
+    bus), and an API hangup that arrives meanwhile."""
+
+    async def call_answered(self, call: CallHandle) -> None:
+        call.end("api", "hung up while the answer was being recorded")
+        await trio.sleep(0.05)  # the UPDATE and the call_answered event
+        await super().call_answered(call)
+
+
+async def test_a_hangup_does_not_cut_short_the_answer_being_recorded(
+    nursery: trio.Nursery, echo_agent: str
+) -> None:
+    # The call_answered event was lost (its publication cancelled with the call) when the API
+    # hung up while it was on its way: the row said progressing, no event ever said so.
+    cfg = MediaConfig(audiosocket=HostPort("127.0.0.1", 0), agent=echo_agent)
+    hooks = HungUpWhileAnswering()
+    env = CallEnv(config=cfg, hooks=hooks, metrics=MediaMetrics(), registry=CallRegistry())
+    port = await nursery.start(serve_audiosocket, env)
+    peer = await AsteriskPeer.connect(port)
+    async with trio.open_nursery() as inner:
+        inner.start_soon(peer.read_until_closed)
+        inner.start_soon(peer.play, tone(440, 2.0))
+        with trio.fail_after(10):
+            await hooks.ended.wait()
+        inner.cancel_scope.cancel()
+    (info,) = hooks.created
+    assert hooks.answered == [info.call_id]  # recorded whole, then the hangup
+    assert hooks.hungup == [(info.call_id, "api", "hung up while the answer was being recorded")]
