@@ -173,7 +173,7 @@ class AgentPeer:
         async for pcm16 in self._uplink_recv:
             if pcm16 is None:
                 await self._flush_link()
-            else:
+            elif not self.closed:  # (queued before the goodbye: it would follow the Hangup)
                 await self.send(m.Audio(pcm16, LINK_RATE_HZ))
             self._uplink_queued -= 1
 
