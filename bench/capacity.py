@@ -22,6 +22,7 @@ import psutil
 
 from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, step_summary
 from bench.report import format_table, results_folder, write_json
+from bench.server import is_serve_worker
 from bench.targets import Target, add_leg_argument, add_target_arguments, callbridge_target
 from media.config import ConfigError
 from media.tick import ENV_SWITCH as TICK_SWITCH
@@ -128,7 +129,7 @@ def wait_workers(target_pid: int, http_port: int, count: int, timeout_s: float =
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         children = psutil.Process(target_pid).children(recursive=True)
-        workers = [c for c in children if "callbridge.workers" in c.cmdline()]
+        workers = [c for c in children if is_serve_worker(c)]
         if len(workers) == count:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=30):
                 time.sleep(5.0)  # the last worker's control plane and listeners

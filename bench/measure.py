@@ -36,7 +36,7 @@ class Step:
     n_calls: int
     window_s: float
     server_cpu_s: float
-    root_cpu_s: float  # the server process without its children (serve without its agent)
+    root_cpu_s: float  # serve and its workers without their other children (without its agent)
     tree_cpu_s: tuple[float, ...]  # each of ``target.pids`` with its descendants
     loadgen_cpu_s: float
     machine_busy_s: float  # every core's busy time over the window, whoever used it

@@ -97,10 +97,21 @@ def python_command(*args: str) -> list[str]:
 class Usage:
     cpu_s: float  # the whole tree
     rss_bytes: int
-    root_cpu_s: float  # the named processes alone, without their children
+    # The named processes and the serve workers among their children, without the rest of
+    # their children (serve without its agent): ``serve --workers N``'s parent only supervises,
+    # its workers carry the calls.
+    root_cpu_s: float
     # Each named process with its descendants, in the order named: serve and an agent that it
     # does not supervise are two trees, and a comparison needs each one's share.
     tree_cpu_s: tuple[float, ...] = ()
+
+
+WORKER_MODULE = "callbridge.workers"  # what a worker of ``serve --workers N`` runs
+
+
+def is_serve_worker(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is one of the media processes of ``serve --workers N``."""
+    return WORKER_MODULE in proc.cmdline()
 
 
 def tree_usage(pids: Sequence[int]) -> Usage:
@@ -123,7 +134,7 @@ def tree_usage(pids: Sequence[int]) -> Usage:
                 times = proc.cpu_times()
                 tree += times.user + times.system
                 rss += proc.memory_info().rss
-                if proc.pid == pid:
+                if proc.pid == pid or is_serve_worker(proc):
                     root_cpu += times.user + times.system
         cpu += tree
         trees.append(tree)

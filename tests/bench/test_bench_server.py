@@ -1,0 +1,54 @@
+"""bench/server.py's CPU accounting: serve's own share (``root_cpu_s``) of ``serve --workers N``
+is its workers' CPU, not its supervising parent's alone (which took none of the calls)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from bench.server import WORKER_MODULE, tree_usage
+
+# A child that spends ``argv[1]`` CPU seconds, says so, then sleeps until it is killed.
+SPIN = textwrap.dedent(
+    """
+    import sys, time
+    while time.process_time() < float(sys.argv[1]):
+        pass
+    print("spun", flush=True)
+    time.sleep(600)
+    """
+)
+# serve's parent: a worker (0.3 s of CPU) and an agent (0.6 s), itself idle.
+PARENT = textwrap.dedent(
+    f"""
+    import subprocess, sys
+    spin = {SPIN!r}
+    kids = [
+        subprocess.Popen([sys.executable, "-c", spin, "0.3", {WORKER_MODULE!r}],
+                         stdout=subprocess.PIPE),
+        subprocess.Popen([sys.executable, "-c", spin, "0.6", "agent"], stdout=subprocess.PIPE),
+    ]
+    for kid in kids:
+        kid.stdout.readline()
+    print("ready", flush=True)
+    sys.stdin.read()
+    for kid in kids:
+        kid.kill()
+    """
+)
+
+
+def test_serve_share_counts_its_workers_not_its_agent() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
+        usage = tree_usage([parent.pid])
+    finally:
+        parent.communicate("", timeout=30)
+    assert usage.cpu_s >= 0.9
+    # the worker's 0.3 s and the parent's start-up, never the agent's 0.6 s
+    assert usage.root_cpu_s >= 0.3
+    assert usage.root_cpu_s <= usage.cpu_s - 0.6 + 0.02  # clock ticks of 10 ms
