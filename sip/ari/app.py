@@ -346,7 +346,12 @@ class AriApp:
             return
         call.gone = True
         if left_stasis and call.handed_off:
-            return  # transferred by continue: the agent's side is already ending
+            # Transferred by continue: the agent's side is ending. Asterisk answers the continue
+            # before the caller leaves, so the media core may have released the call already
+            # (release() then kept it for this event): the bridge goes now, or never.
+            if not call.running:
+                self._finish(call)
+            return
         if call.leg is not None and call.running:
             call.leg.end(reason)  # the call ends; release() cleans up
         elif call.setup_scope is not None and not call.claimed.is_set():
