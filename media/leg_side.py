@@ -40,6 +40,9 @@ PACER_SLEW_S = 0.001  # how far one frame may pull the pacing grid earlier (gaps
 # Asterisk's jitter buffer absorbs.
 PACER_CATCHUP_S = 0.1
 LIVE_PLAYOUT_MAX_MS = 120  # a bridge's audio queued for the caller, at most
+# Audio the peer queues after this long without queueing any starts a new sentence (see
+# wait_reply): longer than a live stream's gaps under load, shorter than a TTS starting late.
+SENTENCE_GAP_S = 0.5
 MAX_TURNS_KEPT = 100  # answers' latencies kept per call: its summary and end-of-call log stay small
 
 EndCall = Callable[[HangupCause, str], None]
@@ -118,6 +121,8 @@ class LegSide:
         self._playout = PlayoutBuffer(leg.rate_hz, playout_max_ms)
         self._audio_ready = trio.lowlevel.ParkingLot()
         self._drained = trio.lowlevel.ParkingLot()
+        self._queued_at = -float("inf")  # when the peer last queued audio (Trio time)
+        self._sentence_at = -float("inf")  # when its latest sentence began (SENTENCE_GAP_S)
         # pacing on the shared tick (see pacer()); None: the pacer task sends every frame
         self._tick: Tick | None = None
         self._nowait: NowaitAudio | None = None  # the leg, when paced on the tick
@@ -273,6 +278,10 @@ class LegSide:
             self._metrics.drops.labels("playout").inc(standing * FRAME_MS)
 
     def _queue_playout(self, pcm16: bytes) -> None:
+        now = trio.current_time()
+        if now - self._queued_at >= SENTENCE_GAP_S:
+            self._sentence_at = now
+        self._queued_at = now
         dropped_ms = self._playout.push(pcm16)
         if dropped_ms:
             self._metrics.drops.labels("playout").inc(dropped_ms)
@@ -303,11 +312,18 @@ class LegSide:
                 return
 
     async def wait_reply(self, start_s: float, quiet_s: float, max_s: float) -> None:
-        """Like :meth:`wait_quiet`, but first give the agent ``start_s`` to start talking (its
-        reply to a tool's result is still on its way when the result is sent)."""
+        """Like :meth:`wait_quiet`, but first give the agent ``start_s`` to start a sentence
+        from now on (its reply to a tool's result, or the sentence it said with the tool call,
+        is still in its TTS). What it was already saying does not count as that sentence, nor
+        does more of it coming on (its earlier reply still playing, or a stream without a
+        pause of :data:`SENTENCE_GAP_S`): that sentence may start after the earlier one has
+        been quiet longer than ``quiet_s``, and waiting only for quiet would cut it. What it
+        was saying is heard too; with no new sentence, the wait ends ``start_s`` from now at
+        the earliest (then once quiet)."""
+        asked = trio.current_time()
         with trio.move_on_after(max_s):
-            if not self._playout.pending():
-                with trio.move_on_after(start_s):
+            with trio.move_on_after(start_s):
+                while self._sentence_at < asked:
                     await self._audio_ready.park()
             await self.wait_quiet(quiet_s, max_s)
 
