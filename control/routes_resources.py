@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from control.agent_secrets import masked, restored
 from control.api import Api, ApiError, Ctx, not_found
 from control.auth import Role, access_key_cache_key, new_access_key
 from control.db import DatabaseError
@@ -22,7 +23,7 @@ Shown = Callable[[dict[str, Any]], dict[str, Any]]
 def agent_public(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if k not in ("detail", "tm_delete")}
     out["is_default"] = bool(row["is_default"])
-    return {**out, **row["detail"]}
+    return {**out, **masked(row["detail"])}
 
 
 def accesskey_public(row: dict[str, Any]) -> dict[str, Any]:
@@ -37,11 +38,15 @@ def webhook_public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _write_agent(
-    store: Store, customer_id: str, body: AgentBody, agent_id: str | None
+    store: Store, customer_id: str, body: AgentBody, stored: dict[str, Any] | None
 ) -> str:
-    """Agent row, its routes and the default flag in one transaction (all or nothing), then the
-    cache entries of every agent it changed."""
+    """Agent row (``stored``: the row it replaces, whose secrets a PUT's hints keep), its routes
+    and the default flag in one transaction (all or nothing), then the cache entries of every
+    agent it changed."""
+    agent_id = None if stored is None else str(stored["id"])
     detail = body.model_dump(exclude=_AGENT_COLUMNS)
+    if stored is not None:
+        detail = restored(detail, stored["detail"])
     values = {"name": body.name, "is_default": int(body.is_default), "detail": detail}
     statements: list[tuple[str, Any]] = []
     touched: list[str] = []
@@ -184,9 +189,9 @@ def register(api: Api) -> None:
         role="customer_manager",
     )
     async def put_agent(ctx: Ctx, agent_id: str) -> dict[str, Any]:
-        await owned(ctx, "agents", agent_id)
+        stored = await owned(ctx, "agents", agent_id)
         check_mcp(ctx)
-        await _write_agent(store, ctx.principal.customer_id, ctx.body, agent_id)
+        await _write_agent(store, ctx.principal.customer_id, ctx.body, stored)
         return agent_public(await owned(ctx, "agents", agent_id))
 
     @api.route(
