@@ -1,5 +1,8 @@
 """The agent server: accepts agent-link WebSockets (one per call) and runs a call handler on each.
 
+A WebSocket on :data:`proto.mux.MUX_PATH` is instead a multiplexed link carrying many calls
+(:mod:`ai_pipeline.mux_server`); each of them gets the same handler and the same guarantees.
+
 asyncio, because pipecat is. The first frame of a connection must be ``CallStart`` within
 ``start_timeout_s``; after that the handler owns the call. A handler's crash ends that call with an
 ``Error`` frame and a close code, and never the server.
@@ -21,8 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ai_pipeline.link import CallHandler, LinkClosed
-from proto.codec import MAX_LINK_FRAME_BYTES, LinkDecodeError, decode, encode
+from ai_pipeline.mux_server import MuxConnection
+from proto.codec import LinkDecodeError, decode, encode
 from proto.messages import CallStart, Error, LinkFrame
+from proto.mux import MAX_BATCH_BYTES, MUX_PATH
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,9 @@ class AgentServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ws.wait_closed(), self._start_timeout_s)
             return
+        if ws.request is not None and ws.request.path == MUX_PATH:
+            await MuxConnection(ws, self._handler).run()  # many calls, framed by channel
+            return
         link = WebSocketAgentLink(ws)
         try:
             first = await asyncio.wait_for(link.recv(), self._start_timeout_s)
@@ -101,7 +109,9 @@ class AgentServer:
             self._serve_connection,
             host,
             port,
-            max_size=MAX_LINK_FRAME_BYTES,
+            # A multiplexed batch may be larger than one frame; a per-call link's frame is
+            # still refused above MAX_LINK_FRAME_BYTES by its decoding (LinkDecodeError).
+            max_size=MAX_BATCH_BYTES,
             compression=None,  # PCM does not deflate; compression would only cost CPU
             ping_interval=20,
             ping_timeout=20,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from types import TracebackType
+from typing import Self
 
 import trio
 from websockets.client import ClientProtocol
@@ -49,6 +50,8 @@ class AgentLinkError(Exception):
 
 
 class AgentClient:
+    MAX_MESSAGE_BYTES = MAX_LINK_FRAME_BYTES  # (a multiplexed link's batches are larger)
+
     def __init__(
         self,
         stream: trio.SocketStream,
@@ -69,7 +72,7 @@ class AgentClient:
         self.handshake_response: Response | None = None
 
     @classmethod
-    async def connect(cls, url: str, timeout_s: float) -> AgentClient:
+    async def connect(cls, url: str, timeout_s: float) -> Self:
         """Open TCP and complete the WebSocket handshake within ``timeout_s``."""
         try:
             connect_url, agent_protocol = split_agent_url(url)
@@ -78,7 +81,7 @@ class AgentClient:
             raise AgentLinkError("bad_url", str(exc)) from exc
         if uri.secure:
             raise AgentLinkError("bad_url", "wss:// is not supported yet; keep agents on loopback")
-        protocol = ClientProtocol(uri, max_size=MAX_LINK_FRAME_BYTES)
+        protocol = ClientProtocol(uri, max_size=cls.MAX_MESSAGE_BYTES)
         try:
             with trio.fail_after(timeout_s):
                 stream = await trio.open_tcp_stream(uri.host, uri.port)

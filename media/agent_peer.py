@@ -16,6 +16,7 @@ from typing import Protocol
 import trio
 
 from media.agent_client import AgentClient, AgentLinkError
+from media.agent_mux import MuxLink, connect_link
 from media.audio import LINK_RATE_HZ
 from media.config import MediaConfig
 from media.hooks import AgentAssignment, CallInfo, HangupCause
@@ -57,7 +58,7 @@ class AgentPeer:
 
     def __init__(
         self,
-        link: AgentClient,
+        link: AgentClient | MuxLink,
         owner: AgentOwner,
         downlink: Downlink,
         cfg: MediaConfig,
@@ -80,6 +81,8 @@ class AgentPeer:
         )
         self._uplink_queued = 0  # items handed to the uplink sender and not yet written
         self._turn_from: float | None = None  # the caller's last final transcript, Trio time
+        if isinstance(link, MuxLink):  # speech from the shared reader, without a hand-off
+            link.audio_sink = self._on_audio
 
     @classmethod
     async def open(
@@ -88,9 +91,9 @@ class AgentPeer:
         info: CallInfo,
         leg_kind: str,
         cfg: MediaConfig,
-    ) -> AgentClient:
+    ) -> AgentClient | MuxLink:
         """Connect and send the call's start; raises :class:`AgentLinkError` or TooSlowError."""
-        link = await AgentClient.connect(cfg.agent_url, cfg.agent_connect_timeout_s)
+        link = await connect_link(cfg.agent_url, cfg)
         start = m.CallStart(
             call_id=info.call_id,
             agent_id=assignment.agent_id,
@@ -236,13 +239,7 @@ class AgentPeer:
 
     async def _on_agent_frame(self, frame: m.LinkFrame) -> None:
         if isinstance(frame, m.Audio):
-            if self._turn_from is not None:  # the first audio of the agent's answer
-                took_s = trio.current_time() - self._turn_from
-                self._metrics.agent_turn.observe(took_s)
-                self._stats.add_turn(took_s)  # the call's own figures, for its summary
-                self._turn_from = None
-            if not self.parked:
-                self._downlink.play(frame.pcm16, frame.sample_rate_hz)
+            self._on_audio(frame)
         elif isinstance(frame, m.Interruption):
             if not self.parked:
                 await self._barge_in()
@@ -271,6 +268,15 @@ class AgentPeer:
             )
             if frame.fatal:
                 self._owner.end("error", f"agent error: {frame.code}")
+
+    def _on_audio(self, frame: m.Audio) -> None:
+        if self._turn_from is not None:  # the first audio of the agent's answer
+            took_s = trio.current_time() - self._turn_from
+            self._metrics.agent_turn.observe(took_s)
+            self._stats.add_turn(took_s)  # the call's own figures, for its summary
+            self._turn_from = None
+        if not self.parked:
+            self._downlink.play(frame.pcm16, frame.sample_rate_hz)
 
     async def _barge_in(self) -> None:
         for name in await self._downlink.interrupt():  # cleared marks count as played (Twilio)

@@ -9,6 +9,7 @@ from typing import Literal
 from proto.stock_pipecat import split_agent_url
 
 AgentMode = Literal["echo", "local", "remote"]
+AgentLinkKind = Literal["ws", "mux"]
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,9 @@ class MediaConfig:
     audiosocket_numbering: Literal["current", "draft"] = "current"
     agent: str = "local"  # local (the offline voice agent) | echo | ws://HOST:PORT
     agent_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8000))
+    # ws: one WebSocket per call (any agent); mux: each agent process's calls over one
+    # connection (callbridge's own agents only: media/agent_mux.py)
+    agent_link: AgentLinkKind = "ws"
     leg_idle_timeout_s: float = 5.0  # caller sent nothing for this long: hang up
     leg_send_timeout_s: float = 2.0  # caller's side stopped reading for this long: hang up
     agent_connect_timeout_s: float = 5.0  # agent link handshake deadline
@@ -64,6 +68,16 @@ class MediaConfig:
                 split_agent_url(self.agent)  # ?agent_protocol=pipecat for a stock pipecat agent
             except ValueError as exc:
                 raise ConfigError(f"--agent: {exc}") from None
+        self._check_agent_link()
+
+    def _check_agent_link(self) -> None:
+        if self.agent_link not in ("ws", "mux"):
+            raise ConfigError(f"--agent-link: expected ws or mux, got {self.agent_link!r}")
+        if self.agent_link == "mux" and "agent_protocol=pipecat" in self.agent:
+            raise ConfigError(
+                "--agent-link mux needs callbridge's own agent; a stock pipecat agent"
+                " (?agent_protocol=pipecat) takes one WebSocket per call: --agent-link ws"
+            )
 
     @property
     def agent_mode(self) -> AgentMode:
@@ -98,6 +112,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local (the offline pipecat voice agent as a child process; the default), echo "
         "(plays the caller's audio back) or ws://HOST:PORT (an agent you run; add "
         "?agent_protocol=pipecat for a stock pipecat bot on ProtobufFrameSerializer)",
+    )
+    g.add_argument(
+        "--agent-link",
+        choices=("ws", "mux"),
+        default=d.agent_link,
+        help="ws: one WebSocket per call to the agent (any agent, pipecat's own transport"
+        " included); mux: all calls of this media process over one connection to each of"
+        " callbridge's own agent processes, framed by call, read and written once per tick"
+        " (default %(default)s)",
     )
     g.add_argument(
         "--agent-listen",
@@ -143,6 +166,7 @@ def from_args(ns: argparse.Namespace) -> MediaConfig:
         audiosocket_numbering=ns.audiosocket_numbering,
         agent=ns.agent,
         agent_listen=HostPort.parse(ns.agent_listen, "--agent-listen"),
+        agent_link=ns.agent_link,
         leg_idle_timeout_s=ns.leg_idle_timeout,
         leg_send_timeout_s=ns.leg_send_timeout,
         agent_connect_timeout_s=ns.agent_connect_timeout,

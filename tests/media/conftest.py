@@ -23,6 +23,7 @@ from media.config import HostPort, MediaConfig
 from media.hooks import AgentAssignment, CallHandle, CallInfo, ToolOutcome
 from media.metrics import MediaMetrics
 from media.registry import CallRegistry
+from proto.mux import MUX_PATH
 
 
 @contextmanager
@@ -39,6 +40,9 @@ def agent_in_thread(handler: CallHandler) -> Iterator[str]:
         state["port"] = server.sockets[0].getsockname()[1]
         ready.set()
         loop.run_forever()
+        for conn in server.connections:  # a multiplexed link outlives its calls; the media
+            if conn.request is not None and conn.request.path == MUX_PATH:  # core's Trio run,
+                conn.transport.abort()  # blocked in this join, could not answer a close
         server.close()
         loop.run_until_complete(server.wait_closed())
         loop.close()

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import pytest
 import trio
 
 from ai_pipeline.link import AgentLink
@@ -31,6 +32,17 @@ from tests.media.conftest import (
 from tests.media.dtmf_detect import dtmf_keys
 
 
+@pytest.fixture(params=["ws", "mux"])
+def agent_link(request: pytest.FixtureRequest) -> str:
+    """Every agent-link behaviour over a WebSocket per call and over the multiplexed link."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def media_link(nursery: trio.Nursery, echo_agent: str, agent_link: str) -> Media:
+    return await start_media(nursery, echo_agent, agent_link=agent_link)
+
+
 async def run_peer(media: Media, pcm16: bytes, linger_s: float = 0.5) -> AsteriskPeer:
     """Connect, play ``pcm16`` in real time, wait ``linger_s``, hang up by closing."""
     peer = await AsteriskPeer.connect(media.port)
@@ -44,22 +56,22 @@ async def run_peer(media: Media, pcm16: bytes, linger_s: float = 0.5) -> Asteris
     return peer
 
 
-async def test_echo_call_returns_the_callers_audio(media_echo: Media) -> None:
+async def test_echo_call_returns_the_callers_audio(media_link: Media) -> None:
     src = tone(1000, 1.0)
-    peer = await run_peer(media_echo, src)
+    peer = await run_peer(media_link, src)
     snr, _delay = best_snr_db(src, peer.audio(), max_delay=2000)
     assert snr > 30, snr  # 8k -> 16k -> link -> 16k -> 8k
     assert len(peer.audio()) >= len(src) * 0.9
-    info = media_echo.hooks.created[0]
+    info = media_link.hooks.created[0]
     assert info.leg == "audiosocket" and info.leg_ref == str(peer.call_uuid)
-    assert media_echo.hooks.answered == [info.call_id]
-    assert media_echo.hooks.hungup[0][1] == "caller"
-    assert media_echo.counter("callbridge_leg_frames_in_total", leg="audiosocket") == 50
-    assert media_echo.counter("callbridge_calls_active", leg="audiosocket") == 0
+    assert media_link.hooks.answered == [info.call_id]
+    assert media_link.hooks.hungup[0][1] == "caller"
+    assert media_link.counter("callbridge_leg_frames_in_total", leg="audiosocket") == 50
+    assert media_link.counter("callbridge_calls_active", leg="audiosocket") == 0
 
 
-async def test_dtmf_reaches_the_agent_and_comes_back_as_tones(media_echo: Media) -> None:
-    peer = await AsteriskPeer.connect(media_echo.port)
+async def test_dtmf_reaches_the_agent_and_comes_back_as_tones(media_link: Media) -> None:
+    peer = await AsteriskPeer.connect(media_link.port)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(peer.read_until_closed)
         await peer.play(bytes(320 * 5))
@@ -76,9 +88,9 @@ async def test_dtmf_reaches_the_agent_and_comes_back_as_tones(media_echo: Media)
 
     # "5" is 770 + 1336 Hz; the echo agent reported it as a caller transcript too.
     assert peak(770) > 20 * peak(1000) and peak(1336) > 20 * peak(1000)
-    assert ("caller", "pressed 5") in [(r, t) for _, r, t in media_echo.hooks.transcripts]
+    assert ("caller", "pressed 5") in [(r, t) for _, r, t in media_link.hooks.transcripts]
     # and the control plane was told, whoever the call talks with (its dtmf_received event)
-    assert media_echo.hooks.digits == [(media_echo.hooks.created[0].call_id, "5")]
+    assert media_link.hooks.digits == [(media_link.hooks.created[0].call_id, "5")]
 
 
 def echo_delay(sent: bytes, received: bytes, start_s: float, rate_hz: int = 8000) -> int:
@@ -91,7 +103,7 @@ def echo_delay(sent: bytes, received: bytes, start_s: float, rate_hz: int = 8000
     return int(np.argmax(corr)) - int(start_s * rate_hz)
 
 
-async def test_keys_played_back_as_tones_do_not_delay_the_echo(media_echo: Media) -> None:
+async def test_keys_played_back_as_tones_do_not_delay_the_echo(media_link: Media) -> None:
     """The echo agent plays each key the caller presses back as an in-band tone (AudioSocket has
     no DTMF signalling). "1234" is heard, and the caller's audio echoed after it comes back with
     the same round trip as before: queued behind the audio, each tone used to add 160 ms to the
@@ -100,7 +112,7 @@ async def test_keys_played_back_as_tones_do_not_delay_the_echo(media_echo: Media
     noise = np.convolve(rng.normal(0, 3000, 8000 * 4), [0.25, 0.5, 0.25], mode="same")
     src = np.clip(noise, -32767, 32767).astype("<i2").tobytes()
     half_bytes = 2 * 8000 * 2
-    peer = await AsteriskPeer.connect(media_echo.port)
+    peer = await AsteriskPeer.connect(media_link.port)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(peer.read_until_closed)
         await peer.play(src[:half_bytes])  # 2 s, then the keys
@@ -114,7 +126,7 @@ async def test_keys_played_back_as_tones_do_not_delay_the_echo(media_echo: Media
     assert 0 <= before < 800, before  # under 100 ms
     assert abs(after - before) <= 160, (before, after)  # within a frame: the timeline held
     assert dtmf_keys(got, 8000) == "1234"
-    digits = [t for _, r, t in media_echo.hooks.transcripts if r == "caller"]
+    digits = [t for _, r, t in media_link.hooks.transcripts if r == "caller"]
     assert digits == [f"pressed {d}" for d in "1234"]
 
 
@@ -147,7 +159,9 @@ def link_audio(seconds: float, freq_hz: float = 440) -> list[m.Audio]:
     return [m.Audio(pcm[i : i + 640], LINK_RATE_HZ) for i in range(0, len(pcm), 640)]
 
 
-async def test_burst_of_agent_audio_is_paced_in_20ms_frames(nursery: trio.Nursery) -> None:
+async def test_burst_of_agent_audio_is_paced_in_20ms_frames(
+    nursery: trio.Nursery, agent_link: str
+) -> None:
     async def script(link: AgentLink, agent: ScriptedAgent) -> None:
         for frame in link_audio(1.0):  # one second of speech, sent at once
             await link.send(frame)
@@ -155,7 +169,7 @@ async def test_burst_of_agent_audio_is_paced_in_20ms_frames(nursery: trio.Nurser
 
     agent = ScriptedAgent(script)
     with agent_in_thread(agent) as url:
-        media = await start_media(nursery, url)
+        media = await start_media(nursery, url, agent_link=agent_link)
         peer = await run_peer(media, bytes(320 * 75), linger_s=0.2)
     frames = peer.audio_frames()
     assert len(frames) == 50 and all(len(f.payload) == 320 for f in frames)
@@ -166,7 +180,9 @@ async def test_burst_of_agent_audio_is_paced_in_20ms_frames(nursery: trio.Nurser
     assert agent.starts[0].agent_config == {"k": "v"} and agent.starts[0].leg == "audiosocket"
 
 
-async def test_interruption_flushes_queued_audio_at_once(nursery: trio.Nursery) -> None:
+async def test_interruption_flushes_queued_audio_at_once(
+    nursery: trio.Nursery, agent_link: str
+) -> None:
     async def script(link: AgentLink, agent: ScriptedAgent) -> None:
         for frame in link_audio(3.0):
             await link.send(frame)
@@ -176,20 +192,20 @@ async def test_interruption_flushes_queued_audio_at_once(nursery: trio.Nursery) 
 
     agent = ScriptedAgent(script)
     with agent_in_thread(agent) as url:
-        media = await start_media(nursery, url)
+        media = await start_media(nursery, url, agent_link=agent_link)
         peer = await run_peer(media, bytes(320 * 75), linger_s=0.5)
     played_s = len(peer.audio()) / 2 / 8000
     assert 0.2 < played_s < 0.8, played_s  # 3 s queued, ~0.3 s played, the rest flushed
     assert media.counter("callbridge_playout_flushes_total") == 1
 
 
-async def test_caller_hangup_tells_the_agent(nursery: trio.Nursery) -> None:
+async def test_caller_hangup_tells_the_agent(nursery: trio.Nursery, agent_link: str) -> None:
     async def script(link: AgentLink, agent: ScriptedAgent) -> None:
         await agent.drain(link)
 
     agent = ScriptedAgent(script)
     with agent_in_thread(agent) as url:
-        media = await start_media(nursery, url)
+        media = await start_media(nursery, url, agent_link=agent_link)
         await run_peer(media, bytes(320 * 10), linger_s=0.1)
         assert agent.done.wait(5)
     audio = [f for f in agent.received if isinstance(f, m.Audio)]
@@ -198,7 +214,9 @@ async def test_caller_hangup_tells_the_agent(nursery: trio.Nursery) -> None:
     assert media.hooks.hungup[0][1] == "caller"
 
 
-async def test_agent_hangup_plays_queued_audio_then_hangs_up(nursery: trio.Nursery) -> None:
+async def test_agent_hangup_plays_queued_audio_then_hangs_up(
+    nursery: trio.Nursery, agent_link: str
+) -> None:
     async def script(link: AgentLink, agent: ScriptedAgent) -> None:
         for frame in link_audio(0.5):
             await link.send(frame)
@@ -206,7 +224,7 @@ async def test_agent_hangup_plays_queued_audio_then_hangs_up(nursery: trio.Nurse
 
     agent = ScriptedAgent(script)
     with agent_in_thread(agent) as url:
-        media = await start_media(nursery, url)
+        media = await start_media(nursery, url, agent_link=agent_link)
         peer = await AsteriskPeer.connect(media.port)
         async with trio.open_nursery() as n:
             n.start_soon(peer.read_until_closed)
@@ -220,7 +238,9 @@ async def test_agent_hangup_plays_queued_audio_then_hangs_up(nursery: trio.Nurse
     assert media.hooks.hungup[0][1:] == ("agent", "goodbye")
 
 
-async def test_tool_call_runs_and_its_result_returns(nursery: trio.Nursery) -> None:
+async def test_tool_call_runs_and_its_result_returns(
+    nursery: trio.Nursery, agent_link: str
+) -> None:
     async def script(link: AgentLink, agent: ScriptedAgent) -> None:
         await link.send(m.FunctionCall("t1", "transfer_call", {"department": "sales"}))
         while not isinstance(frame := await link.recv(), m.FunctionCallResult):
@@ -231,7 +251,7 @@ async def test_tool_call_runs_and_its_result_returns(nursery: trio.Nursery) -> N
 
     agent = ScriptedAgent(script)
     with agent_in_thread(agent) as url:
-        media = await start_media(nursery, url)
+        media = await start_media(nursery, url, agent_link=agent_link)
         peer = await AsteriskPeer.connect(media.port)
         async with trio.open_nursery() as n:
             n.start_soon(peer.read_until_closed)
@@ -245,11 +265,13 @@ async def test_tool_call_runs_and_its_result_returns(nursery: trio.Nursery) -> N
     assert media.hooks.hungup[0][1:] == ("agent", "goodbye")
 
 
-async def test_unreachable_agent_ends_the_call_cleanly(nursery: trio.Nursery) -> None:
+async def test_unreachable_agent_ends_the_call_cleanly(
+    nursery: trio.Nursery, agent_link: str
+) -> None:
     with trio.socket.socket() as s:  # a port nobody listens on
         await s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    media = await start_media(nursery, f"ws://127.0.0.1:{port}")
+    media = await start_media(nursery, f"ws://127.0.0.1:{port}", agent_link=agent_link)
     peer = await AsteriskPeer.connect(media.port)
     with trio.fail_after(5):
         async with trio.open_nursery() as n:
@@ -261,7 +283,7 @@ async def test_unreachable_agent_ends_the_call_cleanly(nursery: trio.Nursery) ->
     assert media.counter("callbridge_link_errors_total", reason="connect_failed") == 1
 
 
-async def test_agent_that_never_answers_times_out(nursery: trio.Nursery) -> None:
+async def test_agent_that_never_answers_times_out(nursery: trio.Nursery, agent_link: str) -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     silent_port = listeners[0].socket.getsockname()[1]
     accepted: list[trio.SocketStream] = []
@@ -271,7 +293,9 @@ async def test_agent_that_never_answers_times_out(nursery: trio.Nursery) -> None
         await trio.sleep_forever()
 
     nursery.start_soon(accept_and_ignore)
-    media = await start_media(nursery, f"ws://127.0.0.1:{silent_port}", agent_connect_timeout_s=0.5)
+    media = await start_media(
+        nursery, f"ws://127.0.0.1:{silent_port}", agent_connect_timeout_s=0.5, agent_link=agent_link
+    )
     peer = await AsteriskPeer.connect(media.port)
     start = trio.current_time()
     with trio.fail_after(5):
