@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -120,7 +121,7 @@ class Call:
         refer = getattr(self._leg, "refer", None)
         if refer is not None and (plan.by_refer or self.leg != "sip"):  # (ARI: Asterisk's own)
             attempt = refer(target)
-            self._spawn(attempt.run)
+            self._spawn(self._refer_after_announcement, attempt.run, plan.announcement)
             self._transfer = attempt
             return
         transfer = getattr(self._leg, "transfer", None)  # a leg that transfers by itself
@@ -135,6 +136,14 @@ class Call:
             raise LegCannotDo("the call is in a bridge, or between agents")
         self._spawn(attempt.run, self)
         self._transfer = attempt
+
+    async def _refer_after_announcement(
+        self, refer: Callable[[], Awaitable[None]], announcement: str
+    ) -> None:
+        """The caller hears the agent's announcement (and the sentence it said with the tool
+        call) before the PBX takes the call away, as before ringback on a bridged transfer."""
+        await self.announce(announcement)
+        await refer()
 
     def switch_agent(self, assignment: AgentAssignment) -> None:
         """Hand the caller to another agent: the current link is told goodbye and closed,
