@@ -57,3 +57,15 @@ async def probe_remote_agent(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> No
         await stream.aclose()
         return
     raise AgentNotReady(f"{uri.host}:{uri.port}: no answer within {timeout_s} s")
+
+
+async def probe_remote_agents(urls: tuple[str, ...], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Return once one of the remote agents is reachable (calls go to the reachable ones)."""
+    reasons = []
+    for url in urls:
+        try:
+            await probe_remote_agent(url, timeout_s)
+            return
+        except AgentNotReady as exc:
+            reasons.append(str(exc))
+    raise AgentNotReady("; ".join(reasons))

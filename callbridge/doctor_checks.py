@@ -219,10 +219,10 @@ def _free_port() -> int:
 async def agent(media: MediaConfig) -> Finding:
     """Start the agent as serve would (on a spare port) and want its link handshake."""
     if media.agent_mode == "remote":
-        from callbridge.agent_probe import probe_remote_agent
+        from callbridge.agent_probe import probe_remote_agents
 
         try:
-            await probe_remote_agent(media.agent)
+            await probe_remote_agents(media.agent_urls)
         except AgentNotReady as exc:
             return Finding("agent", "fail", str(exc), "start the remote agent or fix --agent")
         return Finding("agent", "ok", f"{media.agent} accepts connections")

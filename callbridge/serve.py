@@ -14,10 +14,11 @@ from contextlib import AsyncExitStack, ExitStack
 
 import trio
 
-from callbridge.agent_probe import probe_remote_agent
+from callbridge.agent_probe import probe_remote_agents
+from callbridge.agent_workers import AgentWorkers
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
-from callbridge.supervisor import AgentCannotStart, AgentSupervisor
+from callbridge.supervisor import AgentCannotStart
 from callbridge.workers import WorkerCannotStart, WorkerPool, WorkerRole, bind_tcp
 from control import config as control_config
 from control.plane import ReadyCheck, open_control_plane, prepare_storage
@@ -99,12 +100,13 @@ async def serve(
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
         nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
         agent_ready: ReadyCheck
+        agent_pool = None  # a remote list: the calls' own (media.agent_pool)
         if media_cfg.agent_mode == "remote":
-            agent_ready = functools.partial(probe_remote_agent, media_cfg.agent)
+            agent_ready = functools.partial(probe_remote_agents, media_cfg.agent_urls)
         else:
-            supervisor = AgentSupervisor(media_cfg.agent_mode, media_cfg.agent_listen)
-            await nursery.start(supervisor.run)
-            agent_ready = supervisor.check_ready
+            agents = AgentWorkers(media_cfg)
+            await nursery.start(agents.run)
+            agent_ready, agent_pool = agents.check_ready, agents.pool()
         legs = WebsocketCalls()  # media WebSocket routes; their calls run in this nursery
         rtp = RtpCalls()  # RTP legs attached by SDP through the API; their calls too
         sip = SipOutbound()  # POST /v1.0/calls places SIP calls through the listener
@@ -128,6 +130,7 @@ async def serve(
                 metrics=metrics,
                 registry=registry,
                 transfers=TransferDesk(sip),  # transfer_call to a number: the SIP trunk
+                agent_pool=agent_pool,
             )
             legs.attach(env, calls)
             rtp.attach(env, calls, rtp_cfg or sip_cfg or sip_config.rtp_default())
@@ -180,8 +183,9 @@ async def serve_workers(
     control_cfg: control_config.ControlConfig,
     argv: Sequence[str],
 ) -> None:
-    """The parent of ``--workers N``: storage prepared and listeners bound once, one agent for all
-    workers, then the workers, each restarted when it exits (:class:`WorkerPool`)."""
+    """The parent of ``--workers N``: storage prepared and listeners bound once, the agents for all
+    workers (:mod:`callbridge.agent_workers`), then the workers, each restarted when it exits
+    (:class:`WorkerPool`)."""
     await prepare_storage(control_cfg)
     with ExitStack() as sockets:
         listeners = {}
@@ -195,8 +199,7 @@ async def serve_workers(
         # shutdown while their agent links still answer, and only then is the agent stopped.
         async with trio.open_nursery() as agent:
             if media_cfg.agent_mode != "remote":
-                supervisor = AgentSupervisor(media_cfg.agent_mode, media_cfg.agent_listen)
-                await agent.start(supervisor.run)
+                await agent.start(AgentWorkers(media_cfg).run)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
                 pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners)
@@ -209,6 +212,7 @@ async def serve_workers(
                         "http": str(control_cfg.http),
                         "audiosocket": str(media_cfg.audiosocket),
                         "agent": media_cfg.agent_url,
+                        "agent_workers": media_cfg.agent_workers,
                     },
                 )
             agent.cancel_scope.cancel()

@@ -151,6 +151,11 @@ class AgentSupervisor:
         self._backoff = backoff or Backoff()
         self._ready_pid: int | None = None  # the child that answered its handshake, while it runs
 
+    @property
+    def ready(self) -> bool:
+        """Our agent answered its handshake and has not exited since (calls may go to it)."""
+        return self._ready_pid is not None
+
     async def check_ready(self) -> None:
         """Raise :class:`AgentNotReady` unless our agent answers its handshake now."""
         pid = self._ready_pid
@@ -164,7 +169,14 @@ class AgentSupervisor:
         while True:
             ran_s = await self._run_once(on_ready)
             delay_s = self._backoff.next_delay_s(ran_s)
-            log.error("agent restarting", extra={"restart_in_s": delay_s, "ran_s": round(ran_s, 1)})
+            log.error(
+                "agent restarting",
+                extra={
+                    "restart_in_s": delay_s,
+                    "ran_s": round(ran_s, 1),
+                    "listen": str(self.listen),
+                },
+            )
             await trio.sleep(delay_s)
 
     async def _run_once(self, on_ready: Callable[[], None]) -> float:
@@ -189,12 +201,17 @@ class AgentSupervisor:
                 log.error("agent did not become ready", extra={"listen": str(self.listen)})
                 return 0.0
             if ready:
-                log.info("agent ready", extra={"pid": proc.pid, "mode": self.mode})
+                log.info(
+                    "agent ready",
+                    extra={"pid": proc.pid, "mode": self.mode, "listen": str(self.listen)},
+                )
                 self._ready_pid = proc.pid
                 ready_at = trio.current_time()
                 on_ready()
             code = await proc.wait()
-            log.error("agent exited", extra={"code": code, "pid": proc.pid})
+            log.error(
+                "agent exited", extra={"code": code, "pid": proc.pid, "listen": str(self.listen)}
+            )
             return trio.current_time() - ready_at if ready else 0.0
         finally:
             self._ready_pid = None

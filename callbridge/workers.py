@@ -95,11 +95,12 @@ def bind_tcp(address: HostPort) -> socket.socket:
 def worker_command(
     argv: Sequence[str], role: WorkerRole, watch_fd: int, agent_url: str
 ) -> list[str]:
-    """The parent's own command line, plus the shared agent (a supervised agent is the parent's:
-    each worker reaches it as a remote one; the last ``--agent`` wins). Its role travels in the
-    environment (:data:`ROLE_ENV`), out of ``serve --help``."""
+    """The parent's own command line, plus the shared agents (supervised agents are the parent's:
+    each worker reaches them as remote ones, ``agent_url`` listing them; the last ``--agent`` and
+    ``--agent-workers`` win). Its role travels in the environment (:data:`ROLE_ENV`), out of
+    ``serve --help``."""
     cmd = [sys.executable, "-m", "callbridge.workers", str(watch_fd), *argv]
-    return [*cmd, "--agent", agent_url]
+    return [*cmd, "--agent", agent_url, "--agent-workers", "1"]
 
 
 class WorkerCannotStart(RuntimeError):

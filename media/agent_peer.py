@@ -91,9 +91,11 @@ class AgentPeer:
         info: CallInfo,
         leg_kind: str,
         cfg: MediaConfig,
+        url: str,
     ) -> AgentClient | MuxLink:
-        """Connect and send the call's start; raises :class:`AgentLinkError` or TooSlowError."""
-        link = await connect_link(cfg.agent_url, cfg)
+        """Connect to the agent at ``url`` (:mod:`media.agent_pool` chose it) and send the call's
+        start; raises :class:`AgentLinkError` or TooSlowError."""
+        link = await connect_link(url, cfg)
         start = m.CallStart(
             call_id=info.call_id,
             agent_id=assignment.agent_id,

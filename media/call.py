@@ -9,6 +9,7 @@ in time, and reports once. A failure in this call cancels this call only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ import trio
 
 from media.agent_client import AgentLinkError
 from media.agent_peer import AgentPeer
+from media.agent_pool import open_least_loaded
 from media.bridge_agent import AgentInBridge
 from media.bridge_core import BridgeEnded, BridgeFull
 from media.bridge_transfer import BridgeTransfer, PendingCallee, TransferAttempt, TransferOutcome
@@ -308,7 +310,11 @@ class Call:
         """Connect the agent link and make it the call's peer; False (the call ends) if not."""
         assert self._nursery is not None
         try:
-            link = await AgentPeer.open(self._assignment, self.info, self.leg, self._cfg)
+            link, lease = await open_least_loaded(
+                self._env.agents,
+                functools.partial(AgentPeer.open, self._assignment, self.info, self.leg, self._cfg),
+                self._cfg.agent_connect_timeout_s,
+            )
         except (AgentLinkError, trio.TooSlowError) as exc:
             reason = getattr(exc, "reason", "connect_timeout")
             self._env.metrics.link_errors.labels(reason).inc()
@@ -316,7 +322,7 @@ class Call:
             return False
         side = self._side
         self._agent = AgentPeer(link, self, side, self._cfg, self._env.metrics, side.stats)
-        await self._nursery.start(self._agent.run)
+        await self._nursery.start(lease.held_while, self._agent.run)
         side.attach(self._agent)
         return True
 

@@ -37,11 +37,12 @@ class MediaConfig:
     audiosocket: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9000))
     # "current": 0x12 is slin16 (Asterisk today); "draft": 0x11 is slin16 (an older draft).
     audiosocket_numbering: Literal["current", "draft"] = "current"
-    agent: str = "local"  # local (the offline voice agent) | echo | ws://HOST:PORT
+    agent: str = "local"  # local (the offline voice agent) | echo | ws://HOST:PORT[,ws://...]
     agent_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8000))
     # ws: one WebSocket per call (any agent); mux: each agent process's calls over one
     # connection (callbridge's own agents only: media/agent_mux.py)
     agent_link: AgentLinkKind = "ws"
+    agent_workers: int = 1  # supervised agent processes, on agent_listen's port + 0..N-1
     leg_idle_timeout_s: float = 5.0  # caller sent nothing for this long: hang up
     leg_send_timeout_s: float = 2.0  # caller's side stopped reading for this long: hang up
     agent_connect_timeout_s: float = 5.0  # agent link handshake deadline
@@ -64,11 +65,26 @@ class MediaConfig:
                 f"--agent: expected echo, local or ws://HOST:PORT, got {self.agent!r}"
             )
         if self.agent_mode == "remote":
-            try:
-                split_agent_url(self.agent)  # ?agent_protocol=pipecat for a stock pipecat agent
-            except ValueError as exc:
-                raise ConfigError(f"--agent: {exc}") from None
+            for url in self.agent_urls:
+                if not url.startswith(("ws://", "wss://")):
+                    raise ConfigError(f"--agent: expected ws://HOST:PORT in the list, got {url!r}")
+                try:
+                    split_agent_url(url)  # ?agent_protocol=pipecat for a stock pipecat agent
+                except ValueError as exc:
+                    raise ConfigError(f"--agent: {exc}") from None
+        self._check_agent_workers()
         self._check_agent_link()
+
+    def _check_agent_workers(self) -> None:
+        if self.agent_workers < 1:
+            raise ConfigError(f"--agent-workers: expected 1 or more, got {self.agent_workers}")
+        if self.agent_workers > 1 and self.agent_mode == "remote":
+            raise ConfigError(
+                "--agent-workers starts agents of its own (--agent echo|local); agents you run"
+                " are listed instead: --agent ws://HOST:PORT,ws://HOST:PORT"
+            )
+        if self.agent_listen.port + self.agent_workers - 1 > 65535:
+            raise ConfigError("--agent-listen: its port + --agent-workers passes 65535")
 
     def _check_agent_link(self) -> None:
         if self.agent_link not in ("ws", "mux"):
@@ -84,11 +100,22 @@ class MediaConfig:
         return "remote" if self.agent.startswith(("ws://", "wss://")) else self.agent  # type: ignore[return-value]
 
     @property
-    def agent_url(self) -> str:
-        """Where calls connect: the remote URL, or the supervised child's address."""
+    def agent_listens(self) -> tuple[HostPort, ...]:
+        """Where the supervised agents listen: one port each (:mod:`media.agent_pool` says why)."""
+        host, port = self.agent_listen.host, self.agent_listen.port
+        return tuple(HostPort(host, port + j) for j in range(self.agent_workers))
+
+    @property
+    def agent_urls(self) -> tuple[str, ...]:
+        """Where calls connect: the remote URLs, or the supervised children's addresses."""
         if self.agent_mode == "remote":
-            return self.agent
-        return f"ws://{self.agent_listen}"
+            return tuple(url.strip() for url in self.agent.split(","))
+        return tuple(f"ws://{listen}" for listen in self.agent_listens)
+
+    @property
+    def agent_url(self) -> str:
+        """:attr:`agent_urls` as ``--agent`` takes them (a media worker's agents)."""
+        return ",".join(self.agent_urls)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.agent,
         help="local (the offline pipecat voice agent as a child process; the default), echo "
         "(plays the caller's audio back) or ws://HOST:PORT (an agent you run; add "
-        "?agent_protocol=pipecat for a stock pipecat bot on ProtobufFrameSerializer)",
+        "?agent_protocol=pipecat for a stock pipecat bot on ProtobufFrameSerializer; several, "
+        "comma-separated: each call goes to the one with the fewest live calls)",
     )
     g.add_argument(
         "--agent-link",
@@ -126,7 +154,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--agent-listen",
         default=str(d.agent_listen),
         metavar="HOST:PORT",
-        help="where a supervised echo/local agent listens (default %(default)s)",
+        help="where a supervised echo/local agent listens; with --agent-workers N, agent j "
+        "listens on PORT+j (default %(default)s)",
+    )
+    g.add_argument(
+        "--agent-workers",
+        type=int,
+        default=d.agent_workers,
+        metavar="N",
+        help="N supervised agent processes (echo/local), each restarted on its own; a new call "
+        "goes to the healthy one with the fewest live calls, and a crash ends only that "
+        "agent's calls. With --workers, the media workers share them (default %(default)s)",
     )
     timeouts = (
         ("--leg-idle-timeout", d.leg_idle_timeout_s, "hang up a caller that sent nothing for S s"),
@@ -167,6 +205,7 @@ def from_args(ns: argparse.Namespace) -> MediaConfig:
         agent=ns.agent,
         agent_listen=HostPort.parse(ns.agent_listen, "--agent-listen"),
         agent_link=ns.agent_link,
+        agent_workers=ns.agent_workers,
         leg_idle_timeout_s=ns.leg_idle_timeout,
         leg_send_timeout_s=ns.leg_send_timeout,
         agent_connect_timeout_s=ns.agent_connect_timeout,
