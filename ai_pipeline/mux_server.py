@@ -138,7 +138,7 @@ class MuxConnection:
             log.warning("bad multiplexed record", extra={"channel": record.channel,
                                                         "reason": record.reason})  # fmt: skip
             link = self._calls.get(record.channel)
-            if link is not None:  # that call's stream lost a frame it cannot do without
+            if link is not None and record.fatal:  # that call lost a frame it needs
                 self._end_call(link, CLOSE_PROTOCOL_ERROR, f"bad record: {record.reason}")
             return
         state = self._table.classify(record.channel)

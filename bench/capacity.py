@@ -80,6 +80,14 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         " turn: before and after in one run",
     )
     p.add_argument(
+        "--agent-link",
+        default="",
+        metavar="ws,mux",
+        help="start one serve per value, --agent-link ws (a WebSocket per call) or mux (all"
+        " calls over one connection to the agent, media/agent_mux.py), and run every step"
+        " against each in turn: before and after in one run (with --media-tick: every pair)",
+    )
+    p.add_argument(
         "--pin",
         action="store_true",
         help="pin serve (every thread, its workers and its agent) to CPU 0 and the load"
@@ -166,18 +174,50 @@ def parse_tick(text: str) -> list[str]:
     return values
 
 
+def parse_links(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if any(v not in ("ws", "mux") for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"--agent-link: expected ws,mux (or one of them), got {text!r}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One serve of an A/B run: the shared tick on or off (None: serve's default), the agent
+    link ws or mux (None: serve's default)."""
+
+    tick: str | None
+    link: str | None
+
+    @property
+    def label(self) -> str:
+        parts = [f"tick {self.tick}" if self.tick else "", f"link {self.link}" if self.link else ""]
+        return " ".join(p for p in parts if p)
+
+
+def variants(ticks: list[str], links: list[str]) -> list[Variant]:
+    tick_values: list[str | None] = [*ticks] or [None]
+    link_values: list[str | None] = [*links] or [None]
+    return [Variant(t, lk) for t in tick_values for lk in link_values]
+
+
 @contextlib.contextmanager
-def tick_target(ns: argparse.Namespace, folder: Path, tick: str) -> Iterator[Target]:
-    """A serve of its own (in a folder of its own) with the shared tick ``off`` or ``on``."""
-    sub = folder / f"tick-{tick}"
+def tick_target(ns: argparse.Namespace, folder: Path, variant: Variant) -> Iterator[Target]:
+    """A serve of its own (in a folder of its own) with the shared tick ``off`` or ``on`` and
+    the agent link ``ws`` or ``mux``."""
+    sub = folder / variant.label.replace(" ", "-")
     sub.mkdir(exist_ok=True)
     saved = os.environ.get(TICK_SWITCH)
-    os.environ[TICK_SWITCH] = "1" if tick == "on" else "0"
+    if variant.tick:
+        os.environ[TICK_SWITCH] = "1" if variant.tick == "on" else "0"
+    run_ns = argparse.Namespace(**vars(ns))
+    if variant.link:
+        run_ns.serve_arg = [*ns.serve_arg, "--agent-link", variant.link]
     try:
-        with callbridge_target(ns, sub) as target:
+        with callbridge_target(run_ns, sub) as target:
             if ns.pin:
                 pin_serve(target.pids[0])
-            yield dataclasses.replace(target, label=f"tick {tick}")
+            yield dataclasses.replace(target, label=variant.label)
     finally:
         if saved is None:
             os.environ.pop(TICK_SWITCH, None)
@@ -185,7 +225,7 @@ def tick_target(ns: argparse.Namespace, folder: Path, tick: str) -> Iterator[Tar
             os.environ[TICK_SWITCH] = saved
 
 
-def alternate(ns: argparse.Namespace, folder: Path, ticks: list[str]) -> dict[str, Any]:
+def alternate(ns: argparse.Namespace, folder: Path, ticks: list[Variant]) -> dict[str, Any]:
     """Every step against each serve in turn (all started first): the machine's load, which
     drifts over a run, weighs on both alike."""
     rows: list[dict[str, Any]] = []
@@ -235,7 +275,8 @@ def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str,
 def run_capacity(ns: argparse.Namespace) -> int:
     steps = parse_steps(ns.steps)
     folder = results_folder("capacity", ns.results_dir)
-    ticks = parse_tick(ns.media_tick)
+    ticks = variants(parse_tick(ns.media_tick), parse_links(ns.agent_link))
+    ticks = [] if ticks == [Variant(None, None)] else ticks
     affinity = os.sched_getaffinity(0)
     if ns.pin:
         pin_bench()
@@ -245,10 +286,13 @@ def run_capacity(ns: argparse.Namespace) -> int:
         os.sched_setaffinity(0, affinity)
 
 
-def _run_capacity(ns: argparse.Namespace, steps: list[int], folder: Path, ticks: list[str]) -> int:
+def _run_capacity(
+    ns: argparse.Namespace, steps: list[int], folder: Path, ticks: list[Variant]
+) -> int:
     if ticks and (ns.target or ns.serve_workers):
         raise ConfigError(
-            "--media-tick starts serves of its own: not with --target, --serve-workers"
+            "--media-tick and --agent-link start serves of their own: not with --target,"
+            " --serve-workers"
         )
     if ticks:
         runs: dict[Any, dict[str, Any]] = {"tick": alternate(ns, folder, ticks)}
@@ -275,7 +319,8 @@ def _run_capacity(ns: argparse.Namespace, steps: list[int], folder: Path, ticks:
         "lateness_limit_ms": ns.lateness_limit_ms,
         "ramp_rate": ns.ramp_rate,
         "leg": f"{runs[next(iter(runs))]['protocol']}, 8 kHz",
-        "media_tick": ticks,
+        "media_tick": [v.tick for v in ticks if v.tick],
+        "agent_link": [v.link for v in ticks if v.link],
         "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
         if ns.pin
         else None,

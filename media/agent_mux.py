@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -129,8 +129,8 @@ class MuxLink:
         await self._conn.ping()
 
     def _check_open(self) -> None:
-        if self._error is not None:
-            raise self._error
+        if self._error is not None:  # (its reason is the link reader's to report, once)
+            raise AgentLinkError("closed", str(self._error))
         if self._closed:
             raise AgentLinkError("closed", "link is not open")
 
@@ -288,7 +288,7 @@ class AgentMux:
             self.bad_records += 1
             log.warning("bad record on the agent link", extra={"channel": record.channel,
                                                               "reason": record.reason})  # fmt: skip
-            if link is not None:
+            if link is not None and record.fatal:  # (else: a newer agent's kind, skipped)
                 self._refuse(link, f"bad record: {record.reason}")
         elif link is None:
             self.stray_records += 1
@@ -322,8 +322,19 @@ class AgentMux:
         """Until the connection fails; then every call on it fails (never raises)."""
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._writer)
+                nursery.start_soon(self._guarded, self._reader, nursery.cancel_scope)
+                nursery.start_soon(self._guarded, self._writer, nursery.cancel_scope)
+        finally:
+            self._fail(AgentLinkError("closed", "connection ended"))
+            with trio.CancelScope(shield=True):
+                await self.socket.abort()
+
+    async def _guarded(
+        self, part: Callable[[], Awaitable[None]], connection: trio.CancelScope
+    ) -> None:
+        """Run the reader or the writer; when either ends, the connection and its calls do."""
+        try:
+            await part()
         except AgentLinkError as exc:
             self._fail(exc)
         except trio.TooSlowError:
@@ -331,10 +342,7 @@ class AgentMux:
         except Exception as exc:  # a system task must not raise: it would end the whole run
             log.exception("agent link connection failed")
             self._fail(AgentLinkError("internal", type(exc).__name__))
-        finally:
-            self._fail(AgentLinkError("closed", "connection ended"))
-            with trio.CancelScope(shield=True):
-                await self.socket.abort()
+        connection.cancel()
 
     def _fail(self, error: AgentLinkError) -> None:
         if self._error is not None:

@@ -68,6 +68,9 @@ class BadRecord:
 
     channel: int
     reason: str
+    fatal: bool = True
+    """False: a record of a kind this side does not know (a newer peer), skipped; True: the
+    call's stream lost a frame it cannot do without, so its link is over."""
 
 
 MuxRecord: TypeAlias = FrameRecord | CloseRecord | BadRecord
@@ -123,7 +126,7 @@ def _record(channel: int, kind: int, payload: bytes) -> MuxRecord:
             return BadRecord(channel, "close record without a code")
         (code,) = CLOSE_HEAD.unpack_from(payload)
         return CloseRecord(channel, code, payload[CLOSE_HEAD.size :].decode("utf-8", "replace"))
-    return BadRecord(channel, f"unknown record kind {kind}")
+    return BadRecord(channel, f"unknown record kind {kind}", fatal=False)
 
 
 class Batcher:
