@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,7 +71,13 @@ class ReplyMessage:
     reply: Reply
 
 
-Executor = Callable[[str, str, dict[str, Any]], Reply]  # (call id, op, args) on a local call
+# (call id, op, args) on a local call; the answer at once, or awaited (conference commands,
+# :mod:`control.conference_commands`, write rows before they answer)
+Executor = Callable[[str, str, dict[str, Any]], Reply | Awaitable[Reply]]
+
+
+async def _answered(reply: Reply | Awaitable[Reply]) -> Reply:
+    return reply if isinstance(reply, Reply) else await reply
 
 
 class Transport(Protocol):
@@ -163,6 +169,7 @@ class CallCommands:
         timeout_s: float = 2.0,
         max_pending: int = 1024,
         drops: Counter | None = None,
+        concurrent: int = 1,
     ) -> None:
         self.me = me
         self._execute = execute
@@ -173,6 +180,10 @@ class CallCommands:
         self._pending: dict[str, _Pending] = {}
         self._inbox_send, self._inbox_receive = trio.open_memory_channel[Command](_INBOX_QUEUE)
         self._drops = drops  # commands dropped at a full inbox queue (the requester gets 503)
+        # Commands answered at once: 1 keeps a call's commands in order (DTMF, then say); an
+        # executor that waits on another holder itself needs more, or two of them asking each
+        # other at the same moment would each wait for the other's queue until both time out.
+        self._concurrent = concurrent
 
     def inbox(self, holder: Holder) -> str:
         return f"{self._prefix}inbox:{holder}"
@@ -180,7 +191,7 @@ class CallCommands:
     async def run(self, holder: Holder, call_id: str, op: str, args: dict[str, Any]) -> Reply:
         """Run ``op`` on ``call_id`` held by ``holder``; raises :class:`HolderUnavailable`."""
         if holder == self.me or self._transport is None:
-            return self._execute(call_id, op, args)
+            return await _answered(self._execute(call_id, op, args))
         if len(self._pending) >= self._max_pending:
             raise HolderUnavailable("too many call commands in flight; try again")
         request_id = uuid.uuid4().hex
@@ -212,8 +223,16 @@ class CallCommands:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._transport.listen, self.inbox(self.me), self.on_message)
             task_status.started()
+            slots = trio.Semaphore(self._concurrent)
             async for cmd in self._inbox_receive:
-                await self._answer(cmd)
+                await slots.acquire()
+                nursery.start_soon(self._answer_in_slot, cmd, slots)
+
+    async def _answer_in_slot(self, cmd: Command, slots: trio.Semaphore) -> None:
+        try:
+            await self._answer(cmd)
+        finally:
+            slots.release()
 
     def on_message(self, text: str) -> None:
         try:
@@ -240,7 +259,7 @@ class CallCommands:
             # a pause, a backlog) would act behind the client's back. Nodes' clocks run on NTP.
             log.warning("call command expired unanswered", extra={"call_id": cmd.call_id})
             return
-        reply = self._execute(cmd.call_id, cmd.op, cmd.args)
+        reply = await _answered(self._execute(cmd.call_id, cmd.op, cmd.args))
         assert self._transport is not None  # serve() runs only with a transport
         try:
             await self._transport.publish(cmd.reply_to, encode_reply(cmd.request_id, reply))

@@ -29,19 +29,35 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 
-from control.conference_end import end_conference_once, public_conference
+from control.call_commands import CallCommands, Holder, HolderUnavailable, Reply
+from control.conference_end import end_conference_once, public_conference, update_if
 from control.conference_end import public_participant as public_participant
+from control.conference_links import (
+    LINK_CONNECT_S,
+    LINK_PATH,
+    Tickets,
+    claim_holder,
+    holder_of,
+)
 from control.db.base import now_ts
 from control.events import EventBus
 from control.store import Store
 from media.bridge import Bridge
 from media.bridge_core import BridgeEnded, BridgeEvent, BridgeFull, KeyPressed, Left, Talking
+from media.bridge_link import (
+    ClientFrames,
+    LinkClosed,
+    LinkedParticipant,
+    MessageFrames,
+    RemoteBridge,
+)
 from media.bridge_recording import mix_path, record_bridge
 from media.hooks import CallHandle, LegCannotDo
+from media.message_socket import MessageSocket
 from media.registry import CallRegistry
 
 log = logging.getLogger(__name__)
@@ -92,6 +108,7 @@ class _Live:
     max_participants: int
     participants: dict[str, str] = field(default_factory=dict)  # call id -> participant id
     moderators: set[str] = field(default_factory=set)  # call ids
+    links: dict[str, LinkedParticipant] = field(default_factory=dict)  # calls on other nodes
 
 
 class Conferences:
@@ -110,6 +127,11 @@ class Conferences:
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, BridgeEvent]](
             EVENT_QUEUE
         )
+        # Across nodes (control/conference_links.py): set by the control plane with Redis
+        self.me = Holder("")
+        self.commands: CallCommands | None = None  # conference commands between holders
+        self.link_base = ""  # ws://host:port other nodes open this node's links at
+        self.tickets = Tickets()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the bridges and the event writer until cancelled."""
@@ -151,35 +173,218 @@ class Conferences:
         call = await self.store.get("calls", call_id, conference["customer_id"])
         if call is None:  # (another customer's call is not found either)
             raise ConferenceError(404, "not_found", "call not found")
+        settings = {
+            "mute_send": mute_send,
+            "mute_hear": mute_hear,
+            "talk_volume_pct": talk_volume_pct,
+            "listen_volume_pct": listen_volume_pct,
+            "moderator": moderator,
+        }
         handle = handle or self.calls.get(call_id)
         if handle is None and call["status"] == "hangup":
             raise ConferenceError(409, "call_not_live", "the call has ended")
-        if handle is None:
-            raise ConferenceError(409, "call_on_another_node", "the call is held by another node")
+        if handle is None:  # the call's own node moves its audio
+            return await self._add_on_call_holder(conference, call, settings)
         if handle.bridge_id is not None:
             raise ConferenceError(409, "call_in_bridge", f"the call is in {handle.bridge_id}")
         if conference.get("mixer") == "asterisk":
             return await self._add_to_asterisk(conference, handle)
-        live = self._live_for(conference)
-        if live.max_participants and len(live.participants) >= live.max_participants:
+        holder = await self._holder_for_join(conference)
+        live = self._live_for(conference) if holder is None else None
+        if live is not None and 0 < live.max_participants <= len(live.participants):
             raise ConferenceError(409, "conference_full", "the conference is full")
-        row = await self.store.insert(
-            "participants",
-            {
-                **_joining(conference, call_id),
-                "mute_send": int(mute_send),
-                "mute_hear": int(mute_hear),
-                "talk_volume_pct": talk_volume_pct,
-                "listen_volume_pct": listen_volume_pct,
-                "moderator": int(moderator),
-            },
-        )
+        values = {k: int(v) for k, v in settings.items()}
+        row = await self.store.insert("participants", {**_joining(conference, call_id), **values})
         try:
-            self._join(live, handle, row, after_agent_reply)
+            if live is not None:
+                self._join(live, handle, row, after_agent_reply)
+            else:
+                assert holder is not None
+                await self._join_remote(conference, holder, handle, row, after_agent_reply)
         except ConferenceError:
-            await self.store.delete("participants", row["id"], live.customer_id)
+            await self.store.delete("participants", row["id"], conference["customer_id"])
             raise
         return await self._added(row)
+
+    async def _holder_for_join(self, conference: dict[str, Any]) -> Holder | None:
+        """Another node holding the conference's bridge; None: this one (it may just have
+        claimed it: the first join's node holds it)."""
+        if self.commands is None:  # one node (no Redis): every bridge is here
+            return None
+        holder = await claim_holder(self.store, conference, self.me)
+        return None if holder == self.me else holder
+
+    async def _add_on_call_holder(
+        self, conference: dict[str, Any], call: dict[str, Any], settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The call lives on another node: that node moves its audio (a conference command)."""
+        holder = holder_of(call)
+        if self.commands is None or holder is None:
+            raise ConferenceError(409, "call_on_another_node", "the call is held by another node")
+        if holder == self.me:  # the row says here, but the call is no longer live here
+            raise ConferenceError(409, "call_not_live", "the call has ended")
+        args = {"conference_id": conference["id"], **settings}
+        return (await self._ask(holder, call["id"], "add", args)).body
+
+    async def _join_remote(
+        self,
+        conference: dict[str, Any],
+        holder: Holder,
+        handle: CallHandle,
+        row: dict[str, Any],
+        after_reply: bool,
+    ) -> None:
+        """Into the bridge another node holds: it admits the call, the call's audio goes over
+        a link to it (:class:`media.bridge_link.RemoteBridge`)."""
+        assert self._nursery is not None
+        conference_id = conference["id"]
+        args = {"call_id": handle.call_id, "participant_id": row["id"]}
+        url = str((await self._ask(holder, conference_id, "admit", args)).body["url"])
+        try:
+            frames = await ClientFrames.connect(url, LINK_CONNECT_S)
+        except LinkClosed as exc:
+            raise ConferenceError(503, "conference_unreachable", str(exc)) from None
+        remote = RemoteBridge(
+            conference_id,
+            frames,
+            str(conference.get("on_leave") or "agent"),
+            on_gone=lambda then: handle.leave_bridge("hangup" if then == "hangup" else "agent"),
+            on_event=lambda event: self._remote_event(remote, row, event),
+        )
+        await self._nursery.start(self._carry, remote)
+        try:
+            handle.join_bridge(remote, after_reply=after_reply)
+        except (LegCannotDo, BridgeEnded, BridgeFull) as exc:
+            remote.close()
+            raise ConferenceError(409, "cannot_join", str(exc)) from None
+
+    @staticmethod
+    async def _carry(
+        remote: RemoteBridge, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One call's link, in this service's nursery: a failure ends that link only."""
+        try:
+            await remote.run(task_status)
+        except Exception:
+            log.exception("conference link failed", extra={"id": remote.bridge_id})
+
+    def _remote_event(self, remote: RemoteBridge, row: dict[str, Any], event: BridgeEvent) -> None:
+        if isinstance(event, Left) and self._nursery is not None:
+            self._nursery.start_soon(self._remote_left, remote, row)
+
+    async def _remote_left(self, remote: RemoteBridge, row: dict[str, Any]) -> None:
+        """A call here left a bridge on another node. Its holder marks the seat too (whoever
+        is first); a holder that is gone cannot, nor end the conference its loss emptied."""
+        await self._mark_left(row["id"], row["customer_id"])
+        conference_id = row["conference_id"]
+        if remote.lost and not await self._joined(conference_id):
+            ended = await end_conference_once(self.store, conference_id)
+            if ended is not None:
+                await self.bus.publish(
+                    row["customer_id"], "conference_ended", conference_id, public_conference(ended)
+                )
+
+    async def _ask(self, holder: Holder, target_id: str, op: str, args: dict[str, Any]) -> Reply:
+        assert self.commands is not None
+        try:
+            reply = await self.commands.run(holder, target_id, op, args)
+        except HolderUnavailable as exc:
+            raise ConferenceError(503, "holder_unavailable", str(exc)) from None
+        if reply.status != 200:
+            body = reply.body
+            raise ConferenceError(reply.status, str(body.get("code")), str(body.get("message")))
+        return reply
+
+    async def _on_holder(self, conference_id: str, op: str, args: dict[str, Any]) -> None:
+        """Run ``op`` where the conference's bridge is: here, or on its holder."""
+        row = await self.store.get("conferences", conference_id, None)
+        holder = holder_of(row) if row is not None else None
+        if holder is None or holder == self.me or self.commands is None:
+            await self._run_op(conference_id, op, args)
+        else:
+            await self._ask(holder, conference_id, op, args)
+
+    # ---- conference commands: what another node asks of this one --------------------------
+
+    async def execute(self, target_id: str, op: str, args: dict[str, Any]) -> Reply:
+        """A conference command (:class:`control.call_commands.CallCommands`' executor)."""
+        try:
+            return Reply(200, await self._run_op(target_id, op, args))
+        except ConferenceError as exc:
+            return Reply(exc.status, {"code": exc.code, "message": str(exc)})
+        except (KeyError, TypeError, ValueError) as exc:
+            return Reply(400, {"code": "invalid_request", "message": f"bad arguments: {exc}"})
+
+    async def _run_op(self, target_id: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "add":  # target: a call of this node
+            conference = await self.store.get("conferences", str(args["conference_id"]), None)
+            if conference is None:
+                raise ConferenceError(404, "not_found", "conference not found")
+            return await self.add_call(
+                conference,
+                target_id,
+                mute_send=bool(args["mute_send"]),
+                mute_hear=bool(args["mute_hear"]),
+                talk_volume_pct=int(args["talk_volume_pct"]),
+                listen_volume_pct=int(args["listen_volume_pct"]),
+                moderator=bool(args["moderator"]),
+            )
+        if op == "admit":  # target: a conference this node holds
+            return await self.admit(target_id, str(args["call_id"]), str(args["participant_id"]))
+        if op == "take_out":
+            self._take_out(target_id, str(args["call_id"]), args.get("then"))
+        elif op == "apply":
+            await self._apply_stored(target_id, str(args["participant_id"]))
+        elif op == "end":
+            await self._end_here(target_id)
+        else:
+            raise ConferenceError(400, "invalid_request", f"no conference command {op!r}")
+        return {}
+
+    async def admit(self, conference_id: str, call_id: str, participant_id: str) -> dict[str, Any]:
+        """A call of another node joins this node's bridge: a one-use ticket for its link."""
+        conference = await self.store.get("conferences", conference_id, None)
+        participant = await self.store.get("participants", participant_id, None)
+        if conference is None or participant is None:
+            raise ConferenceError(404, "not_found", "conference not found")
+        if conference["status"] == "ended":
+            raise ConferenceError(409, "conference_ended", "the conference has ended")
+        live = self._live_for(conference)
+        taken = len(live.participants) + self.tickets.pending(conference_id)
+        if live.max_participants and taken >= live.max_participants:
+            raise ConferenceError(409, "conference_full", "the conference is full")
+        self._apply(live, participant)
+        moderator = bool(participant["moderator"])
+        ticket = self.tickets.mint(conference_id, call_id, participant_id, moderator)
+        return {"url": f"{self.link_base}{LINK_PATH}?ticket={ticket}"}
+
+    async def serve_link(self, ticket: str, socket: MessageSocket) -> None:
+        """The link of an admitted call: it is a participant for as long as the link lasts."""
+        grant = self.tickets.claim(ticket)
+        live = self._live.get(grant.conference_id) if grant is not None else None
+        if grant is None or live is None:
+            await socket.close(4401, "unauthorized: no such conference link")
+            return
+        call_id = grant.call_id
+        live.participants[call_id] = grant.participant_id
+        if grant.moderator:
+            live.moderators.add(call_id)
+        linked = live.links[call_id] = LinkedParticipant(
+            live.bridge, call_id, MessageFrames(socket)
+        )
+        try:
+            await linked.serve()
+        except (BridgeFull, BridgeEnded):  # its node sees the link close: the call leaves
+            live.participants.pop(call_id, None)
+        finally:
+            if live.links.get(call_id) is linked:
+                del live.links[call_id]
+
+    async def _apply_stored(self, conference_id: str, participant_id: str) -> None:
+        live = self._live.get(conference_id)
+        row = await self.store.get("participants", participant_id, None)
+        if live is not None and row is not None and row["call_id"] in live.participants:
+            self._apply(live, row)
 
     async def _added(self, row: dict[str, Any]) -> dict[str, Any]:
         await self.bus.publish(
@@ -281,9 +486,7 @@ class Conferences:
         )
         if row is None:
             raise ConferenceError(404, "not_found", "participant not found")
-        live = self._live.get(row["conference_id"])
-        if live is not None and row["call_id"] in live.participants:
-            self._apply(live, row)
+        await self._on_holder(row["conference_id"], "apply", {"participant_id": row["id"]})
         await self.bus.publish(
             row["customer_id"],
             "conference_participant_updated",
@@ -296,30 +499,51 @@ class Conferences:
         """Take the participant out: its call goes back to its agent or is hung up (``then``,
         else the conference's ``on_leave``)."""
         await self._not_in_asterisk(participant["conference_id"])
-        live = self._live.get(participant["conference_id"])
-        call_id = participant["call_id"]
-        if live is not None and call_id in live.participants:
-            handle = self.calls.get(call_id)
-            if handle is not None and handle.bridge_id == live.bridge.bridge_id:
-                handle.leave_bridge("hangup" if (then or live.on_leave) == "hangup" else "agent")
-            else:
-                live.bridge.leave(call_id)
+        args = {"call_id": participant["call_id"], "then": then}
+        await self._on_holder(participant["conference_id"], "take_out", args)
         return await self._mark_left(participant["id"], participant["customer_id"]) or participant
 
+    def _take_out(self, conference_id: str, call_id: str, then: str | None) -> None:
+        """The bridge's part of a removal, on its holder: the call goes back to its agent or
+        hangs up, wherever it lives."""
+        live = self._live.get(conference_id)
+        if live is None or call_id not in live.participants:
+            return
+        if not self._move_out(live, call_id, then or live.on_leave):
+            live.bridge.leave(call_id)
+
+    def _move_out(self, live: _Live, call_id: str, then: str) -> bool:
+        """The call leaves for its agent or hangs up (``then``); False: no call to move."""
+        go: Literal["agent", "hangup"] = "hangup" if then == "hangup" else "agent"
+        linked = live.links.get(call_id)
+        handle = self.calls.get(call_id)
+        if linked is not None:  # its node moves it, told over the link
+            linked.take_out(go)
+        elif handle is not None and handle.bridge_id == live.bridge.bridge_id:
+            handle.leave_bridge(go)
+        else:
+            return False
+        return True
+
     async def end(self, conference_id: str) -> None:
-        """Everyone leaves (by ``on_leave``); the bridge stops. (Asterisk's: hung up.)"""
+        """Everyone leaves (by ``on_leave``); the bridge stops, on whichever node holds it.
+        (Asterisk's: hung up.)"""
         if await self._mixed_by_asterisk(conference_id):
             if self.asterisk is not None:
                 await self.asterisk.end(conference_id)
             for row in await self._joined(conference_id):
                 await self._mark_left(row["id"], row["customer_id"])
+        try:
+            await self._on_holder(conference_id, "end", {})
+        except ConferenceError as exc:  # its holder is gone, and its bridge went with it
+            log.warning("conference end not carried", extra={"id": conference_id, "why": str(exc)})
+
+    async def _end_here(self, conference_id: str) -> None:
         live = self._live.pop(conference_id, None)
         if live is None:
             return
         for call_id, participant_id in list(live.participants.items()):
-            handle = self.calls.get(call_id)
-            if handle is not None and handle.bridge_id == live.bridge.bridge_id:
-                handle.leave_bridge("hangup" if live.on_leave == "hangup" else "agent")
+            self._move_out(live, call_id, live.on_leave)
             await self._mark_left(participant_id, live.customer_id)
         live.bridge.close()
 
@@ -418,7 +642,12 @@ class Conferences:
             if row is None or row["status"] == "left":
                 return row
             values = {"status": "left", "tm_leave": now_ts()}
-            row = await self.store.update("participants", participant_id, customer_id, values)
+            # (conditional: the holder of a bridge and the node of a call in it may both see it)
+            row = await update_if(
+                self.store, "participants", participant_id, values, "status = ?", "joined"
+            )
+            if row is None:
+                return await self.store.get("participants", participant_id, customer_id)
             if row is not None:
                 await self.bus.publish(
                     customer_id,

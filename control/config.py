@@ -53,6 +53,9 @@ class ControlConfig:
     node_id: str = ""
     node_ttl_s: float = 10.0  # heartbeat lifetime: a node silent this long has its calls reaped
     command_timeout_s: float = 2.0  # a call command routed to another node answers 503 after this
+    # Where other nodes open this node's conference links (control/conference_links.py);
+    # empty: ws://HOST:PORT of --http (a wildcard host by this host's name).
+    node_url: str = ""
     # serve --workers (callbridge/workers.py): media processes of this node, and which one this
     # process is; a worker serves HTTP on the socket its parent bound (http_fd), not on ``http``.
     workers: int = 1
@@ -121,6 +124,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="this node's identity among nodes sharing the database; keep it across restarts"
         " (default HOSTNAME:HTTP_PORT)",
+    )
+    g.add_argument(
+        "--node-url",
+        default=os.environ.get("CALLBRIDGE_NODE_URL", ""),
+        metavar="URL",
+        help="where other nodes reach this one's HTTP listener for conference audio"
+        " (http://HOST:PORT; default: --http, a wildcard host by this host's name)",
     )
     g.add_argument(
         "--workers",
@@ -199,6 +209,9 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
             "--workers > 1 needs --redis: the workers share events, caches and call commands"
             " through it, as nodes do"
         )
+    node_url = getattr(ns, "node_url", "")
+    if node_url and not re.match(r"^(http|ws)://[^/?#\s]+/?$", node_url):
+        raise ConfigError(f"--node-url: expected http://HOST:PORT, got {node_url!r}")
     node_ttl_s = getattr(ns, "node_ttl", 10.0)
     if not 1.0 <= node_ttl_s <= 300.0:
         raise ConfigError("--node-ttl must be within 1..300 seconds")
@@ -212,6 +225,7 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
         http=http,
         node_id=node_id,
         node_ttl_s=node_ttl_s,
+        node_url=node_url,
         workers=workers,
         tls=tls,
         trusted_proxies=proxies,

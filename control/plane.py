@@ -39,6 +39,7 @@ from control.api import Api
 from control.bootstrap import ensure_bootstrap
 from control.bridge import AsyncioBridge
 from control.call_commands import CallCommands, Holder
+from control.conference_links import link_base
 from control.conferences import Conferences
 from control.config import ControlConfig
 from control.db import Database, DatabaseError, open_database
@@ -75,6 +76,10 @@ HTTP_SEND_BUFFER_BYTES = 65536
 ~4 s of the browser's 16 kHz audio, where autotuning grew it to megabytes (minutes of audio
 queued for a slow reader before the leg's send deadline could notice). Still ~1 MB/s to a
 client 100 ms away, for downloads."""
+CONFERENCE_COMMANDS_AT_ONCE = 16
+"""Conference commands a holder answers at once: an ``add`` waits for the conference's holder
+to admit the call, so two nodes adding calls to each other's conferences must not queue behind
+each other."""
 HTTP_PEER_GONE_MS = 20_000
 """TCP_USER_TIMEOUT: a connection whose sent data stays unacknowledged (or unsent behind a
 closed window) this long is dropped by the kernel, instead of after ~15 min of retransmissions:
@@ -188,6 +193,17 @@ async def open_services(
                     drops=cmetrics.command_drops,
                 )
                 conferences = Conferences(store, bus, calls, cfg.record_dir)
+                if redis is not None:  # conferences across nodes (control/conference_links.py)
+                    conferences.me, conferences.link_base = me, link_base(cfg)
+                    conferences.commands = CallCommands(
+                        me,
+                        conferences.execute,
+                        redis,
+                        f"callbridge:{cfg.db_prefix}conference-",
+                        cfg.command_timeout_s,
+                        drops=cmetrics.command_drops,
+                        concurrent=CONFERENCE_COMMANDS_AT_ONCE,
+                    )
                 services = Services(
                     cfg, db, store, bus, calls, cmetrics, commands, redis, conferences
                 )
@@ -211,6 +227,8 @@ async def open_services(
                     if redis is not None:
                         await nursery.start(redis.listen, bus.channel, bus.on_redis_message)
                     await nursery.start(commands.serve)
+                    if conferences.commands is not None:
+                        await nursery.start(conferences.commands.serve)
                     await nursery.start(heartbeat.run)  # reconciles this node's stale calls first
                     await nursery.start(conferences.run)
                     await nursery.start(writer.run)

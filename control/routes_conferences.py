@@ -101,10 +101,10 @@ def register(api: Api, conferences: Conferences | None) -> None:
         summary="The conference's recorded mix (mono 16 kHz WAV; valid while it grows)",
     )
     async def get_recording(ctx: Ctx, conference_id: str) -> Response:
-        await owned(ctx, "conferences", conference_id)
+        row = await owned(ctx, "conferences", conference_id)
         path = conferences.recording(conference_id) if conferences is not None else None
         if path is None:
-            raise not_found("recording")
+            raise _no_recording_here(row, conferences)
         return await send_file(path, mimetype="audio/wav")
 
     @api.route(
@@ -117,6 +117,8 @@ def register(api: Api, conferences: Conferences | None) -> None:
         row = await owned(ctx, "conferences", conference_id)
         path = conferences.recording(conference_id) if conferences is not None else None
         if path is None:
+            if _held_elsewhere(row, conferences):
+                raise _no_recording_here(row, conferences)
             return {"result": []}
         return {"result": [await trio.to_thread.run_sync(recording_listed, row, path)]}
 
@@ -225,6 +227,24 @@ def recording_listed(conference: dict[str, Any], path: Path) -> dict[str, Any]:
         "status": "done" if conference["status"] == "ended" else "recording",
         "url": f"/v1.0/conferences/{conference_id}/recording",
     }
+
+
+def _held_elsewhere(conference: dict[str, Any], conferences: Conferences | None) -> bool:
+    holder = str(conference.get("node_id") or "")
+    return bool(holder) and conferences is not None and holder != conferences.me.node_id
+
+
+def _no_recording_here(conference: dict[str, Any], conferences: Conferences | None) -> ApiError:
+    """The mix is recorded in the ``--record-dir`` of the node holding the bridge: another
+    node names that node, as for a call's recording."""
+    if _held_elsewhere(conference, conferences):
+        return ApiError(
+            404,
+            "recording_on_other_node",
+            f"this conference's recording is kept by node {conference['node_id']} (in its "
+            "--record-dir): ask that node",
+        )
+    return not_found("recording")
 
 
 def _api_error(exc: ConferenceError) -> ApiError:

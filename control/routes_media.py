@@ -57,6 +57,7 @@ from control.auth import (
     media_token_decode,
 )
 from control.bootstrap import DEFAULT_CUSTOMER_NAME
+from control.conference_links import LINK_PATH, open_socket
 from control.services import Services
 from media.asgi_websocket import AsgiWebsocket
 from media.message_socket import MessageSocketClosed
@@ -125,7 +126,11 @@ class MediaSockets:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        kind = MEDIA_ROUTES.get(_route(scope)) if scope["type"] == "websocket" else None
+        route = _route(scope) if scope["type"] == "websocket" else ""
+        if route == LINK_PATH:  # another node's call, into a conference bridge held here
+            await _conference_link(self.api, scope, receive, send)  # type: ignore[arg-type]
+            return
+        kind = MEDIA_ROUTES.get(route)
         if kind is None:
             await self.app(scope, receive, send)
             return
@@ -135,6 +140,22 @@ class MediaSockets:
         except MessageSocketClosed:
             return  # gone before the handshake ended
         await _media_socket(self.api, self.calls, kind, socket)
+
+
+async def _conference_link(
+    api: Api, scope: WebsocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+) -> None:
+    """An inter-node conference link: its one-use ticket is its credential
+    (:mod:`control.conference_links`); without conferences here, refused like a bad ticket."""
+    socket = await open_socket(scope, receive, send)
+    if socket is None:
+        return
+    ticket = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("ticket", "")
+    conferences = api.services.conferences
+    if conferences is None:
+        await socket.close(CLOSE_UNAUTHORIZED, "unauthorized: no conferences on this node")
+        return
+    await conferences.serve_link(ticket, socket)
 
 
 def _route(scope: WebsocketScope) -> str:

@@ -67,7 +67,20 @@ TABLES: dict[str, Table] = {
             frozenset({"detail"}),
         ),
         # conference options and participant state: migration 0003 (control/conferences.py)
-        Table("conferences", ("name", "status", "tones", "max_participants", "on_leave", "mixer")),
+        # node_id, worker_id: who holds its bridge, migration 0008 (control/conference_links.py)
+        Table(
+            "conferences",
+            (
+                "name",
+                "status",
+                "tones",
+                "max_participants",
+                "on_leave",
+                "mixer",
+                "node_id",
+                "worker_id",
+            ),
+        ),
         Table(
             "participants",
             (

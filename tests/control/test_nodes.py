@@ -162,11 +162,14 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
         bridge.close()
 
 
-async def live_call(p: Platform, node: Node, nursery: trio.Nursery) -> tuple[AsteriskPeer, str]:
-    """An AudioSocket caller on ``node`` playing a tone; returns it once its call is answered."""
+async def live_call(
+    p: Platform, node: Node, nursery: trio.Nursery, pcm16: bytes | None = None
+) -> tuple[AsteriskPeer, str]:
+    """An AudioSocket caller on ``node`` playing ``pcm16`` (a 440 Hz tone); returns it once its
+    call is answered."""
     peer = await AsteriskPeer.connect(node.ports["audiosocket"])
     nursery.start_soon(peer.read_until_closed)
-    nursery.start_soon(peer.play, tone(440, 60.0))
+    nursery.start_soon(peer.play, tone(440, 60.0) if pcm16 is None else pcm16)
     with trio.fail_after(15):
         while True:
             listing = await p.api(node, "GET", "/v1.0/calls?status=progressing")
