@@ -17,6 +17,7 @@ Whisper got right. ``goodbye.wav`` is left out: the agent would hang up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -115,17 +116,6 @@ async def run_callers(
     return talks
 
 
-def _records(path: Path, seen: int, count: int, timeout_s: float = 15.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines()[seen:] if path.exists() else []
-        if len(lines) >= count:
-            break
-        time.sleep(0.1)
-    return [json.loads(line) for line in lines]
-
-
 def _heard_for(record: dict[str, Any], since: float, until: float) -> str:
     """What Whisper heard from the caller's starting a phrase to their starting the next: a
     transcript later than that is as good as wrong in a conversation."""
@@ -193,53 +183,97 @@ def _phrases() -> list[tuple[str, bytes, int]]:
     return chosen
 
 
-def run_steps(ns: argparse.Namespace, folder: Path, steps: list[int]) -> list[dict[str, Any]]:
-    agent_port = free_port()
-    records_path = folder / "conversation-agent.jsonl"
-    agent_cmd = python_command(
-        "-m", "bench.turn_agent", "--port", str(agent_port), "--out", str(records_path)
-    )
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _all_records(paths: list[Path], seen: list[int], count: int) -> list[dict[str, Any]]:
+    """The calls' records the agents wrote since ``seen`` (lines per file), ``count`` in all,
+    waiting up to 15 s for them (an agent writes a call's record once it has ended)."""
+    deadline = time.monotonic() + 15.0
+    while True:
+        lines = [line for p, n in zip(paths, seen, strict=True) for line in _lines(p)[n:]]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.1)
+
+
+def run_steps(
+    ns: argparse.Namespace, folder: Path, steps: list[int], agent_workers: int = 1
+) -> list[dict[str, Any]]:
+    """``steps`` behind ``agent_workers`` agent processes (serve spreads the calls over them by
+    live calls, :mod:`media.agent_pool`)."""
+    ports = [free_port() for _ in range(agent_workers)]
+    records_paths = [
+        folder / f"conversation-agent-{agent_workers}-{j}.jsonl" for j in range(agent_workers)
+    ]
     phrases = _phrases()
     results = []
-    with (
-        ToolReceiver().running() as receiver,
-        launched(agent_cmd, "127.0.0.1", agent_port, folder / "agent.log", timeout_s=180) as apid,
-        callbridge_target(ns, folder, agent=f"ws://127.0.0.1:{agent_port}") as target,
-        Progress(f"conversations {steps}", len(steps)) as bar,
-    ):
-        key = first_access_key(folder / "serve.log")
-        extra = {"greeting": "Hello, how can I help?"}
-        if ns.turn_timeout is not None:
-            extra["user_turn_timeout_secs"] = ns.turn_timeout
-        make_default_agent(target.http_port, key, receiver.url, extra)
-        pids = [apid, *target.pids]
-        for i, callers in enumerate(steps):
-            seen = len(records_path.read_text().splitlines()) if records_path.exists() else 0
-            cpu0, wall0 = cpu_seconds(pids), time.monotonic()
-            talks = trio.run(run_callers, target.port, callers, phrases, ns)
-            cpu1, wall1 = cpu_seconds(pids), time.monotonic()
-            records = _records(records_path, seen, callers)
-            share = [
-                (b - a) / (wall1 - wall0) * 100 / callers for a, b in zip(cpu0, cpu1, strict=True)
-            ]
-            row = {
-                "callers": callers,
-                "errors": [t.error for t in talks if t.error],
-                "agent_cpu_pct_per_conversation": round(share[0], 2),
-                "serve_cpu_pct_per_conversation": round(sum(share[1:]), 2),
-                **score(talks, records),
-            }
-            both = row["agent_cpu_pct_per_conversation"] + row["serve_cpu_pct_per_conversation"]
-            row["conversations_per_core"] = round(100 / both, 1) if both > 0 else math.inf
-            row["load_average_1m"] = round(psutil.getloadavg()[0], 2)
-            results.append(row)
-            bar.update(i + 1)
+    with contextlib.ExitStack() as agents:
+        apids = [
+            agents.enter_context(
+                launched(
+                    python_command(
+                        "-m", "bench.turn_agent", "--port", str(port), "--out", str(out)
+                    ),
+                    "127.0.0.1",
+                    port,
+                    folder / f"agent-{agent_workers}-{j}.log",
+                    timeout_s=180,
+                )
+            )
+            for j, (port, out) in enumerate(zip(ports, records_paths, strict=True))
+        ]
+        urls = ",".join(f"ws://127.0.0.1:{port}" for port in ports)
+        with (
+            ToolReceiver().running() as receiver,
+            callbridge_target(ns, folder, agent=urls) as target,
+            Progress(f"conversations {steps}, {agent_workers} agents", len(steps)) as bar,
+        ):
+            key = first_access_key(folder / "serve.log")
+            extra = {"greeting": "Hello, how can I help?"}
+            if ns.turn_timeout is not None:
+                extra["user_turn_timeout_secs"] = ns.turn_timeout
+            make_default_agent(target.http_port, key, receiver.url, extra)
+            for i, callers in enumerate(steps):
+                row = _one_step(ns, target, apids, records_paths, phrases, callers)
+                results.append({"agent_workers": agent_workers, **row})
+                bar.update(i + 1)
     return results
+
+
+def _one_step(
+    ns: argparse.Namespace,
+    target: Any,
+    apids: list[int],
+    records_paths: list[Path],
+    phrases: list[tuple[str, bytes, int]],
+    callers: int,
+) -> dict[str, Any]:
+    pids = [*apids, *target.pids]
+    seen = [len(_lines(p)) for p in records_paths]
+    cpu0, wall0 = cpu_seconds(pids), time.monotonic()
+    talks = trio.run(run_callers, target.port, callers, phrases, ns)
+    cpu1, wall1 = cpu_seconds(pids), time.monotonic()
+    records = _all_records(records_paths, seen, callers)
+    share = [(b - a) / (wall1 - wall0) * 100 / callers for a, b in zip(cpu0, cpu1, strict=True)]
+    row = {
+        "callers": callers,
+        "errors": [t.error for t in talks if t.error],
+        "agent_cpu_pct_per_conversation": round(sum(share[: len(apids)]), 2),
+        "serve_cpu_pct_per_conversation": round(sum(share[len(apids) :]), 2),
+        **score(talks, records),
+    }
+    both = row["agent_cpu_pct_per_conversation"] + row["serve_cpu_pct_per_conversation"]
+    row["conversations_per_core"] = round(100 / both, 1) if both > 0 else math.inf
+    row["load_average_1m"] = round(psutil.getloadavg()[0], 2)
+    return row
 
 
 def report(rows: list[dict[str, Any]]) -> str:
     table = format_table(
         [
+            "agents",
             "callers",
             "turns",
             "no answer in 5 s",
@@ -257,6 +291,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         ],
         [
             [
+                r.get("agent_workers", 1),
                 r["callers"],
                 r["turns"],
                 r["unanswered"],
@@ -283,6 +318,12 @@ def report(rows: list[dict[str, Any]]) -> str:
 
 def add_conversations_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--callers", default="1,5", help="callers per step, comma-separated")
+    p.add_argument(
+        "--agent-workers",
+        default="1",
+        help="agent processes behind serve, comma-separated: each count runs every step, in"
+        " this one run (1,2 compares one agent with two)",
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="length of each step")
     p.add_argument("--every", type=float, default=6.0, help="seconds between a caller's phrases")
     p.add_argument(
@@ -300,16 +341,24 @@ def run_conversations(ns: argparse.Namespace) -> int:
         steps = [int(x) for x in ns.callers.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"--callers: expected numbers like 1,5, got {ns.callers!r}") from None
+    try:
+        counts = [int(x) for x in ns.agent_workers.split(",") if x.strip()]
+    except ValueError:
+        got = ns.agent_workers
+        raise ConfigError(f"--agent-workers: expected numbers like 1,2, got {got!r}") from None
     if not steps or min(steps) < 1 or ns.every < 3 or ns.seconds < ns.every:
         raise ConfigError("--callers >= 1, --every >= 3 and --seconds >= --every")
+    if not counts or min(counts) < 1:
+        raise ConfigError("--agent-workers >= 1")
     folder = results_folder("conversations", ns.results_dir)
-    rows = run_steps(ns, folder, steps)
-    params = {"callers": steps, "seconds": ns.seconds, "every": ns.every}
+    rows = [row for n in counts for row in run_steps(ns, folder, steps, n)]
+    params: dict[str, Any] = {"callers": steps, "seconds": ns.seconds, "every": ns.every}
+    params["agent_workers"] = counts
     params["turn_timeout"] = ns.turn_timeout
     write_json(folder, "conversations", ns.seed, params, rows)
     print(report(rows))
     for row in rows:
         if row["errors"]:
-            print(f"{row['callers']} callers: {row['errors']}")
+            print(f"{row['agent_workers']} agents, {row['callers']} callers: {row['errors']}")
     print(f"results: {folder}")
     return 0

@@ -77,3 +77,9 @@ def test_two_callers_talk_to_the_real_agent(tmp_path: Path) -> None:
     assert latency["count"] == row["turns"] and latency["p50_ms"] > 0
     assert row["agent_cpu_pct_per_conversation"] > 0 and row["serve_cpu_pct_per_conversation"] > 0
     assert row["words_right"] >= 0.8, row["heard"]  # the fixtures through 8 kHz: ~all words
+
+
+def test_bad_agent_worker_counts_are_refused(tmp_path: Path) -> None:
+    for bad in ("0", "1,x", ""):
+        with pytest.raises(ConfigError, match="--agent-workers"):
+            run_bench("conversations", "--results-dir", str(tmp_path), "--agent-workers", bad)
