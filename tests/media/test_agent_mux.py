@@ -19,7 +19,8 @@ from proto import mux
 from proto.codec import decode, encode
 from proto.messages import Audio
 from tests.media.asterisk_peer import AsteriskPeer
-from tests.media.conftest import Media, best_snr_db, start_media, tone
+from tests.media.conftest import Media, start_media
+from tests.media.test_bad_peers import good_call
 
 
 @contextmanager
@@ -51,19 +52,11 @@ def server_in_thread(
         thread.join(10)
 
 
-async def echo_call_through(media: Media, seconds: float = 1.0) -> tuple[float, int]:
-    """A caller that plays a tone and waits (up to 10 s) for its whole echo; SNR and bytes."""
-    src = tone(800, seconds)
-    peer = await AsteriskPeer.connect(media.port)
-    async with trio.open_nursery() as n:
-        n.start_soon(peer.read_until_closed)
-        await peer.play(src)
-        with trio.move_on_after(10):
-            while len(peer.audio()) < len(src):
-                await trio.sleep(0.05)
-        await peer.close()
-    snr, _ = best_snr_db(src, peer.audio(), max_delay=1200)
-    return snr, len(peer.audio())
+async def echo_call_through(media: Media) -> tuple[float, int]:
+    """A caller's second of tone and its whole echo (test_bad_peers' good call): SNR, bytes."""
+    results: list[tuple[float, int]] = []
+    await good_call(media, results)
+    return results[0]
 
 
 async def test_every_call_goes_over_one_connection(nursery: trio.Nursery) -> None:
