@@ -13,6 +13,7 @@ import trio
 
 from control.conferences import ConferenceError, Conferences
 from media.hooks import CallInfo
+from media.message_socket import memory_socket_pair
 from tests.control.conftest import FakeCall, Plane, open_plane_for
 
 
@@ -245,3 +246,51 @@ async def test_a_conferences_recordings_are_listed_and_downloadable(tmp_path: Pa
         for path in (listing, item["url"]):
             r = await plane.client.get(path, headers=stranger_auth)
             assert r.status_code == 404  # another customer's conference: not found
+
+
+async def test_conference_commands_from_another_node_are_checked(plane: Plane) -> None:
+    """A conference command crossed a process boundary (control/conference_links.py): bad
+    ones answer 400/404/409 as the holder would, a full conference counts seats promised to
+    other nodes' calls, and a link with a ticket nobody minted (or minted twice) is refused."""
+    conferences = plane.services.conferences
+    assert conferences is not None
+    cid, auth, (a, b) = await live_calls(plane, 2)
+    _, conf = await post(plane, auth, "/v1.0/conferences", {"name": "x", "max_participants": 2})
+    assert (await conferences.execute(conf["id"], "reboot", {})).status == 400
+    assert (
+        await conferences.execute(a.call_id, "add", {"conference_id": conf["id"]})
+    ).status == 400
+    unknown = await conferences.execute(str(uuid.uuid4()), "admit", {"call_id": a.call_id})
+    assert unknown.status == 400  # (no participant id)
+    seat = await plane.services.store.insert(
+        "participants",
+        {"customer_id": cid, "conference_id": conf["id"], "call_id": "far-1", "status": "joined"},
+    )
+    args = {"call_id": "far-1", "participant_id": seat["id"]}
+    first = await conferences.execute(conf["id"], "admit", args)
+    assert first.status == 200 and "/v1.0/conference-links?ticket=" in first.body["url"]
+    status, _ = await post(
+        plane, auth, f"/v1.0/conferences/{conf['id']}/participants", {"call_id": a.call_id}
+    )
+    assert status == 201  # one local call and one promised seat: full
+    full = await conferences.execute(conf["id"], "admit", {**args, "call_id": "far-2"})
+    assert (full.status, full.body["code"]) == (409, "conference_full")
+
+    ticket = first.body["url"].split("ticket=")[1]
+    holder_end, far_end = memory_socket_pair()
+    await conferences.serve_link("not-a-ticket", holder_end)
+    assert far_end.close_code == 4401
+    bridge = conferences._live[conf["id"]].bridge
+    holder_end, far_end = memory_socket_pair()
+    async with trio.open_nursery() as nursery:  # the minted one: a participant while linked
+        nursery.start_soon(conferences.serve_link, ticket, holder_end)
+
+        async def linked() -> bool:
+            return "far-1" in bridge.participants
+
+        await until(linked, "the linked call in the bridge")
+        await far_end.close()
+    assert "far-1" not in bridge.participants
+    holder_end, far_end = memory_socket_pair()
+    await conferences.serve_link(ticket, holder_end)  # used up
+    assert far_end.close_code == 4401 and b.bridge is None
