@@ -14,9 +14,16 @@ import psutil
 import pytest
 import trio
 
+from tests.conftest import require_service
 from tests.media.asterisk_peer import AsteriskPeer
 from tests.test_serve import free_port, stop_serve, wait_http
-from tests.test_workers import ECHO_SNR_DB, echo_snr_db
+from tests.test_workers import (
+    ECHO_SNR_DB,
+    _redis_up,
+    echo_snr_db,
+    start_workers,
+    wait_ready,
+)
 
 
 def ready_lines(log: Path) -> int:
@@ -154,3 +161,40 @@ async def test_a_killed_agent_takes_only_its_calls_and_new_calls_go_to_the_survi
     finally:
         stop_serve(proc)
     assert ready_lines(log_path) == 3, log_path.read_text()[-3000:]
+
+
+@pytest.mark.slow
+async def test_media_workers_share_the_agent_workers(tmp_path: Path) -> None:
+    """``--workers 2 --agent-workers 2``: the parent runs the two agents, each media worker is
+    handed both and spreads its own calls over them. Four calls over two workers: one worker
+    holds two or more, so both agents hold a call, and every call echoes."""
+    if not _redis_up():
+        require_service("redis", "serve --workers 2 shares its state through Redis")
+    first = free_port_pair()
+    a, b = first, first + 1
+    proc, ports = start_workers(
+        tmp_path, "--agent-workers", "2", "--agent-listen", f"127.0.0.1:{first}"
+    )
+    try:
+        await wait_ready(proc, tmp_path / "serve.log")
+        agents = agents_by_port(proc.pid)
+        assert set(agents) == {a, b}  # the parent's children: no worker runs an agent of its own
+        for child in psutil.Process(proc.pid).children():
+            assert not [g for g in child.children() if "agent" in g.cmdline()]
+        async with trio.open_nursery() as nursery:
+            peers = []
+            for _ in range(4):
+                peer = await AsteriskPeer.connect(ports["audiosocket"])
+                nursery.start_soon(peer.read_until_closed)
+                peers.append(peer)
+            with trio.fail_after(10):
+                while sum(counts := [calls_on(agents[p], p) for p in (a, b)]) < 4:
+                    await trio.sleep(0.05)
+            assert min(counts) >= 1, counts
+            for k, peer in enumerate(peers):
+                assert await echo_snr_db(peer, 700 + 200 * k) > ECHO_SNR_DB
+            for peer in peers:
+                await peer.close()
+            nursery.cancel_scope.cancel()
+    finally:
+        stop_serve(proc)
