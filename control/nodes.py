@@ -3,11 +3,11 @@
 Every holder (a node, or one worker of it: :class:`control.call_commands.Holder`) refreshes the key
 ``callbridge:{prefix}node:{holder}`` with a lifetime of ``ttl_s`` every ``ttl_s / 3``. At the same
 pace every holder looks for live call rows whose holder's key has lapsed, and ends them with cause
-``node_lost``, marks their conference seats left, and ends the conferences that loss emptied
-(:mod:`control.conference_end`: their bridges died with the holder). The UPDATEs are conditional
-on the row still being live and still that holder's (:mod:`control.call_end`), so however many
-survivors look, each row ends once and one ``call_hungup`` event is sent. A call of a dead node
-is thus ended within ``ttl_s + ttl_s / 3`` plus a database round trip of its death.
+``node_lost``, marks their conference seats left, and ends the conferences that loss emptied and
+those whose bridge it held (:mod:`control.conference_end`: the bridges died with it). The UPDATEs
+are conditional on the row still being live and still that holder's (:mod:`control.call_end`),
+so however many survivors look, each row ends once and one ``call_hungup`` event is sent. A call
+of a dead node is thus ended within ``ttl_s + ttl_s / 3`` plus a database round trip of its death.
 
 At start, before it takes calls, a holder ends the rows still marked as its own: this process holds
 no call yet, so they are leftovers of its previous life (SIGKILL, crash, power loss). This needs
@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from control.bridge import BridgeClosed
 from control.call_commands import Holder
 from control.call_end import LIVE_STATUSES, end_call_once
-from control.conference_end import leave_conferences
+from control.conference_end import end_held_conferences, leave_conferences
 from control.db.base import DatabaseError, now_ts
 from control.events import EventBus
 from control.redis_link import RedisLink
@@ -116,7 +116,9 @@ class NodeHeartbeat:
         if trio.current_time() - self._steady_since < self.ttl_s:
             return 0
         rows = await self.store.db.fetch_all(
-            f"SELECT DISTINCT node_id, worker_id FROM {{p}}calls WHERE {_LIVE} AND node_id <> ''",
+            f"SELECT DISTINCT node_id, worker_id FROM {{p}}calls WHERE {_LIVE} AND node_id <> ''"
+            " UNION SELECT DISTINCT node_id, worker_id FROM {p}conferences"
+            " WHERE status <> 'ended' AND tm_delete IS NULL AND node_id <> ''",
             list(LIVE_STATUSES),
         )
         ended = 0
@@ -144,6 +146,7 @@ class NodeHeartbeat:
             for row in rows:
                 ended += await self._end(row["id"], holder, reason)
             if len(rows) < REAP_BATCH or ended == before:  # done, or the rest are not ours to end
+                await end_held_conferences(self.store, self.bus, holder.node_id, holder.worker_id)
                 return ended
 
     async def _end(self, call_id: str, holder: Holder, reason: str) -> int:

@@ -98,7 +98,8 @@ def register(api: Api, conferences: Conferences | None) -> None:
     @api.route(
         "GET",
         "/v1.0/conferences/<conference_id>/recording",
-        summary="The conference's recorded mix (mono 16 kHz WAV; valid while it grows)",
+        summary="The conference's recorded mix (mono 16 kHz WAV; valid while it grows), served by "
+        "the node holding its bridge (another node answers 404 recording_on_other_node)",
     )
     async def get_recording(ctx: Ctx, conference_id: str) -> Response:
         row = await owned(ctx, "conferences", conference_id)
@@ -147,7 +148,8 @@ def register(api: Api, conferences: Conferences | None) -> None:
     @api.route(
         "POST",
         "/v1.0/conferences/<conference_id>/participants",
-        summary="Move a live call's audio into a conference",
+        summary="Move a live call's audio into a conference (a call on another node than the "
+        "conference's bridge is linked to it)",
         body=ParticipantBody,
         role="customer_manager",
         status=201,

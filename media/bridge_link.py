@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # The holder's tick sends a frame every 20 ms while anyone is in the bridge: 2 s of nothing is
 # a holder that died with its box (no RST) or stalled; the call then leaves by on_leave.
 LINK_SILENT_S = 2.0
+CLOSE_WAIT_S = 1.0  # the holder waits this long for the call's node to close, then closes
 LINK_QUEUE_FRAMES = 10  # 200 ms waiting for a slow socket, each way; beyond it frames drop
 THEN = ("agent", "hangup")  # where a participant taken out goes (a Hangup frame's reason)
 
@@ -87,6 +88,16 @@ class _Outbox:
     async def drain(self, socket: FrameSocket) -> None:
         async for frame in self._receive:
             await socket.send_frame(frame)
+
+
+async def _until_closed(socket: FrameSocket) -> None:
+    """The holder lets the call's node close the link (the client's close, the usual end of a
+    WebSocket): Hypercorn 0.18 answering a client's close while the server's own close shuts
+    the TCP stream writes on the stream from two tasks at once, and the BusyResourceError it
+    raises takes the whole server down (seen: node A died when it ended a conference)."""
+    with contextlib.suppress(LinkClosed):
+        while True:
+            await socket.receive_frame()
 
 
 async def _try_send(socket: FrameSocket, frame: LinkFrame) -> None:
@@ -137,6 +148,7 @@ class LinkedParticipant:
         except (BridgeFull, BridgeEnded) as exc:
             await self._socket.close(str(exc))
             raise
+        why = ""  # the link broke (or spoke nonsense): nobody is going to close it politely
         try:
             with self._scope:
                 why = await _both_ways(self._outbox, self._socket, lambda: self._read(port))
@@ -146,10 +158,12 @@ class LinkedParticipant:
                     )
         finally:
             self.bridge.leave(self.participant_id)
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                if self._then:
-                    await _try_send(self._socket, Hangup(self._then))
-                await self._socket.close(self._then or "left")
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(0 if why else CLOSE_WAIT_S):
+                    if self._then:
+                        await _try_send(self._socket, Hangup(self._then))
+                    await _until_closed(self._socket)
+                await self._socket.close(self._then or "left")  # (a no-op once it has closed)
 
     async def _read(self, port: BridgePort) -> None:
         while True:

@@ -133,6 +133,32 @@ async def test_reaped_calls_leave_their_conferences_and_emptied_ones_end_once(
     assert removed == sorted([emptied, emptied, shared])
 
 
+async def test_a_conference_whose_bridge_the_dead_node_held_ends_with_it(db: Database) -> None:
+    """Its bridge died with its holder (control/conference_links.py): the conference ends once and
+    every seat leaves, a linked call's on another node included; another holder's goes on."""
+    store = Store(db)
+    (mine,) = await _calls(store, DEAD, 1)
+    linked, other = await _calls(store, Holder("node-alive"), 2)
+    held = await _conference(store, (mine, "joined"), (linked, "joined"))
+    elsewhere = await _conference(store, (other, "joined"))
+    for conference_id, holder in ((held, DEAD), (elsewhere, Holder("node-alive"))):
+        values = {"node_id": holder.node_id, "worker_id": holder.worker_id}
+        await store.update("conferences", conference_id, "c1", values)
+    survivors = [_survivor(store, f"survivor-{i}") for i in range(3)]
+    async with trio.open_nursery() as nursery:
+        for node in survivors:
+            nursery.start_soon(node.reap, DEAD, "node node-dead/0 stopped answering")
+    status = {c: (await store.get("conferences", c, None) or {}).get("status") for c in
+              (held, elsewhere)}  # fmt: skip
+    assert status == {held: "ended", elsewhere: "progressing"}
+    seats = {
+        s["call_id"]: s["status"] for s in await store.find("participants", conference_id=held)
+    }
+    assert seats == {mine: "left", linked: "left"}
+    assert await _events(db, "conference_ended") == [held]
+    assert await _events(db, "conference_participant_removed") == [held, held]
+
+
 async def test_a_holder_ending_a_reaped_call_late_sends_no_second_event(db: Database) -> None:
     store = Store(db)
     (call_id,) = await _calls(store, DEAD, 1)
