@@ -195,6 +195,9 @@ class AriApp:
         ari_leg = AriLeg(leg, call.call_uuid, self, call.bridged, self.cfg.setup_timeout_s)
         call.leg = ari_leg
         call.claimed.set()
+        if leg.kind == "audiosocket" and self._nursery is not None:
+            # chan_audiosocket can block on a read while the channel is set up (sip.ari.leg)
+            self._nursery.start_soon(ari_leg.keep_alive)
         return info, ari_leg
 
     # ---- AriActions (what a call's leg asks) ----------------------------------------------

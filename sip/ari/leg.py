@@ -7,17 +7,38 @@ with a cause) goes to ARI through :class:`AriActions`, which returns at once (th
 never waits on ARI). ARI also ends the leg: when the caller hangs up or leaves Stasis, the
 pending read is cancelled and the call reads :class:`LegHangup` with Asterisk's cause; so
 silence on the socket is not taken for a hangup.
+
+**Keep-alive.** Asterisk's chan_audiosocket reads a frame header in a loop that polls until bytes
+come, holding the channel's lock (res_audiosocket.c, ``ast_audiosocket_receive_frame_with_hangup``),
+and Stasis can read our ExternalMedia channel when nothing is there: ``stasis_app_exec`` waits on
+the channel, runs the queued ``addChannel`` command (which hands the channel to a bridge thread
+that may take the frame that woke it) and then calls ``ast_read`` anyway. That read then waits
+for our next byte with the channel locked, so the bridge cannot write the caller's audio to it,
+and every later channel Asterisk allocates queues behind that lock. An echo agent (or any agent
+that waits for the caller) sends nothing, so nothing ever came. :meth:`AriLeg.keep_alive` (the
+AudioSocket transport only) therefore sends a whole frame of silence whenever the socket has
+been quiet for :data:`KEEPALIVE_GAP_S`, from the claim until Asterisk's audio has arrived and
+the bridge has been up for :data:`KEEPALIVE_TAIL_S`: a stuck read gets its frame within that gap.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 
 from media.bridge_transfer import TransferOutcome
-from media.leg import Leg, LegError, LegEvent, LegHangup
+from media.leg import Leg, LegAudio, LegError, LegEvent, LegHangup
+
+KEEPALIVE_GAP_S = 0.04
+"""Silence goes out once nothing has been sent for this long: two 20 ms frames, so an agent's
+paced audio (one frame per 20 ms) never has silence slipped between its frames."""
+KEEPALIVE_FRAME_S = 0.02
+KEEPALIVE_TAIL_S = 1.0
+"""How long after the bridge is up (and Asterisk's audio has come) silence still covers a read
+by a Stasis thread that was held up before reaching it."""
 
 
 class AriActions(Protocol):
@@ -69,6 +90,12 @@ class AriLeg:
         self._reported = False
         self._read_scope: trio.CancelScope | None = None
         self._started = False
+        self._send_lock = trio.Lock()  # the agent's frames and the keep-alive's, whole
+        self._last_sent = -math.inf  # when a frame last went out (Trio time)
+        self._heard = False  # audio from Asterisk has arrived: its bridge writes to us
+        self._bridge_ready = bridged
+        self._keepalive_scope: trio.CancelScope | None = None
+        self._closing = False
 
     @property
     def rate_hz(self) -> int:  # the AudioSocket leg learns it from the first frame
@@ -107,10 +134,14 @@ class AriLeg:
         still ends the call at once."""
         while True:
             try:
-                return await self._inner.receive()
+                event = await self._inner.receive()
             except LegError as exc:
                 if exc.reason != "idle_timeout":
                     raise
+                continue
+            if isinstance(event, LegAudio):
+                self._heard = True
+            return event
 
     async def send_audio(self, pcm16: bytes) -> None:
         if self._bridged is not None:
@@ -120,7 +151,48 @@ class AriLeg:
             with trio.move_on_after(self._bridge_wait_s):
                 await self._bridged.wait()
             self._bridged = None
-        await self._inner.send_audio(pcm16)
+        await self._send(pcm16)
+
+    async def _send(self, pcm16: bytes) -> None:
+        """One whole frame, never interleaved with another (the keep-alive's or the agent's):
+        Asterisk reads a frame's payload for 5 ms at most and ends the channel after that."""
+        try:
+            self._send_lock.acquire_nowait()  # (no checkpoint when it is free, as is usual)
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
+            await self._inner.send_audio(pcm16)
+            self._last_sent = trio.current_time()
+        finally:
+            self._send_lock.release()
+
+    async def keep_alive(self) -> None:
+        """Silence whenever the socket has been quiet for :data:`KEEPALIVE_GAP_S`, until
+        Asterisk's audio has come and its bridge has been up for :data:`KEEPALIVE_TAIL_S`
+        (see the module's note). Ends quietly with the leg."""
+        bridge_up_at: float | None = None
+        with trio.CancelScope() as scope:
+            self._keepalive_scope = scope
+            while not self._closing:
+                now = trio.current_time()
+                ready = self._bridge_ready
+                if bridge_up_at is None and (ready is None or ready.is_set()):
+                    bridge_up_at = now
+                if (
+                    self._heard
+                    and bridge_up_at is not None
+                    and now >= bridge_up_at + KEEPALIVE_TAIL_S
+                ):
+                    return
+                due = self._last_sent + KEEPALIVE_GAP_S
+                if now < due:
+                    await trio.sleep_until(due)
+                    continue
+                silence = bytes(2 * round(self._inner.rate_hz * KEEPALIVE_FRAME_S))
+                try:
+                    await self._send(silence)
+                except LegError:
+                    return  # the socket is gone: the call's reader ends the call
 
     async def clear(self) -> None:
         await self._inner.clear()
@@ -137,5 +209,8 @@ class AriLeg:
         return AriTransfer(target, self.call_uuid, self._actions)
 
     async def hangup(self, reason: str) -> None:
+        self._closing = True
+        if self._keepalive_scope is not None:
+            self._keepalive_scope.cancel()
         self._actions.release(self.call_uuid, reason)
         await self._inner.hangup(reason)

@@ -6,6 +6,10 @@ Skips without Asterisk (fails with CI=true): ``bash ../shared/asterisk/build.sh`
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,18 +289,66 @@ async def test_agent_end_call_hangs_up_the_caller_through_ari(asterisk: Asterisk
     assert bench.hooks.tools == [("end_call", {"reason": "done"})]
 
 
-# Known, not yet fixed (2026-12-07): in about 1 run in 3 of the whole suite (1 in 7 alone) one of
-# the ten AudioSocket ExternalMedia channels, in Stasis and not yet bridged, blocks inside
-# Asterisk's chan_audiosocket read (audiosocket_read -> ast_audiosocket_receive_frame_with_hangup
-# -> poll) holding its channel lock; the next externalMedia request waits for that lock in
-# __ast_channel_alloc and a dozen bridge/pbx threads queue behind it, so no call ends (gdb on the
-# stuck Asterisk). Not strict: it still runs, and passes when Asterisk does not stall; the
-# failure it shows is recorded in the closing note of that stop until its cause is fixed.
-@pytest.mark.xfail(
-    strict=False,
-    reason="Asterisk stalls in chan_audiosocket's read on one of ten ExternalMedia channels "
-    "set up at once (about 1 run in 3 of the suite): cause under investigation",
-)
+STASIS_WAIT_MS = 200  # res_stasis.c MAX_WAIT_MS: stasis_app_exec's wait on a channel not bridged
+SYSCALLS = {"x86_64": (7, 234)}  # poll's and tgkill's numbers (elsewhere Asterisk uses ppoll)
+
+
+def interrupt_stasis_waits(pid: int) -> int:
+    """SIGURG (Asterisk handles it, doing nothing: its way to wake a thread) to every thread of
+    Asterisk ``pid`` that sits in stasis_app_exec's poll of a channel not in a bridge; returns
+    how many. The interrupted wait reads the channel whether or not it has anything."""
+    machine = platform.machine()
+    if machine not in SYSCALLS:
+        pytest.skip(f"thread-directed signals are wired for x86_64 here, not {machine}")
+    poll, tgkill = SYSCALLS[machine]
+    libc = ctypes.CDLL(None, use_errno=True)
+    hit = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/syscall").read_text().split()
+        except OSError:
+            continue  # the thread ended
+        if len(fields) > 3 and fields[0] == str(poll) and int(fields[3], 16) == STASIS_WAIT_MS:
+            libc.syscall(tgkill, pid, int(tid), signal.SIGURG)
+            hit += 1
+    return hit
+
+
+async def test_a_stasis_read_before_the_bridge_does_not_hold_the_external_media_channel(
+    asterisk: Asterisk, echo_agent: str
+) -> None:
+    """Stasis can read our ExternalMedia channel when nothing is there (its wait woke for
+    another reason: a command's frame taken by the bridge thread the command started, a
+    signal); chan_audiosocket's read then polls until our next byte, holding the channel's
+    lock, so the channel can be neither bridged nor written and later channel allocations queue
+    behind it (the ten-concurrent-calls stall). Made certain here: just before our channel is
+    added to the caller's bridge, the Stasis waits are interrupted, so its Stasis thread reads
+    an idle socket. The echo agent says nothing until it hears the caller: only our side's
+    keep-alive silence frees that read, and the call must still be set up and echo."""
+    assert asterisk.proc is not None
+    pid = asterisk.proc.pid
+    interrupted: list[int] = []
+    async with ari_bench(asterisk, echo_agent) as bench:
+        call = bench.app.client.call
+
+        async def interrupting(req: AriRequest) -> Any:
+            if req.path.endswith("/addChannel"):
+                for _ in range(6):  # (a thread between two waits is missed: try again)
+                    interrupted.append(interrupt_stasis_waits(pid))
+                    await trio.sleep(0.05)
+            return await call(req)
+
+        bench.app.client.call = interrupting  # type: ignore[method-assign]
+        await bench.originate("talk")
+        await bench.wait_ended()
+        heard = await bench.heard("talk")
+        await bench.wait_asterisk_idle()
+    assert sum(interrupted) > 0, "no Stasis wait was found to interrupt"
+    assert bench.counter("callbridge_ari_setups_total", outcome="started") == 1
+    assert rms(heard) > 1000, "the caller heard silence: the set-up stalled"
+    assert tone_level(heard, TONE_HZ) > 0.8
+
+
 async def test_concurrent_stasis_calls_each_get_their_own_echo(
     asterisk: Asterisk, echo_agent: str, tmp_path: Path
 ) -> None:
