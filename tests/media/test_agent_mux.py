@@ -141,7 +141,9 @@ async def test_an_agent_that_dies_ends_its_calls_and_the_next_call_reconnects(
                 while len(media.hooks.hungup) < 3:
                     await trio.sleep(0.05)
             n.cancel_scope.cancel()
-        assert [h[1:] for h in media.hooks.hungup] == [("error", "agent link closed")] * 3
+        # (whichever of the call's link reader and its sender notices first says why)
+        assert all(h[1] == "error" for h in media.hooks.hungup), media.hooks.hungup
+        assert {h[2] for h in media.hooks.hungup} <= {"agent link closed", "agent link lost"}
         assert all(peer.got_hangup_frame() for peer in peers)
         snr, nbytes = await echo_call_through(media)  # a new connection for the next call
     assert snr > 30 and nbytes >= 16000
