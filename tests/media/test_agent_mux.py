@@ -147,3 +147,24 @@ async def test_an_agent_that_dies_ends_its_calls_and_the_next_call_reconnects(
         assert all(peer.got_hangup_frame() for peer in peers)
         snr, nbytes = await echo_call_through(media)  # a new connection for the next call
     assert snr > 30 and nbytes >= 16000
+
+
+async def test_several_agent_processes_get_one_connection_each(nursery: trio.Nursery) -> None:
+    def start() -> Awaitable[Server]:
+        return AgentServer(echo_call).start("127.0.0.1", 0)
+
+    with server_in_thread(start) as (url_a, a, _), server_in_thread(start) as (url_b, b, _):
+        media = await start_media(nursery, f"{url_a},{url_b}", agent_link="mux")
+        results: list[tuple[float, int]] = []
+
+        async def one() -> None:
+            results.append(await echo_call_through(media))
+
+        async with trio.open_nursery() as calls:
+            for _ in range(6):
+                calls.start_soon(one)
+            await trio.sleep(0.5)
+            for server in (a, b):  # the calls are spread over both, each over one connection
+                paths = [c.request.path for c in server.connections if c.request is not None]
+                assert paths == [mux.MUX_PATH], paths
+    assert len(results) == 6 and all(snr > 30 and n >= 16000 for snr, n in results), results
