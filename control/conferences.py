@@ -252,6 +252,13 @@ class Conferences:
             on_event=lambda event: self._remote_event(remote, row, event),
         )
         await self._nursery.start(self._carry, remote)
+        with trio.move_on_after(LINK_CONNECT_S):
+            await remote.linked.wait()
+        if not remote.linked.is_set() or remote.lost:  # (a --workers sibling took the socket)
+            remote.close()
+            raise ConferenceError(
+                503, "conference_unreachable", "the node holding the conference refused the link"
+            )
         try:
             handle.join_bridge(remote, after_reply=after_reply)
         except (LegCannotDo, BridgeEnded, BridgeFull) as exc:

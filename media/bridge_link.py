@@ -216,6 +216,9 @@ class RemoteBridge(Bridge):
         self._port: _LinkPort | None = None
         self._goodbye = False
         self.lost = False  # the link ended without the holder saying so (closed, silent)
+        # The holder's first frame: it took the link (its bridge sends a mix every tick). A
+        # link it refused (a ticket it never minted: the link landed on another process) closes.
+        self.linked = trio.Event()
         self._told = ""  # where the holder said the call goes
 
     @property
@@ -271,6 +274,7 @@ class RemoteBridge(Bridge):
         while True:
             with trio.move_on_after(LINK_SILENT_S):
                 frame = await self._socket.receive_frame()
+                self.linked.set()
                 if isinstance(frame, Hangup):
                     self._told = then_of(frame.reason, self._on_leave)
                     return

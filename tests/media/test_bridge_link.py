@@ -142,3 +142,21 @@ async def test_nonsense_on_the_link_ends_that_participant_only(
         await trio.sleep(0.5)
         assert len(ends.local_heard) - heard >= 20
         nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_link_is_never_linked(autojump_clock: trio.abc.Clock) -> None:
+    """A holder that does not know the ticket closes at once (control/conference_links.py):
+    the call's node sees no first frame, so it does not move the call (the API says why)."""
+    holder_end, call_end = memory_socket_pair(capacity=64)
+    remote = RemoteBridge("conf-1", MessageFrames(call_end), "agent", lambda then: None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(remote.run)
+        await holder_end.close(4401, "unauthorized: no such conference link")
+        await trio.sleep(0.1)
+    assert not remote.linked.is_set() and remote.lost
+    async with trio.open_nursery() as nursery:
+        ends = Ends(nursery)
+        await ends.start()
+        with trio.fail_after(0.1):
+            await ends.remote.linked.wait()  # a holder that took it sends its mix at once
+        nursery.cancel_scope.cancel()
