@@ -11,8 +11,12 @@ mono 16 kHz WAV (:mod:`media.bridge_recording`), served at ``/v1.0/conferences/<
 Bridges tick in this service's nursery. Their events come through a bounded channel to one
 writer task, which updates rows and publishes (database first, then the event); a full channel
 drops talking events (counted in the log), never a participant's leaving, which is also written
-directly by the request that caused it. A call lives on one node: a call another node holds cannot
-join here (409 ``call_on_another_node``).
+directly by the request that caused it. A call lives on one node, and a conference's bridge on
+one node, its holder (:mod:`control.conference_links`): a call held by another node is added by
+that node (a conference command), which links it to the holder's bridge
+(:class:`media.bridge_link.RemoteBridge`); mutes, kicks and the end run on the holder
+(:meth:`Conferences.execute`), wherever the request came. Without Redis (one node) every bridge
+is here, and a call another process holds cannot join (409 ``call_on_another_node``).
 
 A conference created with ``mixer: "asterisk"`` is mixed by Asterisk instead (``serve --ari``:
 :class:`sip.ari.conference.AriConferences`, set as :attr:`Conferences.asterisk`): only Asterisk
