@@ -55,6 +55,7 @@ from ai_pipeline.transport import (
 )
 from ai_pipeline.turns import phone_turn_strategies
 from proto.messages import (
+    Audio,
     CallStart,
     Error,
     FunctionCall,
@@ -131,6 +132,7 @@ class CallAgent:
         self.send = LinkSender(link.send)
         self.output = LinkOutput(self.send)
         self._worker: PipelineWorker | None = None
+        self._vad: PhoneVADProcessor | None = None  # the pipeline's head: caller audio goes here
         self._config: AgentConfig | None = None
 
     async def run(self) -> None:
@@ -185,9 +187,10 @@ class CallAgent:
         )
         self._llm = services.llm
         self._goodbye = cfg.goodbye
+        self._vad = PhoneVADProcessor(vad)  # also says when the caller goes quiet (STT starts)
         pipeline = Pipeline(
             [
-                PhoneVADProcessor(vad),  # also says when the caller goes quiet (STT starts)
+                self._vad,
                 services.stt,
                 CallerTranscriptTap(self.send),
                 DTMFAggregator(timeout=DTMF_FLUSH_SECS, prefix="The caller pressed "),
@@ -250,11 +253,26 @@ class CallAgent:
                     await worker.queue_frame(InterruptionFrame())
                 elif isinstance(frame, Text):  # the control plane's say: in the agent's voice
                     await worker.queue_frame(TTSSpeakFrame(frame.text))
+                elif isinstance(frame, Audio):
+                    await self._queue_audio(frame)
                 elif (pipecat_frame := frame_from_link(frame)) is not None:
                     await worker.queue_frame(pipecat_frame)
         except LinkClosed:
             log.info("call %s: link closed", self.start.call_id)
         await worker.cancel(reason="call ended")
+
+    async def _queue_audio(self, frame: Audio) -> None:
+        """Caller audio straight into the VAD's own input queue, the first hop that does work:
+        50 frames a second per call, and the worker's push queue and task, the two pipelines and
+        their sources in front of the VAD (each hop an observer record, event handler calls and
+        a trace line formatted for nothing) cost a listening call ~a fifth of its CPU
+        (bench/RESULTS.md). The audio keeps its order (one reader, one queue) and is a system
+        frame, which pipecat processes on arrival, never behind the pipeline's other frames;
+        frames queued before the pipeline has started wait for the VAD's StartFrame, as they
+        waited in the worker's queue."""
+        pipecat_frame = frame_from_link(frame)
+        assert pipecat_frame is not None and self._vad is not None
+        await self._vad.queue_frame(pipecat_frame)
 
     async def _end_call(self) -> None:
         """The ``end_call`` tool: say the goodbye, then ask the core to hang up (and to run the

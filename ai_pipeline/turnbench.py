@@ -164,15 +164,30 @@ async def measure_turn(models: ModelStore, wav: str) -> dict[str, float]:
     return {k: (v - observer.since) * 1000 for k, v in result.items()}
 
 
-async def measure_cpu(models: ModelStore, calls: int, seconds: float) -> float:
+def line_payload(line: str, seconds: float) -> bytes:
+    """What a listening call carries: ``silent`` (digital silence) or ``floor`` (a mu-law line's
+    quietest noise, samples of +-8 and +-16, which no VAD shortcut for silence skips)."""
+    samples = int(RATE_HZ * seconds)
+    if line == "silent":
+        return b"\x00" * (2 * samples)
+    if line != "floor":
+        raise ValueError(f"line: expected silent or floor, got {line!r}")
+    levels = (-16, -8, 8, 16)
+    return b"".join(
+        levels[(i * 7 + i // 3) % 4].to_bytes(2, "little", signed=True) for i in range(samples)
+    )
+
+
+async def measure_cpu(
+    models: ModelStore, calls: int, seconds: float, line: str = "silent"
+) -> float:
     """Share of one core per listening call (%), feeder CPU subtracted."""
+    payload = line_payload(line, seconds)
 
     async def feeders_only() -> float:
         links = [QueueLink() for _ in range(calls)]
         cpu = time.process_time()
-        tasks = [
-            asyncio.create_task(feed(link, b"\x00" * int(RATE_HZ * 2 * seconds))) for link in links
-        ]
+        tasks = [asyncio.create_task(feed(link, payload)) for link in links]
         await asyncio.gather(*tasks)
         return time.process_time() - cpu
 
@@ -186,7 +201,7 @@ async def measure_cpu(models: ModelStore, calls: int, seconds: float) -> float:
     await asyncio.sleep(1.0)  # let the pipelines start before measuring
     cpu = time.process_time()
     wall = time.monotonic()
-    await asyncio.gather(*(feed(link, b"\x00" * int(RATE_HZ * 2 * seconds)) for link in links))
+    await asyncio.gather(*(feed(link, payload) for link in links))
     used = time.process_time() - cpu
     elapsed = time.monotonic() - wall
     for link in links:
@@ -238,9 +253,9 @@ async def main_async(ns: argparse.Namespace) -> None:
             cells.append(f"{statistics.median(values):19.0f}" if values else f"{'-':>19s}")
         print(f"  {wav:22s} " + " ".join(cells))
 
-    print(f"\nAgent CPU per listening call ({ns.seconds:g} s of real-time silence, VAD on):")
+    print(f"\nAgent CPU per listening call ({ns.seconds:g} s of a {ns.line} line, VAD on):")
     for calls in ns.calls:
-        share = await measure_cpu(models, calls, ns.seconds)
+        share = await measure_cpu(models, calls, ns.seconds, ns.line)
         print(f"  {calls:3d} calls: {share:5.1f}% of a core per call")
 
 
@@ -250,6 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--calls", type=lambda s: [int(x) for x in s.split(",")], default=[1, 5, 10]
     )
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--line",
+        choices=("silent", "floor"),
+        default="silent",
+        help="what the listening calls carry: digital silence, or a mu-law line's floor noise",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--turns", nargs="*", default=["opening_hours.wav", "transfer_sales.wav"])
     ns = parser.parse_args(argv)
