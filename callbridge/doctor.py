@@ -83,8 +83,8 @@ async def examine(
         found += await checks.model_packages(os.environ)
     found.append(checks.port_free("--http", control.http))
     found.append(checks.port_free("--audiosocket", media.audiosocket))
-    if media.agent_mode != "remote":
-        found.append(checks.port_free("--agent-listen", media.agent_listen))
+    if media.agent_mode != "remote":  # with --agent-workers N, each agent's port
+        found += [checks.port_free("--agent-listen", listen) for listen in media.agent_listens]
     if sip is not None:
         found.append(checks.port_free("--sip", sip.listen, socket.SOCK_DGRAM))
     found.append(await checks.database(control))

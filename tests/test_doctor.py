@@ -84,6 +84,17 @@ def test_a_taken_port_is_a_problem_naming_its_holder(tmp_path: Path, taken_port:
     assert "choose another --http" in port["fix"]
 
 
+def test_each_agent_workers_port_is_checked(tmp_path: Path, taken_port: int) -> None:
+    """``--agent-workers 2``: agent 1 listens on ``--agent-listen``'s port + 1, and a program
+    already there is named as well as one on the first port would be."""
+    first = taken_port - 1
+    listen = ("--agent-listen", f"127.0.0.1:{first}", "--agent-workers", "2", "--skip-agent")
+    code, found = doctor(tmp_path, *listen)
+    assert code == 1
+    port = found[f"port 127.0.0.1:{taken_port} (--agent-listen)"]
+    assert port["status"] == "fail" and f"pid {os.getpid()}" in port["detail"]
+
+
 def test_an_unreachable_database_and_redis(tmp_path: Path) -> None:
     closed = _free_port()
     code, found = doctor(
