@@ -333,7 +333,7 @@ async def test_a_stasis_read_before_the_bridge_does_not_hold_the_external_media_
 
         async def interrupting(req: AriRequest) -> Any:
             if req.path.endswith("/addChannel"):
-                for _ in range(6):  # (a thread between two waits is missed: try again)
+                for _ in range(20):  # (a thread between two waits is missed: try again)
                     interrupted.append(interrupt_stasis_waits(pid))
                     await trio.sleep(0.05)
             return await call(req)
