@@ -6,10 +6,14 @@ and hands the rest of the call to a :data:`CallHandler` with an :class:`AgentLin
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeAlias
 
-from proto.messages import CallStart, LinkFrame
+from proto.messages import CallStart, Error, LinkFrame
+
+log = logging.getLogger(__name__)
 
 
 class LinkClosed(Exception):
@@ -25,3 +29,18 @@ class AgentLink(Protocol):
 
 
 CallHandler: TypeAlias = Callable[[CallStart, AgentLink], Awaitable[None]]
+
+
+async def run_handler(handler: CallHandler, start: CallStart, link: AgentLink) -> bool:
+    """Run one call; False when the handler failed (logged, and the media core told with a fatal
+    ``Error`` frame if it still listens: the caller hears the call end, not silence)."""
+    try:
+        await handler(start, link)
+    except LinkClosed:
+        pass
+    except Exception as exc:
+        log.exception("call handler failed", extra={"call_id": start.call_id})
+        with contextlib.suppress(LinkClosed):
+            await link.send(Error("internal", type(exc).__name__, fatal=True))
+        return False
+    return True

@@ -18,10 +18,10 @@ from collections import deque
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ai_pipeline.link import CallHandler, LinkClosed
+from ai_pipeline.link import CallHandler, LinkClosed, run_handler
 from proto import mux
 from proto.codec import LinkDecodeError, decode, encode
-from proto.messages import Audio, CallStart, Error, LinkFrame
+from proto.messages import Audio, CallStart, LinkFrame
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +200,8 @@ class MuxConnection:
         self.calls_active += 1
         code, reason = CLOSE_NORMAL, ""
         try:
-            await self._handler(start, link)
-        except LinkClosed:
-            pass
-        except Exception as exc:
-            log.exception("call handler failed", extra={"call_id": start.call_id})
-            with contextlib.suppress(LinkClosed):
-                await link.send(Error("internal", type(exc).__name__, fatal=True))
-            code, reason = CLOSE_INTERNAL_ERROR, "agent failed"
+            if not await run_handler(self._handler, start, link):
+                code, reason = CLOSE_INTERNAL_ERROR, "agent failed"
         finally:
             self.calls_active -= 1
             if link.dropped_frames:

@@ -23,10 +23,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ai_pipeline.link import CallHandler, LinkClosed
+from ai_pipeline.link import CallHandler, LinkClosed, run_handler
 from ai_pipeline.mux_server import MuxConnection
 from proto.codec import LinkDecodeError, decode, encode
-from proto.messages import CallStart, Error, LinkFrame
+from proto.messages import CallStart, LinkFrame
 from proto.mux import MAX_BATCH_BYTES, MUX_PATH
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,8 @@ class AgentServer:
             return
         self.calls_active += 1
         try:
-            await self._handler(first, link)
-        except LinkClosed:
-            pass
-        except Exception as exc:
-            log.exception("call handler failed", extra={"call_id": first.call_id})
-            await _send_quietly(link, Error("internal", type(exc).__name__, fatal=True))
-            await ws.close(CLOSE_INTERNAL_ERROR, "agent failed")
+            if not await run_handler(self._handler, first, link):
+                await ws.close(CLOSE_INTERNAL_ERROR, "agent failed")
         finally:
             self.calls_active -= 1
         await ws.close()
@@ -123,7 +118,3 @@ def _name_this_process(ws: ServerConnection, request: Request, response: Respons
     response.headers[PID_HEADER] = str(os.getpid())
     return response
 
-
-async def _send_quietly(link: WebSocketAgentLink, frame: LinkFrame) -> None:
-    with contextlib.suppress(LinkClosed):
-        await link.send(frame)

@@ -161,11 +161,15 @@ class AgentClient:
         True when it was taken (if :attr:`has_unsent` is then set, the kernel took only part and
         :meth:`flush` must follow); False when it was not, so use :meth:`send`. Raises
         :class:`AgentLinkError` if the link is gone."""
+        return self.send_message_nowait(self._encode(frame))
+
+    def send_message_nowait(self, message: bytes) -> bool:
+        """:meth:`send_nowait` for a message already encoded (a multiplexed link's batch)."""
         if self._send_lock.locked() or self._unsent:
             return False
         if self._ws.state is not State.OPEN:
             raise AgentLinkError("closed", "link is not open")
-        data = b"".join((*self._ws.data_to_send(), self._framer.frame(self._encode(frame))))
+        data = b"".join((*self._ws.data_to_send(), self._framer.frame(message)))
         try:
             written = self._fast.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

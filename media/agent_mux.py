@@ -64,18 +64,6 @@ class MuxSocket(AgentClient):
         while not self.messages:
             await self._receive_more()
 
-    def write_nowait(self, message: bytes) -> bool:
-        """Like ``send_nowait`` for a message already framed by :mod:`proto.mux`."""
-        if self._send_lock.locked() or self._unsent:
-            return False
-        data = b"".join((*self._ws.data_to_send(), self._framer.frame(message)))
-        try:
-            written = self._fast.send_nowait(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise AgentLinkError("closed", str(exc)) from None
-        self._unsent = data[written:]
-        return True
-
     async def write(self, message: bytes) -> None:
         self._ws.send_binary(message)
         await self._flush()
@@ -230,7 +218,7 @@ class AgentMux:
         try:
             messages = self._out.take()
             for at, message in enumerate(messages):
-                if not self.socket.write_nowait(message) or self.socket.has_unsent:
+                if not self.socket.send_message_nowait(message) or self.socket.has_unsent:
                     self._stall(messages[at + 1 :])
                     return
         except AgentLinkError as exc:

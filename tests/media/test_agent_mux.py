@@ -59,24 +59,35 @@ async def echo_call_through(media: Media) -> tuple[float, int]:
     return results[0]
 
 
+async def calls_while(media: Media, n: int, check: Callable[[], object]) -> list[tuple[float, int]]:
+    """``n`` echo calls at once; ``check`` runs while they are all up."""
+    results: list[tuple[float, int]] = []
+
+    async def one() -> None:
+        results.append(await echo_call_through(media))
+
+    async with trio.open_nursery() as calls:
+        for _ in range(n):
+            calls.start_soon(one)
+        await trio.sleep(0.5)
+        check()
+    return results
+
+
+def assert_one_mux_connection(*servers: Server) -> None:
+    for server in servers:
+        paths = [c.request.path for c in server.connections if c.request is not None]
+        assert paths == [mux.MUX_PATH], paths
+
+
 async def test_every_call_goes_over_one_connection(nursery: trio.Nursery) -> None:
     def start() -> Awaitable[Server]:
         return AgentServer(echo_call).start("127.0.0.1", 0)
 
     with server_in_thread(start) as (url, server, _):
         media = await start_media(nursery, url, agent_link="mux")
-        results: list[tuple[float, int]] = []
-
-        async def one() -> None:
-            results.append(await echo_call_through(media))
-
-        async with trio.open_nursery() as calls:
-            for _ in range(5):
-                calls.start_soon(one)
-            await trio.sleep(0.5)
-            paths = [c.request.path for c in server.connections if c.request is not None]
-            assert paths == [mux.MUX_PATH]  # five calls, one connection
-    assert all(snr > 30 and n >= 16000 for snr, n in results), results
+        results = await calls_while(media, 5, lambda: assert_one_mux_connection(server))
+    assert len(results) == 5 and all(snr > 30 and n >= 16000 for snr, n in results), results
 
 
 async def rogue_agent(ws: ServerConnection) -> None:
@@ -155,16 +166,6 @@ async def test_several_agent_processes_get_one_connection_each(nursery: trio.Nur
 
     with server_in_thread(start) as (url_a, a, _), server_in_thread(start) as (url_b, b, _):
         media = await start_media(nursery, f"{url_a},{url_b}", agent_link="mux")
-        results: list[tuple[float, int]] = []
-
-        async def one() -> None:
-            results.append(await echo_call_through(media))
-
-        async with trio.open_nursery() as calls:
-            for _ in range(6):
-                calls.start_soon(one)
-            await trio.sleep(0.5)
-            for server in (a, b):  # the calls are spread over both, each over one connection
-                paths = [c.request.path for c in server.connections if c.request is not None]
-                assert paths == [mux.MUX_PATH], paths
+        # the calls are spread over both agents, each agent holding one connection
+        results = await calls_while(media, 6, lambda: assert_one_mux_connection(a, b))
     assert len(results) == 6 and all(snr > 30 and n >= 16000 for snr, n in results), results
