@@ -140,8 +140,8 @@ def _free_port() -> int:
 
 async def server_main(db_url: str, redis: str, rate_per_s: float, seconds: float) -> dict[str, Any]:
     from hypercorn.config import Config as HypercornConfig
-    from hypercorn.trio import serve
 
+    from control.hypercorn_guard import serve
     from control.plane import create_app, open_services
 
     prefix = f"load{uuid.uuid4().hex[:6]}_"

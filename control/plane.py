@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response
 from quart_trio import QuartTrio
@@ -46,6 +45,7 @@ from control.db import Database, DatabaseError, open_database
 from control.db.migrate import migrate, pending
 from control.events import EventBus
 from control.hooks import ControlHooks
+from control.hypercorn_guard import serve
 from control.mcp_agents import McpTools
 from control.nodes import NodeHeartbeat
 from control.openapi import build_document
