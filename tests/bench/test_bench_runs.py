@@ -92,6 +92,18 @@ def test_capacity_media_tick_off_and_on_in_one_run(tmp_path: Path) -> None:
     assert set(doc["results"]["server"]) == {"tick off", "tick on"}
 
 
+def test_capacity_agent_link_ws_and_mux_in_one_run(tmp_path: Path) -> None:
+    """``--agent-link ws,mux``: a serve with a WebSocket per call to its agent and one with every
+    call over one connection (media/agent_mux.py), every step against each in turn."""
+    doc = two_calls(tmp_path, "--agent-link", "ws,mux")
+    rows = doc["results"]["steps"]
+    assert [r["target"] for r in rows] == ["link ws", "link mux"]
+    for row in rows:
+        check_step(row, 2)
+    assert doc["params"]["agent_link"] == ["ws", "mux"]
+    assert "--agent-link mux" in doc["results"]["server"]["link mux"]
+
+
 @pytest.fixture
 def echo_server() -> Iterator[tuple[int, int]]:
     """The throwaway echo server (not serve), for the --target path."""
