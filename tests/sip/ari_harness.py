@@ -34,6 +34,7 @@ from proto.messages import (
     FunctionCall,
     FunctionCallResult,
     Hangup,
+    Text,
     Transcript,
 )
 from sip.ari.app import AriApp
@@ -78,6 +79,16 @@ def seconds_of(pcm16: bytes, freq_hz: float, rate_hz: int = RATE_HZ) -> float:
     return sum(1 for b in blocks if rms(b) > 300 and tone_level(b, freq_hz) > 0.5) / 10
 
 
+def first_second_of(pcm16: bytes, freq_hz: float, rate_hz: int = RATE_HZ) -> float:
+    """When ``freq_hz`` first dominates a 100 ms block of the audio (inf: never)."""
+    block = rate_hz // 10 * 2
+    for n, i in enumerate(range(0, len(pcm16) - block + 1, block)):
+        b = pcm16[i : i + block]
+        if rms(b) > 300 and tone_level(b, freq_hz) > 0.5:
+            return n / 10
+    return float("inf")
+
+
 def active_seconds(pcm16: bytes, rate_hz: int = RATE_HZ) -> float:
     """How long the audio is not silent, counted in 10 ms windows."""
     window = rate_hz // 100 * 2
@@ -108,8 +119,34 @@ def tool_agent(tool: str, arguments: dict[str, Any], after_frames: int = 25) -> 
     return run
 
 
+SAID_HZ = 500.0  # what the transfer agent "says" when it is sent a text (its announcement)
+SAID_S = 0.6
+
+
 def transfer_agent(target: str, after_frames: int = 25) -> CallHandler:
-    return tool_agent("transfer_call", {"target": target}, after_frames)
+    """An echo agent that asks for a transfer to ``target`` after ``after_frames`` frames and
+    then, as an LLM's turn ends with its tool call, stops echoing; a text it is sent (the
+    transfer's announcement, a warm transfer's introduction) it "says" as :data:`SAID_S` of
+    :data:`SAID_HZ`, in one burst as a TTS would."""
+
+    async def run(start: CallStart, link: AgentLink) -> None:
+        frames = 0
+        while True:
+            frame = await link.recv()
+            if isinstance(frame, Audio) and frames < after_frames:
+                await link.send(frame)
+                frames += 1
+                if frames == after_frames:
+                    await link.send(FunctionCall("t1", "transfer_call", {"target": target}))
+            elif isinstance(frame, Text):
+                said = tone_pcm16(SAID_HZ, SAID_S, start.sample_rate_hz)
+                step = start.sample_rate_hz // 50 * 2  # 20 ms
+                for i in range(0, len(said), step):
+                    await link.send(Audio(said[i : i + step], start.sample_rate_hz))
+            elif isinstance(frame, Hangup):
+                return
+
+    return run
 
 
 def retrying_transfer_agent(first: str, then: str) -> CallHandler:

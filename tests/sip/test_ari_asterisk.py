@@ -26,11 +26,14 @@ from tests.asterisk_instance import Asterisk, read_wav, running_asterisk, write_
 from tests.media.conftest import agent_in_thread
 from tests.sip.ari_harness import (
     RATE_HZ,
+    SAID_HZ,
+    SAID_S,
     Bench,
     active_seconds,
     ari_bench,
     caller_dialplan,
     dtmf_agent,
+    first_second_of,
     greeting_agent,
     recording_echo,
     require_asterisk,
@@ -191,9 +194,17 @@ async def test_agent_transfer_leaves_the_caller_bridged_with_the_target(
     assert target.startswith("cbt-") and target in channels
     assert bench.hooks.transfer_outcomes == [TransferOutcome("answered")]
     # The target played 2 x 1.5 s of 1000 Hz; the caller's 4 s of 700 Hz was echoed only
-    # until the transfer (after 0.5 s of it): the agent is gone.
+    # until the transfer was asked (after 0.5 s of it); the agent's announcement came first.
     assert seconds_of(heard, TARGET_HZ) >= 2.0
     assert seconds_of(heard, TONE_HZ) <= 2.0
+    assert told_before_moved(heard)
+
+
+def told_before_moved(heard: bytes) -> bool:
+    """The caller heard the agent's announcement, whole, and the target only after it."""
+    said = seconds_of(heard, SAID_HZ)
+    assert said >= SAID_S - 0.2, f"announcement heard for {said} s"
+    return first_second_of(heard, SAID_HZ) + said <= first_second_of(heard, TARGET_HZ) + 0.1
 
 
 async def test_transfer_by_continue_into_the_dialplan(asterisk: Asterisk) -> None:
@@ -212,6 +223,7 @@ async def test_transfer_by_continue_into_the_dialplan(asterisk: Asterisk) -> Non
     assert bridges == [] and not [c for c in channels if c.startswith("cbm-")]
     assert seconds_of(heard, TARGET_HZ) >= 2.0
     assert seconds_of(heard, TONE_HZ) <= 2.0
+    assert told_before_moved(heard)
 
 
 async def test_warm_transfer_keeps_the_agent_until_it_leaves(asterisk: Asterisk) -> None:
