@@ -17,11 +17,24 @@ so that the STT can start on the utterance while the VAD still waits to be sure 
 And it ends the caller's speech early when that transcript, ready while the caller is still
 quiet, is a complete sentence (:mod:`ai_pipeline.end_of_turn`): the stop comes ~0.1 s into the
 pause instead of after ``stop_secs``. Speech after such an early stop is a new start.
+
+Silero is run only where its score can matter. pipecat's VAD calls a window speech when Silero's
+confidence reaches ``confidence`` *and* the smoothed volume reaches ``min_volume``; the volume is
+measured first here (the same values as pipecat's), and a window under ``min_volume`` is not
+scored: on a quiet line (digital silence, a mu-law line's floor noise) Silero is not run at all.
+When the volume comes back, Silero first catches up on the windows it skipped since its last
+reset, so that it scores the loud window with the audio behind it that it would have had.
+pipecat resets the model every ~2 s of clear non-speech; a skipped window counts toward that
+reset as the low score it almost surely had once :data:`UNCOUNTED_WINDOWS` newer ones came, and
+the newest ones count with their real scores when Silero catches up. On the repo's speech
+fixtures under floor noise and louder background noise, every decision is pipecat's
+(``tests/ai_pipeline/test_vad_volume_gate.py``).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,9 +63,17 @@ if TYPE_CHECKING:
 SILENT_PEAK = 3
 """Samples no louder than this (-80 dBFS) are a silent line (digital silence: a muted or
 held phone, silence suppression): 400 ms of them measure below BS.1770's absolute gate
-(-70 LUFS) even as a square wave at the top of the band, so pipecat's volume reads exactly 0,
-and once the smoothed volume is under ``min_volume`` no Silero score can make it speech. The
-listening call then costs neither measurement (:meth:`SharedSileroVADAnalyzer.voice_confidence`)."""
+(-70 LUFS) even as a square wave at the top of the band, so pipecat's volume reads exactly 0
+without measuring it (:meth:`SharedSileroVADAnalyzer.smoothed_volume_after`)."""
+
+UNCOUNTED_WINDOWS = 16
+"""The newest skipped windows (32 ms each) not yet counted toward pipecat's periodic model reset:
+the smoothed volume lags the speech's onset by several windows (it rises a fifth of the way per
+window), so the onset, which Silero may score high (no reset then), is among them."""
+
+MAX_UNSCORED = 128
+"""Skipped windows kept at most (4 s; pipecat's reset lets them go every ~2 s on a quiet line);
+past that Silero starts from a fresh state."""
 
 QUIET_WINDOWS = 2
 """VAD windows (32 ms each at 16 kHz) of quiet after speech before the caller counts as gone
@@ -78,8 +99,27 @@ class QuietTranscriptFrame(SystemFrame):
     confident: bool = True
 
 
+Window = tuple[bytes, VADState | None]
+"""A window's samples for Silero, and the VAD's state when it came (None: the window was counted
+for pipecat's model reset already)."""
+
 QuietHook = Callable[[bool], Awaitable[None]]
 """Called with True when the caller goes quiet, False when they resume before the stop."""
+
+
+def samples_of(window: bytes) -> np.ndarray:
+    """16-bit samples as the float32 Silero takes (pipecat's conversion)."""
+    return np.frombuffer(window, dtype=np.int16).astype(np.float32) / 32768.0
+
+
+def vad_params(vad: VadConfig) -> VADParams:
+    """pipecat's VAD parameters from the agent's config."""
+    return VADParams(
+        confidence=vad.confidence,
+        start_secs=vad.start_secs,
+        stop_secs=vad.stop_secs,
+        min_volume=vad.min_volume,
+    )
 
 
 def _per_call_model(session: onnxruntime.InferenceSession) -> SileroOnnxModel:
@@ -101,29 +141,36 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         *,
         sample_rate_hz: int | None = None,
     ) -> None:
-        params = VADParams(
-            confidence=vad.confidence,
-            start_secs=vad.start_secs,
-            stop_secs=vad.stop_secs,
-            min_volume=vad.min_volume,
-        )
         # Skip SileroVADAnalyzer.__init__ (it loads a model); set up what it would have set.
-        VADAnalyzer.__init__(self, sample_rate=sample_rate_hz, params=params)
+        VADAnalyzer.__init__(self, sample_rate=sample_rate_hz, params=vad_params(vad))
         self._model = _per_call_model(session)
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
         self.on_quiet: QuietHook | None = None
         self._quiet = False
         self._silent_bytes = 0  # the trailing run of silent-line samples, in bytes
+        self._prepared: deque[tuple[float, float]] = deque()  # (smoothed volume, confidence)
+        self._volume_due: float | None = None  # the window's volume, after its confidence
+        # The windows skipped since Silero last scored or reset, with the VAD's state then:
+        self._unscored: deque[tuple[bytes, VADState]] = deque()
+        self._uncounted = 0  # the newest of them, not yet counted for pipecat's model reset
+        self._stale = False  # Silero missed windows since its last reset: reset it before use
 
-    def _get_smoothed_volume(self, audio: bytes) -> float:
-        """pipecat's, without measuring a silent line: its BS.1770 loudness over the last 400 ms
-        (~0.1 ms of CPU per window) is 0 when all of those samples are within
-        :data:`SILENT_PEAK`, and the smoothing then goes on from 0."""
+    def smoothed_volume_after(self, audio: bytes, prev_volume: float) -> float:
+        """pipecat's smoothed volume once ``audio`` follows a window of ``prev_volume``, without
+        measuring a silent line: its BS.1770 loudness over the last 400 ms (~0.1 ms of CPU per
+        window) is 0 when all of those samples are within :data:`SILENT_PEAK`."""
         self._volume_tracker.update(audio, self.sample_rate)
         self._silent_bytes = self.silent_run_after(audio, self._silent_bytes)
         raw = 0.0 if self.line_silent(self._silent_bytes) else self._volume_tracker.volume
-        return exp_smoothing(raw, self._prev_volume, self._smoothing_factor)
+        return exp_smoothing(raw, prev_volume, self._smoothing_factor)
+
+    def _get_smoothed_volume(self, audio: bytes) -> float:
+        """The volume :meth:`analyze_audio` measured for this window before scoring it."""
+        volume, self._volume_due = self._volume_due, None
+        if volume is None:  # the window was not prepared (called outside the analysis)
+            volume = self.smoothed_volume_after(audio, self._prev_volume)
+        return volume
 
     @staticmethod
     def silent_run_after(window: bytes, run_bytes: int) -> int:
@@ -136,21 +183,91 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         """The whole of pipecat's volume window (400 ms) is silent line."""
         return run_bytes >= math.ceil(VOLUME_WINDOW_SECS * self.sample_rate) * 2
 
-    def volume_bars_speech(self, prev_volume: float) -> bool:
-        """On a silent line the smoothed volume is ``prev_volume`` decaying toward 0: once under
-        ``min_volume`` the window is not speech whatever Silero would score it."""
-        smoothed = exp_smoothing(0.0, prev_volume, self._smoothing_factor)
-        return smoothed < self._params.min_volume
-
     def voice_confidence(self, buffer: bytes) -> float:
-        """Silero's score, except on a silent line where the volume rules speech out: Silero is
-        not run (~0.1 ms per window), its state rests, and the score is 0."""
-        silent = self.line_silent(self.silent_run_after(buffer, self._silent_bytes))
-        if silent and self.volume_bars_speech(self._prev_volume):
-            self._maybe_reset_model(0.0)
-            return 0.0
-        confidence: float = super().voice_confidence(buffer)
+        """The score :meth:`analyze_audio` prepared for this window: Silero's, or 0 where the
+        volume is under ``min_volume`` (no score could make the window speech)."""
+        if not self._prepared:  # called outside the analysis: prepare the window now
+            for window, state in self._windows_to_score(buffer):
+                self._scored(self._score_now(window), state)
+        volume, confidence = self._prepared.popleft()
+        self._volume_due = volume
         return confidence
+
+    def _windows_to_score(self, window: bytes) -> list[Window]:
+        """Measure ``window``'s volume and say which windows Silero must score, in order: none
+        when the volume rules speech out, else the skipped windows it catches up on and then
+        this one, each with the VAD state pipecat's model reset would have seen."""
+        prev = self._prepared[-1][0] if self._prepared else self._prev_volume
+        volume = self.smoothed_volume_after(window, prev)
+        self._prepared.append((volume, 0.0))
+        if volume < self._params.min_volume:
+            self._skipped((window, self._vad_state))
+            return []
+        if self._stale:  # it missed windows it cannot catch up on
+            self._model.reset_states()  # type: ignore[no-untyped-call]
+            self._stale = False
+        counted = len(self._unscored) - self._uncounted
+        todo: list[Window] = [
+            (w, None) if i < counted else (w, st) for i, (w, st) in enumerate(self._unscored)
+        ]
+        todo.append((window, self._vad_state))
+        self._unscored.clear()
+        self._uncounted = 0
+        return todo
+
+    def _skipped(self, window: tuple[bytes, VADState]) -> None:
+        """Keep a skipped window for Silero to catch up on. Once :data:`UNCOUNTED_WINDOWS` newer
+        ones came, pipecat's periodic model reset counts it as the low score it almost surely
+        had (it was quiet), so the resets fall where pipecat's own would on a quiet line, and a
+        reset lets go of every window before it."""
+        self._unscored.append(window)
+        self._uncounted += 1
+        if self._uncounted > UNCOUNTED_WINDOWS:
+            _, state = self._unscored[-self._uncounted]
+            self._uncounted -= 1
+            self._count_for_reset(0.0, state)
+            if self._windows_since_reset == 0:  # the model reset after that window
+                while len(self._unscored) > self._uncounted:
+                    self._unscored.popleft()
+                self._stale = False
+        if len(self._unscored) > MAX_UNSCORED:  # no reset came: give the oldest up
+            self._unscored.popleft()
+            self._stale = True
+
+    def _scored(self, confidence: float, state: VADState | None) -> None:
+        """Silero scored a window of :meth:`_windows_to_score` (the last is the window's own):
+        pipecat's periodic model reset counts it, with the VAD state it came in, unless it
+        was counted already (``state`` None)."""
+        volume, _ = self._prepared[-1]
+        self._prepared[-1] = (volume, confidence)
+        if state is not None:
+            self._count_for_reset(confidence, state)
+
+    def _count_for_reset(self, confidence: float, state: VADState) -> None:
+        """pipecat's ``_maybe_reset_model`` for a window that came in VAD state ``state``."""
+        current, self._vad_state = self._vad_state, state
+        try:
+            self._maybe_reset_model(confidence)
+        finally:
+            self._vad_state = current
+
+    def _score_now(self, window: bytes) -> float:
+        """Silero's speech probability for one window, advancing this call's state."""
+        return float(self._model(samples_of(window), self.sample_rate)[0].item())
+
+    async def _score(self, window: bytes) -> float:
+        return self._score_now(window)
+
+    async def _prepare(self, buffer: bytes) -> None:
+        """Volume and score of each window ``buffer`` completes, before pipecat analyses them
+        (it takes the score before the volume, and the volume decides whether to score)."""
+        self._prepared.clear()  # left over only if an earlier analysis failed
+        self._volume_due = None
+        size = self._vad_frames_num_bytes
+        pending = self._vad_buffer + buffer
+        for start in range(0, len(pending) - size + 1, size):
+            for window, state in self._windows_to_score(pending[start : start + size]):
+                self._scored(await self._score(window), state)
 
     @property
     def quiet(self) -> bool:
@@ -159,6 +276,7 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Inline: cheaper than the base class's thread hand-off per chunk (see module doc)."""
+        await self._prepare(buffer)
         state: VADState = self._run_analyzer(buffer)
         quiet = state == VADState.STOPPING and self._vad_stopping_count >= QUIET_WINDOWS
         if state == VADState.SPEAKING and self._quiet:

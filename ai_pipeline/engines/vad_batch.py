@@ -21,17 +21,14 @@ way and everything else (thresholds, volume, state machine, periodic model reset
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pipecat.audio.utils import exp_smoothing
-from pipecat.audio.vad.vad_analyzer import VADState
 
 from ai_pipeline.agent_config import VadConfig
-from ai_pipeline.engines.vad import SharedSileroVADAnalyzer
+from ai_pipeline.engines.vad import SharedSileroVADAnalyzer, samples_of
 
 if TYPE_CHECKING:
     import onnxruntime  # type: ignore[import-untyped]
@@ -124,9 +121,9 @@ class SileroBatcher:
 class BatchedSileroVADAnalyzer(SharedSileroVADAnalyzer):
     """pipecat's Silero analyzer whose windows are scored by the process's :class:`SileroBatcher`.
 
-    ``analyze_audio`` first scores, through the batcher, the windows the new audio completes,
-    then runs pipecat's own analysis, which takes those scores in order instead of running the
-    model itself.
+    Everything else is :class:`SharedSileroVADAnalyzer`'s: ``analyze_audio`` prepares each
+    window the new audio completes (its volume, and its score where the volume lets it be
+    speech, through the batcher), then runs pipecat's own analysis on those.
     """
 
     def __init__(
@@ -134,35 +131,16 @@ class BatchedSileroVADAnalyzer(SharedSileroVADAnalyzer):
     ):
         super().__init__(session, vad, sample_rate_hz=RATE_HZ)
         self._batcher = batcher
+        self._session = session
         self._model = SileroRow()  # type: ignore[assignment]  # reset_states() is what pipecat calls
-        self._scores: list[float | None] = []
-
-    async def analyze_audio(self, buffer: bytes) -> VADState:
-        pending = bytes(self._vad_buffer) + buffer
-        window_bytes = WINDOW_SAMPLES * 2
-        run, prev = self._silent_bytes, self._prev_volume  # as the analysis will see them
-        for start in range(0, len(pending) - window_bytes + 1, window_bytes):
-            chunk = pending[start : start + window_bytes]
-            run = self.silent_run_after(chunk, run)
-            if self.line_silent(run) and self.volume_bars_speech(prev):
-                self._scores.append(None)  # not speech whatever its score (the base class)
-                prev = exp_smoothing(0.0, prev, self._smoothing_factor)
-                continue
-            prev = math.inf  # measured from the line: known only once analysed
-            window = np.frombuffer(chunk, dtype=np.int16).astype(np.float32) / 32768.0
-            self._scores.append(await self._batcher.probability(self._row, window))
-        return await super().analyze_audio(buffer)
 
     @property
     def _row(self) -> SileroRow:
         row: SileroRow = self._model  # type: ignore[assignment]
         return row
 
-    def voice_confidence(self, buffer: bytes) -> float:
-        """The score the batcher gave this window (see :meth:`analyze_audio`); a silent line's
-        window was not scored, as the base class does not score it."""
-        confidence = self._scores.pop(0)
-        if confidence is None:
-            confidence = 0.0
-        self._maybe_reset_model(confidence)
-        return confidence
+    def _score_now(self, window: bytes) -> float:
+        return score_rows(self._session, [self._row], [samples_of(window)])[0]
+
+    async def _score(self, window: bytes) -> float:
+        return await self._batcher.probability(self._row, samples_of(window))

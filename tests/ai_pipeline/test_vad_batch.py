@@ -97,7 +97,7 @@ def test_batched_vad_decides_as_each_call_alone(models: ModelStore) -> None:
     assert VADState.SPEAKING in alone[0][0] and VADState.SPEAKING in alone[1][0]
     assert VADState.SPEAKING not in alone[3][0]
     # ...the calls' windows were scored together (several per run)...
-    assert batcher.windows >= 2 * batcher.runs, (batcher.windows, batcher.runs)
+    assert batcher.windows >= 1.5 * batcher.runs, (batcher.windows, batcher.runs)
     # ...and a silent line's not at all once it had been silent 400 ms (13 windows).
     silent_scores = alone[3][1]
     assert silent_scores[13:] == [0.0] * (len(silent_scores) - 13), silent_scores[:20]
