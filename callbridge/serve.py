@@ -19,7 +19,7 @@ from callbridge.agent_workers import AgentWorkers
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
 from callbridge.supervisor import AgentCannotStart
-from callbridge.workers import WorkerCannotStart, WorkerPool, WorkerRole, bind_tcp
+from callbridge.workers import WorkerCannotStart, WorkerPool, WorkerRole, bind_tcp, link_addresses
 from control import config as control_config
 from control.plane import ReadyCheck, open_control_plane, prepare_storage
 from media import config as media_config
@@ -60,7 +60,7 @@ def run(ns: argparse.Namespace) -> int:
     role = WorkerRole.from_environ()
     if role is not None:
         worker_cfg = dataclasses.replace(
-            control_cfg, worker_id=role.worker_id, http_fd=role.http_fd
+            control_cfg, worker_id=role.worker_id, http_fd=role.http_fd, link_fd=role.link_fd
         )
         main = functools.partial(serve, media_cfg, worker_cfg, sip_cfg, rtp_cfg, ari_cfg, role)
     elif control_cfg.workers > 1:
@@ -195,6 +195,11 @@ async def serve_workers(
         ):
             with listening(flag, address):
                 listeners[name] = sockets.enter_context(bind_tcp(address))
+        links = []  # each worker's own listener, for the conference links to its bridges
+        host, base = control_cfg.http.host, control_cfg.link_port
+        for address in link_addresses(host, base, control_cfg.workers):
+            with listening("--link-port", address):
+                links.append(sockets.enter_context(bind_tcp(address)))
         # The agent outlives the workers: stopped by a signal, each worker ends its calls as
         # shutdown while their agent links still answer, and only then is the agent stopped.
         async with trio.open_nursery() as agent:
@@ -202,7 +207,7 @@ async def serve_workers(
                 await agent.start(AgentWorkers(media_cfg).run)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
-                pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners)
+                pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners, links)
                 await nursery.start(pool.run)
                 log.info(
                     "callbridge ready",

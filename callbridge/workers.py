@@ -11,6 +11,11 @@ accepts on the same sockets (pre-fork, as a classic web server does), so:
   on a worker that dies are reset, and the kernel's hash ignores how busy a worker is;
 - a bind failure is said once, by the parent, before anything starts.
 
+Conference links are the exception: a link names the worker holding the conference's bridge
+(only it has the link's ticket), so the parent also binds one listener per worker
+(:func:`link_addresses`, ``--link-port``) and worker j advertises its own
+(:func:`control.conference_links.link_base`).
+
 Each worker is a full node of the scale-out design (:mod:`control.nodes`): it holds its calls as
 (node id, worker id), runs the control plane API beside them, and reaches calls on a sibling
 through the call-command transport. Events, caches, command routing and heartbeats go through
@@ -42,17 +47,19 @@ LISTEN_BACKLOG = 1024  # connections the kernel queues while every worker is bus
 # exception at start, such as Redis refusing it: 1): restarting it would loop, so serve stops.
 FATAL_AT_START = frozenset({1, 2})
 READY_TIMEOUT_S = 60.0  # a worker imports the control plane and opens storage before it is ready
-ROLE_ENV = "CALLBRIDGE_WORKER"  # parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD
+ROLE_ENV = "CALLBRIDGE_WORKER"  # parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD,LINK_FD
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerRole:
-    """What a worker child was handed: its id and the inherited descriptors."""
+    """What a worker child was handed: its id and the inherited descriptors (``link_fd``: the
+    listener of its own that conference links to the bridges it holds come to)."""
 
     worker_id: int
     http_fd: int
     audiosocket_fd: int
     ready_fd: int
+    link_fd: int
 
     @classmethod
     def from_environ(cls) -> WorkerRole | None:
@@ -60,11 +67,14 @@ class WorkerRole:
         text = os.environ.pop(ROLE_ENV, "")
         if not text:
             return None
-        worker_id, http_fd, audiosocket_fd, ready_fd = (int(part) for part in text.split(","))
-        return cls(worker_id, http_fd, audiosocket_fd, ready_fd)
+        worker_id, http_fd, audiosocket_fd, ready_fd, link_fd = (
+            int(part) for part in text.split(",")
+        )
+        return cls(worker_id, http_fd, audiosocket_fd, ready_fd, link_fd)
 
     def __str__(self) -> str:
-        return f"{self.worker_id},{self.http_fd},{self.audiosocket_fd},{self.ready_fd}"
+        fds = (self.http_fd, self.audiosocket_fd, self.ready_fd, self.link_fd)
+        return ",".join(str(n) for n in (self.worker_id, *fds))
 
     def audiosocket(self) -> socket.socket:
         return socket.socket(fileno=self.audiosocket_fd)
@@ -92,6 +102,13 @@ def bind_tcp(address: HostPort) -> socket.socket:
     return sock
 
 
+def link_addresses(host: str, base: int, count: int) -> list[HostPort]:
+    """Where each worker takes the conference links to the bridges it holds: worker j on
+    ``host``:``base`` + j, or on a port the kernel picks where ``base`` is 0. A link names the
+    worker holding the bridge; on the shared ``--http`` listener a sibling could take it."""
+    return [HostPort(host, base + j if base else 0) for j in range(count)]
+
+
 def worker_command(
     argv: Sequence[str], role: WorkerRole, watch_fd: int, agent_url: str
 ) -> list[str]:
@@ -116,10 +133,12 @@ class WorkerPool:
         argv: Sequence[str],
         agent_url: str,
         listeners: dict[str, socket.socket],
+        links: Sequence[socket.socket],
         backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
         self.count, self.argv, self.agent_url = count, list(argv), agent_url
         self.http, self.audiosocket = listeners["http"], listeners["audiosocket"]
+        self.links = list(links)  # worker j's own listener for conference links: links[j]
         self._backoff = backoff
         self.pids: dict[int, int] = {}  # worker id -> pid of its running process
         self._ever_ready: set[int] = set()  # worker ids that have taken calls once
@@ -147,11 +166,12 @@ class WorkerPool:
         """One worker process from start to exit; how long it ran after it was ready."""
         watch_r, watch_w = os.pipe()  # the worker's EOF when we are gone (watch_parent)
         ready_r, ready_w = os.pipe()
-        role = WorkerRole(worker_id, self.http.fileno(), self.audiosocket.fileno(), ready_w)
+        shared = (self.http.fileno(), self.audiosocket.fileno())
+        role = WorkerRole(worker_id, *shared, ready_w, self.links[worker_id].fileno())
         try:
             proc = await trio.lowlevel.open_process(
                 worker_command(self.argv, role, watch_r, self.agent_url),
-                pass_fds=(watch_r, ready_w, role.http_fd, role.audiosocket_fd),
+                pass_fds=(watch_r, ready_w, *shared, role.link_fd),
                 env={**os.environ, ROLE_ENV: str(role)},
             )
         except BaseException:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, WebsocketScope
@@ -77,15 +78,30 @@ class Tickets:
 
 def link_base(cfg: ControlConfig) -> str:
     """Where other nodes reach this one's links: ``--node-url``, else the HTTP listener (a
-    wildcard listener by this host's name)."""
+    wildcard listener by this host's name). A ``--workers`` worker takes its links on a
+    listener of its own (``link_fd``; the shared one may hand a link to a sibling, which has
+    no ticket for it): that port, at ``--node-url``'s host or ``--http``'s."""
+    if cfg.link_fd is not None:
+        host = urlsplit(cfg.node_url).hostname if cfg.node_url else cfg.http.host
+        return f"ws://{_url_host(host or '')}:{_bound_port(cfg.link_fd)}"
     if cfg.node_url:
         return cfg.node_url.rstrip("/").replace("http://", "ws://", 1)
-    host = cfg.http.host
+    return f"ws://{_url_host(cfg.http.host)}:{cfg.http.port}"
+
+
+def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
-        host = socket.gethostname()
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"ws://{host}:{cfg.http.port}"
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_port(fd: int) -> int:
+    """The port of the listening socket ``fd`` (left open)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.detach()
 
 
 def holder_of(conference: Row) -> Holder | None:

@@ -61,6 +61,10 @@ class ControlConfig:
     workers: int = 1
     worker_id: int = 0
     http_fd: int | None = None
+    # Conference links with workers: worker j's own listener, on --http's host at link_port + j
+    # (0: a port the kernel picks); link_fd is the one its parent bound for this worker.
+    link_port: int = 0
+    link_fd: int | None = None
     tls: TlsFiles | None = None  # HTTPS and wss:// on the listener (control/tls.py)
     # Connections from these may name the client in X-Forwarded-For / Forwarded (client_addr.py).
     trusted_proxies: tuple[Network, ...] = ()
@@ -130,7 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("CALLBRIDGE_NODE_URL", ""),
         metavar="URL",
         help="where other nodes reach this one's HTTP listener for conference audio"
-        " (http://HOST:PORT; default: --http, a wildcard host by this host's name)",
+        " (http://HOST:PORT; default: --http, a wildcard host by this host's name; with"
+        " --workers its host, at each worker's --link-port)",
     )
     g.add_argument(
         "--workers",
@@ -140,6 +145,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="media processes behind the same listeners, one core each; more than 1 needs --redis"
         " (events, caches and call commands shared as between nodes; default %(default)s, what the"
         " embedded SQLite setup wants)",
+    )
+    g.add_argument(
+        "--link-port",
+        type=int,
+        default=0,
+        metavar="BASE",
+        help="with --workers N: worker j takes the conference links to the bridges it holds on"
+        " --http's host at port BASE+j (what other nodes must reach; with --node-url, at its"
+        " host), since the shared --http listener may hand a link to a sibling (default: ports"
+        " the kernel picks)",
     )
     g.add_argument(
         "--node-ttl",
@@ -209,6 +224,12 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
             "--workers > 1 needs --redis: the workers share events, caches and call commands"
             " through it, as nodes do"
         )
+    link_port = getattr(ns, "link_port", 0)
+    if link_port and (workers < 2 or not 1024 <= link_port <= 65535 - workers + 1):
+        raise ConfigError(
+            "--link-port: a port 1024..65535 for worker 0, with --workers 2 or more (worker j"
+            " on BASE+j); one process takes its links on --http"
+        )
     node_url = getattr(ns, "node_url", "")
     if node_url and not re.match(r"^(http|ws)://[^/?#\s]+/?$", node_url):
         raise ConfigError(f"--node-url: expected http://HOST:PORT, got {node_url!r}")
@@ -227,6 +248,7 @@ def from_args(ns: argparse.Namespace) -> ControlConfig:
         node_ttl_s=node_ttl_s,
         node_url=node_url,
         workers=workers,
+        link_port=link_port,
         tls=tls,
         trusted_proxies=proxies,
         db=db,

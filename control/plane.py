@@ -316,6 +316,8 @@ async def open_control_plane(
         app = create_app(services, metrics, legs, rtp, sip, ready_checks)
         hc = HypercornConfig()
         hc.bind = [f"fd://{http_listener(cfg.http, cfg.http_fd, hc.backlog).detach()}"]
+        if cfg.link_fd is not None:  # a worker's own listener: links to the bridges it holds
+            hc.bind.append(f"fd://{http_listener(cfg.http, cfg.link_fd, hc.backlog).detach()}")
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")  # ours (JSON), not a second handler
         apply_tls(hc, cfg.tls)

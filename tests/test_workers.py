@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,24 +144,47 @@ def post(port: int, path: str, key: str, body: Any = None) -> tuple[int, str]:
         return int(exc.code), exc.read().decode()
 
 
-def command_via(
-    port: int, calls_active: int, call_id: str, key: str, op: str, body: Any = None
+def api_via(
+    port: int, calls_active: int, key: str, method: str, path: str, body: Any = None
 ) -> tuple[int, Any]:
-    """POST call command ``op`` on a keep-alive connection that the worker holding
-    ``calls_active`` calls accepted (its /health says so), however many connections it takes."""
+    """``method path`` on a keep-alive connection that the worker holding ``calls_active``
+    calls accepted (its /health says so), however many connections it takes."""
     headers = {"Authorization": f"AccessKey {key}", "Content-Type": "application/json"}
     for _ in range(300):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             conn.request("GET", "/health")
             if json.loads(conn.getresponse().read())["calls_active"] == calls_active:
-                data = json.dumps(body or {}).encode()
-                conn.request("POST", f"/v1.0/calls/{call_id}/{op}", data, headers)
+                data = None if body is None else json.dumps(body).encode()
+                conn.request(method, path, data, headers)
                 answer = conn.getresponse()
                 return int(answer.status), json.loads(answer.read())
         finally:
             conn.close()
     raise AssertionError(f"no worker answered /health with calls_active {calls_active}")
+
+
+def command_via(
+    port: int, calls_active: int, call_id: str, key: str, op: str, body: Any = None
+) -> tuple[int, Any]:
+    """POST call command ``op`` through the worker holding ``calls_active`` calls."""
+    return api_via(port, calls_active, key, "POST", f"/v1.0/calls/{call_id}/{op}", body or {})
+
+
+async def place_calls(
+    port: int,
+    db: Path,
+    nursery: trio.Nursery,
+    held: dict[int, list[AsteriskPeer]],
+    enough: Callable[[dict[int, list[AsteriskPeer]]], bool],
+) -> None:
+    """AudioSocket callers, each listed under the worker that took it, until ``enough``
+    (whichever worker is free accepts)."""
+    with trio.fail_after(60):
+        while not enough(held):
+            peer = await AsteriskPeer.connect(port)
+            nursery.start_soon(peer.read_until_closed)
+            held[int((await placed_on(db, peer))["worker_id"])].append(peer)
 
 
 def events_of(db: Path, call_id: str, kind: str) -> list[Any]:
@@ -215,12 +239,9 @@ async def test_two_workers_share_the_port_and_a_killed_one_takes_only_its_calls(
         assert log.read_text().count('"first admin access key created"') == 1
         async with trio.open_nursery() as nursery:
             peers: dict[int, list[AsteriskPeer]] = {0: [], 1: []}
-            with trio.fail_after(60):  # whichever worker is free accepts: until both have calls
-                while min(len(p) for p in peers.values()) < 2:
-                    peer = await AsteriskPeer.connect(ports["audiosocket"])
-                    nursery.start_soon(peer.read_until_closed)
-                    row = await placed_on(db, peer)
-                    peers[int(row["worker_id"])].append(peer)
+            await place_calls(  # until both workers have two
+                ports["audiosocket"], db, nursery, peers, lambda h: min(map(len, h.values())) >= 2
+            )
             for worker_id, held in peers.items():  # echo heard on each worker's calls
                 for peer in held:
                     snr = await echo_snr_db(peer, 500 + 100 * worker_id)
