@@ -264,6 +264,8 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         self._prepared.clear()  # left over only if an earlier analysis failed
         self._volume_due = None
         size = self._vad_frames_num_bytes
+        if len(self._vad_buffer) + len(buffer) < size:
+            return  # completes no window
         pending = self._vad_buffer + buffer
         for start in range(0, len(pending) - size + 1, size):
             for window, state in self._windows_to_score(pending[start : start + size]):
