@@ -256,9 +256,9 @@ class Conferences:
             on_event=lambda event: self._remote_event(remote, row, event),
         )
         await self._nursery.start(self._carry, remote)
-        with trio.move_on_after(LINK_CONNECT_S):
-            await remote.linked.wait()
-        if not remote.linked.is_set() or remote.lost:  # (a --workers sibling took the socket)
+        with trio.move_on_after(LINK_CONNECT_S):  # (a refusal settles it at once: no 3 s wait)
+            await remote.settled.wait()
+        if not remote.linked.is_set() or remote.lost:  # (e.g. the ticket expired)
             remote.close()
             raise ConferenceError(
                 503, "conference_unreachable", "the node holding the conference refused the link"

@@ -219,6 +219,7 @@ class RemoteBridge(Bridge):
         # The holder's first frame: it took the link (its bridge sends a mix every tick). A
         # link it refused (a ticket it never minted: the link landed on another process) closes.
         self.linked = trio.Event()
+        self.settled = trio.Event()  # linked, or the link is over: the join knows which at once
         self._told = ""  # where the holder said the call goes
 
     @property
@@ -262,6 +263,7 @@ class RemoteBridge(Bridge):
                     log.info("conference link lost", extra={"id": self.bridge_id, "why": why})
         finally:
             self.core.ended = True
+            self.settled.set()
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                 if self._goodbye:  # the call left: the holder hears it from us, not a silence
                     await _try_send(self._socket, Hangup("left"))
@@ -275,6 +277,7 @@ class RemoteBridge(Bridge):
             with trio.move_on_after(LINK_SILENT_S):
                 frame = await self._socket.receive_frame()
                 self.linked.set()
+                self.settled.set()
                 if isinstance(frame, Hangup):
                     self._told = then_of(frame.reason, self._on_leave)
                     return

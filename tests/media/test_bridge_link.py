@@ -146,17 +146,21 @@ async def test_nonsense_on_the_link_ends_that_participant_only(
 
 async def test_a_refused_link_is_never_linked(autojump_clock: trio.abc.Clock) -> None:
     """A holder that does not know the ticket closes at once (control/conference_links.py):
-    the call's node sees no first frame, so it does not move the call (the API says why)."""
+    the call's node sees no first frame, so it does not move the call (the API says why). Its
+    join knows at once (``settled``), not after LINK_CONNECT_S: a join carried to the call's
+    node as a command must answer within the command's 2 s."""
     holder_end, call_end = memory_socket_pair(capacity=64)
     remote = RemoteBridge("conf-1", MessageFrames(call_end), "agent", lambda then: None)
     async with trio.open_nursery() as nursery:
         await nursery.start(remote.run)
         await holder_end.close(4401, "unauthorized: no such conference link")
-        await trio.sleep(0.1)
+        with trio.fail_after(0.1):
+            await remote.settled.wait()
     assert not remote.linked.is_set() and remote.lost
     async with trio.open_nursery() as nursery:
         ends = Ends(nursery)
         await ends.start()
         with trio.fail_after(0.1):
-            await ends.remote.linked.wait()  # a holder that took it sends its mix at once
+            await ends.remote.settled.wait()  # a holder that took it sends its mix at once
+        assert ends.remote.linked.is_set()
         nursery.cancel_scope.cancel()
