@@ -26,6 +26,7 @@ import trio
 from callbridge import doctor_checks as checks
 from callbridge.doctor_checks import Finding
 from callbridge.doctor_sip import sip_checks
+from callbridge.workers import link_addresses
 from control import config as control_config
 from media import config as media_config
 from media.config import HostPort
@@ -83,6 +84,9 @@ async def examine(
         found += await checks.model_packages(os.environ)
     found.append(checks.port_free("--http", control.http))
     found.append(checks.port_free("--audiosocket", media.audiosocket))
+    if control.link_port:  # --workers N: worker j's conference links on BASE + j
+        links = link_addresses(control.http.host, control.link_port, control.workers)
+        found += [checks.port_free("--link-port", address) for address in links]
     if media.agent_mode != "remote":  # with --agent-workers N, each agent's port
         found += [checks.port_free("--agent-listen", listen) for listen in media.agent_listens]
     if sip is not None:

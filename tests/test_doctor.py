@@ -95,6 +95,16 @@ def test_each_agent_workers_port_is_checked(tmp_path: Path, taken_port: int) -> 
     assert port["status"] == "fail" and f"pid {os.getpid()}" in port["detail"]
 
 
+def test_each_workers_link_port_is_checked(tmp_path: Path, taken_port: int) -> None:
+    """``--workers 2 --link-port BASE``: worker 1 takes its conference links on BASE + 1, and a
+    program already there is named."""
+    redis = ("--redis", "redis://127.0.0.1:6379/15", "--workers", "2", "--skip-agent")
+    code, found = doctor(tmp_path, *redis, "--link-port", str(taken_port - 1))
+    assert code == 1
+    port = found[f"port 127.0.0.1:{taken_port} (--link-port)"]
+    assert port["status"] == "fail" and f"pid {os.getpid()}" in port["detail"]
+
+
 def test_an_unreachable_database_and_redis(tmp_path: Path) -> None:
     closed = _free_port()
     code, found = doctor(
