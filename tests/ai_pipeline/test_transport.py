@@ -172,12 +172,16 @@ def test_first_call_loads_models_off_the_event_loop(models: ModelStore) -> None:
                 last = now
 
         tick = asyncio.create_task(ticker())
+        began = loop.time()
         call = Call(ModelStore(), {"greeting": "Hi."})  # nothing loaded yet
         await call.wait_for(Transcript, agent_text, within_s=60)
+        loaded_s = loop.time() - began
         done.set()
         await tick
         await call.finish()
-        # Loading takes seconds; a stall of that size would mean it ran on the loop.
-        assert worst_gap_s < 0.5, worst_gap_s
+        # Loading is most of ``loaded_s`` (seconds): on the loop, the worst stall would be about
+        # that long. Off it, what is left is the scheduling a loaded machine adds, well under
+        # half (an absolute 0.5 s failed under a parallel suite: gaps of 0.64 and 1.09 s).
+        assert worst_gap_s < loaded_s / 2, (worst_gap_s, loaded_s)
 
     run_scenario(main)
