@@ -117,4 +117,3 @@ class AgentServer:
 def _name_this_process(ws: ServerConnection, request: Request, response: Response) -> Response:
     response.headers[PID_HEADER] = str(os.getpid())
     return response
-
