@@ -25,6 +25,7 @@ from bench.report import format_table, results_folder, write_json
 from bench.server import is_serve_worker
 from bench.targets import Target, add_leg_argument, add_target_arguments, callbridge_target
 from media.config import ConfigError
+from media.tick import BATCH_SWITCH
 from media.tick import ENV_SWITCH as TICK_SWITCH
 
 
@@ -78,6 +79,15 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         help="start one serve per value, the media core's shared tick and reader"
         f" ({TICK_SWITCH}, media/tick.py) off or on, and run every step against each in"
         " turn: before and after in one run",
+    )
+    p.add_argument(
+        "--media-batch",
+        default="",
+        metavar="off,on",
+        help="start one serve per value, the media core's batched resampling"
+        f" ({BATCH_SWITCH}, media/resample_batch.py) off or on, and run every step against"
+        " each in turn: before and after in one run (with the other switches: every"
+        " combination)",
     )
     p.add_argument(
         "--agent-link",
@@ -167,10 +177,10 @@ def pin_bench() -> None:
     os.sched_setaffinity(0, others)
 
 
-def parse_tick(text: str) -> list[str]:
+def parse_tick(text: str, flag: str = "--media-tick") -> list[str]:
     values = [part.strip() for part in text.split(",") if part.strip()]
     if any(v not in ("off", "on") for v in values) or len(set(values)) != len(values):
-        raise ConfigError(f"--media-tick: expected off,on (or one of them), got {text!r}")
+        raise ConfigError(f"{flag}: expected off,on (or one of them), got {text!r}")
     return values
 
 
@@ -183,22 +193,31 @@ def parse_links(text: str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One serve of an A/B run: the shared tick on or off (None: serve's default), the agent
-    link ws or mux (None: serve's default)."""
+    """One serve of an A/B run: the shared tick on or off, the agent link ws or mux, the
+    batched resampling on or off (None: serve's default)."""
 
     tick: str | None
     link: str | None
+    batch: str | None = None
 
     @property
     def label(self) -> str:
-        parts = [f"tick {self.tick}" if self.tick else "", f"link {self.link}" if self.link else ""]
+        parts = [
+            f"tick {self.tick}" if self.tick else "",
+            f"link {self.link}" if self.link else "",
+            f"batch {self.batch}" if self.batch else "",
+        ]
         return " ".join(p for p in parts if p)
 
 
-def variants(ticks: list[str], links: list[str]) -> list[Variant]:
+def variants(ticks: list[str], links: list[str], batches: list[str] | None = None) -> list[Variant]:
     tick_values: list[str | None] = [*ticks] or [None]
     link_values: list[str | None] = [*links] or [None]
-    return [Variant(t, lk) for t in tick_values for lk in link_values]
+    batch_values: list[str | None] = [*(batches or [])] or [None]
+    return [Variant(t, lk, b) for t in tick_values for lk in link_values for b in batch_values]
+
+
+_SWITCHES = (TICK_SWITCH, BATCH_SWITCH)
 
 
 @contextlib.contextmanager
@@ -207,9 +226,10 @@ def tick_target(ns: argparse.Namespace, folder: Path, variant: Variant) -> Itera
     the agent link ``ws`` or ``mux``."""
     sub = folder / variant.label.replace(" ", "-")
     sub.mkdir(exist_ok=True)
-    saved = os.environ.get(TICK_SWITCH)
-    if variant.tick:
-        os.environ[TICK_SWITCH] = "1" if variant.tick == "on" else "0"
+    saved = {name: os.environ.get(name) for name in _SWITCHES}
+    for name, value in ((TICK_SWITCH, variant.tick), (BATCH_SWITCH, variant.batch)):
+        if value:
+            os.environ[name] = "1" if value == "on" else "0"
     run_ns = argparse.Namespace(**vars(ns))
     if variant.link:
         run_ns.serve_arg = [*ns.serve_arg, "--agent-link", variant.link]
@@ -219,10 +239,11 @@ def tick_target(ns: argparse.Namespace, folder: Path, variant: Variant) -> Itera
                 pin_serve(target.pids[0])
             yield dataclasses.replace(target, label=variant.label)
     finally:
-        if saved is None:
-            os.environ.pop(TICK_SWITCH, None)
-        else:
-            os.environ[TICK_SWITCH] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def alternate(ns: argparse.Namespace, folder: Path, ticks: list[Variant]) -> dict[str, Any]:
@@ -275,7 +296,11 @@ def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str,
 def run_capacity(ns: argparse.Namespace) -> int:
     steps = parse_steps(ns.steps)
     folder = results_folder("capacity", ns.results_dir)
-    ticks = variants(parse_tick(ns.media_tick), parse_links(ns.agent_link))
+    ticks = variants(
+        parse_tick(ns.media_tick),
+        parse_links(ns.agent_link),
+        parse_tick(ns.media_batch, "--media-batch"),
+    )
     ticks = [] if ticks == [Variant(None, None)] else ticks
     affinity = os.sched_getaffinity(0)
     if ns.pin:
@@ -291,7 +316,8 @@ def _run_capacity(
 ) -> int:
     if ticks and (ns.target or ns.serve_workers):
         raise ConfigError(
-            "--media-tick and --agent-link start serves of their own: not with --target,"
+            "--media-tick, --media-batch and --agent-link start serves of their own: not with"
+            " --target,"
             " --serve-workers"
         )
     if ticks:
@@ -321,6 +347,7 @@ def _run_capacity(
         "leg": f"{runs[next(iter(runs))]['protocol']}, 8 kHz",
         "media_tick": [v.tick for v in ticks if v.tick],
         "agent_link": [v.link for v in ticks if v.link],
+        "media_batch": [v.batch for v in ticks if v.batch],
         "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
         if ns.pin
         else None,

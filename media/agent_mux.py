@@ -29,7 +29,7 @@ import trio
 from media.agent_client import AgentClient, AgentLinkError
 from media.audio import LINK_RATE_HZ
 from media.config import MediaConfig
-from media.tick import current_tick
+from media.tick import batching, current_tick
 from proto import messages as m
 from proto import mux
 from proto.codec import LinkDecodeError, decode, encode
@@ -266,9 +266,10 @@ class AgentMux:
     async def _reader(self) -> None:
         while True:
             await self.socket.receive_messages()
-            while self.socket.messages:
-                for record in mux.parse_batch(self.socket.messages.popleft()):
-                    self._on_record(record)
+            with batching():  # every call's speech of these messages resampled in one pass
+                while self.socket.messages:
+                    for record in mux.parse_batch(self.socket.messages.popleft()):
+                        self._on_record(record)
 
     def _on_record(self, record: mux.MuxRecord) -> None:
         link = self._links.get(record.channel)

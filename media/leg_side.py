@@ -29,7 +29,7 @@ from media.pacing import PacingGrid
 from media.peer import AudioPeer, NoPeer
 from media.playout import PlayoutBuffer
 from media.resample import StreamResampler
-from media.tick import TICK_SLACK_S, Tick, current_readers, current_tick, enabled
+from media.tick import TICK_SLACK_S, Tick, current_readers, current_tick, enabled, open_batch
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,14 @@ class LegSide:
     def _to_uplink(self, pcm16: bytes) -> None:
         if self._up.in_rate_hz != self.leg.rate_hz:  # the leg learnt its real rate
             self._retune(self.leg.rate_hz)
-        self.peer.uplink(self._up.process(pcm16))
+        batch = open_batch()  # (the shared reader's wake-up: with every call it serves)
+        if batch is None:
+            self.peer.uplink(self._up.process(pcm16))
+        else:
+            batch.add(self._up, pcm16, self._uplink_resampled)
+
+    def _uplink_resampled(self, pcm16: bytes) -> None:
+        self.peer.uplink(pcm16)
 
     def _retune(self, rate_hz: int) -> None:
         self._up = StreamResampler(rate_hz, LINK_RATE_HZ)
@@ -255,7 +262,13 @@ class LegSide:
             return  # the agent already said goodbye
         if rate_hz != self._down.in_rate_hz:
             self._down = StreamResampler(rate_hz, self.leg.rate_hz)
-        pcm16_leg = self._down.process(pcm16)
+        batch = open_batch()  # (the agent link reader's wake-up: with every call it serves)
+        if batch is None:
+            self._play_resampled(self._down.process(pcm16))
+        else:
+            batch.add(self._down, pcm16, self._play_resampled)
+
+    def _play_resampled(self, pcm16_leg: bytes) -> None:
         if self._live:
             self._trim_live_backlog()
         if self._live and len(self._playout) >= pcm16_bytes_for_ms(

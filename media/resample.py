@@ -19,7 +19,8 @@ picks: taps are integers (the designed filter times ``2**_TAP_BITS``) and sample
 in float64, so each product and every partial sum is an integer below ``2**53`` and exact. The order
 in which a kernel adds them up (AVX-512 and AVX2 kernels differ, and so do a matrix's edge rows and
 its middle ones) cannot change the sum; float32 sums differed in the last bit and so, after
-rounding, sometimes by one LSB.
+rounding, sometimes by one LSB. The same holds for :mod:`media.resample_batch`, which
+resamples many calls' chunks in one matrix product: its output is this module's, bit for bit.
 """
 
 from __future__ import annotations
@@ -87,15 +88,33 @@ class StreamResampler:
         # phase).
         self._bank_t = np.ascontiguousarray(self._bank.T)
         self._next_t = 0  # upsampled position of the next output, relative to this chunk's start
+        # The last `_keep` input samples, PCM16 as they came: the whole state with `_next_t`
+        # (bytes, so that a batch gathers many calls' histories in one join).
+        self._history = bytes(2 * self._keep)
         self._alloc(1024)
 
+    @property
+    def rates_hz(self) -> tuple[int, int]:
+        return self.in_rate_hz, self.out_rate_hz
+
+    @property
+    def passthrough(self) -> bool:
+        return self._passthrough
+
+    @property
+    def state(self) -> tuple[bytes, int]:
+        """(the input history, PCM16; the next output's upsampled position): what the next
+        chunk's output depends on besides the chunk (for :mod:`media.resample_batch`)."""
+        return self._history, self._next_t
+
+    def set_state(self, history: bytes, next_t: int) -> None:
+        """After a chunk resampled elsewhere (a batch), from :attr:`state` and that chunk."""
+        self._history, self._next_t = history, next_t
+
     def _alloc(self, max_chunk: int) -> None:
-        """History then the current chunk, converted to float64 in place, and a view of every
+        """Room for history then the current chunk, converted to float64, and a view of every
         filter-length window of it (built once: building a view costs more than using it)."""
-        old = getattr(self, "_buf", None)
         self._buf = np.zeros(self._keep + max_chunk, dtype=np.float64)
-        if old is not None:
-            self._buf[: self._keep] = old[: self._keep]
         taps = self._keep + 1
         self._windows = np.lib.stride_tricks.as_strided(
             self._buf, (max_chunk, taps), (self._buf.itemsize,) * 2, writeable=False
@@ -112,24 +131,20 @@ class StreamResampler:
         """Resample a chunk of mono PCM16 (an even number of bytes)."""
         if self._passthrough:
             return pcm16
-        x = np.frombuffer(pcm16, dtype="<i2")
-        n_in, keep = x.size, self._keep
+        joined = self._history + pcm16
+        n_in, keep = len(pcm16) // 2, self._keep
         if keep + n_in > self._buf.size:
             self._alloc(n_in)
         buf = self._buf[: keep + n_in]
-        buf[keep:] = x
+        buf[:] = np.frombuffer(joined, dtype="<i2")
+        self._history = joined[len(joined) - 2 * keep :]
         if self._down == 1:
             y = self._interpolate(buf, n_in)
         elif self._up == 1:
             y = self._decimate(buf, n_in)
         else:
             y = self._rational(buf, n_in)
-        self._buf[:keep] = buf[n_in:]
-        y *= 1 / _TAP_SCALE  # a power of two: exact
-        np.rint(y, out=y)
-        np.minimum(y, 32767, out=y)  # two ufuncs: np.clip's Python wrapper costs more
-        np.maximum(y, -32768, out=y)
-        return y.astype("<i2").tobytes()
+        return fixed_to_pcm16(y)
 
     def _interpolate(self, buf: npt.NDArray[np.float64], n_in: int) -> npt.NDArray[np.float64]:
         """Integer upsampling: every phase yields one output per input."""
@@ -158,5 +173,20 @@ class StreamResampler:
 
     def reset(self) -> None:
         """Forget history (after a barge-in flush, so no tail of dropped speech leaks out)."""
-        self._buf[:] = 0
+        self._history = bytes(2 * self._keep)
         self._next_t = 0
+
+
+def polyphase_bank(in_rate_hz: int, out_rate_hz: int) -> tuple[int, int, npt.NDArray[np.float64]]:
+    """(L, M, bank[L, taps]) of the filter :class:`StreamResampler` uses for this pair."""
+    up, down, _, bank = _polyphase_bank(in_rate_hz, out_rate_hz)
+    return up, down, bank
+
+
+def fixed_to_pcm16(y: npt.NDArray[np.float64]) -> bytes:
+    """Filter sums (in tap units, any shape, overwritten) to PCM16: scaled, rounded, clipped."""
+    y *= 1 / _TAP_SCALE  # a power of two: exact
+    np.rint(y, out=y)
+    np.minimum(y, 32767, out=y)  # two ufuncs: np.clip's Python wrapper costs more
+    np.maximum(y, -32768, out=y)
+    return y.astype("<i2").tobytes()

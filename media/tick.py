@@ -16,9 +16,17 @@ until the earliest slot asked for and then serves every call whose slot falls wi
 :data:`TICK_SLACK_S` of it: at most one wake-up per slack interval for the whole process,
 whatever the number of calls.
 
-``CALLBRIDGE_MEDIA_TICK=0`` in the environment turns both off (every call reads and paces in
-tasks of its own, as before); benchmarks compare the two in one run. Legs that can (AudioSocket
-today: :class:`media.leg_side.NowaitAudio`, :class:`media.leg_side.PolledLeg`) use them.
+**Resampling.** What one wake-up of the reader (or of the multiplexed agent link's reader,
+:mod:`media.agent_mux`) hands on, it hands on inside :func:`batching`: a call's leg side adds its
+chunk to the open :class:`media.resample_batch.ResampleBatch` instead of resampling it alone, and
+when the wake-up's callbacks are done every call's chunk is resampled in one numpy pass per rate
+pair and handed on in turn. Nothing else runs in between (the wake-up never checkpoints), so no
+call sees its audio reordered against anything it does.
+
+``CALLBRIDGE_MEDIA_TICK=0`` in the environment turns the reader and the timer off (every call
+reads and paces in tasks of its own, as before), ``CALLBRIDGE_MEDIA_BATCH=0`` the batched
+resampling; benchmarks compare them in one run. Legs that can (AudioSocket today:
+:class:`media.leg_side.NowaitAudio`, :class:`media.leg_side.PolledLeg`) use them.
 """
 
 from __future__ import annotations
@@ -35,12 +43,15 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
+from media.resample_batch import ResampleBatch
+
 log = logging.getLogger(__name__)
 
 TICK_SLACK_S = 0.001
 """A frame due within this much of the wake-up goes out in it (at most this early): with calls
 at every phase of the 20 ms grid, the timer wakes at most 1000 times a second, not 50 x N."""
 ENV_SWITCH = "CALLBRIDGE_MEDIA_TICK"
+BATCH_SWITCH = "CALLBRIDGE_MEDIA_BATCH"
 
 
 class Paced(Protocol):
@@ -105,27 +116,58 @@ class Readers:
             while True:
                 await trio.lowlevel.wait_readable(self._epoll.fileno())
                 self.wakeups += 1
-                for fd, _ in self._epoll.poll(0):
-                    on_readable = self._callbacks.get(fd)
-                    if on_readable is None:
-                        continue
-                    try:
-                        on_readable()
-                    except Exception:  # one call's bug must not stop every call's audio
-                        log.exception("polled read failed")
-                        self.remove(fd)
+                with batching():
+                    self._read_ready()
         finally:  # the Trio run is ending (a test's run: many per process)
             trio.lowlevel.notify_closing(self._epoll.fileno())
             self._epoll.close()
+
+    def _read_ready(self) -> None:
+        for fd, _ in self._epoll.poll(0):
+            on_readable = self._callbacks.get(fd)
+            if on_readable is None:
+                continue
+            try:
+                on_readable()
+            except Exception:  # one call's bug must not stop every call's audio
+                log.exception("polled read failed")
+                self.remove(fd)
 
 
 _R = TypeVar("_R", bound="_Runs")
 _TICK: trio.lowlevel.RunVar[Tick | None] = trio.lowlevel.RunVar("callbridge_tick")
 _READERS: trio.lowlevel.RunVar[Readers | None] = trio.lowlevel.RunVar("callbridge_readers")
+_BATCH: trio.lowlevel.RunVar[ResampleBatch | None] = trio.lowlevel.RunVar("callbridge_batch")
 
 
 def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def open_batch() -> ResampleBatch | None:
+    """The batch of the wake-up running now (see :func:`batching`); None outside one, where a
+    chunk is resampled at once."""
+    return _BATCH.get(None)
+
+
+class batching:  # (a context manager: named like contextlib's)
+    """``with batching(): ...``: chunks added to :func:`open_batch` inside are resampled
+    together on the way out, and handed on, before anything else runs. The body must not
+    checkpoint (another task would find the batch open). Nested: the outer one runs it."""
+
+    __slots__ = ("_batch",)
+
+    def __enter__(self) -> None:
+        self._batch: ResampleBatch | None = None
+        if _BATCH.get(None) is None and os.environ.get(BATCH_SWITCH, "1") != "0":
+            self._batch = ResampleBatch()
+            _BATCH.set(self._batch)
+
+    def __exit__(self, *exc_info: object) -> None:
+        batch = self._batch
+        if batch is not None:
+            _BATCH.set(None)
+            batch.run()
 
 
 def current_tick() -> Tick:

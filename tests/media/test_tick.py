@@ -8,10 +8,10 @@ import os
 
 import trio
 
-from media.audiosocket import encode_frame
 from media.tick import current_readers, current_tick
 from tests.media.asterisk_peer import FRAME_S, AsteriskPeer
 from tests.media.conftest import Media, best_snr_db, tone
+from tests.media.many_callers import talk_together, wait_heard
 
 CALLS = 12
 FRAMES = 50
@@ -24,16 +24,8 @@ async def test_calls_are_read_and_paced_together(media_echo: Media) -> None:
     async with trio.open_nursery() as nursery:
         for peer in peers:
             nursery.start_soon(peer.read_until_closed)
-        start = trio.current_time()
-        for k in range(FRAMES):
-            await trio.sleep_until(start + k * FRAME_S)
-            for peer, pcm16 in zip(peers, src, strict=True):  # no checkpoint in between
-                os.write(
-                    peer.stream.socket.fileno(), encode_frame(0x10, pcm16[k * 320 : (k + 1) * 320])
-                )
-        with trio.fail_after(10):  # the echo's tail, through the agent and back
-            while any(len(p.audio()) < len(s) * 0.9 for p, s in zip(peers, src, strict=True)):
-                await trio.sleep(0.05)
+        await talk_together(peers, src, FRAMES)
+        await wait_heard(peers, src, 0.9)  # the echo's tail, through the agent and back
         readers, tick = current_readers().wakeups, current_tick().wakeups
         for peer in peers:
             await peer.close()
