@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 import urllib.request
@@ -24,6 +25,7 @@ from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, s
 from bench.report import format_table, results_folder, write_json
 from bench.server import is_serve_worker
 from bench.targets import Target, add_leg_argument, add_target_arguments, callbridge_target
+from media.agent_mux import FLUSH_SWITCH
 from media.config import ConfigError
 from media.tick import BATCH_SWITCH
 from media.tick import ENV_SWITCH as TICK_SWITCH
@@ -88,6 +90,14 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         f" ({BATCH_SWITCH}, media/resample_batch.py) off or on, and run every step against"
         " each in turn: before and after in one run (with the other switches: every"
         " combination)",
+    )
+    p.add_argument(
+        "--mux-flush-ms",
+        default="",
+        metavar="MS,MS",
+        help="start one serve per value, the multiplexed agent link's write coalescing"
+        f" ({FLUSH_SWITCH}, media/agent_mux.py; 0: every scheduling round), and run every"
+        " step against each in turn (with --agent-link mux)",
     )
     p.add_argument(
         "--agent-link",
@@ -194,11 +204,13 @@ def parse_links(text: str) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """One serve of an A/B run: the shared tick on or off, the agent link ws or mux, the
-    batched resampling on or off (None: serve's default)."""
+    batched resampling on or off, the multiplexed link's write coalescing in ms (None: serve's
+    default)."""
 
     tick: str | None
     link: str | None
     batch: str | None = None
+    flush_ms: str | None = None
 
     @property
     def label(self) -> str:
@@ -206,18 +218,44 @@ class Variant:
             f"tick {self.tick}" if self.tick else "",
             f"link {self.link}" if self.link else "",
             f"batch {self.batch}" if self.batch else "",
+            f"flush {self.flush_ms}ms" if self.flush_ms else "",
         ]
         return " ".join(p for p in parts if p)
 
+    def environment(self) -> dict[str, str]:
+        """The switches this serve runs with (the rest: serve's defaults)."""
+        switches = {TICK_SWITCH: self.tick, BATCH_SWITCH: self.batch}
+        found = {name: "1" if value == "on" else "0" for name, value in switches.items() if value}
+        if self.flush_ms:
+            found[FLUSH_SWITCH] = self.flush_ms
+        return found
 
-def variants(ticks: list[str], links: list[str], batches: list[str] | None = None) -> list[Variant]:
-    tick_values: list[str | None] = [*ticks] or [None]
-    link_values: list[str | None] = [*links] or [None]
-    batch_values: list[str | None] = [*(batches or [])] or [None]
-    return [Variant(t, lk, b) for t in tick_values for lk in link_values for b in batch_values]
+
+def variants(
+    ticks: list[str],
+    links: list[str],
+    batches: list[str] | None = None,
+    flushes: list[str] | None = None,
+) -> list[Variant]:
+    """Every combination of the values given, in order."""
+    axes: list[list[str | None]] = [
+        [*axis] or [None] for axis in (ticks, links, batches or [], flushes or [])
+    ]
+    return [Variant(*values) for values in itertools.product(*axes)]
 
 
-_SWITCHES = (TICK_SWITCH, BATCH_SWITCH)
+def parse_flushes(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        valid = all(float(v) >= 0 for v in values)
+    except ValueError:
+        valid = False
+    if not valid or len(set(values)) != len(values):
+        raise ConfigError(f"--mux-flush-ms: expected milliseconds MS,MS (>= 0), got {text!r}")
+    return values
+
+
+_SWITCHES = (TICK_SWITCH, BATCH_SWITCH, FLUSH_SWITCH)
 
 
 @contextlib.contextmanager
@@ -227,9 +265,7 @@ def tick_target(ns: argparse.Namespace, folder: Path, variant: Variant) -> Itera
     sub = folder / variant.label.replace(" ", "-")
     sub.mkdir(exist_ok=True)
     saved = {name: os.environ.get(name) for name in _SWITCHES}
-    for name, value in ((TICK_SWITCH, variant.tick), (BATCH_SWITCH, variant.batch)):
-        if value:
-            os.environ[name] = "1" if value == "on" else "0"
+    os.environ.update(variant.environment())
     run_ns = argparse.Namespace(**vars(ns))
     if variant.link:
         run_ns.serve_arg = [*ns.serve_arg, "--agent-link", variant.link]
@@ -300,6 +336,7 @@ def run_capacity(ns: argparse.Namespace) -> int:
         parse_tick(ns.media_tick),
         parse_links(ns.agent_link),
         parse_tick(ns.media_batch, "--media-batch"),
+        parse_flushes(ns.mux_flush_ms),
     )
     ticks = [] if ticks == [Variant(None, None)] else ticks
     affinity = os.sched_getaffinity(0)
@@ -348,6 +385,7 @@ def _run_capacity(
         "media_tick": [v.tick for v in ticks if v.tick],
         "agent_link": [v.link for v in ticks if v.link],
         "media_batch": [v.batch for v in ticks if v.batch],
+        "mux_flush_ms": [v.flush_ms for v in ticks if v.flush_ms],
         "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
         if ns.pin
         else None,

@@ -1,10 +1,17 @@
-"""``bench capacity --media-batch off,on``: the batched resampling's before and after in one run
-(issue 15), alone and combined with the other switches."""
+"""``bench capacity --media-batch off,on``, ``--mux-flush-ms``: issue 15's before and after in one
+run, alone and combined with the other switches."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from bench.capacity import Variant, parse_flushes, variants
+from media.agent_mux import FLUSH_SWITCH
+from media.config import ConfigError
+from media.tick import BATCH_SWITCH
+from media.tick import ENV_SWITCH as TICK_SWITCH
 from tests.bench.test_bench_runs import check_step, two_calls
 
 
@@ -19,3 +26,19 @@ def test_capacity_media_batch_off_and_on_with_each_link(tmp_path: Path) -> None:
         check_step(row, 2)
     assert doc["params"]["media_batch"] == ["off", "on"]
     assert set(doc["results"]["server"]) == set(labels)
+
+
+def test_every_combination_runs_with_its_switches() -> None:
+    """``--media-batch off,on --mux-flush-ms 0,1 --agent-link mux``: four serves, each with
+    the environment its label says (the switches serve reads at start)."""
+    runs = variants([], ["mux"], ["off", "on"], parse_flushes("0,1"))
+    assert [v.label for v in runs] == [
+        "link mux batch off flush 0ms",
+        "link mux batch off flush 1ms",
+        "link mux batch on flush 0ms",
+        "link mux batch on flush 1ms",
+    ]
+    assert runs[1].environment() == {BATCH_SWITCH: "0", FLUSH_SWITCH: "1"}
+    assert Variant("off", None).environment() == {TICK_SWITCH: "0"}
+    with pytest.raises(ConfigError):
+        parse_flushes("1,x")
