@@ -268,8 +268,14 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
             return  # completes no window
         pending = self._vad_buffer + buffer
         for start in range(0, len(pending) - size + 1, size):
-            for window, state in self._windows_to_score(pending[start : start + size]):
-                self._scored(await self._score(window), state)
+            todo = self._windows_to_score(pending[start : start + size])
+            # Windows skipped while the line was quiet are scored here and now, one after the
+            # other (each needs the state the one before left): through :meth:`_score` each
+            # would wait for a run of its own, one event-loop pass apiece, and the onset of
+            # speech behind them for all of those passes. The window's own goes to _score.
+            for i, (window, state) in enumerate(todo):
+                last = i == len(todo) - 1
+                self._scored(await self._score(window) if last else self._score_now(window), state)
 
     @property
     def quiet(self) -> bool:

@@ -181,3 +181,34 @@ def test_pipecats_own_entry_point_decides_the_same(models: ModelStore) -> None:
         mine.append((vad._run_analyzer(chunk), vad._prev_volume))
     assert VADState.SPEAKING in states
     assert mine == list(zip(states, volumes, strict=True))
+
+
+def test_the_catch_up_after_a_quiet_line_takes_no_run_of_its_own(models: ModelStore) -> None:
+    """When the volume comes back after a quiet stretch, Silero scores the skipped windows
+    before the new one; those go through at once, not one batched run (one event-loop pass)
+    each, so the onset of speech is not held back behind them: every 20 ms frame costs at
+    most the one batched run of the window it completes."""
+    batcher = SileroBatcher(models.silero_session())
+    vad = BatchedSileroVADAnalyzer(batcher, models.silero_session(), VadConfig())
+    vad.set_sample_rate(RATE_HZ)
+    inline = 0
+    score_now = vad._score_now
+
+    def counted(window: bytes) -> float:
+        nonlocal inline
+        inline += 1
+        return score_now(window)
+
+    vad._score_now = counted  # type: ignore[method-assign]
+
+    async def runs_per_frame() -> list[int]:
+        runs = []
+        for chunk in chunks(fixture_call("floor")):
+            before = batcher.runs
+            await vad.analyze_audio(chunk)
+            runs.append(batcher.runs - before)
+        return runs
+
+    runs = asyncio.run(runs_per_frame())
+    assert max(runs) == 1
+    assert inline > 0  # there was a catch-up, and it went through inline
