@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.capacity import Variant, parse_flushes, variants
+from bench.variants import Variant, parse_flushes, variants
 from media.agent_mux import FLUSH_SWITCH
 from media.config import ConfigError
 from media.tick import BATCH_SWITCH

@@ -1,0 +1,85 @@
+"""The serves an A/B capacity run starts side by side (``bench capacity --media-tick off,on
+--media-batch off,on --mux-flush-ms A,B --agent-link ws,mux``): every combination of the switches
+given, each with its label and the environment it runs with (issue 15's before and after in one
+run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from media.agent_mux import FLUSH_SWITCH
+from media.config import ConfigError
+from media.tick import BATCH_SWITCH
+from media.tick import ENV_SWITCH as TICK_SWITCH
+
+
+def parse_tick(text: str, flag: str = "--media-tick") -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if any(v not in ("off", "on") for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{flag}: expected off,on (or one of them), got {text!r}")
+    return values
+
+
+def parse_links(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if any(v not in ("ws", "mux") for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"--agent-link: expected ws,mux (or one of them), got {text!r}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One serve of an A/B run: the shared tick on or off, the agent link ws or mux, the
+    batched resampling on or off, the multiplexed link's write coalescing in ms (None: serve's
+    default)."""
+
+    tick: str | None
+    link: str | None
+    batch: str | None = None
+    flush_ms: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [
+            f"tick {self.tick}" if self.tick else "",
+            f"link {self.link}" if self.link else "",
+            f"batch {self.batch}" if self.batch else "",
+            f"flush {self.flush_ms}ms" if self.flush_ms else "",
+        ]
+        return " ".join(p for p in parts if p)
+
+    def environment(self) -> dict[str, str]:
+        """The switches this serve runs with (the rest: serve's defaults)."""
+        switches = {TICK_SWITCH: self.tick, BATCH_SWITCH: self.batch}
+        found = {name: "1" if value == "on" else "0" for name, value in switches.items() if value}
+        if self.flush_ms:
+            found[FLUSH_SWITCH] = self.flush_ms
+        return found
+
+
+def variants(
+    ticks: list[str],
+    links: list[str],
+    batches: list[str] | None = None,
+    flushes: list[str] | None = None,
+) -> list[Variant]:
+    """Every combination of the values given, in order."""
+    axes: list[list[str | None]] = [
+        [*axis] or [None] for axis in (ticks, links, batches or [], flushes or [])
+    ]
+    return [Variant(*values) for values in itertools.product(*axes)]
+
+
+def parse_flushes(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        valid = all(float(v) >= 0 for v in values)
+    except ValueError:
+        valid = False
+    if not valid or len(set(values)) != len(values):
+        raise ConfigError(f"--mux-flush-ms: expected milliseconds MS,MS (>= 0), got {text!r}")
+    return values
+
+
+SWITCHES = (TICK_SWITCH, BATCH_SWITCH, FLUSH_SWITCH)
