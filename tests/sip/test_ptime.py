@@ -192,9 +192,12 @@ async def test_an_offer_of_30_ms_gets_30_ms_packets_30_ms_apart_with_the_whole_a
     steps = [(b.timestamp - a.timestamp) & 0xFFFFFFFF
              for a, b in itertools.pairwise(packets) if not b.marker]  # fmt: skip
     assert steps and set(steps) == {240}  # and the timestamp says so
-    # On the wire every 30 ms (a loaded machine may shift one packet by some ms, not the rate).
+    # On the wire every 30 ms. A loaded machine may shift a packet by some ms, not the rate: in
+    # one full-suite run every other packet went ~4.6 ms late (gaps 34.6, 25.8, 34.3, 25.0...),
+    # so the median of single gaps sat on one side; two gaps at a time still say 30 ms.
     gaps_ms = [(b - a) * 1000 for (a, _), (b, p) in itertools.pairwise(received) if not p.marker]
-    assert 27 <= statistics.median(gaps_ms) <= 33, gaps_ms
+    pairs_ms = [(a + b) / 2 for a, b in itertools.pairwise(gaps_ms)]
+    assert 27 <= statistics.median(pairs_ms) <= 33, gaps_ms
     # ...and as many as 30 ms packets make: a stall only ever stretches this, never shortens it.
     span_ms = (received[-1][0] - received[0][0]) * 1000
     assert 28.5 <= span_ms / (len(received) - 1) <= 36, gaps_ms
