@@ -9,7 +9,9 @@ asyncio, because pipecat is. The first frame of a connection must be ``CallStart
 
 Readiness is the link's own handshake: every opening handshake's answer names this process
 (``Callbridge-Agent-Pid``), so ``serve`` knows that its own child answered, not a stranger on the
-port; a handshake on :data:`READY_PATH` is a probe and is closed at once, without a log line.
+port; a handshake on :data:`READY_PATH` is a probe and is closed at once, without a log line. The
+answer also says how many calls this process runs as it answers (``Callbridge-Agent-Calls``,
+per-call WebSockets and multiplexed calls alike): what this agent carries, whatever the link.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INTERNAL_ERROR = 1011
 READY_PATH = "/ready"
 PID_HEADER = "Callbridge-Agent-Pid"
+CALLS_HEADER = "Callbridge-Agent-Calls"
 
 
 class WebSocketAgentLink:
@@ -69,7 +72,13 @@ class AgentServer:
     def __init__(self, handler: CallHandler, start_timeout_s: float = 5.0) -> None:
         self._handler = handler
         self._start_timeout_s = start_timeout_s
-        self.calls_active = 0
+        self.calls_active = 0  # calls on WebSockets of their own
+        self._muxes: set[MuxConnection] = set()
+
+    @property
+    def live_calls(self) -> int:
+        """Calls this process runs now, over their own WebSockets or multiplexed."""
+        return self.calls_active + sum(conn.calls_active for conn in self._muxes)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         if ws.request is not None and ws.request.path == READY_PATH:
@@ -79,7 +88,12 @@ class AgentServer:
                 await asyncio.wait_for(ws.wait_closed(), self._start_timeout_s)
             return
         if ws.request is not None and ws.request.path == MUX_PATH:
-            await MuxConnection(ws, self._handler).run()  # many calls, framed by channel
+            conn = MuxConnection(ws, self._handler)  # many calls, framed by channel
+            self._muxes.add(conn)
+            try:
+                await conn.run()
+            finally:
+                self._muxes.discard(conn)
             return
         link = WebSocketAgentLink(ws)
         try:
@@ -110,10 +124,12 @@ class AgentServer:
             compression=None,  # PCM does not deflate; compression would only cost CPU
             ping_interval=20,
             ping_timeout=20,
-            process_response=_name_this_process,
+            process_response=self._name_this_process,
         )
 
-
-def _name_this_process(ws: ServerConnection, request: Request, response: Response) -> Response:
-    response.headers[PID_HEADER] = str(os.getpid())
-    return response
+    def _name_this_process(
+        self, ws: ServerConnection, request: Request, response: Response
+    ) -> Response:
+        response.headers[PID_HEADER] = str(os.getpid())
+        response.headers[CALLS_HEADER] = str(self.live_calls)
+        return response

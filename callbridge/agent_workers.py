@@ -9,8 +9,10 @@ own calls (their links close); new calls go to the ready ones (:class:`media.age
 asks :meth:`AgentWorkers.is_ready`).
 
 With ``--workers M`` the parent supervises the N agents and the M media workers share them: each
-worker is handed the N addresses as ``--agent ws://...,ws://...`` and spreads its own calls over
-them by its own counts (the kernel spreads calls evenly over the workers, so the sums even out).
+worker is handed the N addresses as ``--agent ws://...,ws://...``, with the parent's resolved
+``--agent-link`` (``auto`` is ``mux`` to these: :func:`callbridge.workers.shared_agent_args`)
+and spreads its own calls over them by its own counts (the kernel spreads calls evenly over the
+workers, so the sums even out).
 Sharing keeps the agent count what the operator sized to the cores, whatever M is.
 """
 

@@ -19,7 +19,14 @@ from callbridge.agent_workers import AgentWorkers
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
 from callbridge.supervisor import AgentCannotStart
-from callbridge.workers import WorkerCannotStart, WorkerPool, WorkerRole, bind_tcp, link_addresses
+from callbridge.workers import (
+    WorkerCannotStart,
+    WorkerPool,
+    WorkerRole,
+    bind_tcp,
+    link_addresses,
+    shared_agent_args,
+)
 from control import config as control_config
 from control.plane import ReadyCheck, open_control_plane, prepare_storage
 from media import config as media_config
@@ -161,6 +168,7 @@ async def serve(
                     "http": str(control_cfg.http),
                     "audiosocket": str(media_cfg.audiosocket),
                     "agent": media_cfg.agent_url,
+                    "agent_link": media_cfg.link_kind,
                     "sip": str(sip_cfg.listen) if sip_cfg else "off",
                     "ari": ari_cfg.url if ari_cfg else "off",
                 },
@@ -207,7 +215,8 @@ async def serve_workers(
                 await agent.start(AgentWorkers(media_cfg).run)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
-                pool = WorkerPool(control_cfg.workers, argv, media_cfg.agent_url, listeners, links)
+                agent_args = shared_agent_args(media_cfg)
+                pool = WorkerPool(control_cfg.workers, argv, agent_args, listeners, links)
                 await nursery.start(pool.run)
                 log.info(
                     "callbridge ready",
@@ -217,6 +226,7 @@ async def serve_workers(
                         "http": str(control_cfg.http),
                         "audiosocket": str(media_cfg.audiosocket),
                         "agent": media_cfg.agent_url,
+                        "agent_link": media_cfg.link_kind,
                         "agent_workers": media_cfg.agent_workers,
                     },
                 )

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import trio
 
 from callbridge.supervisor import Backoff, started_once, stop_process, watch_parent
-from media.config import HostPort
+from media.config import HostPort, MediaConfig
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +109,21 @@ def link_addresses(host: str, base: int, count: int) -> list[HostPort]:
     return [HostPort(host, base + j if base else 0) for j in range(count)]
 
 
+def shared_agent_args(cfg: MediaConfig) -> list[str]:
+    """How a worker reaches the parent's agents: supervised agents are the parent's, so each
+    worker is handed them as remote ones (``--agent`` listing them, ``--agent-workers 1``) with the
+    parent's resolved link (``auto`` would read them as an operator's URLs and pick ws)."""
+    return ["--agent", cfg.agent_url, "--agent-workers", "1", "--agent-link", cfg.link_kind]
+
+
 def worker_command(
-    argv: Sequence[str], role: WorkerRole, watch_fd: int, agent_url: str
+    argv: Sequence[str], role: WorkerRole, watch_fd: int, agent_args: Sequence[str]
 ) -> list[str]:
-    """The parent's own command line, plus the shared agents (supervised agents are the parent's:
-    each worker reaches them as remote ones, ``agent_url`` listing them; the last ``--agent`` and
-    ``--agent-workers`` win). Its role travels in the environment (:data:`ROLE_ENV`), out of
-    ``serve --help``."""
+    """The parent's own command line, plus the shared agents (:func:`shared_agent_args`; the
+    last ``--agent``, ``--agent-workers`` and ``--agent-link`` win). Its role travels in the
+    environment (:data:`ROLE_ENV`), out of ``serve --help``."""
     cmd = [sys.executable, "-m", "callbridge.workers", str(watch_fd), *argv]
-    return [*cmd, "--agent", agent_url, "--agent-workers", "1"]
+    return [*cmd, *agent_args]
 
 
 class WorkerCannotStart(RuntimeError):
@@ -131,12 +137,12 @@ class WorkerPool:
         self,
         count: int,
         argv: Sequence[str],
-        agent_url: str,
+        agent_args: Sequence[str],
         listeners: dict[str, socket.socket],
         links: Sequence[socket.socket],
         backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
-        self.count, self.argv, self.agent_url = count, list(argv), agent_url
+        self.count, self.argv, self.agent_args = count, list(argv), list(agent_args)
         self.http, self.audiosocket = listeners["http"], listeners["audiosocket"]
         self.links = list(links)  # worker j's own listener for conference links: links[j]
         self._backoff = backoff
@@ -170,7 +176,7 @@ class WorkerPool:
         role = WorkerRole(worker_id, *shared, ready_w, self.links[worker_id].fileno())
         try:
             proc = await trio.lowlevel.open_process(
-                worker_command(self.argv, role, watch_r, self.agent_url),
+                worker_command(self.argv, role, watch_r, self.agent_args),
                 pass_fds=(watch_r, ready_w, *shared, role.link_fd),
                 env={**os.environ, ROLE_ENV: str(role)},
             )

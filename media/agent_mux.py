@@ -435,9 +435,10 @@ def _mux_url(url: str) -> str:
 
 
 async def connect_link(url: str, cfg: MediaConfig) -> AgentClient | MuxLink:
-    """A call's agent link to ``url``: its own WebSocket (``--agent-link ws``, the default, and
-    what a stock pipecat agent speaks) or a channel of the shared connection (``mux``)."""
-    if cfg.agent_link == "mux":
+    """A call's agent link to ``url``: its own WebSocket (``--agent-link ws``, what a stock
+    pipecat agent speaks) or a channel of the shared connection (``mux``; ``auto`` is mux to
+    serve's own agents, :attr:`MediaConfig.link_kind`)."""
+    if cfg.link_kind == "mux":
         queue_bytes = cfg.uplink_queue_ms * LINK_RATE_HZ * 2 // 1000
         return await open_mux_link(
             url, cfg.agent_connect_timeout_s, cfg.leg_send_timeout_s, queue_bytes

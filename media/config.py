@@ -10,6 +10,7 @@ from proto.stock_pipecat import split_agent_url
 
 AgentMode = Literal["echo", "local", "remote"]
 AgentLinkKind = Literal["ws", "mux"]
+AgentLinkChoice = Literal["auto", "ws", "mux"]
 
 
 class ConfigError(ValueError):
@@ -40,8 +41,9 @@ class MediaConfig:
     agent: str = "local"  # local (the offline voice agent) | echo | ws://HOST:PORT[,ws://...]
     agent_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8000))
     # ws: one WebSocket per call (any agent); mux: each agent process's calls over one
-    # connection (callbridge's own agents only: media/agent_mux.py)
-    agent_link: AgentLinkKind = "ws"
+    # connection (callbridge's own agents only: media/agent_mux.py); auto: mux to the agents
+    # serve starts itself (echo/local), ws to the URLs given with --agent (see link_kind)
+    agent_link: AgentLinkChoice = "auto"
     agent_workers: int = 1  # supervised agent processes, on agent_listen's port + 0..N-1
     leg_idle_timeout_s: float = 5.0  # caller sent nothing for this long: hang up
     leg_send_timeout_s: float = 2.0  # caller's side stopped reading for this long: hang up
@@ -87,8 +89,8 @@ class MediaConfig:
             raise ConfigError("--agent-listen: its port + --agent-workers passes 65535")
 
     def _check_agent_link(self) -> None:
-        if self.agent_link not in ("ws", "mux"):
-            raise ConfigError(f"--agent-link: expected ws or mux, got {self.agent_link!r}")
+        if self.agent_link not in ("auto", "ws", "mux"):
+            raise ConfigError(f"--agent-link: expected auto, ws or mux, got {self.agent_link!r}")
         if self.agent_link == "mux" and "agent_protocol=pipecat" in self.agent:
             raise ConfigError(
                 "--agent-link mux needs callbridge's own agent; a stock pipecat agent"
@@ -98,6 +100,15 @@ class MediaConfig:
     @property
     def agent_mode(self) -> AgentMode:
         return "remote" if self.agent.startswith(("ws://", "wss://")) else self.agent  # type: ignore[return-value]
+
+    @property
+    def link_kind(self) -> AgentLinkKind:
+        """How calls reach the agent, ``auto`` resolved: multiplexed to serve's own agent
+        processes, one WebSocket per call to an agent the operator runs (which may not speak
+        the multiplexed protocol: a stock pipecat transport does not)."""
+        if self.agent_link != "auto":
+            return self.agent_link
+        return "ws" if self.agent_mode == "remote" else "mux"
 
     @property
     def agent_listens(self) -> tuple[HostPort, ...]:
@@ -143,11 +154,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--agent-link",
-        choices=("ws", "mux"),
+        choices=("auto", "ws", "mux"),
         default=d.agent_link,
         help="ws: one WebSocket per call to the agent (any agent, pipecat's own transport"
         " included); mux: all calls of this media process over one connection to each of"
-        " callbridge's own agent processes, framed by call, read and written once per tick"
+        " callbridge's own agent processes, framed by call, read and written once per tick;"
+        " auto: mux to the agents serve starts (--agent echo|local), ws to --agent ws://..."
         " (default %(default)s)",
     )
     g.add_argument(
