@@ -33,6 +33,7 @@ from sip.ari.conference import AriConferences
 from sip.ari.config import AriConfig
 from sip.ari.events import (
     AriEvent,
+    BridgeDestroyed,
     Channel,
     ChannelDestroyed,
     ChannelDtmfReceived,
@@ -289,6 +290,9 @@ class AriApp:
             return
         if isinstance(event, RecordingEvent):
             self.recordings.on_event(event)
+            return
+        if isinstance(event, BridgeDestroyed):
+            self.recordings.on_bridge_destroyed(event.bridge.id)
             return
         if isinstance(event, ChannelEnteredBridge | ChannelLeftBridge):
             call = self.calls.by_channel(event.channel.id)

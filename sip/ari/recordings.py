@@ -6,6 +6,12 @@ part after a transfer included, which the media core never hears), and
 Asterisk writes the file in its own spool; when it reports the recording finished (the bridge
 went, or the recording was stopped), a worker fetches it over ARI, writes it to the record
 directory and deletes Asterisk's copy, so nothing piles up on the Asterisk host.
+
+Asterisk does not always report it: when a call's bridge is destroyed, ``RecordingFinished`` came
+after ``BridgeDestroyed`` in most runs and not at all in about one in four (the app's
+subscription to the bridge goes with it; real Asterisk, ``tests/sip/test_ari_conference.py``).
+So a recording whose bridge is gone and which is not reported finished within
+:data:`FINISH_GRACE_S` is fetched anyway, retried while Asterisk may still be closing the file.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from sip.ari import requests as rq
+from sip.ari.client import AriUnavailable
 from sip.ari.events import RecordingEvent
 
 if TYPE_CHECKING:
@@ -25,12 +32,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUFFIX = ".asterisk.wav"
+FINISH_GRACE_S = 2.0
+"""How long after its bridge went a recording may still be reported finished."""
+FETCH_TRIES = 5
+FETCH_RETRY_S = 1.0
 
 
 class AriRecordings:
     def __init__(self, app: AriApp) -> None:
         self.app = app
         self.active: dict[str, Path] = {}  # recording name -> where it will be stored
+        self.by_bridge: dict[str, str] = {}  # bridge id -> its active recording's name
         self.stored: list[Path] = []
 
     def start(self, bridge_id: str, name: str) -> None:
@@ -38,7 +50,32 @@ class AriRecordings:
         if not record_dir:
             return
         self.active[name] = Path(record_dir) / f"{name}{SUFFIX}"
+        self.by_bridge[bridge_id] = name
         self.app.request("record bridge", rq.record_bridge(bridge_id, name))
+
+    def on_bridge_destroyed(self, bridge_id: str) -> None:
+        """The bridge went: its recording ends, reported or not (see the module docstring)."""
+        name = self.by_bridge.pop(bridge_id, None)
+        if name is not None and name in self.active:
+            self.app.submit("fetch unreported recording", lambda: self._fetch_unreported(name))
+
+    async def _fetch_unreported(self, name: str) -> None:
+        await trio.sleep(FINISH_GRACE_S)
+        path = self.active.pop(name, None)
+        if path is None:  # reported meanwhile: on_event fetched it
+            return
+        for attempt in range(FETCH_TRIES):
+            try:
+                await self._fetch(name, path)
+                return
+            except (rq.AriRequestError, AriUnavailable) as exc:
+                if attempt == FETCH_TRIES - 1:
+                    log.warning(
+                        "asterisk recording not fetched",
+                        extra={"recording": name, "error": str(exc)},
+                    )
+                    return
+            await trio.sleep(FETCH_RETRY_S)
 
     def on_event(self, event: RecordingEvent) -> None:
         name = event.recording.name
@@ -46,6 +83,7 @@ class AriRecordings:
         if path is None or event.type == "RecordingStarted":
             return
         del self.active[name]
+        self.by_bridge = {b: n for b, n in self.by_bridge.items() if n != name}
         if event.type == "RecordingFailed":
             log.warning(
                 "asterisk recording failed",
