@@ -125,6 +125,17 @@ class AriApp:
             self.metrics.job_failures.labels("dropped").inc()
             log.error("ari job dropped: queue full", extra={"job": what})
 
+    def after(self, delay_s: float, what: str, job: Job) -> None:
+        """Queue ``job`` for a worker once ``delay_s`` has passed: the wait is a task of its
+        own, never one of the few workers (they carry every call's requests)."""
+        assert self._nursery is not None
+
+        async def wait_then_submit() -> None:
+            await trio.sleep(delay_s)
+            self.submit(what, job)
+
+        self._nursery.start_soon(wait_then_submit)
+
     def request(self, what: str, req: rq.AriRequest) -> None:
         self.submit(what, lambda: self.client.call(req))
 

@@ -17,6 +17,7 @@ So a recording whose bridge is gone and which is not reported finished within
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,25 +58,24 @@ class AriRecordings:
         """The bridge went: its recording ends, reported or not (see the module docstring)."""
         name = self.by_bridge.pop(bridge_id, None)
         if name is not None and name in self.active:
-            self.app.submit("fetch unreported recording", lambda: self._fetch_unreported(name))
+            self.app.after(FINISH_GRACE_S, "fetch unreported recording", lambda: self._claim(name))
 
-    async def _fetch_unreported(self, name: str) -> None:
-        await trio.sleep(FINISH_GRACE_S)
+    async def _claim(self, name: str) -> None:
         path = self.active.pop(name, None)
-        if path is None:  # reported meanwhile: on_event fetched it
-            return
-        for attempt in range(FETCH_TRIES):
-            try:
-                await self._fetch(name, path)
+        if path is not None:  # not reported meanwhile (on_event fetches what is)
+            await self._fetch_unreported(name, path, FETCH_TRIES)
+
+    async def _fetch_unreported(self, name: str, path: Path, tries: int) -> None:
+        try:
+            await self._fetch(name, path)
+        except (rq.AriRequestError, AriUnavailable) as exc:
+            if tries > 1:  # Asterisk may still be closing the file
+                retry = partial(self._fetch_unreported, name, path, tries - 1)
+                self.app.after(FETCH_RETRY_S, "fetch unreported recording", retry)
                 return
-            except (rq.AriRequestError, AriUnavailable) as exc:
-                if attempt == FETCH_TRIES - 1:
-                    log.warning(
-                        "asterisk recording not fetched",
-                        extra={"recording": name, "error": str(exc)},
-                    )
-                    return
-            await trio.sleep(FETCH_RETRY_S)
+            log.warning(
+                "asterisk recording not fetched", extra={"recording": name, "error": str(exc)}
+            )
 
     def on_event(self, event: RecordingEvent) -> None:
         name = event.recording.name

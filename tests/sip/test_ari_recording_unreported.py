@@ -38,6 +38,13 @@ class StandInApp:
     def submit(self, what: str, job: Callable[[], Awaitable[Any]]) -> None:
         self.nursery.start_soon(job)
 
+    def after(self, delay_s: float, what: str, job: Callable[[], Awaitable[Any]]) -> None:
+        async def wait_then_run() -> None:
+            await trio.sleep(delay_s)
+            await job()
+
+        self.nursery.start_soon(wait_then_run)
+
     async def call(self, req: rq.AriRequest) -> Any:
         self.calls.append((req.method, req.path))
         gets = sum(1 for m, p in self.calls if m == "GET" and p.endswith("/file"))
