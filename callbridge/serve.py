@@ -24,6 +24,7 @@ from callbridge.workers import (
     WorkerPool,
     WorkerRole,
     bind_tcp,
+    bind_udp,
     link_addresses,
     shared_agent_args,
 )
@@ -49,6 +50,16 @@ from sip.server import serve_sip
 
 log = logging.getLogger(__name__)
 
+# Asterisk sends a Stasis app's events to one subscriber, and the ExternalMedia connection of
+# each of its calls must reach the process holding that call; on the shared --audiosocket and
+# --http listeners a sibling may accept it.
+ARI_NEEDS_ONE_WORKER = (
+    "--ari runs with --workers 1 only (for now): Asterisk sends the Stasis app's events to one"
+    " subscriber, and each call's ExternalMedia connection must reach the worker holding that"
+    " call, which the shared --audiosocket/--http listeners do not ensure; run the ARI app in"
+    " a serve of its own with --workers 1"
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     media_config.add_arguments(parser)
@@ -69,13 +80,15 @@ def run(ns: argparse.Namespace) -> int:
         worker_cfg = dataclasses.replace(
             control_cfg, worker_id=role.worker_id, http_fd=role.http_fd, link_fd=role.link_fd
         )
+        sip_cfg, rtp_cfg = _worker_sip(sip_cfg, rtp_cfg, role.worker_id, control_cfg.workers)
         main = functools.partial(serve, media_cfg, worker_cfg, sip_cfg, rtp_cfg, ari_cfg, role)
     elif control_cfg.workers > 1:
-        if sip_cfg is not None or ari_cfg is not None:
-            # One UDP socket per box: SIP's transactions and dialogs live in the process that
-            # holds them, and Asterisk's Stasis events reach one subscriber.
-            raise media_config.ConfigError("--sip and --ari run with --workers 1 only (for now)")
-        main = functools.partial(serve_workers, media_cfg, control_cfg, serve_argv())
+        if ari_cfg is not None:
+            raise media_config.ConfigError(ARI_NEEDS_ONE_WORKER)
+        for worker_id in range(control_cfg.workers):  # a bad slice is said once, here
+            _worker_sip(sip_cfg, rtp_cfg, worker_id, control_cfg.workers)
+        argv = serve_argv()
+        main = functools.partial(serve_workers, media_cfg, control_cfg, argv, sip_cfg)
     else:
         main = functools.partial(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg, ari_cfg)
     try:
@@ -90,6 +103,18 @@ def run(ns: argparse.Namespace) -> int:
         log.error("callbridge cannot start: %s", reason)
         return 1
     return 0
+
+
+def _worker_sip(
+    sip_cfg: sip_config.SipConfig | None,
+    rtp_cfg: sip_config.SipConfig,
+    worker_id: int,
+    workers: int,
+) -> tuple[sip_config.SipConfig | None, sip_config.SipConfig]:
+    """A worker's SIP port and RTP slice (:func:`sip.config.for_worker`), for SIP and for the
+    RTP legs attached through the API alike; ``ConfigError`` where one does not fit."""
+    rtp = sip_config.for_worker(rtp_cfg, worker_id, workers)
+    return (sip_config.for_worker(sip_cfg, worker_id, workers) if sip_cfg else None), rtp
 
 
 async def serve(
@@ -159,7 +184,10 @@ async def serve(
                 await calls.start(ari.run, registry, media_cfg.max_calls)
             if sip_cfg is not None:
                 with listening("--sip", sip_cfg.listen):
-                    await calls.start(serve_sip, env, sip_cfg, sip)
+                    sip_sock = role.sip() if role else None
+                    await calls.start(
+                        functools.partial(serve_sip, sock=sip_sock), env, sip_cfg, sip
+                    )
             frozen = freeze_startup_heap()  # full GC passes stay off the calls' audio
             log.info(
                 "callbridge ready",
@@ -190,10 +218,11 @@ async def serve_workers(
     media_cfg: media_config.MediaConfig,
     control_cfg: control_config.ControlConfig,
     argv: Sequence[str],
+    sip_cfg: sip_config.SipConfig | None = None,
 ) -> None:
     """The parent of ``--workers N``: storage prepared and listeners bound once, the agents for all
     workers (:mod:`callbridge.agent_workers`), then the workers, each restarted when it exits
-    (:class:`WorkerPool`)."""
+    (:class:`WorkerPool`). With ``--sip``, one SIP socket per worker, bound here too."""
     await prepare_storage(control_cfg)
     with ExitStack() as sockets:
         listeners = {}
@@ -208,6 +237,10 @@ async def serve_workers(
         for address in link_addresses(host, base, control_cfg.workers):
             with listening("--link-port", address):
                 links.append(sockets.enter_context(bind_tcp(address)))
+        sips = []  # with --sip, each worker's own SIP port (its transactions and dialogs)
+        for address in sip_addresses(sip_cfg, control_cfg.workers):
+            with listening("--sip", address):
+                sips.append(sockets.enter_context(bind_udp(address)))
         # The agent outlives the workers: stopped by a signal, each worker ends its calls as
         # shutdown while their agent links still answer, and only then is the agent stopped.
         async with trio.open_nursery() as agent:
@@ -216,7 +249,9 @@ async def serve_workers(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
                 agent_args = shared_agent_args(media_cfg)
-                pool = WorkerPool(control_cfg.workers, argv, agent_args, listeners, links)
+                pool = WorkerPool(
+                    control_cfg.workers, argv, agent_args, listeners, links, sips=sips
+                )
                 await nursery.start(pool.run)
                 log.info(
                     "callbridge ready",
@@ -228,9 +263,19 @@ async def serve_workers(
                         "agent": media_cfg.agent_url,
                         "agent_link": media_cfg.link_kind,
                         "agent_workers": media_cfg.agent_workers,
+                        "sip": [str(sock.getsockname()[1]) for sock in sips] or "off",
                     },
                 )
             agent.cancel_scope.cancel()
+
+
+def sip_addresses(
+    sip_cfg: sip_config.SipConfig | None, workers: int
+) -> list[media_config.HostPort]:
+    """Where each worker listens for SIP (worker j on ``--sip``'s port + j); none without it."""
+    if sip_cfg is None:
+        return []
+    return [sip_config.for_worker(sip_cfg, j, workers).listen for j in range(workers)]
 
 
 async def _cancel_on_signal(scope: trio.CancelScope) -> None:

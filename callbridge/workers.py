@@ -16,6 +16,13 @@ Conference links are the exception: a link names the worker holding the conferen
 (:func:`link_addresses`, ``--link-port``) and worker j advertises its own
 (:func:`control.conference_links.link_base`).
 
+SIP too: a SIP transaction or dialog lives in the process that holds it, and ``SO_REUSEPORT``
+would hash a proxy in front (one source address) onto one worker. With ``--sip HOST:PORT`` the
+parent binds one UDP socket per worker, worker j's on PORT+j, and worker j takes its calls' RTP
+from slice j of ``--rtp-ports`` (:func:`sip.config.for_worker`); Kamailio's dispatcher list names
+the N ports. The socket outlives the worker's restarts, so a restarted worker answers on the same
+port, and a call placed through the API leaves from the port of the worker that took the request.
+
 Each worker is a full node of the scale-out design (:mod:`control.nodes`): it holds its calls as
 (node id, worker id), runs the control plane API beside them, and reaches calls on a sibling
 through the call-command transport. Events, caches, command routing and heartbeats go through
@@ -47,37 +54,43 @@ LISTEN_BACKLOG = 1024  # connections the kernel queues while every worker is bus
 # exception at start, such as Redis refusing it: 1): restarting it would loop, so serve stops.
 FATAL_AT_START = frozenset({1, 2})
 READY_TIMEOUT_S = 60.0  # a worker imports the control plane and opens storage before it is ready
-ROLE_ENV = "CALLBRIDGE_WORKER"  # parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD,LINK_FD
+# parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD,LINK_FD,SIP_FD (-1: none; may be absent)
+ROLE_ENV = "CALLBRIDGE_WORKER"
+NO_FD = -1
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerRole:
     """What a worker child was handed: its id and the inherited descriptors (``link_fd``: the
-    listener of its own that conference links to the bridges it holds come to)."""
+    listener of its own that conference links to the bridges it holds come to; ``sip_fd``: its
+    own SIP UDP socket with ``--sip``, else :data:`NO_FD`)."""
 
     worker_id: int
     http_fd: int
     audiosocket_fd: int
     ready_fd: int
     link_fd: int
+    sip_fd: int = NO_FD
 
     @classmethod
     def from_environ(cls) -> WorkerRole | None:
-        """This process's role, if its parent started it as a worker (none for a plain serve)."""
+        """This process's role, if its parent started it as a worker (none for a plain serve).
+        A role of five numbers (no SIP socket) reads as one from before ``sip_fd``."""
         text = os.environ.pop(ROLE_ENV, "")
         if not text:
             return None
-        worker_id, http_fd, audiosocket_fd, ready_fd, link_fd = (
-            int(part) for part in text.split(",")
-        )
-        return cls(worker_id, http_fd, audiosocket_fd, ready_fd, link_fd)
+        return cls(*(int(part) for part in text.split(",")))
 
     def __str__(self) -> str:
-        fds = (self.http_fd, self.audiosocket_fd, self.ready_fd, self.link_fd)
+        fds = (self.http_fd, self.audiosocket_fd, self.ready_fd, self.link_fd, self.sip_fd)
         return ",".join(str(n) for n in (self.worker_id, *fds))
 
     def audiosocket(self) -> socket.socket:
         return socket.socket(fileno=self.audiosocket_fd)
+
+    def sip(self) -> socket.socket | None:
+        """This worker's own SIP socket, bound by the parent (:func:`bind_udp`), if any."""
+        return None if self.sip_fd == NO_FD else socket.socket(fileno=self.sip_fd)
 
     def say_ready(self) -> None:
         """Tell the parent this worker takes calls (its listeners and control plane are up)."""
@@ -96,6 +109,22 @@ def bind_tcp(address: HostPort) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
         sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_udp(address: HostPort) -> socket.socket:
+    """A worker's own SIP UDP socket, bound here so that a port in use is said once, before any
+    worker starts, and so that it outlives the worker's restarts (datagrams wait in it)."""
+    infos = socket.getaddrinfo(
+        address.host or None, address.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.bind(sockaddr)
     except BaseException:
         sock.close()
         raise
@@ -141,10 +170,12 @@ class WorkerPool:
         listeners: dict[str, socket.socket],
         links: Sequence[socket.socket],
         backoff: Callable[[], Backoff] = Backoff,
+        sips: Sequence[socket.socket] = (),
     ) -> None:
         self.count, self.argv, self.agent_args = count, list(argv), list(agent_args)
         self.http, self.audiosocket = listeners["http"], listeners["audiosocket"]
         self.links = list(links)  # worker j's own listener for conference links: links[j]
+        self.sips = list(sips)  # with --sip, worker j's own SIP socket: sips[j]
         self._backoff = backoff
         self.pids: dict[int, int] = {}  # worker id -> pid of its running process
         self._ever_ready: set[int] = set()  # worker ids that have taken calls once
@@ -168,16 +199,22 @@ class WorkerPool:
             )
             await trio.sleep(delay_s)
 
+    def _own_fds(self, worker_id: int) -> tuple[int, ...]:
+        """Worker ``worker_id``'s own sockets: its link listener, and its SIP socket if any."""
+        sip = self.sips[worker_id : worker_id + 1]
+        return (self.links[worker_id].fileno(), *(s.fileno() for s in sip))
+
     async def _run_once(self, worker_id: int, on_ready: Callable[[], None]) -> float:
         """One worker process from start to exit; how long it ran after it was ready."""
         watch_r, watch_w = os.pipe()  # the worker's EOF when we are gone (watch_parent)
         ready_r, ready_w = os.pipe()
         shared = (self.http.fileno(), self.audiosocket.fileno())
-        role = WorkerRole(worker_id, *shared, ready_w, self.links[worker_id].fileno())
+        own = self._own_fds(worker_id)
+        role = WorkerRole(worker_id, *shared, ready_w, *own)
         try:
             proc = await trio.lowlevel.open_process(
                 worker_command(self.argv, role, watch_r, self.agent_args),
-                pass_fds=(watch_r, ready_w, *shared, role.link_fd),
+                pass_fds=(watch_r, ready_w, *shared, *own),
                 env={**os.environ, ROLE_ENV: str(role)},
             )
         except BaseException:

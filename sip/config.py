@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from media.config import ConfigError, HostPort
 from sip.digest import Credentials
@@ -171,6 +171,43 @@ def rtp_from_args(ns: argparse.Namespace) -> SipConfig:
 def rtp_default() -> SipConfig:
     """RTP legs on loopback with the default port range (tests, embedded use)."""
     return SipConfig(listen=HostPort("127.0.0.1", 0))
+
+
+def for_worker(cfg: SipConfig, worker_id: int, workers: int) -> SipConfig:
+    """Worker ``worker_id`` of ``serve --workers N``: SIP on the listen port + its id, RTP from
+    its own slice of the port range. One UDP port per worker because a SIP transaction or
+    dialog lives in the process that holds it, and ``SO_REUSEPORT`` would hash a proxy in front
+    (one source address) onto one worker; disjoint RTP slices so that a port names its worker.
+    Raises :class:`ConfigError` where a port or a slice does not fit."""
+    if workers <= 1:
+        return cfg
+    if cfg.register:
+        raise ConfigError(
+            "--sip-register with --workers > 1: each worker has a SIP port of its own, and one"
+            " registration would send every call to one of them; put Kamailio in front (its"
+            " dispatcher list names each worker's port) and register it instead"
+        )
+    port = cfg.listen.port + worker_id if cfg.listen.port else 0  # 0: each picked by the kernel
+    if port > 65535:
+        raise ConfigError(f"--sip: worker {worker_id} would listen on port {port} (> 65535)")
+    low, high = rtp_slice(cfg.rtp_port_min, cfg.rtp_port_max, worker_id, workers)
+    listen = HostPort(cfg.listen.host, port)
+    return replace(cfg, listen=listen, rtp_port_min=low, rtp_port_max=high)
+
+
+def rtp_slice(port_min: int, port_max: int, worker_id: int, workers: int) -> tuple[int, int]:
+    """Worker ``worker_id``'s share of ``port_min``-``port_max``: whole RTP/RTCP pairs (an even
+    port and the odd one above it, as a call binds them), as even a split as the pairs allow."""
+    pairs = range(port_min + port_min % 2, port_max + 1, 2)
+    if len(pairs) < workers:
+        raise ConfigError(
+            f"--rtp-ports {port_min}-{port_max} holds {len(pairs)} RTP port pair(s) for"
+            f" {workers} workers: each worker takes its calls' RTP from a slice of its own and"
+            " needs at least one pair (an even port and the odd one above it) per call; widen"
+            " the range"
+        )
+    share = pairs[worker_id * len(pairs) // workers : (worker_id + 1) * len(pairs) // workers]
+    return share[0], min(share[-1] + 1, 65534)
 
 
 def from_args(ns: argparse.Namespace) -> SipConfig | None:

@@ -287,15 +287,21 @@ async def serve_sip(
     cfg: SipConfig,
     outbound: SipOutbound | None = None,
     *,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``cfg.listen`` (UDP); reports the bound port (useful with port 0).
+    """Listen on ``cfg.listen`` (UDP), or on ``sock`` where one is handed over already bound (a
+    ``serve --workers`` worker's own port); reports the bound port (useful with port 0).
     ``outbound``, the control plane's handle, is attached to place calls."""
     family = socket.AF_INET6 if ":" in cfg.listen.host else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
-    with sock:
-        await sock.bind((cfg.listen.host, cfg.listen.port))
-        server = SipServer(sock, env, cfg)
+    if sock is None:
+        udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+    else:
+        udp = trio.socket.from_stdlib_socket(sock)
+    with udp:
+        if sock is None:
+            await udp.bind((cfg.listen.host, cfg.listen.port))
+        server = SipServer(udp, env, cfg)
         log.info("sip listening", extra={"host": cfg.listen.host, "port": server.ua.config.port})
         if outbound is not None:
             outbound.attach(server.outbound)
