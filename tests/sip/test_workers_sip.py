@@ -6,6 +6,7 @@ registration, ``--ari`` and a SIP port in use are refused before any worker star
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -20,14 +21,17 @@ import trio
 
 from media.config import ConfigError, HostPort
 from sip.config import SipConfig, for_worker
+from sip.message import SipRequest, SipResponse, parse_message
 from tests.conftest import require_service
-from tests.sip.peers import free_udp_port, sip_options_ok
+from tests.sip.peers import free_udp_port, kamailio, sip_options_ok
 from tests.sip.uac import Uac
 from tests.test_serve import free_port, stop_serve
 from tests.test_workers import (
     _redis_up,
+    access_key,
     call_rows,
     log_tail,
+    post,
     start_workers,
     wait_ready,
     workers_by_id,
@@ -133,6 +137,89 @@ async def test_each_worker_answers_sip_on_its_own_port_and_a_killed_one_takes_on
             uac.close()
         await trio.to_thread.run_sync(stop_serve, proc)
     assert proc.returncode == 0, log_tail(log)
+
+
+async def busy_callee(
+    sock: trio.socket.SocketType, db: Path, placed: dict[str, tuple[int, int]]
+) -> None:
+    """A callee that answers each new INVITE 486 and notes its Call-ID's (source port, worker)."""
+    while True:
+        data, source = await sock.recvfrom(65535)
+        invite = parse_message(data)
+        if not isinstance(invite, SipRequest) or invite.method != "INVITE":
+            continue  # the ACK of our 486
+        call_id = invite.get("Call-ID") or ""
+        busy = SipResponse(status=486, reason="Busy Here", headers=[
+            (name, invite.get(name) or "") for name in ("Via", "From", "Call-ID", "CSeq")
+        ] + [("To", f"{invite.get('To')};tag=busy")])  # fmt: skip
+        await sock.sendto(busy.serialize(), source)
+        if call_id not in placed:
+            placed[call_id] = (int(source[1]), int((await row_of(db, call_id))["worker_id"]))
+
+
+@pytest.mark.slow
+async def test_a_call_placed_through_the_api_leaves_from_its_workers_own_sip_port(
+    tmp_path: Path,
+) -> None:
+    if not _redis_up():
+        require_service("redis", "serve --workers 2 shares its state through Redis")
+    sip_port = free_udp_ports(2)
+    callee = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await callee.bind(("127.0.0.1", 0))
+    trunk = f"127.0.0.1:{callee.getsockname()[1]}"
+    proc, ports = start_workers(tmp_path, "--sip", f"127.0.0.1:{sip_port}", "--sip-outbound", trunk)
+    log, db = tmp_path / "serve.log", tmp_path / "serve.db"
+    placed: dict[str, tuple[int, int]] = {}  # SIP Call-ID -> (INVITE's source port, worker)
+    try:
+        await wait_ready(proc, log)
+        key = access_key(log)
+        status, text = post(ports["http"], "/v1.0/agents", key, {"name": "dialler"})
+        assert status == 201, text
+        body = {"leg": "sip", "source": "+15550001", "destination": "+15550002",
+                "agent_id": json.loads(text)["id"]}  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(busy_callee, callee, db, placed)
+            with trio.fail_after(60):  # each request on a new connection: either worker's
+                while {worker for _, worker in placed.values()} != {0, 1}:
+                    answer = await trio.to_thread.run_sync(
+                        post, ports["http"], "/v1.0/calls", key, body
+                    )
+                    assert answer[0] == 201, answer
+                    await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+        for source_port, worker_id in placed.values():
+            assert source_port == sip_port + worker_id, placed
+    finally:
+        callee.close()
+        await trio.to_thread.run_sync(stop_serve, proc)
+
+
+@pytest.mark.slow
+async def test_kamailio_spreads_calls_over_the_workers_sip_ports(
+    tmp_path: Path, sip_peers: None
+) -> None:
+    if not _redis_up():
+        require_service("redis", "serve --workers 2 shares its state through Redis")
+    sip_port = free_udp_ports(2)
+    proc, _ = start_workers(tmp_path, "--sip", f"127.0.0.1:{sip_port}")
+    log, db = tmp_path / "serve.log", tmp_path / "serve.db"
+    uacs: list[Uac] = []
+    try:
+        await wait_ready(proc, log)
+        # One dispatcher.list line per worker port, as the README says; round-robin (4)
+        async with kamailio(tmp_path, [(sip_port, 0), (sip_port + 1, 0)], alg=4) as edge:
+            for n in range(4):
+                uacs.append(uac := await sip_call(edge, f"via-kamailio-{n}"))
+                await row_of(db, uac.call_id)
+            workers = [call_rows(db)[uac.call_id]["worker_id"] for uac in uacs]
+            assert sorted(workers) == [0, 0, 1, 1], workers
+            for uac in uacs:
+                assert await echoed_packets(uac) >= 50, uac.call_id
+                assert (await uac.in_dialog("BYE")).status == 200
+    finally:
+        for uac in uacs:
+            uac.close()
+        await trio.to_thread.run_sync(stop_serve, proc)
 
 
 def serve_refuses(
