@@ -58,10 +58,13 @@ def udp_port_free(port: int) -> bool:
     return True
 
 
-async def sip_call(port: int, call_id: str) -> Uac:
+async def sip_call(port: int, call_id: str, contact_port: int = 0) -> Uac:
+    """A call answered 200 (whose Contact names ``contact_port``, where one is given)."""
     uac = await Uac.open(port, call_id)
     answer = await uac.call()
     assert answer.status == 200, answer
+    if contact_port:
+        assert f"@127.0.0.1:{contact_port}>" in (answer.get("Contact") or ""), answer
     return uac
 
 
@@ -103,7 +106,8 @@ async def test_each_worker_answers_sip_on_its_own_port_and_a_killed_one_takes_on
         ready = await wait_ready(proc, log)
         assert ready["sip"] == [str(sip_port), str(sip_port + 1)], ready
         for worker_id in (0, 1):  # a call to PORT+j is worker j's, with RTP from its slice
-            uacs.append(uac := await sip_call(sip_port + worker_id, f"to-worker-{worker_id}"))
+            port = sip_port + worker_id
+            uacs.append(uac := await sip_call(port, f"to-worker-{worker_id}", contact_port=port))
             assert (await row_of(db, uac.call_id))["worker_id"] == worker_id
             assert uac.remote_rtp[1] in slices[worker_id], (worker_id, uac.remote_rtp)
             assert await echoed_packets(uac) >= 50, worker_id
@@ -122,7 +126,7 @@ async def test_each_worker_answers_sip_on_its_own_port_and_a_killed_one_takes_on
                 await trio.sleep(0.2)
             while not await trio.to_thread.run_sync(sip_options_ok, sip_port + 1):
                 assert proc.poll() is None, log_tail(log)
-        uacs.append(again := await sip_call(sip_port + 1, "to-worker-1-again"))
+        uacs.append(again := await sip_call(sip_port + 1, "to-worker-1-again", sip_port + 1))
         assert (await row_of(db, again.call_id))["worker_id"] == 1
         assert again.remote_rtp[1] in slices[1]
         assert await echoed_packets(again) >= 50
