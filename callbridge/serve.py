@@ -50,14 +50,14 @@ from sip.server import serve_sip
 
 log = logging.getLogger(__name__)
 
-# Asterisk sends a Stasis app's events to one subscriber, and the ExternalMedia connection of
-# each of its calls must reach the process holding that call; on the shared --audiosocket and
-# --http listeners a sibling may accept it.
+# The ARI app is one Stasis subscriber in one process, and what must reach that process (each
+# call's ExternalMedia connection, POST /v1.0/calls with leg asterisk, joins to an Asterisk-mixed
+# conference) arrives on the shared --audiosocket/--http listeners, at whichever worker accepts.
 ARI_NEEDS_ONE_WORKER = (
-    "--ari runs with --workers 1 only (for now): Asterisk sends the Stasis app's events to one"
-    " subscriber, and each call's ExternalMedia connection must reach the worker holding that"
-    " call, which the shared --audiosocket/--http listeners do not ensure; run the ARI app in"
-    " a serve of its own with --workers 1"
+    "--ari runs with --workers 1 only (for now): the ARI app is one Stasis subscriber in one"
+    " process, and what must reach it (each call's ExternalMedia connection, POST /v1.0/calls"
+    " with leg asterisk, Asterisk-mixed conferences) would land on any worker of the shared"
+    " listeners; run the ARI app in a serve of its own with --workers 1"
 )
 
 
