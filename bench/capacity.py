@@ -24,7 +24,15 @@ from bench.measure import STEP_COLUMNS, add_ramp_argument, run_step, step_row, s
 from bench.report import format_table, results_folder, write_json
 from bench.server import is_serve_worker
 from bench.targets import Target, add_leg_argument, add_target_arguments, callbridge_target
-from bench.variants import SWITCHES, Variant, parse_flushes, parse_links, parse_tick, variants
+from bench.variants import (
+    SWITCHES,
+    Variant,
+    parse_core,
+    parse_flushes,
+    parse_links,
+    parse_tick,
+    variants,
+)
 from media.agent_mux import FLUSH_SWITCH
 from media.config import ConfigError
 from media.tick import BATCH_SWITCH
@@ -106,6 +114,16 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         help="start one serve per value, --agent-link ws (a WebSocket per call) or mux (all"
         " calls over one connection to the agent, media/agent_mux.py), and run every step"
         " against each in turn: before and after in one run (with --media-tick: every pair)",
+    )
+    p.add_argument(
+        "--core",
+        default="",
+        metavar="before,after",
+        help="start one serve per value, the media core as the issue found it (before: a"
+        " reader and a pacer task per call, a WebSocket per call to the agent, per-call"
+        " resampling) and as it is by default (after: one reader and one tick per process, the"
+        " multiplexed link, batched resampling), and run every step against each in turn"
+        " (not with the other switches)",
     )
     p.add_argument(
         "--pin",
@@ -268,6 +286,10 @@ def run_capacity(ns: argparse.Namespace) -> int:
         parse_flushes(ns.mux_flush_ms),
     )
     ticks = [] if ticks == [Variant(None, None)] else ticks
+    if ns.core:
+        if ticks:
+            raise ConfigError("--core names both switches' values: not with the others")
+        ticks = parse_core(ns.core)
     affinity = os.sched_getaffinity(0)
     if ns.pin:
         pin_bench()
@@ -315,6 +337,7 @@ def _run_capacity(
         "agent_link": [v.link for v in ticks if v.link],
         "media_batch": [v.batch for v in ticks if v.batch],
         "mux_flush_ms": [v.flush_ms for v in ticks if v.flush_ms],
+        "core": [v.name for v in ticks if v.name],
         "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
         if ns.pin
         else None,

@@ -12,6 +12,12 @@ Lateness is measured against the 20 ms grid of the received audio itself: frame 
 ``anchor`` is the earliest ``t - position`` of the last second. A paced stream scores ~0; a late
 frame scores how late it is; a lasting shift (an underrun) stops counting after one second.
 
+Arrival times (batched AudioSocket callers, what ``capacity`` runs) are the kernel's receive
+timestamps (``SO_TIMESTAMPNS``: when the server's write reached the caller's socket), not when
+the generator's loop got round to reading it: at 300 callers the generator's own wake-ups were
+most of what a trivial echo server's p99 lateness measured. Frames read together carry the
+timestamp of the last one, so a frame is never scored earlier than it came.
+
 Callers run in worker processes (``multiprocessing`` spawn) so that their CPU is theirs alone and
 can be reported apart from the server's.
 """
@@ -24,6 +30,7 @@ import multiprocessing
 import random
 import select
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Sequence
@@ -48,6 +55,9 @@ ANCHOR_WINDOW_FRAMES = 50
 SEND_SLACK_S = 0.0005  # batched callers: frames due this close together leave in one wake-up
 CONNECT_POLL_S = 0.002  # batched callers: how often a caller still connecting is looked at
 _READ_BYTES = 65536
+SO_TIMESTAMPNS = 35  # <asm-generic/socket.h> (Python names neither): the cmsg is a timespec
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +316,7 @@ class BatchedCallers:
             return
         sock = socket.socket(fileno=stream.socket.detach())
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.sendall(encode_frame(Kind.UUID, uuid.UUID(line.result.call_uuid).bytes))
         line.sock, line.result.connected = sock, True
         self.by_fd[sock.fileno()] = line
@@ -358,23 +369,25 @@ class BatchedCallers:
         while True:
             await trio.lowlevel.wait_readable(self.epoll.fileno())
             now = time.monotonic()
+            realtime_lead = time.time() - now  # the kernel stamps in CLOCK_REALTIME
             for fd, _ in self.epoll.poll(0):
                 line = self.by_fd.get(fd)
                 if line is not None and line.sock is not None:
-                    self._read(line, now)
+                    self._read(line, now, realtime_lead)
 
-    def _read(self, line: _Line, now: float) -> None:
+    def _read(self, line: _Line, now: float, realtime_lead: float) -> None:
         assert line.sock is not None
         try:
-            data = line.sock.recv(_READ_BYTES)
+            data, ancillary, _, _ = line.sock.recvmsg(_READ_BYTES, _CMSG_BYTES)
         except BlockingIOError:
             return
         except OSError as exc:
             line.result.error = line.result.error or f"receive: {exc}"
-            data = b""
+            data, ancillary = b"", []
         if not data:
             self._drop(line)
             return
+        now = min(now, kernel_arrival(ancillary, realtime_lead) or now)
         buf, result = line.buffer, line.result
         buf += data
         while len(buf) >= HEADER_BYTES:
@@ -398,6 +411,16 @@ class BatchedCallers:
             self.epoll.unregister(line.sock.fileno())
             line.sock.close()
             line.sock = None
+
+
+def kernel_arrival(ancillary: list[tuple[int, int, bytes]], realtime_lead: float) -> float | None:
+    """The ``SO_TIMESTAMPNS`` receive time in a ``recvmsg``'s ancillary data, on the
+    ``time.monotonic()`` clock (``realtime_lead``: ``time.time() - time.monotonic()``)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return float(seconds + nanoseconds / 1e9 - realtime_lead)
+    return None
 
 
 def _worker(plan: CallerPlan, conn: Connection) -> None:

@@ -38,10 +38,12 @@ class Variant:
     link: str | None
     batch: str | None = None
     flush_ms: str | None = None
+    name: str | None = None  # a named pair's (``--core before,after``)
 
     @property
     def label(self) -> str:
         parts = [
+            f"{self.name}:" if self.name else "",
             f"tick {self.tick}" if self.tick else "",
             f"link {self.link}" if self.link else "",
             f"batch {self.batch}" if self.batch else "",
@@ -69,6 +71,23 @@ def variants(
         [*axis] or [None] for axis in (ticks, links, batches or [], flushes or [])
     ]
     return [Variant(*values) for values in itertools.product(*axes)]
+
+
+CORE_PAIR = {
+    # the issue's starting point: a reader and a pacer task per call, a WebSocket per call to
+    # the agent, each call's audio resampled on its own
+    "before": Variant("off", "ws", "off", name="before"),
+    # the defaults: one reader and one tick per process, the multiplexed link, batched resampling
+    "after": Variant("on", "mux", "on", name="after"),
+}
+
+
+def parse_core(text: str) -> list[Variant]:
+    """``--core before,after``: the media core's switches all off, then all on (the default)."""
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if any(v not in CORE_PAIR for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"--core: expected before,after (or one of them), got {text!r}")
+    return [CORE_PAIR[v] for v in values]
 
 
 def parse_flushes(text: str) -> list[str]:

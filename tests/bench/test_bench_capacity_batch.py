@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.variants import Variant, parse_flushes, variants
+from bench.variants import Variant, parse_core, parse_flushes, variants
 from media.agent_mux import FLUSH_SWITCH
 from media.config import ConfigError
 from media.tick import BATCH_SWITCH
@@ -42,3 +42,20 @@ def test_every_combination_runs_with_its_switches() -> None:
     assert Variant("off", None).environment() == {TICK_SWITCH: "0"}
     with pytest.raises(ConfigError):
         parse_flushes("1,x")
+
+
+def test_core_before_and_after_are_every_switch_off_then_on(tmp_path: Path) -> None:
+    """``--core before,after``: the media core as the issue found it and as it is by default,
+    two serves in one run, each with its switches (``before`` on a WebSocket per call)."""
+    before, after = parse_core("before,after")
+    assert before.environment() == {TICK_SWITCH: "0", BATCH_SWITCH: "0"}
+    assert (before.link, after.link) == ("ws", "mux")
+    assert after.environment() == {TICK_SWITCH: "1", BATCH_SWITCH: "1"}
+    doc = two_calls(tmp_path, "--core", "before,after")
+    rows = doc["results"]["steps"]
+    assert [r["target"] for r in rows] == [before.label, after.label]
+    assert rows[0]["target"].startswith("before:") and rows[1]["target"].startswith("after:")
+    for row in rows:
+        check_step(row, 2)
+    with pytest.raises(ConfigError):
+        parse_core("before,later")

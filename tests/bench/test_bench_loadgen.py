@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import numpy as np
 import pytest
 
 from bench.loadgen import (
+    _CMSG_BYTES,
     ANCHOR_WINDOW_FRAMES,
+    SO_TIMESTAMPNS,
     CallerResult,
     dtmf_tag,
     grid_lateness_ms,
     is_pulse,
+    kernel_arrival,
     pair_forward_ms,
     plan_callers,
     pulse_frame,
@@ -81,3 +87,36 @@ def test_plan_splits_callers_and_rejects_bad_input() -> None:
         plan_callers("127.0.0.1", 9, 0, 3.0, 1, workers=1)
     with pytest.raises(ValueError):
         plan_callers("127.0.0.1", 9, 1, 0.5, 1, workers=1)  # not longer than the warm-up
+
+
+def test_arrival_is_the_kernels_receive_time_not_the_read() -> None:
+    """A frame that waited in the socket while the generator was busy is timed when it came,
+    not when it was read (the generator's own wake-ups must not count as the server's
+    lateness)."""
+    sender, receiver = _tcp_pair()
+    with sender, receiver:
+        receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sent_before = time.monotonic()
+        sender.sendall(b"frame")
+        sent_after = time.monotonic()
+        time.sleep(0.2)  # the generator's loop busy elsewhere
+        read_at = time.monotonic()
+        data, ancillary, _, _ = receiver.recvmsg(64, _CMSG_BYTES)
+        arrival = kernel_arrival(ancillary, time.time() - time.monotonic())
+    assert data == b"frame"
+    assert arrival is not None
+    # (realtime and monotonic read a few microseconds apart: allow 10 ms either way)
+    assert sent_before - 0.01 <= arrival <= sent_after + 0.01 < read_at
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two ends of a loopback TCP connection, as a caller's (the kernel stamps TCP)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+    return sender, receiver
+
+
+def test_no_timestamp_in_the_ancillary_data_is_none() -> None:
+    assert kernel_arrival([], 0.0) is None
+    assert kernel_arrival([(socket.SOL_SOCKET, SO_TIMESTAMPNS, b"\0" * 4)], 0.0) is None
