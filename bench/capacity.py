@@ -29,6 +29,7 @@ from bench.variants import (
     Variant,
     parse_core,
     parse_flushes,
+    parse_holds,
     parse_links,
     parse_tick,
     variants,
@@ -114,6 +115,14 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         help="start one serve per value, --agent-link ws (a WebSocket per call) or mux (all"
         " calls over one connection to the agent, media/agent_mux.py), and run every step"
         " against each in turn: before and after in one run (with --media-tick: every pair)",
+    )
+    p.add_argument(
+        "--playout-hold-ms",
+        default="",
+        metavar="MS,MS",
+        help="start one serve per value of its --playout-hold-ms (the pacing grid's jitter"
+        " allowance, media/pacing.py), and run every step against each in turn (with the other"
+        " switches: every combination)",
     )
     p.add_argument(
         "--core",
@@ -215,7 +224,9 @@ def tick_target(ns: argparse.Namespace, folder: Path, variant: Variant) -> Itera
     os.environ.update(variant.environment())
     run_ns = argparse.Namespace(**vars(ns))
     if variant.link:
-        run_ns.serve_arg = [*ns.serve_arg, "--agent-link", variant.link]
+        run_ns.serve_arg = [*run_ns.serve_arg, "--agent-link", variant.link]
+    if variant.hold_ms:
+        run_ns.serve_arg = [*run_ns.serve_arg, "--playout-hold-ms", variant.hold_ms]
     try:
         with callbridge_target(run_ns, sub) as target:
             if ns.pin:
@@ -284,6 +295,7 @@ def run_capacity(ns: argparse.Namespace) -> int:
         parse_links(ns.agent_link),
         parse_tick(ns.media_batch, "--media-batch"),
         parse_flushes(ns.mux_flush_ms),
+        parse_holds(ns.playout_hold_ms),
     )
     ticks = [] if ticks == [Variant(None, None)] else ticks
     if ns.core:
@@ -338,6 +350,7 @@ def _run_capacity(
         "media_batch": [v.batch for v in ticks if v.batch],
         "mux_flush_ms": [v.flush_ms for v in ticks if v.flush_ms],
         "core": [v.name for v in ticks if v.name],
+        "playout_hold_ms": [v.hold_ms for v in ticks if v.hold_ms],
         "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
         if ns.pin
         else None,

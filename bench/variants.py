@@ -39,6 +39,7 @@ class Variant:
     batch: str | None = None
     flush_ms: str | None = None
     name: str | None = None  # a named pair's (``--core before,after``)
+    hold_ms: str | None = None  # serve's --playout-hold-ms (None: its default)
 
     @property
     def label(self) -> str:
@@ -48,6 +49,7 @@ class Variant:
             f"link {self.link}" if self.link else "",
             f"batch {self.batch}" if self.batch else "",
             f"flush {self.flush_ms}ms" if self.flush_ms else "",
+            f"hold {self.hold_ms}ms" if self.hold_ms else "",
         ]
         return " ".join(p for p in parts if p)
 
@@ -65,12 +67,23 @@ def variants(
     links: list[str],
     batches: list[str] | None = None,
     flushes: list[str] | None = None,
+    holds: list[str] | None = None,
 ) -> list[Variant]:
     """Every combination of the values given, in order."""
     axes: list[list[str | None]] = [
-        [*axis] or [None] for axis in (ticks, links, batches or [], flushes or [])
+        [*axis] or [None] for axis in (ticks, links, batches or [], flushes or [], holds or [])
     ]
-    return [Variant(*values) for values in itertools.product(*axes)]
+    return [
+        Variant(tick, link, batch, flush, hold_ms=hold)
+        for tick, link, batch, flush, hold in itertools.product(*axes)
+    ]
+
+
+def parse_holds(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(v.isdigit() for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"--playout-hold-ms: expected whole milliseconds MS,MS, got {text!r}")
+    return values
 
 
 CORE_PAIR = {

@@ -59,7 +59,13 @@ class Call:
         self._env = env
         self._cfg = env.config
         self._side = LegSide(
-            leg, info.call_id, self._cfg.playout_max_ms, env.metrics, self.end, self._key_pressed
+            leg,
+            info.call_id,
+            self._cfg.playout_max_ms,
+            env.metrics,
+            self.end,
+            self._key_pressed,
+            hold_s=self._cfg.playout_hold_ms / 1000,
         )
         self._nursery: trio.Nursery | None = None
         self._assignment = AgentAssignment()

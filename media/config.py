@@ -11,6 +11,7 @@ from proto.stock_pipecat import split_agent_url
 AgentMode = Literal["echo", "local", "remote"]
 AgentLinkKind = Literal["ws", "mux"]
 AgentLinkChoice = Literal["auto", "ws", "mux"]
+MAX_PLAYOUT_HOLD_MS = 60  # below the pacer's catch-up window (media.leg_side)
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,7 @@ class MediaConfig:
     leg_send_timeout_s: float = 2.0  # caller's side stopped reading for this long: hang up
     agent_connect_timeout_s: float = 5.0  # agent link handshake deadline
     playout_max_ms: int = 30_000  # agent audio queued for playout, per call
+    playout_hold_ms: int = 0  # jitter allowance of the outbound pacing grid (media.pacing)
     uplink_queue_ms: int = 1_000  # caller audio waiting for the agent link, per call
     max_frame_ms: int = 100  # largest inbound AudioSocket audio frame accepted
     max_calls: int = 2_000
@@ -60,6 +62,8 @@ class MediaConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.playout_max_ms < 100 or self.uplink_queue_ms < 40:
             raise ConfigError("playout_max_ms >= 100 and uplink_queue_ms >= 40 are required")
+        if not 0 <= self.playout_hold_ms <= MAX_PLAYOUT_HOLD_MS:
+            raise ConfigError(f"--playout-hold-ms must be within 0..{MAX_PLAYOUT_HOLD_MS}")
         if not 20 <= self.max_frame_ms <= 1000:
             raise ConfigError("max_frame_ms must be within 20..1000")
         if self.agent not in ("echo", "local") and not self.agent.startswith(("ws://", "wss://")):
@@ -196,6 +200,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (default %(default)s)",
     )
     g.add_argument(
+        "--playout-hold-ms",
+        type=int,
+        default=d.playout_hold_ms,
+        metavar="MS",
+        help="jitter allowance for audio that reaches a call frame by frame just in time (an"
+        " echo, an agent streaming in real time): such frames leave evenly on the 20 ms grid"
+        " as long as they come within MS of the stream's earliest, at the cost of up to MS"
+        f" more delay on every frame (0..{MAX_PLAYOUT_HOLD_MS}; default %(default)s: none)",
+    )
+    g.add_argument(
         "--max-calls",
         type=int,
         default=d.max_calls,
@@ -222,6 +236,7 @@ def from_args(ns: argparse.Namespace) -> MediaConfig:
         leg_send_timeout_s=ns.leg_send_timeout,
         agent_connect_timeout_s=ns.agent_connect_timeout,
         playout_max_ms=ns.playout_max_ms,
+        playout_hold_ms=ns.playout_hold_ms,
         max_calls=ns.max_calls,
         record_dir=ns.record_dir,
     )

@@ -16,6 +16,14 @@ answer if it lies ahead. Three rules, each for a way real audio arrives:
 - **Follow a live stream that runs early.** When the buffer ran dry and the next frame comes
   before its slot, the grid was anchored on a frame that was held up; each such frame pulls the
   grid earlier by at most ``slew_s``, so gaps stay close to 20 ms while the hold-up drains away.
+
+``hold_s`` (0 by default: every frame goes the moment its slot allows) is a jitter allowance for
+a live stream, which arrives frame by frame just in time (an echo, a remote agent streaming in
+real time): a (re)started grid begins ``hold_s`` after the frame at hand, and an early frame
+pulls it earlier only while it would still be more than ``hold_s`` ahead. The grid then settles
+``hold_s`` behind the stream's earliest frames, so frames that come up to ``hold_s`` later than
+those still leave exactly on their slots instead of passing their lateness on to the far end;
+the price is up to ``hold_s`` more delay on every frame.
 """
 
 from __future__ import annotations
@@ -24,20 +32,25 @@ import math
 
 
 class PacingGrid:
-    def __init__(self, frame_s: float, catchup_s: float, slew_s: float) -> None:
+    def __init__(
+        self, frame_s: float, catchup_s: float, slew_s: float, hold_s: float = 0.0
+    ) -> None:
         if not 0 < slew_s < frame_s <= catchup_s:
             raise ValueError("need 0 < slew_s < frame_s <= catchup_s")
+        if not 0 <= hold_s < catchup_s:
+            raise ValueError("need 0 <= hold_s < catchup_s")
         self.frame_s = frame_s
         self.catchup_s = catchup_s
         self.slew_s = slew_s
+        self.hold_s = hold_s
         self.next_slot = -math.inf
 
     def slot(self, now: float, ran_dry: bool) -> float:
         """The time the frame at hand is due; ``<= now`` means send it at once."""
         if now > self.next_slot + self.catchup_s:
-            self.next_slot = now
-        elif ran_dry and now < self.next_slot:
-            self.next_slot -= min(self.next_slot - now, self.slew_s)
+            self.next_slot = now + self.hold_s
+        elif ran_dry and now < self.next_slot - self.hold_s:
+            self.next_slot -= min(self.next_slot - self.hold_s - now, self.slew_s)
         return self.next_slot
 
     def advance(self) -> None:

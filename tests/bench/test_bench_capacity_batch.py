@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.variants import Variant, parse_core, parse_flushes, variants
+from bench.variants import Variant, parse_core, parse_flushes, parse_holds, variants
 from media.agent_mux import FLUSH_SWITCH
 from media.config import ConfigError
 from media.tick import BATCH_SWITCH
@@ -59,3 +59,13 @@ def test_core_before_and_after_are_every_switch_off_then_on(tmp_path: Path) -> N
         check_step(row, 2)
     with pytest.raises(ConfigError):
         parse_core("before,later")
+
+
+def test_playout_holds_are_serves_of_their_own() -> None:
+    """``--playout-hold-ms 0,8``: two serves, labelled by their hold (a serve argument, not an
+    environment switch)."""
+    runs = variants([], [], None, None, parse_holds("0,8"))
+    assert [v.label for v in runs] == ["hold 0ms", "hold 8ms"]
+    assert [v.hold_ms for v in runs] == ["0", "8"] and runs[1].environment() == {}
+    with pytest.raises(ConfigError):
+        parse_holds("8,-1")

@@ -80,8 +80,9 @@ LEGS = [RecordingLeg, NowaitRecordingLeg]
 """Both ways a call's frames are paced: a pacer task per call, and the shared tick."""
 
 
-def leg_side(leg: RecordingLeg, playout_max_ms: int = 60_000) -> LegSide:
-    return LegSide(leg, "c1", playout_max_ms, MediaMetrics(), lambda cause, reason: None)
+def leg_side(leg: RecordingLeg, playout_max_ms: int = 60_000, hold_s: float = 0.0) -> LegSide:
+    end = lambda cause, reason: None  # noqa: E731
+    return LegSide(leg, "c1", playout_max_ms, MediaMetrics(), end, hold_s=hold_s)
 
 
 def numbered_frame(k: int, rate_hz: int = LINK_RATE_HZ) -> bytes:

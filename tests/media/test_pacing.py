@@ -8,6 +8,7 @@ re-anchoring on a late frame) fails the stall tests here.
 
 from __future__ import annotations
 
+import argparse
 import random
 from itertools import groupby, pairwise
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import trio
 
+from media.config import MAX_PLAYOUT_HOLD_MS, ConfigError, MediaConfig, add_arguments, from_args
 from media.pacing import PacingGrid
 from tests.media.fake_leg import LEGS, RecordingLeg, leg_side, numbered_frame
 
@@ -29,11 +31,11 @@ def new_leg(request: pytest.FixtureRequest) -> type[RecordingLeg]:
     return cls
 
 
-async def play(arrivals: list[float], leg: RecordingLeg) -> list[float]:
+async def play(arrivals: list[float], leg: RecordingLeg, hold_s: float = 0.0) -> list[float]:
     """Send times (relative to T0) of frames that reach the real pacer, frame k at
     ``T0 + arrivals[k]`` (frames arriving at the same time in one piece, as a stalled stream
     delivers them); checks that they went out whole and in order."""
-    side = leg_side(leg)
+    side = leg_side(leg, hold_s=hold_s)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(side.pacer)
         for arrival, ks in groupby(range(len(arrivals)), key=arrivals.__getitem__):
@@ -142,6 +144,48 @@ async def test_latency_of_a_jittery_live_stream_does_not_grow(
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         PacingGrid(FRAME, catchup_s=0.01, slew_s=0.001)
+    with pytest.raises(ValueError):
+        PacingGrid(FRAME, catchup_s=0.1, slew_s=0.001, hold_s=0.1)
+
+
+def jittery_live(n: int, jitter_s: float, seed: int = 7) -> list[float]:
+    """A live stream (an echo under load): frame k comes up to ``jitter_s`` after k x 20 ms."""
+    rng = random.Random(seed)
+    return [k * FRAME + rng.uniform(0, jitter_s) for k in range(n)]
+
+
+async def test_a_hold_sends_a_jittery_live_stream_evenly(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    """Frames coming up to 6 ms apart from their 20 ms places leave 20 ms apart with an 8 ms
+    hold (19 ms where a new earliest frame pulls the grid in by the slew), never later than
+    their slots, each at most the hold after it came once the grid has settled; without one,
+    the arrival jitter goes on to the far end."""
+    arrivals = jittery_live(300, 0.006)
+    held = await play(arrivals, new_leg(), hold_s=0.008)
+    gaps = np.diff(held)
+    assert gaps.max() <= FRAME + 1e-6 and gaps.min() >= FRAME - 0.001 - 1e-6
+    assert np.mean(np.abs(gaps - FRAME) < 1e-6) > 0.95
+    delays = np.asarray(held) - arrivals
+    assert delays.min() >= 0 and delays[50:].max() <= 0.008 + 1e-6
+
+
+async def test_without_a_hold_a_live_streams_jitter_goes_on(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    """The default: no frame waits beyond its arrival once the grid is on the earliest frames,
+    so the same stream's jitter reaches the far end (what the hold is for)."""
+    sent = await play(jittery_live(300, 0.006), new_leg())
+    assert np.ptp(np.diff(sent)) > 0.004
+
+
+async def test_a_hold_delays_a_queued_burst_once(
+    autojump_clock: trio.abc.Clock, new_leg: type[RecordingLeg]
+) -> None:
+    """A TTS burst (everything queued at once) starts ``hold_s`` late and then runs 20 ms
+    apart: the hold is paid once per started stream, not per frame."""
+    sent = await play([0.0] * 10, new_leg(), hold_s=0.005)
+    assert sent == pytest.approx([0.005 + k * FRAME for k in range(10)], abs=1e-6)
 
 
 class SelfPacedLeg(RecordingLeg):
@@ -171,3 +215,16 @@ async def test_a_self_paced_leg_records_no_negative_lateness(
     total = next(s.value for s in samples if s.name.endswith("_sum"))
     count = next(s.value for s in samples if s.name.endswith("_count"))
     assert count == 50 and total >= 0
+
+
+def test_the_hold_is_an_option_of_serve_off_by_default() -> None:
+    def parsed(*argv: str) -> MediaConfig:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return from_args(parser.parse_args(list(argv)))
+
+    assert parsed().playout_hold_ms == 0
+    assert parsed("--playout-hold-ms", "8").playout_hold_ms == 8
+    for bad in ("-1", str(MAX_PLAYOUT_HOLD_MS + 1)):
+        with pytest.raises(ConfigError, match="playout-hold-ms"):
+            parsed("--playout-hold-ms", bad)
