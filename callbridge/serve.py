@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, ExitStack
@@ -16,6 +17,14 @@ import trio
 
 from callbridge.agent_probe import probe_remote_agents
 from callbridge.agent_workers import AgentWorkers
+from callbridge.ari_worker import (
+    ARI_WORKER,
+    AriAtWorkerZero,
+    ari_commands,
+    ari_executor,
+    ari_media_address,
+    no_app,
+)
 from callbridge.heap import freeze_startup_heap
 from callbridge.listeners import CannotListen, listening
 from callbridge.supervisor import AgentCannotStart
@@ -29,6 +38,8 @@ from callbridge.workers import (
     shared_agent_args,
 )
 from control import config as control_config
+from control.call_commands import CallCommands
+from control.hooks import ControlHooks
 from control.plane import ReadyCheck, open_control_plane, prepare_storage
 from media import config as media_config
 from media.audiosocket_server import serve_audiosocket
@@ -50,14 +61,10 @@ from sip.server import serve_sip
 
 log = logging.getLogger(__name__)
 
-# The ARI app is one Stasis subscriber in one process, and what must reach that process (each
-# call's ExternalMedia connection, POST /v1.0/calls with leg asterisk, joins to an Asterisk-mixed
-# conference) arrives on the shared --audiosocket/--http listeners, at whichever worker accepts.
-ARI_NEEDS_ONE_WORKER = (
-    "--ari runs with --workers 1 only (for now): the ARI app is one Stasis subscriber in one"
-    " process, and what must reach it (each call's ExternalMedia connection, POST /v1.0/calls"
-    " with leg asterisk, Asterisk-mixed conferences) would land on any worker of the shared"
-    " listeners; run the ARI app in a serve of its own with --workers 1"
+ARI_WEBSOCKET_NEEDS_LINK_PORT = (
+    "--ari-media websocket with --workers > 1 needs --link-port: worker 0 runs the ARI app, and"
+    " Asterisk's websocket_client.conf must name worker 0's own listener (--http's host at"
+    " --link-port's port), not the shared --http one, where a sibling may accept the media"
 )
 
 
@@ -83,12 +90,12 @@ def run(ns: argparse.Namespace) -> int:
         sip_cfg, rtp_cfg = _worker_sip(sip_cfg, rtp_cfg, role.worker_id, control_cfg.workers)
         main = functools.partial(serve, media_cfg, worker_cfg, sip_cfg, rtp_cfg, ari_cfg, role)
     elif control_cfg.workers > 1:
-        if ari_cfg is not None:
-            raise media_config.ConfigError(ARI_NEEDS_ONE_WORKER)
+        if ari_cfg and ari_cfg.media_transport == "websocket" and not control_cfg.link_port:
+            raise media_config.ConfigError(ARI_WEBSOCKET_NEEDS_LINK_PORT)
         for worker_id in range(control_cfg.workers):  # a bad slice is said once, here
             _worker_sip(sip_cfg, rtp_cfg, worker_id, control_cfg.workers)
         argv = serve_argv()
-        main = functools.partial(serve_workers, media_cfg, control_cfg, argv, sip_cfg)
+        main = functools.partial(serve_workers, media_cfg, control_cfg, argv, sip_cfg, ari_cfg)
     else:
         main = functools.partial(serve, media_cfg, control_cfg, sip_cfg, rtp_cfg, ari_cfg)
     try:
@@ -144,8 +151,9 @@ async def serve(
         sip = SipOutbound()  # POST /v1.0/calls places SIP calls through the listener
         ready_checks: dict[str, ReadyCheck] = {"agent": agent_ready}
         client = None
-        if ari_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
-            client = AriClient(ari_cfg.url, ari_cfg.user, ari_cfg.password, ari_cfg.app)
+        app_cfg, ari_media = _ari_here(ari_cfg, role)  # --workers: worker 0's app, listener
+        if app_cfg is not None:  # Asterisk's Stasis calls reach us over ExternalMedia
+            client = AriClient(app_cfg.url, app_cfg.user, app_cfg.password, app_cfg.app)
             ready_checks["asterisk"] = client.check_ready
         with listening("--http", control_cfg.http):
             hooks = await stack.enter_async_context(
@@ -167,8 +175,8 @@ async def serve(
             legs.attach(env, calls)
             rtp.attach(env, calls, rtp_cfg or sip_cfg or sip_config.rtp_default())
             ari = None
-            if ari_cfg is not None and client is not None:
-                ari = AriApp(ari_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
+            if app_cfg is not None and client is not None:
+                ari = AriApp(app_cfg, client, ControlEvents(hooks), AriMetrics(metrics.registry))
                 sip.attach_leg("asterisk", ari.outbound)  # POST /v1.0/calls with leg asterisk
                 legs.claims = ari  # --ari-media websocket: ExternalMedia over chan_websocket
                 if hooks.tools.conferences is not None:  # mixer "asterisk" conferences
@@ -180,6 +188,11 @@ async def serve(
                     env,
                     ari,
                 )
+            if ari_media is not None:  # worker 0: the ARI app's ExternalMedia, ours alone
+                await calls.start(functools.partial(serve_audiosocket, sock=ari_media), env, ari)
+            requests = _ari_requests(hooks, control_cfg, ari_cfg, ari, sip) if role else None
+            if requests is not None:  # --workers: ARI requests between worker 0 and the rest
+                await calls.start(requests.serve)
             if ari is not None:
                 await calls.start(ari.run, registry, media_cfg.max_calls)
             if sip_cfg is not None:
@@ -206,6 +219,46 @@ async def serve(
             await trio.sleep_forever()
 
 
+def _ari_here(
+    ari_cfg: ari_config.AriConfig | None, role: WorkerRole | None
+) -> tuple[ari_config.AriConfig | None, socket.socket | None]:
+    """The ARI app's config where this process runs it, and its ExternalMedia listener where
+    the parent bound one: with ``--workers``, worker 0's alone (the app told Asterisk its
+    port); a plain serve runs the app on its ``--audiosocket`` listener."""
+    if ari_cfg is None or role is None:
+        return ari_cfg, None
+    if role.worker_id != ARI_WORKER:
+        return None, None
+    sock = role.ari_media()
+    if sock is None:  # --ari-media websocket: Asterisk reaches worker 0's --link-port listener
+        return ari_cfg, None
+    media_host = media_config.HostPort(ari_cfg.media_host.host, sock.getsockname()[1])
+    return dataclasses.replace(ari_cfg, media_host=media_host), sock
+
+
+def _ari_requests(
+    hooks: ControlHooks,
+    control_cfg: control_config.ControlConfig,
+    ari_cfg: ari_config.AriConfig | None,
+    ari: AriApp | None,
+    sip: SipOutbound,
+) -> CallCommands | None:
+    """A worker's end of the ARI requests between workers (:mod:`callbridge.ari_worker`):
+    worker 0 answers them with its app; another worker places leg ``asterisk`` calls and mixes
+    Asterisk conferences through worker 0. None without ``--ari`` (or Redis: no siblings)."""
+    conferences = hooks.tools.conferences
+    base = conferences.commands if conferences is not None else None
+    if ari_cfg is None or conferences is None or base is None:
+        return None
+    if ari is not None:
+        return ari_commands(base, control_cfg.db_prefix, ari_executor(ari))
+    requests = ari_commands(base, control_cfg.db_prefix, no_app)
+    zero = AriAtWorkerZero(requests, ari_cfg)
+    sip.attach_leg("asterisk", zero)  # POST /v1.0/calls with leg asterisk, taken here
+    conferences.asterisk = zero  # joins to and the end of Asterisk-mixed conferences
+    return requests
+
+
 def serve_argv() -> list[str]:
     """This process's own command line, for its workers: they run the same ``serve``."""
     argv = sys.argv[1:]
@@ -219,10 +272,12 @@ async def serve_workers(
     control_cfg: control_config.ControlConfig,
     argv: Sequence[str],
     sip_cfg: sip_config.SipConfig | None = None,
+    ari_cfg: ari_config.AriConfig | None = None,
 ) -> None:
     """The parent of ``--workers N``: storage prepared and listeners bound once, the agents for all
     workers (:mod:`callbridge.agent_workers`), then the workers, each restarted when it exits
-    (:class:`WorkerPool`). With ``--sip``, one SIP socket per worker, bound here too."""
+    (:class:`WorkerPool`). With ``--sip``, one SIP socket per worker, bound here too; with
+    ``--ari`` (AudioSocket media), worker 0's ExternalMedia listener."""
     await prepare_storage(control_cfg)
     with ExitStack() as sockets:
         listeners = {}
@@ -241,6 +296,11 @@ async def serve_workers(
         for address in sip_addresses(sip_cfg, control_cfg.workers):
             with listening("--sip", address):
                 sips.append(sockets.enter_context(bind_udp(address)))
+        ari_media = None  # worker 0 runs the ARI app: its ExternalMedia come here
+        if ari_cfg is not None and ari_cfg.media_transport == "audiosocket":
+            address = ari_media_address(media_cfg.audiosocket, ari_cfg.media_host)
+            with listening("--ari-media-host", address):
+                ari_media = sockets.enter_context(bind_tcp(address))
         # The agent outlives the workers: stopped by a signal, each worker ends its calls as
         # shutdown while their agent links still answer, and only then is the agent stopped.
         async with trio.open_nursery() as agent:
@@ -250,7 +310,13 @@ async def serve_workers(
                 nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
                 agent_args = shared_agent_args(media_cfg)
                 pool = WorkerPool(
-                    control_cfg.workers, argv, agent_args, listeners, links, sips=sips
+                    control_cfg.workers,
+                    argv,
+                    agent_args,
+                    listeners,
+                    links,
+                    sips=sips,
+                    ari_media=ari_media,
                 )
                 await nursery.start(pool.run)
                 log.info(
@@ -264,6 +330,7 @@ async def serve_workers(
                         "agent_link": media_cfg.link_kind,
                         "agent_workers": media_cfg.agent_workers,
                         "sip": [str(sock.getsockname()[1]) for sock in sips] or "off",
+                        "ari_media": ari_media.getsockname()[1] if ari_media else "off",
                     },
                 )
             agent.cancel_scope.cancel()

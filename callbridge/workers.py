@@ -23,6 +23,12 @@ from slice j of ``--rtp-ports`` (:func:`sip.config.for_worker`); Kamailio's disp
 the N ports. The socket outlives the worker's restarts, so a restarted worker answers on the same
 port, and a call placed through the API leaves from the port of the worker that took the request.
 
+ARI too (:mod:`callbridge.ari_worker`): Asterisk sends a Stasis app's events to one subscriber,
+so worker 0 alone runs the ARI app; the parent binds one more AudioSocket listener, handed to
+worker 0 only, which the app names to Asterisk for each call's ExternalMedia, and the other
+workers carry the requests that need the app (leg ``asterisk`` originates, Asterisk-mixed
+conferences) to worker 0.
+
 Each worker is a full node of the scale-out design (:mod:`control.nodes`): it holds its calls as
 (node id, worker id), runs the control plane API beside them, and reaches calls on a sibling
 through the call-command transport. Events, caches, command routing and heartbeats go through
@@ -44,6 +50,7 @@ from dataclasses import dataclass
 
 import trio
 
+from callbridge.ari_worker import ARI_WORKER
 from callbridge.supervisor import Backoff, started_once, stop_process, watch_parent
 from media.config import HostPort, MediaConfig
 
@@ -54,7 +61,8 @@ LISTEN_BACKLOG = 1024  # connections the kernel queues while every worker is bus
 # exception at start, such as Redis refusing it: 1): restarting it would loop, so serve stops.
 FATAL_AT_START = frozenset({1, 2})
 READY_TIMEOUT_S = 60.0  # a worker imports the control plane and opens storage before it is ready
-# parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD,LINK_FD,SIP_FD (-1: none; may be absent)
+# parent to worker: ID,HTTP_FD,AUDIOSOCKET_FD,READY_FD,LINK_FD,SIP_FD,ARI_FD (-1: none; the last
+# ones may be absent)
 ROLE_ENV = "CALLBRIDGE_WORKER"
 NO_FD = -1
 
@@ -63,7 +71,8 @@ NO_FD = -1
 class WorkerRole:
     """What a worker child was handed: its id and the inherited descriptors (``link_fd``: the
     listener of its own that conference links to the bridges it holds come to; ``sip_fd``: its
-    own SIP UDP socket with ``--sip``, else :data:`NO_FD`)."""
+    own SIP UDP socket with ``--sip``, else :data:`NO_FD`; ``ari_fd``: with ``--ari``, worker 0's
+    listener for the ARI app's ExternalMedia connections, else :data:`NO_FD`)."""
 
     worker_id: int
     http_fd: int
@@ -71,11 +80,12 @@ class WorkerRole:
     ready_fd: int
     link_fd: int
     sip_fd: int = NO_FD
+    ari_fd: int = NO_FD
 
     @classmethod
     def from_environ(cls) -> WorkerRole | None:
         """This process's role, if its parent started it as a worker (none for a plain serve).
-        A role of five numbers (no SIP socket) reads as one from before ``sip_fd``."""
+        A role of five or six numbers reads as one from before ``sip_fd`` or ``ari_fd``."""
         text = os.environ.pop(ROLE_ENV, "")
         if not text:
             return None
@@ -83,7 +93,7 @@ class WorkerRole:
 
     def __str__(self) -> str:
         fds = (self.http_fd, self.audiosocket_fd, self.ready_fd, self.link_fd, self.sip_fd)
-        return ",".join(str(n) for n in (self.worker_id, *fds))
+        return ",".join(str(n) for n in (self.worker_id, *fds, self.ari_fd))
 
     def audiosocket(self) -> socket.socket:
         return socket.socket(fileno=self.audiosocket_fd)
@@ -91,6 +101,10 @@ class WorkerRole:
     def sip(self) -> socket.socket | None:
         """This worker's own SIP socket, bound by the parent (:func:`bind_udp`), if any."""
         return None if self.sip_fd == NO_FD else socket.socket(fileno=self.sip_fd)
+
+    def ari_media(self) -> socket.socket | None:
+        """The ARI app's ExternalMedia listener, bound by the parent: worker 0's only."""
+        return None if self.ari_fd == NO_FD else socket.socket(fileno=self.ari_fd)
 
     def say_ready(self) -> None:
         """Tell the parent this worker takes calls (its listeners and control plane are up)."""
@@ -171,11 +185,13 @@ class WorkerPool:
         links: Sequence[socket.socket],
         backoff: Callable[[], Backoff] = Backoff,
         sips: Sequence[socket.socket] = (),
+        ari_media: socket.socket | None = None,
     ) -> None:
         self.count, self.argv, self.agent_args = count, list(argv), list(agent_args)
         self.http, self.audiosocket = listeners["http"], listeners["audiosocket"]
         self.links = list(links)  # worker j's own listener for conference links: links[j]
         self.sips = list(sips)  # with --sip, worker j's own SIP socket: sips[j]
+        self.ari_media = ari_media  # with --ari, worker 0's ExternalMedia listener
         self._backoff = backoff
         self.pids: dict[int, int] = {}  # worker id -> pid of its running process
         self._ever_ready: set[int] = set()  # worker ids that have taken calls once
@@ -199,10 +215,13 @@ class WorkerPool:
             )
             await trio.sleep(delay_s)
 
-    def _own_fds(self, worker_id: int) -> tuple[int, ...]:
-        """Worker ``worker_id``'s own sockets: its link listener, and its SIP socket if any."""
-        sip = self.sips[worker_id : worker_id + 1]
-        return (self.links[worker_id].fileno(), *(s.fileno() for s in sip))
+    def _own_fds(self, worker_id: int) -> tuple[int, int, int]:
+        """Worker ``worker_id``'s own sockets: its link listener, its SIP socket and (worker 0)
+        the ARI media listener, each :data:`NO_FD` where it has none."""
+        sip = self.sips[worker_id].fileno() if worker_id < len(self.sips) else NO_FD
+        ari = self.ari_media
+        ari_fd = ari.fileno() if ari is not None and worker_id == ARI_WORKER else NO_FD
+        return self.links[worker_id].fileno(), sip, ari_fd
 
     async def _run_once(self, worker_id: int, on_ready: Callable[[], None]) -> float:
         """One worker process from start to exit; how long it ran after it was ready."""
@@ -214,7 +233,7 @@ class WorkerPool:
         try:
             proc = await trio.lowlevel.open_process(
                 worker_command(self.argv, role, watch_r, self.agent_args),
-                pass_fds=(watch_r, ready_w, *shared, *own),
+                pass_fds=(watch_r, ready_w, *shared, *(fd for fd in own if fd != NO_FD)),
                 env={**os.environ, ROLE_ENV: str(role)},
             )
         except BaseException:

@@ -188,8 +188,32 @@ class CallCommands:
     def inbox(self, holder: Holder) -> str:
         return f"{self._prefix}inbox:{holder}"
 
-    async def run(self, holder: Holder, call_id: str, op: str, args: dict[str, Any]) -> Reply:
-        """Run ``op`` on ``call_id`` held by ``holder``; raises :class:`HolderUnavailable`."""
+    def alongside(self, channel_prefix: str, execute: Executor, concurrent: int) -> CallCommands:
+        """Commands of another kind between the same holders over the same transport, on
+        inboxes of their own (``channel_prefix``) with their own executor."""
+        return CallCommands(
+            self.me,
+            execute,
+            self._transport,
+            channel_prefix,
+            self.timeout_s,
+            self._max_pending,
+            self._drops,
+            concurrent,
+        )
+
+    async def run(
+        self,
+        holder: Holder,
+        call_id: str,
+        op: str,
+        args: dict[str, Any],
+        timeout_s: float | None = None,
+    ) -> Reply:
+        """Run ``op`` on ``call_id`` held by ``holder``; raises :class:`HolderUnavailable`.
+        ``timeout_s``: this command's wait, where it is longer than the usual one (an outbound
+        call that answers only once the callee picks up)."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if holder == self.me or self._transport is None:
             return await _answered(self._execute(call_id, op, args))
         if len(self._pending) >= self._max_pending:
@@ -197,9 +221,9 @@ class CallCommands:
         request_id = uuid.uuid4().hex
         pending = self._pending[request_id] = _Pending()
         try:
-            deadline = time.time() + self.timeout_s
+            deadline = time.time() + timeout_s
             cmd = Command(request_id, call_id, op, args, self.inbox(self.me), deadline)
-            with trio.move_on_after(self.timeout_s):
+            with trio.move_on_after(timeout_s):
                 try:
                     taken = await self._transport.publish(self.inbox(holder), encode_command(cmd))
                 except Exception as exc:  # the transport's own failure (Redis down): not "ended"
@@ -211,7 +235,7 @@ class CallCommands:
             del self._pending[request_id]
         if pending.reply is None:
             raise HolderUnavailable(
-                f"node {holder} holding the call did not answer within {self.timeout_s:g} s"
+                f"node {holder} holding the call did not answer within {timeout_s:g} s"
             )
         return pending.reply
 

@@ -2,7 +2,8 @@
 PORT+j (a socket the parent bound, so it outlives the worker) with RTP from its own slice of
 ``--rtp-ports``; a worker that is SIGKILLed takes only its own SIP call, the other worker's call
 keeps echoing, and the restarted worker answers on the same port. Slices too small, a
-registration, ``--ari`` and a SIP port in use are refused before any worker starts."""
+registration, ``--ari-media websocket`` without ``--link-port`` and a SIP port in use are refused
+before any worker starts."""
 
 from __future__ import annotations
 
@@ -253,16 +254,21 @@ def test_a_worker_rtp_slice_too_small_is_refused_at_start(tmp_path: Path) -> Non
     assert "--rtp-ports 30000-30003 holds 2 RTP port pair(s) for 3 workers" in done.stderr
 
 
-def test_registration_and_ari_with_workers_are_refused_with_the_reason(tmp_path: Path) -> None:
+def test_registration_and_ari_websocket_media_without_link_port_are_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """--ari runs with workers (tests/sip/test_workers_ari.py); only its chan_websocket media
+    without --link-port is refused: Asterisk's websocket_client.conf must name worker 0's own
+    listener, which has no fixed port without it."""
     sip = f"127.0.0.1:{free_udp_ports(2)}"
     register = ("--sip", sip, "--sip-register", "sip:bot@127.0.0.1:5080")
     done = serve_refuses(tmp_path, "--workers", "2", *register)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "--sip-register with --workers > 1" in done.stderr
-    ari = ("--ari", "http://127.0.0.1:8088", "--ari-user", "callbridge")
+    ari = ("--ari", "http://127.0.0.1:8088", "--ari-user", "callbridge", "--ari-media", "websocket")
     done = serve_refuses(tmp_path, "--workers", "2", *ari, env={"CALLBRIDGE_ARI_PASSWORD": "x"})
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "--ari runs with --workers 1 only" in done.stderr
+    assert "--ari-media websocket with --workers > 1 needs --link-port" in done.stderr
 
 
 def test_a_worker_sip_port_in_use_stops_serve_before_any_worker_starts(tmp_path: Path) -> None:
