@@ -4,8 +4,10 @@ app (callbridge/ari_worker.py) over an in-memory stand-in for the Redis transpor
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -18,6 +20,7 @@ from media.config import HostPort
 from sip.ari.app import AriApp
 from sip.ari.config import AriConfig
 from sip.outbound import OriginateRefused
+from tests.sip.test_workers_sip import serve_refuses
 
 
 class Channels:
@@ -150,3 +153,23 @@ def test_the_role_carries_the_ari_listener_and_older_roles_still_read(
     monkeypatch.setenv(ROLE_ENV, "1,3,4,5,6,8")
     assert WorkerRole.from_environ() == WorkerRole(1, 3, 4, 5, 6, 8, NO_FD)
     assert WorkerRole(1, 3, 4, 5, 6).ari_media() is None
+
+
+def test_worker_0s_media_port_in_use_stops_serve_before_any_worker_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ari = ("--ari", "http://127.0.0.1:8088", "--ari-user", "u")
+        done = serve_refuses(
+            tmp_path,
+            "--workers",
+            "2",
+            *ari,
+            "--ari-media-host",
+            f"127.0.0.1:{port}",
+            env={"CALLBRIDGE_ARI_PASSWORD": "x"},
+        )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port} (--ari-media-host)" in done.stderr
+    assert '"worker ready"' not in done.stderr

@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ari-media-host",
         metavar="HOST:PORT",
-        help="our AudioSocket listener as Asterisk reaches it (default: --audiosocket)",
+        help="our AudioSocket listener as Asterisk reaches it (default: --audiosocket); with"
+        " --workers N, worker 0's own listener for it, at this port on --audiosocket's host (a"
+        " free one where it is --audiosocket's port)",
     )
     g.add_argument(
         "--ari-media",

@@ -3,7 +3,8 @@ each Stasis call's ExternalMedia reaches it on the listener the parent bound for
 back), ``POST /v1.0/calls`` with leg ``asterisk`` is placed whichever worker takes the request
 (worker 1 carries it to worker 0), and a call command sent to worker 1 reaches the ARI call. A
 SIGKILLed worker 0 ends its ARI call (``node_lost``); restarted, its app reconnects, adopts the
-caller still in the Stasis app, and takes new calls."""
+caller still in the Stasis app. Over chan_websocket, Asterisk's websocket_client.conf names worker
+0's own listener (``--link-port``), and the calls echo too."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.sip.ari_harness import (
     target_dialplan,
     tone_pcm16,
 )
+from tests.test_agent_workers import free_port_pair
 from tests.test_serve import stop_serve
 from tests.test_workers import (
     _redis_up,
@@ -209,3 +211,34 @@ async def test_workers_run_ari_calls_in_worker_0_and_place_them_from_either(
     finally:
         await trio.to_thread.run_sync(stop_serve, proc)
     assert proc.returncode == 0, log_tail(log)
+
+
+async def test_workers_take_ari_media_over_chan_websocket_on_worker_0s_own_listener(
+    asterisk: Asterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ari-media websocket with --link-port BASE: websocket_client.conf's URI names worker 0's
+    listener (BASE + 0), never the shared --http one, so every call's media reaches the app."""
+    monkeypatch.setenv("CALLBRIDGE_ARI_PASSWORD", ARI_PASSWORD)
+    link_port = free_port_pair()
+    ari = ["--ari", asterisk.base_url, "--ari-user", ARI_USER, "--ari-media", "websocket"]
+    proc, _ = start_workers(tmp_path, *ari, "--link-port", str(link_port))
+    log, db = tmp_path / "serve.log", tmp_path / "serve.db"
+    try:
+        ready = await wait_ready(proc, log)
+        assert ready["ari_media"] == "off", ready  # no AudioSocket listener for it
+        (asterisk.root / "etc" / "websocket_client.conf").write_text(
+            "[callbridge]\ntype = websocket_client\nconnection_type = per_call_config\n"
+            f"uri = ws://127.0.0.1:{link_port}/v1.0/chan-websocket?access_key={access_key(log)}\n"
+            "protocols = media\n"
+        )
+        await trio.to_thread.run_sync(asterisk.rx, "module reload res_websocket_client.so")
+        await app_subscribed(asterisk)
+        for n in (1, 2):
+            await trio.to_thread.run_sync(asterisk.rx, ORIGINATE.format("talk"))
+            rows = await wait_rows(db, n, "hangup")
+            heard = (asterisk.root / "talk-heard.wav").read_bytes()[44:]
+            assert seconds_of(heard, 700.0) >= 1.0, f"call {n}: no echo over chan_websocket"
+    finally:
+        await trio.to_thread.run_sync(stop_serve, proc)
+    assert [(r["worker_id"], r["hangup_cause"]) for r in rows] == [(0, "caller")] * 2
+    assert "WebSocket/callbridge" in asterisk.log_tail(20000), "not over chan_websocket"
