@@ -10,7 +10,8 @@ Asterisk sends a Stasis app's events to one subscriber, so one process holds the
 - ``POST /v1.0/calls`` with leg ``asterisk``, taken by another worker: that worker's
   :class:`AriAtWorkerZero` is its originator for the leg and carries the request to worker 0;
 - joins to and the end of an Asterisk-mixed conference: the same object is the other workers'
-  :attr:`control.conferences.Conferences.asterisk`.
+  :attr:`control.conferences.Conferences.asterisk`; and its ``check_ready`` is their
+  ``/ready``'s ``asterisk`` check.
 
 The requests travel as the call commands between workers do (:mod:`control.call_commands`,
 Redis pub/sub), on inboxes of their own (:func:`ari_commands`), each answered by worker 0's
@@ -30,6 +31,7 @@ from control.call_commands import CallCommands, Executor, Holder, HolderUnavaila
 from control.conferences import ConferenceError
 from media.config import HostPort
 from sip.ari.app import AriApp
+from sip.ari.client import AriUnavailable
 from sip.ari.config import AriConfig
 from sip.outbound import OriginateRefused
 
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 ARI_WORKER = 0  # the worker that runs the ARI app
 ARI_COMMANDS_AT_ONCE = 64  # an originate waits for the callee's answer: many run at once
 ANSWER_MARGIN_S = 5.0  # beyond the app's own deadlines, for the trip between workers
+READY_WAIT_S = 1.5  # within /ready's own 2 s per check
 NO_APP = Reply(503, {"code": "holder_unavailable", "message": "this worker runs no ARI app"})
 
 
@@ -70,6 +73,11 @@ def ari_executor(app: AriApp) -> Executor:
             if op == "conference_end":
                 await app.conferences.end(target_id)
                 return Reply(200, {})
+            if op == "ready":
+                await app.client.check_ready()
+                return Reply(200, {})
+        except AriUnavailable as exc:  # (ready: the events socket is down)
+            return Reply(503, {"code": "unavailable", "message": str(exc)})
         except OriginateRefused as exc:
             return Reply(exc.status, {"code": exc.code, "message": str(exc)})
         except (KeyError, TypeError, ValueError) as exc:
@@ -103,6 +111,12 @@ class AriAtWorkerZero:
         except HolderUnavailable as exc:
             log.warning("ari request not carried to worker 0", extra={"op": op, "error": str(exc)})
             return Reply(503, {"code": "holder_unavailable", "message": f"the ARI app: {exc}"})
+
+    async def check_ready(self) -> None:
+        """``/ready``'s ``asterisk`` check, as worker 0's app answers it (raises when not)."""
+        reply = await self._ask("", "ready", {}, READY_WAIT_S)
+        if reply.status != 200:
+            raise AriUnavailable(str(reply.body.get("message")))
 
     async def originate(self, source: str, destination: str, params: Mapping[str, str]) -> str:
         args = {"source": source, "destination": destination, "params": dict(params)}

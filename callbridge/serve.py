@@ -190,8 +190,10 @@ async def serve(
                 )
             if ari_media is not None:  # worker 0: the ARI app's ExternalMedia, ours alone
                 await calls.start(functools.partial(serve_audiosocket, sock=ari_media), env, ari)
-            requests = _ari_requests(hooks, control_cfg, ari_cfg, ari, sip) if role else None
-            if requests is not None:  # --workers: ARI requests between worker 0 and the rest
+            requests = None
+            if role is not None:  # --workers: ARI requests between worker 0 and the rest
+                requests = _ari_requests(hooks, control_cfg, ari_cfg, ari, sip, ready_checks)
+            if requests is not None:
                 await calls.start(requests.serve)
             if ari is not None:
                 await calls.start(ari.run, registry, media_cfg.max_calls)
@@ -242,10 +244,12 @@ def _ari_requests(
     ari_cfg: ari_config.AriConfig | None,
     ari: AriApp | None,
     sip: SipOutbound,
+    ready_checks: dict[str, ReadyCheck],
 ) -> CallCommands | None:
     """A worker's end of the ARI requests between workers (:mod:`callbridge.ari_worker`):
     worker 0 answers them with its app; another worker places leg ``asterisk`` calls and mixes
-    Asterisk conferences through worker 0. None without ``--ari`` (or Redis: no siblings)."""
+    Asterisk conferences through worker 0, and asks it for ``/ready``. None without ``--ari``
+    (or Redis: no siblings)."""
     conferences = hooks.tools.conferences
     base = conferences.commands if conferences is not None else None
     if ari_cfg is None or conferences is None or base is None:
@@ -256,6 +260,7 @@ def _ari_requests(
     zero = AriAtWorkerZero(requests, ari_cfg)
     sip.attach_leg("asterisk", zero)  # POST /v1.0/calls with leg asterisk, taken here
     conferences.asterisk = zero  # joins to and the end of Asterisk-mixed conferences
+    ready_checks["asterisk"] = zero.check_ready  # /ready: worker 0's app's connection
     return requests
 
 

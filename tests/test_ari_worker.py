@@ -18,6 +18,7 @@ from callbridge.workers import NO_FD, ROLE_ENV, WorkerRole
 from control.call_commands import CallCommands, Holder, Reply
 from media.config import HostPort
 from sip.ari.app import AriApp
+from sip.ari.client import AriUnavailable
 from sip.ari.config import AriConfig
 from sip.outbound import OriginateRefused
 from tests.sip.test_workers_sip import serve_refuses
@@ -75,9 +76,19 @@ class FakeConferences:
 
 
 @dataclass
+class FakeClient:
+    connected: bool = True
+
+    async def check_ready(self) -> None:
+        if not self.connected:
+            raise AriUnavailable("events socket down")
+
+
+@dataclass
 class FakeApp:
     outbound: FakeOutbound = field(default_factory=FakeOutbound)
     conferences: FakeConferences = field(default_factory=FakeConferences)
+    client: FakeClient = field(default_factory=FakeClient)
 
 
 ARI = AriConfig(url="http://127.0.0.1:8088/ari", user="u", password="p")
@@ -134,6 +145,17 @@ async def test_conference_joins_and_ends_on_worker_1_run_in_worker_0s_app() -> N
         await zero.end("conf-1")
         nursery.cancel_scope.cancel()
     assert app.conferences.ended == ["conf-1"]
+
+
+async def test_worker_1s_ready_check_is_worker_0s_apps() -> None:
+    app = FakeApp()
+    async with trio.open_nursery() as nursery:
+        zero = await worker_1(nursery, app)
+        await zero.check_ready()
+        app.client.connected = False
+        with pytest.raises(AriUnavailable, match="events socket down"):
+            await zero.check_ready()
+        nursery.cancel_scope.cancel()
 
 
 def test_worker_0s_media_listener_is_its_own_port_on_the_audiosocket_host() -> None:

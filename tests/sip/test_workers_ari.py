@@ -1,10 +1,11 @@
 """``callbridge serve --workers 2 --ari ...`` against a real Asterisk: worker 0 runs the ARI app,
 each Stasis call's ExternalMedia reaches it on the listener the parent bound for it (the echo comes
 back), ``POST /v1.0/calls`` with leg ``asterisk`` is placed whichever worker takes the request
-(worker 1 carries it to worker 0), and a call command sent to worker 1 reaches the ARI call. A
-SIGKILLed worker 0 ends its ARI call (``node_lost``); restarted, its app reconnects, adopts the
-caller still in the Stasis app. Over chan_websocket, Asterisk's websocket_client.conf names worker
-0's own listener (``--link-port``), and the calls echo too."""
+(worker 1 carries it to worker 0), each worker's ``/ready`` says the app's connection, a call
+command sent to worker 1 reaches the ARI call, and an Asterisk-mixed conference is joined and
+ended through worker 1. A SIGKILLed worker 0 ends its ARI call (``node_lost``); restarted, its app
+reconnects and adopts the caller still in the Stasis app. Over chan_websocket, Asterisk's
+websocket_client.conf names worker 0's own listener (``--link-port``), and the calls echo too."""
 
 from __future__ import annotations
 
@@ -172,6 +173,11 @@ async def test_workers_run_ari_calls_in_worker_0_and_place_them_from_either(
 
         await trio.to_thread.run_sync(asterisk.rx, ORIGINATE.format("hold"))
         [hold] = await wait_rows(db, 1, "progressing")  # worker 0 holds 1 call, worker 1 none
+        for calls_active in (1, 0):  # each worker's /ready says the app's connection
+            status, ready = await trio.to_thread.run_sync(
+                api_via, port, calls_active, key, "GET", "/ready"
+            )
+            assert (status, ready["checks"].get("asterisk")) == (200, "ok"), ready
         status, text = post(port, "/v1.0/agents", key, {"name": "dialler"})
         assert status == 201, text
         body = {"leg": "asterisk", "source": "+15550001", "destination": "+15559999"}
