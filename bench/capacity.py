@@ -140,6 +140,12 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         help="pin serve (every thread, its workers and its agent) to CPU 0 and the load"
         " generator (and this process) to the other CPUs, as taskset would",
     )
+    p.add_argument(
+        "--agent-apart",
+        action="store_true",
+        help="with --pin: serve's agent processes on the generator's CPUs, serve alone on"
+        " CPU 0 (its agent's CPU is still counted)",
+    )
     add_ramp_argument(p)
     add_leg_argument(p)
     add_target_arguments(p)
@@ -196,14 +202,19 @@ def wait_workers(target_pid: int, http_port: int, count: int, timeout_s: float =
 SERVE_CPU = 0
 
 
-def pin_serve(pid: int) -> None:
+def pin_serve(pid: int, agent_apart: bool = False) -> None:
     """Every thread of serve and of its children (its workers, its echo agent: the server
-    whose CPU the bench reports) onto :data:`SERVE_CPU`."""
+    whose CPU the bench reports) onto :data:`SERVE_CPU`; with ``agent_apart`` its agent
+    processes onto the generator's CPUs instead (serve alone on its core, as the issue's
+    "serve pinned to one core" reads; the agent's CPU is still counted)."""
     root = psutil.Process(pid)
+    generator_cpus = set(os.sched_getaffinity(0)) - {SERVE_CPU}
     for proc in (root, *root.children(recursive=True)):
+        apart = agent_apart and proc.pid != pid and not is_serve_worker(proc)
+        cpus = generator_cpus if apart and generator_cpus else {SERVE_CPU}
         for thread in proc.threads():
             with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-                os.sched_setaffinity(thread.id, {SERVE_CPU})
+                os.sched_setaffinity(thread.id, cpus)
 
 
 def pin_bench() -> None:
@@ -230,7 +241,7 @@ def tick_target(ns: argparse.Namespace, folder: Path, variant: Variant) -> Itera
     try:
         with callbridge_target(run_ns, sub) as target:
             if ns.pin:
-                pin_serve(target.pids[0])
+                pin_serve(target.pids[0], ns.agent_apart)
             yield dataclasses.replace(target, label=variant.label)
     finally:
         for name, value in saved.items():
@@ -270,7 +281,7 @@ def ramp(ns: argparse.Namespace, folder: Path, workers: int | None) -> dict[str,
         if workers is not None and workers > 1 and not ns.target:
             wait_workers(target.pids[0], target.http_port, workers)
         if ns.pin and not ns.target:
-            pin_serve(target.pids[0])
+            pin_serve(target.pids[0], ns.agent_apart)
         for n in steps:
             step = run_step(
                 target, n, ns.step_seconds, ns.seed + n, ns.workers, ramp_rate=ns.ramp_rate
@@ -351,6 +362,7 @@ def _run_capacity(
         "mux_flush_ms": [v.flush_ms for v in ticks if v.flush_ms],
         "core": [v.name for v in ticks if v.name],
         "playout_hold_ms": [v.hold_ms for v in ticks if v.hold_ms],
+        "agent_apart": bool(ns.pin and ns.agent_apart),
         "pinned": f"serve on CPU {SERVE_CPU}, the rest on {sorted(os.sched_getaffinity(0))}"
         if ns.pin
         else None,

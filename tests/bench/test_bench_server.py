@@ -3,10 +3,15 @@ is its workers' CPU, not its supervising parent's alone (which took none of the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
+import psutil
+import pytest
+
+from bench.capacity import SERVE_CPU, pin_serve
 from bench.server import WORKER_MODULE, tree_usage
 
 TICKS_SHORT_S = 0.02
@@ -57,3 +62,26 @@ def test_serve_share_counts_its_workers_not_its_agent() -> None:
     # the worker's 0.3 s and the parent's start-up, never the agent's 0.6 s
     assert usage.root_cpu_s >= 0.3 - 2 * TICKS_SHORT_S
     assert usage.cpu_s - usage.root_cpu_s >= 0.6 - TICKS_SHORT_S
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning apart needs 2 CPUs")
+@pytest.mark.parametrize("apart", [False, True])
+def test_pin_puts_serve_and_its_workers_on_cpu0_and_the_agent_apart_if_asked(
+    apart: bool,
+) -> None:
+    """``capacity --pin``: serve and its workers on CPU 0; the agent too, or with
+    ``--agent-apart`` on the generator's CPUs (every CPU of the bench but 0)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
+        pin_serve(parent.pid, agent_apart=apart)
+        kids = psutil.Process(parent.pid).children()
+        cpus = {"agent" if "agent" in k.cmdline() else "worker": k.cpu_affinity() for k in kids}
+        serve_cpus = psutil.Process(parent.pid).cpu_affinity()
+    finally:
+        parent.communicate("", timeout=30)
+    assert serve_cpus == [SERVE_CPU] and cpus["worker"] == [SERVE_CPU]
+    others = sorted(set(os.sched_getaffinity(0)) - {SERVE_CPU})
+    assert cpus["agent"] == (others if apart else [SERVE_CPU])
