@@ -25,6 +25,10 @@ FIXTURES = Path(__file__).parents[2] / "rtp_fixtures" / "speech"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 UTTERANCE = "transfer_sales.wav"
 
+SIGNIN_WAIT_S = 30.0
+"""How long the page may take to show its card or sign in: a bound, not a speed target (under
+a full suite's load on two cores it took more than 10 s once)."""
+
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
@@ -122,7 +126,7 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
     try:
         driver.get(page_link.partition("#")[0])  # no token: the page asks for its link
         signin = driver.find_element(By.ID, "signin")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + SIGNIN_WAIT_S
         while not signin.is_displayed():
             assert time.monotonic() < deadline, "no sign-in card without a token"
             time.sleep(0.1)
@@ -131,7 +135,7 @@ def test_the_page_talks_to_the_offline_agent_in_chromium(
         driver.refresh()  # the link's fragment alone does not reload the page
         assert "#token=" not in driver.current_url  # the page moved its token out of sight
         button = driver.find_element(By.ID, "call-button")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + SIGNIN_WAIT_S
         while driver.find_element(By.ID, "app").get_attribute("hidden") is not None:
             assert time.monotonic() < deadline, "the page did not sign in with its link"
             time.sleep(0.1)

@@ -15,7 +15,7 @@ import pytest
 
 from control.tls import TlsFiles
 from tests.control.certs import self_signed
-from tests.control.test_page_browser import chrome_paths, serving_page
+from tests.control.test_page_browser import SIGNIN_WAIT_S, chrome_paths, serving_page
 
 __all__ = ["chrome_paths"]  # the fixture, shared with the page's other browser test
 
@@ -65,7 +65,7 @@ def test_the_page_over_https_calls_the_echo_agent(
                 "https:",
                 True,
             ]
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + SIGNIN_WAIT_S
             while driver.execute_script("return document.getElementById('app').hidden"):
                 assert time.monotonic() < deadline, "the page did not sign in with its link"
                 time.sleep(0.1)
