@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 
 from media.agent_mux import FLUSH_SWITCH
 from media.config import ConfigError
@@ -14,16 +15,24 @@ from media.tick import BATCH_SWITCH
 from media.tick import ENV_SWITCH as TICK_SWITCH
 
 
-def parse_tick(text: str, flag: str = "--media-tick") -> list[str]:
+def _listed(text: str, valid: Callable[[str], bool]) -> list[str] | None:
+    """The comma-separated values of ``text``; None where one is not ``valid`` or repeats."""
     values = [part.strip() for part in text.split(",") if part.strip()]
-    if any(v not in ("off", "on") for v in values) or len(set(values)) != len(values):
+    if not all(valid(v) for v in values) or len(set(values)) != len(values):
+        return None
+    return values
+
+
+def parse_tick(text: str, flag: str = "--media-tick") -> list[str]:
+    values = _listed(text, lambda v: v in ("off", "on"))
+    if values is None:
         raise ConfigError(f"{flag}: expected off,on (or one of them), got {text!r}")
     return values
 
 
 def parse_links(text: str) -> list[str]:
-    values = [part.strip() for part in text.split(",") if part.strip()]
-    if any(v not in ("ws", "mux") for v in values) or len(set(values)) != len(values):
+    values = _listed(text, lambda v: v in ("ws", "mux"))
+    if values is None:
         raise ConfigError(f"--agent-link: expected ws,mux (or one of them), got {text!r}")
     return values
 
@@ -80,8 +89,8 @@ def variants(
 
 
 def parse_holds(text: str) -> list[str]:
-    values = [part.strip() for part in text.split(",") if part.strip()]
-    if not all(v.isdigit() for v in values) or len(set(values)) != len(values):
+    values = _listed(text, str.isdigit)
+    if values is None:
         raise ConfigError(f"--playout-hold-ms: expected whole milliseconds MS,MS, got {text!r}")
     return values
 
@@ -97,21 +106,24 @@ CORE_PAIR = {
 
 def parse_core(text: str) -> list[Variant]:
     """``--core before,after``: the media core's switches all off, then all on (the default)."""
-    values = [part.strip() for part in text.split(",") if part.strip()]
-    if any(v not in CORE_PAIR for v in values) or len(set(values)) != len(values):
+    values = _listed(text, lambda v: v in CORE_PAIR)
+    if values is None:
         raise ConfigError(f"--core: expected before,after (or one of them), got {text!r}")
     return [CORE_PAIR[v] for v in values]
 
 
 def parse_flushes(text: str) -> list[str]:
-    values = [part.strip() for part in text.split(",") if part.strip()]
-    try:
-        valid = all(float(v) >= 0 for v in values)
-    except ValueError:
-        valid = False
-    if not valid or len(set(values)) != len(values):
+    values = _listed(text, _milliseconds)
+    if values is None:
         raise ConfigError(f"--mux-flush-ms: expected milliseconds MS,MS (>= 0), got {text!r}")
     return values
+
+
+def _milliseconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 SWITCHES = (TICK_SWITCH, BATCH_SWITCH, FLUSH_SWITCH)

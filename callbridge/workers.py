@@ -114,31 +114,28 @@ class WorkerRole:
 
 def bind_tcp(address: HostPort) -> socket.socket:
     """A listening TCP socket the workers will share; ``OSError`` if the address is not ours."""
-    infos = socket.getaddrinfo(
-        address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    family, kind, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        sock.listen(LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return _bound(address, socket.SOCK_STREAM)
 
 
 def bind_udp(address: HostPort) -> socket.socket:
     """A worker's own SIP UDP socket, bound here so that a port in use is said once, before any
     worker starts, and so that it outlives the worker's restarts (datagrams wait in it)."""
+    return _bound(address, socket.SOCK_DGRAM)
+
+
+def _bound(address: HostPort, kind: socket.SocketKind) -> socket.socket:
+    """A socket bound to ``address`` (and listening, for a stream), closed if that fails."""
     infos = socket.getaddrinfo(
-        address.host or None, address.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        address.host or None, address.port, type=kind, flags=socket.AI_PASSIVE
     )
-    family, kind, proto, _, sockaddr = infos[0]
+    family, _, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(LISTEN_BACKLOG)
     except BaseException:
         sock.close()
         raise

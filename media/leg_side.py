@@ -127,7 +127,6 @@ class LegSide:
         # pacing on the shared tick (see pacer()); None: the pacer task sends every frame
         self._tick: Tick | None = None
         self._nowait: NowaitAudio | None = None  # the leg, when paced on the tick
-        self._hold_s = hold_s  # the pacing grid's jitter allowance (media.pacing)
         self._grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S, hold_s)
         self._slot_asked: float | None = None  # the slot the tick will wake us for
         self._ran_dry = False
@@ -372,7 +371,7 @@ class LegSide:
             await self._paced_by_task()
 
     async def _paced_by_task(self) -> None:
-        grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S, self._hold_s)
+        grid = PacingGrid(FRAME_S, PACER_CATCHUP_S, PACER_SLEW_S, self._grid.hold_s)
         held_tail = False
         ran_dry = False
         frames_out = self._metrics.frames_out.labels(self.leg.kind)
