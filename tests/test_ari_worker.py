@@ -195,3 +195,22 @@ def test_worker_0s_media_port_in_use_stops_serve_before_any_worker_starts(tmp_pa
     assert done.returncode == 1, done.stderr[-2000:]
     assert f"cannot listen on 127.0.0.1:{port} (--ari-media-host)" in done.stderr
     assert '"worker ready"' not in done.stderr
+
+
+async def test_bad_requests_to_worker_0_get_400_and_the_next_one_is_answered() -> None:
+    """A request another worker (a newer or broken one) carried with missing arguments or an
+    op worker 0 does not know is refused with a clear 400; it places nothing, and the next
+    request is answered as usual."""
+    app = FakeApp()
+    execute = ari_executor(cast(AriApp, app))
+    missing = await execute("", "originate", {"source": "+1555"})
+    assert (missing.status, missing.body["code"]) == (400, "invalid_request")
+    assert "bad arguments" in missing.body["message"]
+    wrong_type = await execute("", "originate", {"source": "a", "destination": "b", "params": 7})
+    assert (wrong_type.status, wrong_type.body["code"]) == (400, "invalid_request")
+    unknown = await execute("", "transfer_everyone", {})
+    assert (unknown.status, unknown.body["code"]) == (400, "invalid_request")
+    assert "transfer_everyone" in unknown.body["message"]
+    assert app.outbound.asked == []
+    good = await execute("", "originate", {"source": "+1555", "destination": "+1666", "params": {}})
+    assert (good.status, good.body) == (200, {"call_id": "call-1"})
