@@ -106,6 +106,8 @@ class TwilioWire:
         self._stream = stream
         self._ws = protocol
         self._peer = peer
+        # The caller's sender and its reader (a pong, a close's answer) both write: one at a time
+        self._sending = trio.Lock()
 
     @classmethod
     async def open(cls, url: str, call_uuid: str) -> TwilioWire:
@@ -130,12 +132,13 @@ class TwilioWire:
         return wire
 
     async def _flush(self) -> None:
-        data = b"".join(self._ws.data_to_send())
-        if data:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise WireClosed(repr(exc)) from None
+        async with self._sending:  # (taken inside: bytes go out in the order they were queued)
+            data = b"".join(self._ws.data_to_send())
+            if data:
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise WireClosed(repr(exc)) from None
 
     async def _read_events(self) -> list[Request | Response | Frame]:
         try:

@@ -161,3 +161,25 @@ async def test_twilio_rejected_handshake() -> None:
         nursery.start_soon(app.run, 2)
         with pytest.raises(WireClosed, match="403"):
             await TwilioWire.handshake(ours, "ws://127.0.0.1:1/ws", CALL_UUID)
+
+
+async def test_twilio_caller_sends_while_its_reader_answers_a_ping() -> None:
+    """The caller's sender and its reader (answering the app's ping with a pong) write to one
+    stream: one at a time, never two writes at once (a load run once failed on
+    ``BusyResourceError`` there), and both messages arrive. A lockstep stream: a write waits
+    until the app reads, so the pong's write is still under way when the audio's starts."""
+    ours, theirs = trio.testing.lockstep_stream_pair()
+    app = FakeApp(theirs)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app.run, 2)
+        wire = await TwilioWire.handshake(ours, "ws://127.0.0.1:1/ws", CALL_UUID)
+    async with trio.open_nursery() as nursery:
+        app.ws.send_ping(b"are you there")
+        nursery.start_soon(app.flush)
+        nursery.start_soon(wire.receive_audio)  # reads the ping, writes the pong: it waits
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(wire.send_audio, b"\x00\x00" * 160)
+        await trio.testing.wait_all_tasks_blocked()
+        await app.run(until_texts=3)
+        nursery.cancel_scope.cancel()
+    assert app.texts[2]["event"] == "media"
