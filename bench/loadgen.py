@@ -16,7 +16,8 @@ Arrival times (batched AudioSocket callers, what ``capacity`` runs) are the kern
 timestamps (``SO_TIMESTAMPNS``: when the server's write reached the caller's socket), not when
 the generator's loop got round to reading it: at 300 callers the generator's own wake-ups were
 most of what a trivial echo server's p99 lateness measured. Frames read together carry the
-timestamp of the last one, so a frame is never scored earlier than it came.
+timestamp of the last one, so a frame is never scored earlier than it came; a frame read before
+the kernel has turned stamping on (a moment after the first socket asks) keeps its read time.
 
 Callers run in worker processes (``multiprocessing`` spawn) so that their CPU is theirs alone and
 can be reported apart from the server's.

@@ -96,6 +96,7 @@ def test_arrival_is_the_kernels_receive_time_not_the_read() -> None:
     sender, receiver = _tcp_pair()
     with sender, receiver:
         receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        _until_the_kernel_stamps(sender, receiver)
         sent_before = time.monotonic()
         sender.sendall(b"frame")
         sent_after = time.monotonic()
@@ -107,6 +108,19 @@ def test_arrival_is_the_kernels_receive_time_not_the_read() -> None:
     assert arrival is not None
     # (realtime and monotonic read a few microseconds apart: allow 10 ms either way)
     assert sent_before - 0.01 <= arrival <= sent_after + 0.01 < read_at
+
+
+def _until_the_kernel_stamps(sender: socket.socket, receiver: socket.socket) -> None:
+    """Linux turns receive timestamps on for the machine a moment after the first socket asks
+    (deferred work): segments before that carry none (the generator then keeps its read time).
+    Wait for stamped segments, within a bound."""
+    for _ in range(200):
+        sender.sendall(b"p")
+        _, ancillary, _, _ = receiver.recvmsg(64, _CMSG_BYTES)
+        if kernel_arrival(ancillary, 0.0) is not None:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the kernel never stamped a segment in 2 s")
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
